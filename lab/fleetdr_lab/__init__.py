@@ -1,0 +1,1 @@
+"""fleetdr-lab: an emulated Kubernetes fleet for fleetdr.kube."""

@@ -1,0 +1,641 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdr.kube contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The fleet report: one document (schema fleetdr.kube/report/v1) and its renderings.
+
+``build_report`` is the only place where totals, verdicts and durations are computed; every
+renderer (json, markdown, html, junit, text table) only formats what the document holds.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import datetime
+import html
+import json
+import os
+import re
+import xml.etree.ElementTree as ET
+
+from ansible_collections.fleetdr.kube.plugins.module_utils.report_schema import (
+    CLUSTER_VERDICTS,
+    REPORT_SCHEMA,
+    SCHEMA_ID,
+)
+
+try:
+    import jsonschema
+    HAS_JSONSCHEMA = True
+except ImportError:  # optional: validation is skipped without it
+    HAS_JSONSCHEMA = False
+
+FAIL_ON_CHOICES = ("any", "all", "never")
+REPORT_FILES = {
+    "json": "report.json",
+    "md": "report.md",
+    "html": "report.html",
+    "junit": "junit.xml",
+}
+MASK = "********"
+
+# A key is secret when one of its words (split on _ - . and camelCase) is one of these,
+# or when the whole key is listed in SECRET_KEYS.
+SECRET_WORDS = frozenset((
+    "password", "passwd", "secret", "token", "credential", "credentials", "passphrase",
+    "authorization", "bearer", "apikey",
+))
+SECRET_KEYS = frozenset((
+    "aws_secret_access_key", "secret_access_key", "api_key", "private_key", "client_key",
+    "client_key_data", "ssh_private_key",
+))
+
+
+class ReportError(ValueError):
+    """The report document does not match the schema."""
+
+
+# ---------------------------------------------------------------------------------------------
+# time helpers
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def to_timestamp(value):
+    """RFC 3339 UTC text (second precision kept to milliseconds) from a datetime or text."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        value = datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.timezone.utc)
+        value = value.astimezone(datetime.timezone.utc)
+        text = value.isoformat(timespec="milliseconds")
+        return text.replace("+00:00", "Z")
+    return str(value)
+
+
+def parse_timestamp(value):
+    """Aware datetime from an RFC 3339 text (as Kubernetes and this module write them)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+    text = str(value).strip()
+    if text.endswith("Z") or text.endswith("z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed
+
+
+def seconds_between(started, finished):
+    start, end = parse_timestamp(started), parse_timestamp(finished)
+    if start is None or end is None:
+        return None
+    return round(max((end - start).total_seconds(), 0.0), 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# secrets
+
+
+def _key_words(key):
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(key))
+    return [word for word in re.split(r"[_\-.\s]+", spaced.lower()) if word]
+
+
+def is_secret_key(key):
+    lowered = str(key).lower()
+    if lowered in SECRET_KEYS:
+        return True
+    return any(word in SECRET_WORDS for word in _key_words(key))
+
+
+def scrub_secrets(data, secret_values=(), drop_values=True):
+    """Copy of ``data`` without secrets.
+
+    Dict entries whose key looks secret are dropped, and so are entries whose value equals a
+    registered secret (masked instead with ``drop_values=False``, to keep a fixed shape); list
+    elements equal to a secret, and any occurrence of a secret inside a longer text, are
+    replaced by a mask, so an error message quoting a credential does not leak it.
+    """
+    secrets = sorted(
+        (str(value) for value in (secret_values or ()) if value not in (None, "") and len(str(value)) > 2),
+        key=len,
+        reverse=True,
+    )
+
+    def is_secret_value(value):
+        return isinstance(value, (str, bytes)) and _text(value) in secrets
+
+    def scrub(value):
+        if isinstance(value, dict):
+            return dict(
+                (key, MASK if is_secret_value(item) else scrub(item)) for key, item in value.items()
+                if not is_secret_key(key) and not (drop_values and is_secret_value(item))
+            )
+        if isinstance(value, (list, tuple)):
+            return [MASK if is_secret_value(item) else scrub(item) for item in value]
+        if isinstance(value, (str, bytes)):
+            text = _text(value)
+            for secret in secrets:
+                text = text.replace(secret, MASK)
+            return text
+        return copy.deepcopy(value)
+
+    return scrub(data)
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# the document
+
+
+def _texts(values):
+    if values is None:
+        return []
+    if isinstance(values, (str, bytes)):
+        values = [values]
+    return [_text(value) if isinstance(value, (str, bytes)) else json.dumps(value, sort_keys=True)
+            for value in values]
+
+
+def _count(value):
+    if value is None or value == "":
+        return None
+    return max(int(value), 0)
+
+
+def normalize_cluster(result):
+    """A complete per-cluster entry from a partial one (missing fields get empty values)."""
+    result = dict(result or {})
+    name = result.get("name")
+    if not name:
+        raise ReportError("a cluster result needs a name")
+    verdict = result.get("verdict") or "succeeded"
+    if verdict not in CLUSTER_VERDICTS:
+        raise ReportError("cluster %s: verdict %r is not one of %s" % (name, verdict, ", ".join(CLUSTER_VERDICTS)))
+    obj = result.get("object")
+    if obj:
+        obj = {"kind": obj.get("kind"), "namespace": obj.get("namespace"), "name": obj.get("name")}
+    items = result.get("items") or {}
+    started = to_timestamp(result.get("started"))
+    finished = to_timestamp(result.get("finished"))
+    duration = result.get("duration_s")
+    if duration is None:
+        duration = seconds_between(started, finished)
+    timeline = [
+        {"phase": str(step["phase"]), "at": to_timestamp(step["at"])}
+        for step in (result.get("timeline") or [])
+    ]
+    reason = result.get("reason")
+    return {
+        "name": str(name),
+        "labels": dict((str(k), str(v)) for k, v in (result.get("labels") or {}).items()),
+        "verdict": verdict,
+        "phase": None if result.get("phase") is None else str(result.get("phase")),
+        "reason": None if reason in (None, "") else _text(reason) if isinstance(reason, (str, bytes)) else str(reason),
+        "object": obj or None,
+        "location": result.get("location"),
+        "items": {"total": _count(items.get("total")), "done": _count(items.get("done"))},
+        "warnings": _texts(result.get("warnings")),
+        "errors": _texts(result.get("errors")),
+        "started": started,
+        "finished": finished,
+        "duration_s": None if duration is None else round(float(duration), 3),
+        "timeline": timeline,
+    }
+
+
+def overall_verdict(clusters):
+    """succeeded when every cluster that ran succeeded, failed when every one failed (or none ran)."""
+    ran = [cluster["verdict"] for cluster in clusters if cluster["verdict"] != "skipped"]
+    if not ran:
+        return "failed"
+    if all(verdict == "succeeded" for verdict in ran):
+        return "succeeded"
+    if all(verdict == "failed" for verdict in ran):
+        return "failed"
+    return "partially_failed"
+
+
+def build_report(operation, name, clusters, options=None, started=None, finished=None, secret_values=()):
+    """The report document; totals, verdict and durations are computed here and only here."""
+    entries = [normalize_cluster(cluster) for cluster in clusters]
+    seen = set()
+    for entry in entries:
+        if entry["name"] in seen:
+            raise ReportError("cluster %s appears twice in the report" % entry["name"])
+        seen.add(entry["name"])
+    if started is None:
+        starts = [parse_timestamp(entry["started"]) for entry in entries if entry["started"]]
+        started = min(starts) if starts else None
+    if finished is None:
+        ends = [parse_timestamp(entry["finished"]) for entry in entries if entry["finished"]]
+        finished = max(ends) if ends else None
+    started, finished = to_timestamp(started), to_timestamp(finished)
+    totals = {"clusters": len(entries)}
+    for verdict in CLUSTER_VERDICTS:
+        totals[verdict] = sum(1 for entry in entries if entry["verdict"] == verdict)
+    report = {
+        "schema": SCHEMA_ID,
+        "operation": str(operation),
+        "name": "" if name is None else str(name),
+        "started": started,
+        "finished": finished,
+        "duration_s": seconds_between(started, finished),
+        "verdict": overall_verdict(entries),
+        "options": scrub_secrets(options or {}, secret_values),
+        "totals": totals,
+        "clusters": [
+            dict(entry, **scrub_secrets(
+                dict((key, entry[key]) for key in ("reason", "phase", "location", "warnings", "errors", "labels")),
+                secret_values, drop_values=False))
+            for entry in entries
+        ],
+    }
+    validate_report(report)
+    return report
+
+
+def validate_report(report):
+    """Raise ReportError when the document does not match the schema (needs jsonschema)."""
+    if not HAS_JSONSCHEMA:
+        if not isinstance(report, dict) or report.get("schema") != SCHEMA_ID:
+            raise ReportError("not a %s document" % SCHEMA_ID)
+        return False
+    validator = jsonschema.Draft202012Validator(REPORT_SCHEMA)
+    problems = sorted(validator.iter_errors(report), key=lambda error: list(error.absolute_path))
+    if problems:
+        raise ReportError("; ".join(
+            "%s: %s" % ("/".join(str(part) for part in problem.absolute_path) or "(root)", problem.message)
+            for problem in problems[:5]
+        ))
+    return True
+
+
+def exit_decision(report, fail_on):
+    """(fail, message) for the run's exit status.
+
+    any: fail unless every cluster succeeded; all: fail only when no cluster succeeded even
+    partially (report verdict failed); never: do not fail.
+    """
+    if fail_on not in FAIL_ON_CHOICES:
+        raise ReportError("fail_on must be one of %s, not %r" % (", ".join(FAIL_ON_CHOICES), fail_on))
+    verdict = report["verdict"]
+    totals = report["totals"]
+    summary = "%s %s: %s (%d succeeded, %d partially failed, %d failed, %d skipped of %d clusters)" % (
+        report["operation"], report["name"], verdict, totals["succeeded"], totals["partially_failed"],
+        totals["failed"], totals["skipped"], totals["clusters"],
+    )
+    if fail_on == "any":
+        fail = verdict != "succeeded"
+    elif fail_on == "all":
+        fail = verdict == "failed"
+    else:
+        fail = False
+    return fail, summary
+
+
+def stats_data(report):
+    """Compact data for ansible.builtin.set_stats (AWX job artifacts): no timelines or texts."""
+    return {
+        "schema": report["schema"],
+        "operation": report["operation"],
+        "name": report["name"],
+        "verdict": report["verdict"],
+        "started": report["started"],
+        "finished": report["finished"],
+        "duration_s": report["duration_s"],
+        "totals": dict(report["totals"]),
+        "clusters": [
+            {
+                "name": cluster["name"],
+                "verdict": cluster["verdict"],
+                "phase": cluster["phase"],
+                "reason": cluster["reason"],
+                "duration_s": cluster["duration_s"],
+            }
+            for cluster in report["clusters"]
+        ],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# renderers
+
+
+def _fmt_duration(seconds):
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 60:
+        return "%.1fs" % seconds
+    minutes, rest = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return "%dm%02ds" % (minutes, rest)
+    hours, minutes = divmod(minutes, 60)
+    return "%dh%02dm" % (hours, minutes)
+
+
+def _fmt_items(items):
+    if items["total"] is None and items["done"] is None:
+        return "-"
+    return "%s/%s" % ("?" if items["done"] is None else items["done"], "?" if items["total"] is None else items["total"])
+
+
+def _fmt_object(obj):
+    if not obj:
+        return "-"
+    name = obj.get("name") or "?"
+    if obj.get("namespace"):
+        name = "%s/%s" % (obj["namespace"], name)
+    return "%s %s" % (obj.get("kind") or "", name) if obj.get("kind") else name
+
+
+def _headline(report):
+    totals = report["totals"]
+    return "%s %s: %s - %d clusters: %d succeeded, %d partially failed, %d failed, %d skipped (%s)" % (
+        report["operation"], report["name"], report["verdict"].upper().replace("_", " "), totals["clusters"],
+        totals["succeeded"], totals["partially_failed"], totals["failed"], totals["skipped"],
+        _fmt_duration(report["duration_s"]),
+    )
+
+
+def render_json(report):
+    return json.dumps(report, indent=2) + "\n"
+
+
+def render_table(report, reason_width=60):
+    """Compact fixed-width text table for the end of a run."""
+    header = ("CLUSTER", "VERDICT", "PHASE", "ITEMS", "DURATION", "REASON")
+    rows = []
+    for cluster in report["clusters"]:
+        reason = (cluster["reason"] or "").replace("\n", " ")
+        if len(reason) > reason_width:
+            reason = reason[:reason_width - 3] + "..."
+        rows.append((
+            cluster["name"], cluster["verdict"], cluster["phase"] or "-", _fmt_items(cluster["items"]),
+            _fmt_duration(cluster["duration_s"]), reason,
+        ))
+    widths = [max([len(header[i])] + [len(row[i]) for row in rows]) for i in range(len(header))]
+    lines = [_headline(report)]
+    for row in [header] + rows:
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _md_cell(value):
+    text = "-" if value in (None, "") else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report):
+    lines = [
+        "# %s %s: %s" % (report["operation"], report["name"], report["verdict"]),
+        "",
+        "- Started: %s" % (report["started"] or "-"),
+        "- Finished: %s" % (report["finished"] or "-"),
+        "- Duration: %s" % _fmt_duration(report["duration_s"]),
+        "- Clusters: %(clusters)d (succeeded %(succeeded)d, partially failed %(partially_failed)d, "
+        "failed %(failed)d, skipped %(skipped)d)" % report["totals"],
+        "",
+        "| Cluster | Verdict | Phase | Object | Location | Items | Warnings | Errors | Duration | Reason |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cluster in report["clusters"]:
+        lines.append("| %s |" % " | ".join(_md_cell(cell) for cell in (
+            cluster["name"], cluster["verdict"], cluster["phase"], _fmt_object(cluster["object"]),
+            cluster["location"], _fmt_items(cluster["items"]), len(cluster["warnings"]), len(cluster["errors"]),
+            _fmt_duration(cluster["duration_s"]), cluster["reason"],
+        )))
+    details = [cluster for cluster in report["clusters"] if cluster["errors"] or cluster["warnings"]]
+    if details:
+        lines += ["", "## Errors and warnings"]
+        for cluster in details:
+            lines += ["", "### %s (%s)" % (cluster["name"], cluster["verdict"])]
+            lines += ["- error: %s" % _md_cell(text) for text in cluster["errors"]]
+            lines += ["- warning: %s" % _md_cell(text) for text in cluster["warnings"]]
+    if report["options"]:
+        lines += ["", "## Options", "", "```json", json.dumps(report["options"], indent=2, sort_keys=True), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def render_junit(report):
+    """JUnit XML: one testcase per cluster; failed and partially failed clusters carry a failure."""
+    totals = report["totals"]
+    suites = ET.Element("testsuites", name="fleetdr.kube")
+    suite = ET.SubElement(suites, "testsuite", {
+        "name": "%s %s" % (report["operation"], report["name"]),
+        "tests": str(totals["clusters"]),
+        "failures": str(totals["failed"] + totals["partially_failed"]),
+        "errors": "0",
+        "skipped": str(totals["skipped"]),
+        "time": "%.3f" % (report["duration_s"] or 0.0),
+    })
+    if report["started"]:
+        suite.set("timestamp", report["started"])
+    for cluster in report["clusters"]:
+        case = ET.SubElement(suite, "testcase", {
+            "classname": "fleetdr.%s" % report["operation"],
+            "name": cluster["name"],
+            "time": "%.3f" % (cluster["duration_s"] or 0.0),
+        })
+        reason = cluster["reason"] or cluster["verdict"]
+        if cluster["verdict"] in ("failed", "partially_failed"):
+            failure = ET.SubElement(case, "failure", message=reason, type=cluster["verdict"])
+            failure.text = "\n".join([reason] + ["error: %s" % text for text in cluster["errors"]])
+        elif cluster["verdict"] == "skipped":
+            ET.SubElement(case, "skipped", message=reason)
+        out = ["phase: %s" % (cluster["phase"] or "-")]
+        out += ["%s %s" % (step["at"], step["phase"]) for step in cluster["timeline"]]
+        out += ["warning: %s" % text for text in cluster["warnings"]]
+        ET.SubElement(case, "system-out").text = "\n".join(out)
+    if hasattr(ET, "indent"):
+        ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+_VERDICT_COLOURS = {
+    "succeeded": ("#1a7f37", "#dafbe1"),
+    "partially_failed": ("#9a6700", "#fff8c5"),
+    "failed": ("#cf222e", "#ffebe9"),
+    "skipped": ("#57606a", "#eaeef2"),
+}
+# Distinct, colour-blind friendly hues (Okabe-Ito) assigned to phases in order of first use.
+_PHASE_PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999")
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1f2328}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px}
+.meta{color:#57606a;font-size:13px}
+.badge{display:inline-block;padding:2px 8px;border-radius:10px;font-weight:600;font-size:12px}
+table{border-collapse:collapse;font-size:13px;width:100%}
+th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa} td.num{text-align:right;white-space:nowrap}
+.totals span{margin-right:16px;font-size:14px}
+details{margin:4px 0} summary{cursor:pointer;font-weight:600}
+ul{margin:4px 0 8px 20px;padding:0} li.err{color:#cf222e} li.warn{color:#9a6700}
+svg text{font-family:inherit;font-size:11px}
+pre{background:#f6f8fa;padding:8px;font-size:12px;overflow:auto}
+"""
+
+
+def _esc(value):
+    return html.escape("-" if value in (None, "") else str(value), quote=True)
+
+
+def _badge(verdict):
+    fg, bg = _VERDICT_COLOURS.get(verdict, _VERDICT_COLOURS["skipped"])
+    return '<span class="badge" style="color:%s;background:%s">%s</span>' % (fg, bg, _esc(verdict))
+
+
+def _timeline_svg(report):
+    """Gantt-like SVG: one row per cluster, one coloured segment per phase, scaled to the run."""
+    origin = parse_timestamp(report["started"])
+    end = parse_timestamp(report["finished"])
+    rows = [cluster for cluster in report["clusters"] if cluster["started"] or cluster["timeline"]]
+    if origin is None or end is None or not rows:
+        return "<p class=\"meta\">No timeline recorded.</p>"
+    span = max((end - origin).total_seconds(), 0.001)
+    label_w, chart_w, row_h, top = 160, 640, 18, 20
+    colours = {}
+    for cluster in rows:
+        for step in cluster["timeline"]:
+            colours.setdefault(step["phase"], _PHASE_PALETTE[len(colours) % len(_PHASE_PALETTE)])
+
+    def x_of(moment):
+        offset = (parse_timestamp(moment) - origin).total_seconds()
+        return label_w + chart_w * min(max(offset / span, 0.0), 1.0)
+
+    height = top + row_h * len(rows) + 40
+    parts = [
+        '<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" '
+        'aria-label="Phase timeline per cluster">' % (label_w + chart_w + 70, height),
+    ]
+    for tick in range(5):
+        x = label_w + chart_w * tick / 4.0
+        parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#d0d7de"/>' % (x, top - 4, x, top + row_h * len(rows)))
+        parts.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#57606a">%s</text>' % (
+            x, top - 8, _esc(_fmt_duration(span * tick / 4.0))))
+    for index, cluster in enumerate(rows):
+        y = top + index * row_h
+        fg = _VERDICT_COLOURS.get(cluster["verdict"], _VERDICT_COLOURS["skipped"])[0]
+        parts.append('<text x="%d" y="%d" text-anchor="end" fill="%s">%s</text>' % (
+            label_w - 6, y + row_h - 5, fg, _esc(cluster["name"])))
+        finished = cluster["finished"] or report["finished"]
+        steps = cluster["timeline"] or [{"phase": cluster["phase"] or cluster["verdict"], "at": cluster["started"]}]
+        for position, step in enumerate(steps):
+            stop = steps[position + 1]["at"] if position + 1 < len(steps) else finished
+            x1, x2 = x_of(step["at"]), x_of(stop)
+            seconds = seconds_between(step["at"], stop)
+            parts.append(
+                '<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %s for %s</title></rect>' % (
+                    x1, y + 3, max(x2 - x1, 1.0), row_h - 6, colours.get(step["phase"], "#999999"),
+                    _esc(cluster["name"]), _esc(step["phase"]), _esc(_fmt_duration(seconds))))
+        end_x = x_of(finished) if finished else label_w + chart_w
+        parts.append('<text x="%.1f" y="%d" fill="%s">%s%s</text>' % (
+            end_x + 4, y + row_h - 5, fg, _esc(_fmt_duration(cluster["duration_s"])),
+            "" if cluster["verdict"] == "succeeded" else " " + _esc(cluster["verdict"])))
+    legend_y = top + row_h * len(rows) + 24
+    x = label_w
+    for phase, colour in colours.items():
+        parts.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/>' % (x, legend_y - 9, colour))
+        parts.append('<text x="%d" y="%d">%s</text>' % (x + 14, legend_y, _esc(phase)))
+        x += 24 + 7 * len(phase)
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def render_html(report):
+    """Self-contained HTML page (inline CSS and SVG, no external assets)."""
+    totals = report["totals"]
+    title = "%s %s" % (report["operation"], report["name"])
+    rows = []
+    for cluster in report["clusters"]:
+        fg, bg = _VERDICT_COLOURS.get(cluster["verdict"], _VERDICT_COLOURS["skipped"])
+        labels = ", ".join("%s=%s" % item for item in sorted(cluster["labels"].items()))
+        rows.append(
+            '<tr style="background:%s"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>'
+            '<td class="num">%s</td><td class="num">%d</td><td class="num">%d</td><td class="num">%s</td><td>%s</td></tr>' % (
+                bg, _esc(cluster["name"]), _esc(labels), _badge(cluster["verdict"]), _esc(cluster["phase"]),
+                _esc(_fmt_object(cluster["object"])), _esc(cluster["location"]), _esc(_fmt_items(cluster["items"])),
+                len(cluster["warnings"]), len(cluster["errors"]), _esc(_fmt_duration(cluster["duration_s"])),
+                _esc(cluster["reason"]),
+            ))
+        del fg
+    details = []
+    for cluster in report["clusters"]:
+        if not (cluster["errors"] or cluster["warnings"]):
+            continue
+        items = ['<li class="err">%s</li>' % _esc(text) for text in cluster["errors"]]
+        items += ['<li class="warn">%s</li>' % _esc(text) for text in cluster["warnings"]]
+        details.append('<details%s><summary>%s %s (%d errors, %d warnings)</summary><ul>%s</ul></details>' % (
+            " open" if cluster["verdict"] in ("failed", "partially_failed") else "", _esc(cluster["name"]),
+            _badge(cluster["verdict"]), len(cluster["errors"]), len(cluster["warnings"]), "".join(items)))
+    body = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="generator" content="fleetdr.kube %s">' % _esc(report["schema"]),
+        "<title>%s</title><style>%s</style></head><body>" % (_esc(title), _CSS),
+        "<h1>%s %s</h1>" % (_esc(title), _badge(report["verdict"])),
+        '<p class="meta">%s &rarr; %s &middot; %s</p>' % (
+            _esc(report["started"]), _esc(report["finished"]), _esc(_fmt_duration(report["duration_s"]))),
+        '<p class="totals"><span>clusters <b>%d</b></span><span style="color:%s">succeeded <b>%d</b></span>'
+        '<span style="color:%s">partially failed <b>%d</b></span><span style="color:%s">failed <b>%d</b></span>'
+        '<span style="color:%s">skipped <b>%d</b></span></p>' % (
+            totals["clusters"], _VERDICT_COLOURS["succeeded"][0], totals["succeeded"],
+            _VERDICT_COLOURS["partially_failed"][0], totals["partially_failed"], _VERDICT_COLOURS["failed"][0],
+            totals["failed"], _VERDICT_COLOURS["skipped"][0], totals["skipped"]),
+        "<h2>Clusters</h2>",
+        "<table><thead><tr><th>Cluster</th><th>Labels</th><th>Verdict</th><th>Phase</th><th>Object</th>"
+        "<th>Location</th><th>Items</th><th>Warnings</th><th>Errors</th><th>Duration</th><th>Reason</th></tr></thead>",
+        "<tbody>%s</tbody></table>" % "".join(rows),
+        "<h2>Timeline</h2>",
+        _timeline_svg(report),
+    ]
+    if details:
+        body += ["<h2>Errors and warnings</h2>"] + details
+    if report["options"]:
+        body += ["<h2>Options</h2>", "<pre>%s</pre>" % _esc(json.dumps(report["options"], indent=2, sort_keys=True))]
+    body.append("</body></html>")
+    return "\n".join(body) + "\n"
+
+
+RENDERERS = {
+    "json": render_json,
+    "md": render_markdown,
+    "html": render_html,
+    "junit": render_junit,
+}
+
+
+def write_report(report, directory, formats=None):
+    """Write the requested renderings into ``directory``; returns {format: path}."""
+    formats = list(formats or REPORT_FILES)
+    unknown = [fmt for fmt in formats if fmt not in RENDERERS]
+    if unknown:
+        raise ReportError("unknown report formats: %s (known: %s)" % (", ".join(unknown), ", ".join(RENDERERS)))
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    paths = {}
+    for fmt in formats:
+        path = os.path.join(directory, REPORT_FILES[fmt])
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(RENDERERS[fmt](report))
+        os.replace(tmp, path)  # readers never see a half-written file
+        paths[fmt] = path
+    return paths

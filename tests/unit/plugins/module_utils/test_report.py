@@ -1,0 +1,240 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+import datetime
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import jsonschema
+import pytest
+
+from ansible_collections.fleetdr.kube.plugins.module_utils import report as rpt
+from ansible_collections.fleetdr.kube.plugins.module_utils.report_schema import REPORT_SCHEMA
+
+T0 = datetime.datetime(2026, 11, 22, 12, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def at(seconds):
+    return T0 + datetime.timedelta(seconds=seconds)
+
+
+def cluster(name, verdict="succeeded", start=0, end=10, **extra):
+    result = {
+        "name": name,
+        "labels": {"env": "prod", "region": "eu-west"},
+        "verdict": verdict,
+        "phase": {"succeeded": "Completed", "failed": "Failed", "partially_failed": "PartiallyFailed"}.get(verdict),
+        "object": {"kind": "Backup", "namespace": "velero", "name": "nightly-%s" % name},
+        "location": "default",
+        "items": {"total": 20, "done": 20 if verdict == "succeeded" else 7},
+        "started": at(start),
+        "finished": at(end),
+        "timeline": [
+            {"phase": "Connecting", "at": at(start)},
+            {"phase": "InProgress", "at": at(start + 1)},
+            {"phase": "Completed", "at": at(end)},
+        ],
+    }
+    result.update(extra)
+    return result
+
+
+@pytest.fixture
+def mixed():
+    return rpt.build_report(
+        "backup", "nightly",
+        [
+            cluster("c1"),
+            cluster("c2", "failed", end=95, reason="BackupStorageLocation default is Unavailable",
+                    errors=["backup storage location unavailable", "<script>alert(1)</script>"]),
+            cluster("c3", "partially_failed", end=30, reason="2 items failed",
+                    warnings=["namespace missing"], errors=["pod x failed"]),
+            {"name": "c4", "verdict": "skipped", "reason": "Velero not installed"},
+        ],
+        options={"included_namespaces": ["shop"], "s3_secret_access_key": "hunter22", "ttl": "720h"},
+    )
+
+
+def test_report_is_schema_valid_and_totals_are_counted(mixed):
+    jsonschema.validate(mixed, REPORT_SCHEMA)
+    assert mixed["schema"] == "fleetdr.kube/report/v1"
+    assert mixed["totals"] == {"clusters": 4, "succeeded": 1, "partially_failed": 1, "failed": 1, "skipped": 1}
+    assert mixed["verdict"] == "partially_failed"
+    # run bounds come from the clusters when not given
+    assert mixed["started"] == "2026-11-22T12:00:00.000Z"
+    assert mixed["finished"] == "2026-11-22T12:01:35.000Z"
+    assert mixed["duration_s"] == 95.0
+    c2 = mixed["clusters"][1]
+    assert c2["duration_s"] == 95.0
+    assert c2["errors"] == ["backup storage location unavailable", "<script>alert(1)</script>"]
+    assert c2["timeline"][1] == {"phase": "InProgress", "at": "2026-11-22T12:00:01.000Z"}
+    # missing fields of the skipped cluster are filled with empty values, not omitted
+    c4 = mixed["clusters"][3]
+    assert c4["items"] == {"total": None, "done": None} and c4["warnings"] == [] and c4["timeline"] == []
+
+
+def test_options_are_scrubbed(mixed):
+    assert mixed["options"] == {"included_namespaces": ["shop"], "ttl": "720h"}
+
+
+@pytest.mark.parametrize("verdicts, expected", [
+    (["succeeded", "succeeded"], "succeeded"),
+    (["succeeded", "skipped"], "succeeded"),
+    (["failed", "failed"], "failed"),
+    (["failed", "skipped"], "failed"),
+    (["succeeded", "failed"], "partially_failed"),
+    (["partially_failed", "partially_failed"], "partially_failed"),
+    (["skipped"], "failed"),
+])
+def test_overall_verdict(verdicts, expected):
+    clusters = [{"name": "c%d" % i, "verdict": v} for i, v in enumerate(verdicts)]
+    assert rpt.build_report("backup", "x", clusters)["verdict"] == expected
+
+
+@pytest.mark.parametrize("fail_on, verdicts, fail", [
+    ("any", ["succeeded", "succeeded"], False),
+    ("any", ["succeeded", "partially_failed"], True),
+    ("any", ["succeeded", "failed"], True),
+    ("all", ["succeeded", "failed"], False),
+    ("all", ["failed", "failed"], True),
+    ("never", ["failed", "failed"], False),
+])
+def test_exit_decision(fail_on, verdicts, fail):
+    report = rpt.build_report("restore", "x", [{"name": "c%d" % i, "verdict": v} for i, v in enumerate(verdicts)])
+    decided, message = rpt.exit_decision(report, fail_on)
+    assert decided is fail
+    assert message.startswith("restore x: ")
+
+
+def test_exit_decision_rejects_unknown_policy(mixed):
+    with pytest.raises(rpt.ReportError):
+        rpt.exit_decision(mixed, "some")
+
+
+def test_invalid_cluster_results_are_rejected():
+    with pytest.raises(rpt.ReportError, match="verdict"):
+        rpt.build_report("backup", "x", [{"name": "c1", "verdict": "great"}])
+    with pytest.raises(rpt.ReportError, match="twice"):
+        rpt.build_report("backup", "x", [{"name": "c1"}, {"name": "c1"}])
+    with pytest.raises(rpt.ReportError, match="name"):
+        rpt.build_report("backup", "x", [{"verdict": "failed"}])
+
+
+def test_validate_report_catches_schema_violations(mixed):
+    broken = json.loads(json.dumps(mixed))
+    broken["totals"]["failed"] = -1
+    del broken["clusters"][0]["timeline"]
+    with pytest.raises(rpt.ReportError) as info:
+        rpt.validate_report(broken)
+    assert "totals/failed" in str(info.value) and "timeline" in str(info.value)
+
+
+def test_scrub_secrets_keys_values_and_substrings():
+    data = {
+        "password": "x", "aws_secret_access_key": "y", "bearerToken": "z", "clientSecret": "w",
+        "access_key_id": "AKIA1", "name": "ok",
+        "nested": {"url": "https://user:s3cr3tvalue@host/", "plain": "s3cr3tvalue", "list": ["s3cr3tvalue", "a"]},
+    }
+    scrubbed = rpt.scrub_secrets(data, secret_values=["s3cr3tvalue"])
+    assert scrubbed == {
+        "access_key_id": "AKIA1", "name": "ok",
+        "nested": {"url": "https://user:********@host/", "list": ["********", "a"]},
+    }
+    # the input is not modified
+    assert data["nested"]["plain"] == "s3cr3tvalue"
+
+
+def test_cluster_texts_mask_registered_secrets():
+    report = rpt.build_report("backup", "x", [{
+        "name": "c1", "verdict": "failed", "reason": "403 for key TOPSECRETKEY",
+        "errors": ["signature mismatch for TOPSECRETKEY"],
+    }], secret_values=["TOPSECRETKEY"])
+    text = rpt.render_json(report)
+    assert "TOPSECRETKEY" not in text
+    assert report["clusters"][0]["reason"] == "403 for key ********"
+
+
+def test_json_rendering_round_trips(mixed):
+    assert json.loads(rpt.render_json(mixed)) == mixed
+
+
+def test_markdown_lists_every_cluster_and_error_text(mixed):
+    md = rpt.render_markdown(mixed)
+    assert md.startswith("# backup nightly: partially_failed")
+    for name in ("c1", "c2", "c3", "c4"):
+        assert re.search(r"^\| %s \| " % name, md, re.M)
+    assert "| c2 | failed | Failed | Backup velero/nightly-c2 | default | 7/20 | 0 | 2 | 1m35s |" in md
+    assert "- error: pod x failed" in md and "- warning: namespace missing" in md
+    assert "hunter22" not in md
+
+
+def test_junit_has_one_testcase_per_cluster_with_failures(mixed):
+    root = ET.fromstring(rpt.render_junit(mixed))
+    suite = root.find("testsuite")
+    assert suite.get("tests") == "4" and suite.get("failures") == "2" and suite.get("skipped") == "1"
+    cases = {case.get("name"): case for case in suite.findall("testcase")}
+    assert sorted(cases) == ["c1", "c2", "c3", "c4"]
+    assert cases["c1"].find("failure") is None
+    failure = cases["c2"].find("failure")
+    assert failure.get("message") == "BackupStorageLocation default is Unavailable"
+    assert failure.get("type") == "failed"
+    assert "error: backup storage location unavailable" in failure.text
+    assert cases["c3"].find("failure").get("type") == "partially_failed"
+    assert cases["c4"].find("skipped").get("message") == "Velero not installed"
+    assert cases["c2"].get("time") == "95.000"
+
+
+def test_html_is_self_contained_escaped_and_charts_phases(mixed):
+    page = rpt.render_html(mixed)
+    assert page.startswith("<!DOCTYPE html>")
+    # no external assets
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<link" not in page and "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    # the svg timeline has one labelled row per cluster that ran and one segment per phase
+    svg = page[page.index("<svg"):page.index("</svg>") + 6]
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    titles = [rect.find(ns + "title").text for rect in root.iter(ns + "rect") if rect.find(ns + "title") is not None]
+    assert "c2: InProgress for 1m34s" in titles
+    assert len([t for t in titles if t.startswith("c1: ")]) == 3
+    assert not [t for t in titles if t.startswith("c4: ")]  # skipped, never started
+    # the slow cluster's bar is the longest: its InProgress segment is wider than c1's
+    widths = dict((rect.find(ns + "title").text.split(" for ")[0], float(rect.get("width")))
+                  for rect in root.iter(ns + "rect") if rect.find(ns + "title") is not None)
+    assert widths["c2: InProgress"] > 5 * widths["c1: InProgress"]
+    # verdict colours: failed row is red-tinted
+    assert re.search(r'<tr style="background:#ffebe9"><td>c2</td>', page)
+
+
+def test_table_is_compact_and_aligned(mixed):
+    table = rpt.render_table(mixed)
+    lines = table.splitlines()
+    assert lines[0].startswith("backup nightly: PARTIALLY FAILED - 4 clusters: 1 succeeded")
+    assert lines[1].split() == ["CLUSTER", "VERDICT", "PHASE", "ITEMS", "DURATION", "REASON"]
+    assert lines[3].split()[:5] == ["c2", "failed", "Failed", "7/20", "1m35s"]
+    assert len(set(line.index(line.split()[1]) for line in lines[1:])) == 1  # column 2 aligned
+
+
+def test_stats_data_is_compact(mixed):
+    stats = rpt.stats_data(mixed)
+    assert stats["verdict"] == "partially_failed"
+    assert stats["clusters"][1] == {"name": "c2", "verdict": "failed", "phase": "Failed",
+                                    "reason": "BackupStorageLocation default is Unavailable", "duration_s": 95.0}
+    assert "timeline" not in stats["clusters"][0]
+
+
+def test_write_report_writes_all_renderings(tmp_path, mixed):
+    paths = rpt.write_report(mixed, str(tmp_path / "out"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["junit.xml", "report.html", "report.json", "report.md"]
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == mixed
+    assert paths["junit"].endswith("junit.xml")
+    with pytest.raises(rpt.ReportError):
+        rpt.write_report(mixed, str(tmp_path), formats=["pdf"])
+
+
+def test_timestamps_normalise_to_utc():
+    assert rpt.to_timestamp(datetime.datetime(2026, 1, 1, 13, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))) \
+        == "2026-01-01T12:00:00.000Z"
+    assert rpt.seconds_between("2026-01-01T12:00:00Z", "2026-01-01T12:00:02.5Z") == 2.5

@@ -1,0 +1,198 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdr.kube contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Run one per-cluster operation on many clusters concurrently.
+
+Each cluster runs on its own thread (its work is mostly waiting on the API), so 100 clusters
+cost 100 idle threads in one controller-side process instead of 100 module processes. A
+cluster's exception becomes that cluster's failed result; it never reaches the others.
+
+    def back_up(cluster, recorder):
+        recorder.phase("Connecting")
+        ...
+        recorder.phase("InProgress")
+        ...
+        return {"verdict": "succeeded", "phase": "Completed", "object": {...}}
+
+    results = run_fleet(clusters, back_up, deadline_s=900)
+    report = build_report("backup", "nightly", results)
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import concurrent.futures
+import threading
+import time
+
+from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
+    normalize_cluster,
+    to_timestamp,
+    utcnow,
+)
+
+MAX_WORKERS_CAP = 128
+
+
+class SkipCluster(Exception):
+    """Raised by an operation to mark its cluster skipped (with the message as reason)."""
+
+
+class DeadlineExceeded(Exception):
+    """Raised by Recorder.check() once the fleet deadline has passed."""
+
+
+class Recorder:
+    """Per-cluster handle given to the operation: phase timeline, deadline and cancellation."""
+
+    def __init__(self, name, deadline=None, cancelled=None, clock=utcnow, monotonic=time.monotonic):
+        self.name = name
+        self.deadline = deadline  # monotonic seconds, or None
+        self.cancelled = cancelled or threading.Event()
+        self._clock = clock
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._timeline = []
+        self.started = None
+        self.finished = None
+
+    def phase(self, phase):
+        """Record that the cluster entered ``phase`` now (a repeat of the current phase is ignored)."""
+        with self._lock:
+            if self._timeline and self._timeline[-1]["phase"] == phase:
+                return
+            self._timeline.append({"phase": str(phase), "at": to_timestamp(self._clock())})
+
+    @property
+    def current_phase(self):
+        with self._lock:
+            return self._timeline[-1]["phase"] if self._timeline else None
+
+    @property
+    def timeline(self):
+        with self._lock:
+            return [dict(step) for step in self._timeline]
+
+    def remaining(self):
+        """Seconds left before the fleet deadline (None without one); use as a wait timeout."""
+        if self.deadline is None:
+            return None
+        return max(self.deadline - self._monotonic(), 0.0)
+
+    def check(self):
+        """Raise DeadlineExceeded when the run was cancelled or its deadline passed."""
+        if self.cancelled.is_set() or (self.deadline is not None and self._monotonic() >= self.deadline):
+            raise DeadlineExceeded("deadline exceeded")
+
+
+def _cluster_identity(cluster):
+    if isinstance(cluster, str):
+        return {"name": cluster, "labels": {}}
+    if not isinstance(cluster, dict) or not cluster.get("name"):
+        raise ValueError("each cluster must be a name or a dict with a name, got %r" % (cluster,))
+    return {"name": str(cluster["name"]), "labels": dict(cluster.get("labels") or {})}
+
+
+def _error_text(exc):
+    text = str(exc).strip()
+    kind = type(exc).__name__
+    if not text:
+        return kind
+    return text if isinstance(exc, (SkipCluster, DeadlineExceeded)) else "%s: %s" % (kind, text)
+
+
+def run_fleet(clusters, operation, deadline_s=None, max_workers=None, on_result=None, clock=utcnow,
+              monotonic=time.monotonic):
+    """Run ``operation(cluster, recorder)`` on every cluster; returns normalised results in input order.
+
+    ``clusters`` are names or dicts with ``name`` (and ``labels``, plus whatever the operation
+    needs, e.g. auth options); the same object is passed to the operation. The operation returns
+    a partial result (verdict, phase, reason, object, location, items, warnings, errors); name,
+    labels, started, finished, duration_s and timeline are filled in here. Clusters that have not
+    finished when ``deadline_s`` passes get a failed result naming the phase they were stuck in;
+    their threads are told to stop through ``recorder.cancelled`` and their late results are
+    ignored. ``on_result(result)`` is called once per cluster as each one finishes.
+    """
+    clusters = list(clusters)
+    identities = [_cluster_identity(cluster) for cluster in clusters]
+    names = [identity["name"] for identity in identities]
+    duplicates = sorted(set(name for name in names if names.count(name) > 1))
+    if duplicates:
+        raise ValueError("clusters listed more than once: %s" % ", ".join(duplicates))
+    if not clusters:
+        return []
+    workers = max(1, min(max_workers or len(clusters), len(clusters), MAX_WORKERS_CAP))
+    deadline = None if deadline_s is None else monotonic() + float(deadline_s)
+    cancelled = threading.Event()
+    recorders = [Recorder(identity["name"], deadline, cancelled, clock, monotonic) for identity in identities]
+    results = [None] * len(clusters)
+    lock = threading.Lock()
+
+    def finish(index, partial):
+        """Store a cluster's result once; the first writer (operation or deadline) wins."""
+        recorder = recorders[index]
+        with lock:
+            if results[index] is not None:
+                return
+            entry = dict(partial or {})
+            entry.update(identities[index])
+            entry.setdefault("started", recorder.started)
+            entry["finished"] = to_timestamp(clock())
+            entry["timeline"] = recorder.timeline
+            if entry.get("started") is None:
+                entry["started"] = entry["finished"]
+            try:
+                results[index] = normalize_cluster(entry)
+            except ValueError as exc:  # an operation returned something malformed
+                results[index] = normalize_cluster(dict(
+                    identities[index], verdict="failed", reason="invalid result: %s" % exc,
+                    started=entry["started"], finished=entry["finished"], timeline=entry["timeline"]))
+            result = results[index]
+        if on_result is not None:
+            on_result(result)
+
+    def work(index):
+        recorder = recorders[index]
+        if cancelled.is_set():  # queued behind the worker cap and the deadline already passed
+            return
+        recorder.started = to_timestamp(clock())
+        try:
+            partial = operation(clusters[index], recorder)
+            if partial is not None and not isinstance(partial, dict):
+                raise TypeError("operation returned %s, expected a dict" % type(partial).__name__)
+        except SkipCluster as exc:
+            partial = {"verdict": "skipped", "reason": _error_text(exc), "phase": recorder.current_phase}
+        except Exception as exc:  # one cluster's failure is its result, never the others'
+            partial = {
+                "verdict": "failed",
+                "phase": recorder.current_phase,
+                "reason": _error_text(exc),
+                "errors": [_error_text(exc)],
+            }
+        partial = dict(partial or {})
+        partial.setdefault("phase", recorder.current_phase)
+        finish(index, partial)
+
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleetdr-cluster")
+    futures = dict((executor.submit(work, index), index) for index in range(len(clusters)))
+    try:
+        timeout = None if deadline is None else max(deadline - monotonic(), 0.0)
+        concurrent.futures.wait(futures, timeout=timeout)
+    finally:
+        cancelled.set()
+        # Threads still running cannot be killed; do not wait for them, they see `cancelled`.
+        executor.shutdown(wait=False, cancel_futures=True)
+    for index in range(len(clusters)):
+        if results[index] is None:
+            recorder = recorders[index]
+            stuck = recorder.current_phase
+            if recorder.started is None:
+                reason = "deadline of %ss passed before the cluster was started" % deadline_s
+            elif stuck:
+                reason = "deadline of %ss passed while in phase %s" % (deadline_s, stuck)
+            else:
+                reason = "deadline of %ss passed" % deadline_s
+            finish(index, {"verdict": "failed", "phase": stuck, "reason": reason, "errors": [reason]})
+    return list(results)

@@ -1,0 +1,228 @@
+"""Patch types the apiserver accepts: JSON patch, JSON merge patch, strategic merge patch and
+server-side apply's merge.
+
+Strategic merge follows k8s.io/apimachinery/pkg/util/strategicpatch for built-in kinds: lists
+with a patchMergeKey merge element-wise, `merge`-strategy primitive lists are sets, other lists
+are replaced; the directives `$patch` (replace/delete/merge), `$retainKeys`,
+`$deleteFromPrimitiveList/<field>` and `$setElementOrder/<field>` are honoured.
+"""
+from __future__ import annotations
+
+import json
+
+import jsonpatch
+
+
+class PatchError(ValueError):
+    """A patch that cannot be applied; `code` is the HTTP status the apiserver answers with."""
+
+    def __init__(self, message: str, code: int = 422):
+        super().__init__(message)
+        self.code = code
+
+
+def _copy(v):
+    return json.loads(json.dumps(v))
+
+
+def json_patch(doc: dict, patch) -> dict:
+    if isinstance(patch, (str, bytes)):
+        patch = json.loads(patch)
+    if not isinstance(patch, list):
+        raise PatchError("json: cannot unmarshal object into Go value of type jsonpatch.Patch",
+                         400)
+    try:
+        return jsonpatch.apply_patch(doc, patch, in_place=False)
+    except jsonpatch.JsonPatchTestFailed as e:
+        raise PatchError(f"the server rejected our request due to an error in our request: {e}")
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, KeyError,
+            IndexError, TypeError) as e:
+        raise PatchError(f"the server rejected our request due to an error in our request: {e}")
+
+
+def merge_patch(doc, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return _copy(patch)
+    result = dict(doc) if isinstance(doc, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            result.pop(k, None)
+        else:
+            result[k] = merge_patch(result.get(k), v)
+    return result
+
+
+# ---- strategic merge --------------------------------------------------------------------
+
+_MERGE_BY_NAME = {"containers", "initContainers", "ephemeralContainers", "env", "volumes",
+                  "imagePullSecrets", "secrets"}
+_CONTAINER_LISTS = {"containers", "initContainers", "ephemeralContainers"}
+
+
+def list_strategy(path: tuple[str, ...], kind: str | None) -> tuple[str, str | None]:
+    """("merge", key) | ("set", None) | ("replace", None) for the list at `path` (map keys
+    from the object root, list indices left out) in an object of `kind`."""
+    field = path[-1] if path else ""
+    parent = path[:-1]
+    if field in _MERGE_BY_NAME:
+        if field == "secrets" and kind != "ServiceAccount":
+            return ("replace", None)
+        return ("merge", "name")
+    if field == "ports":
+        if parent and parent[-1] in _CONTAINER_LISTS:
+            return ("merge", "containerPort")
+        if kind == "Service" and path == ("spec", "ports"):
+            return ("merge", "port")
+        return ("replace", None)
+    if field == "volumeMounts":
+        return ("merge", "mountPath")
+    if field == "volumeDevices":
+        return ("merge", "devicePath")
+    if field == "conditions":
+        return ("merge", "type")
+    if field == "finalizers" and parent == ("metadata",):
+        return ("set", None)
+    if field == "ownerReferences" and parent == ("metadata",):
+        return ("merge", "uid")
+    if field == "hostAliases":
+        return ("merge", "ip")
+    if field == "topologySpreadConstraints":
+        return ("merge", "topologyKey")
+    if field == "addresses" and kind == "Node":
+        return ("merge", "type")
+    return ("replace", None)
+
+
+_SET_ORDER = "$setElementOrder/"
+_DELETE_PRIMITIVE = "$deleteFromPrimitiveList/"
+
+
+def strategic_merge(doc: dict, patch: dict, kind: str | None) -> dict:
+    if not isinstance(patch, dict):
+        raise PatchError("json: cannot unmarshal array into Go value of type map[string]interface {}",
+                         400)
+    result = _merge_map(_copy(doc), _copy(patch), (), kind)
+    return result if result is not None else {}
+
+
+def _strip_directives(v):
+    if isinstance(v, dict):
+        return {k: _strip_directives(x) for k, x in v.items()
+                if not k.startswith("$")}
+    if isinstance(v, list):
+        return [_strip_directives(x) for x in v
+                if not (isinstance(x, dict) and "$patch" in x and len(x) == 1)]
+    return v
+
+
+def _merge_map(orig: dict | None, patch: dict, path, kind):
+    directive = patch.pop("$patch", None)
+    if directive == "delete":
+        return None
+    if directive == "replace":
+        return _strip_directives(patch)
+    if directive not in (None, "merge"):
+        raise PatchError(f"Unknown patch type: {directive} in map: {patch}", 400)
+    result = dict(orig) if isinstance(orig, dict) else {}
+    retain = patch.pop("$retainKeys", None)
+    orders = {}
+    deletes = {}
+    for k in list(patch):
+        if k.startswith(_SET_ORDER):
+            orders[k[len(_SET_ORDER):]] = patch.pop(k)
+        elif k.startswith(_DELETE_PRIMITIVE):
+            deletes[k[len(_DELETE_PRIMITIVE):]] = patch.pop(k)
+    for k, v in patch.items():
+        sub = path + (k,)
+        if v is None:
+            result.pop(k, None)
+        elif isinstance(v, dict):
+            merged = _merge_map(result.get(k), v, sub, kind)
+            if merged is None:
+                result.pop(k, None)
+            else:
+                result[k] = merged
+        elif isinstance(v, list):
+            result[k] = _merge_list(result.get(k), v, sub, kind)
+        else:
+            result[k] = v
+    for k, values in deletes.items():
+        if isinstance(result.get(k), list):
+            result[k] = [x for x in result[k] if x not in values]
+    for k, order in orders.items():
+        if isinstance(result.get(k), list):
+            strategy, key = list_strategy(path + (k,), kind)
+            result[k] = _apply_order(result[k], order, key)
+    if retain is not None:
+        result = {k: v for k, v in result.items() if k in retain}
+    return result
+
+
+def _merge_list(orig, patch: list, path, kind) -> list:
+    if any(isinstance(x, dict) and x.get("$patch") == "replace" for x in patch):
+        return _strip_directives([x for x in patch
+                                  if not (isinstance(x, dict) and x.get("$patch") == "replace")])
+    strategy, key = list_strategy(path, kind)
+    orig = list(orig) if isinstance(orig, list) else []
+    if strategy == "replace":
+        return _strip_directives(patch)
+    if strategy == "set" or not all(isinstance(x, dict) for x in patch):
+        out = list(orig)
+        for x in patch:
+            if x not in out:
+                out.append(x)
+        return out
+    out = list(orig)
+    for item in patch:
+        if key not in item:
+            raise PatchError(f"map: {item} does not contain declared merge key: {key}")
+        idx = next((i for i, o in enumerate(out) if isinstance(o, dict)
+                    and o.get(key) == item[key]), None)
+        if item.get("$patch") == "delete":
+            out = [o for o in out if not (isinstance(o, dict) and o.get(key) == item[key])]
+            continue
+        if idx is None:
+            merged = _merge_map(None, dict(item), path, kind)
+            if merged is not None:
+                out.append(merged)
+        else:
+            merged = _merge_map(out[idx], dict(item), path, kind)
+            if merged is None:
+                out.pop(idx)
+            else:
+                out[idx] = merged
+    return out
+
+
+def _apply_order(items: list, order: list, key: str | None) -> list:
+    def ident(x):
+        return x.get(key) if key and isinstance(x, dict) else x
+    wanted = [ident(o) if key and isinstance(o, dict) else o for o in order]
+    rank = {json.dumps(w, sort_keys=True): i for i, w in enumerate(wanted)}
+    ordered = sorted((x for x in items if json.dumps(ident(x), sort_keys=True) in rank),
+                     key=lambda x: rank[json.dumps(ident(x), sort_keys=True)])
+    rest = [x for x in items if json.dumps(ident(x), sort_keys=True) not in rank]
+    return ordered + rest
+
+
+# ---- server-side apply ------------------------------------------------------------------
+
+def apply_merge(live: dict, applied: dict, kind: str | None, builtin: bool) -> dict:
+    """Merge an applied configuration into the live object.
+
+    Simplification of server-side apply: field ownership is not tracked, so fields a manager
+    stops applying are not removed; lists merge by the built-in merge keys (which match the
+    listMapKeys of built-in kinds) and are atomic for custom resources.
+    """
+    if builtin:
+        return strategic_merge(live, _strip_directives(applied), kind)
+    return _deep_merge(_copy(live), _copy(applied))
+
+
+def _deep_merge(live, applied):
+    if isinstance(live, dict) and isinstance(applied, dict):
+        for k, v in applied.items():
+            live[k] = _deep_merge(live.get(k), v) if k in live else v
+        return live
+    return applied

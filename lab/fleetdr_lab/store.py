@@ -1,0 +1,1106 @@
+"""One cluster's object store: the apiserver's storage semantics without HTTP.
+
+Operations are synchronous and run on the lab's event-loop thread, so each is atomic. Stored
+objects are never mutated in place: every write stores a fresh dict, so watch history can keep
+references and only what is handed out is copied.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import json
+import logging
+import pickle
+import random
+import uuid
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+from . import validation
+from .patching import PatchError, apply_merge, json_patch, merge_patch, strategic_merge
+from .registry import Registry, ResourceType
+from .selectors import (FieldSelector, LabelSelector, SelectorError, object_fields,
+                        selector_string, supported_fields)
+
+log = logging.getLogger(__name__)
+
+# ---- errors -----------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An apiserver error: HTTP code, StatusReason, message and optional details."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    def status(self) -> dict:
+        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": self.message, "reason": self.reason, "code": self.code}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+    def __repr__(self):
+        return f"ApiError({self.code}, {self.reason!r}, {self.message!r})"
+
+
+def _gr_details(gr: str, name: str) -> dict:
+    plural, _, group = gr.partition(".")
+    d = {"name": name}
+    if group:
+        d["group"] = group
+    d["kind"] = plural
+    return d
+
+
+def not_found(gr: str, name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'{gr} "{name}" not found', _gr_details(gr, name))
+
+
+def already_exists(gr: str, name: str) -> ApiError:
+    return ApiError(409, "AlreadyExists", f'{gr} "{name}" already exists', _gr_details(gr, name))
+
+
+def conflict(gr: str, name: str, msg: str) -> ApiError:
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {gr} "{name}": {msg}',
+                    _gr_details(gr, name))
+
+
+def invalid(kind: str, name: str, causes: list) -> ApiError:
+    """kind is the qualified kind (`Deployment.apps`, `ConfigMap`); causes are FieldErrors or
+    (field, message) pairs."""
+    pairs = [(c.field, c.body(), c.type) if isinstance(c, validation.FieldError)
+             else (c[0], c[1], "FieldValueInvalid") for c in causes]
+    text = [f"{f}: {m}" for f, m, _ in pairs]
+    agg = text[0] if len(text) == 1 else "[" + ", ".join(text) + "]"
+    kname, _, group = kind.partition(".")
+    details = {"name": name}
+    if group:
+        details["group"] = group
+    details["kind"] = kname
+    details["causes"] = [{"reason": t, "message": m, "field": f} for f, m, t in pairs]
+    return ApiError(422, "Invalid", f'{kind} "{name}" is invalid: {agg}', details)
+
+
+def bad_request(msg: str) -> ApiError:
+    return ApiError(400, "BadRequest", msg)
+
+
+def gone(msg: str) -> ApiError:
+    return ApiError(410, "Expired", msg)
+
+
+def forbidden(msg: str, details: dict | None = None) -> ApiError:
+    return ApiError(403, "Forbidden", msg, details)
+
+
+def method_not_allowed(msg: str = "the server does not allow this method on the requested "
+                                  "resource") -> ApiError:
+    return ApiError(405, "MethodNotAllowed", msg)
+
+
+def unsupported_media_type(msg: str) -> ApiError:
+    return ApiError(415, "UnsupportedMediaType", msg)
+
+
+def resource_not_found() -> ApiError:
+    return ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+
+def fast_copy(obj):
+    """Deep copy of plain JSON data (pickle round-trip: several times faster than deepcopy)."""
+    return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+def _qualified_kind(rt: ResourceType) -> str:
+    return f"{rt.kind}.{rt.group}" if rt.group else rt.kind
+
+
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery utilrand's alphabet
+
+
+def _path_get(obj: dict, dotted: str):
+    cur = obj
+    for part in dotted.strip(".").split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def _path_set(obj: dict, dotted: str, value) -> None:
+    parts = dotted.strip(".").split(".")
+    cur = obj
+    for part in parts[:-1]:
+        cur = cur.setdefault(part, {})
+    cur[parts[-1]] = value
+
+
+def _content(obj: dict) -> dict:
+    """What generation tracks: everything but metadata and status."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+# ---- watches ----------------------------------------------------------------------------
+
+
+class Watch:
+    """An async iterator of watch events for one subscriber.
+
+    Events are queued synchronously by the Store (it runs on the loop thread). A consumer that
+    falls more than `max_pending` live events behind is closed with an ERROR event carrying a
+    410 Expired Status, so the client relists as it would after the real server drops it.
+    """
+
+    def __init__(self, store: "Store", rt: ResourceType | None, group, plural, namespace,
+                 version, label_selector: LabelSelector, field_selector: FieldSelector,
+                 max_pending: int):
+        self._store = store
+        self._rt = rt
+        self._group, self._plural = group, plural
+        self._namespace = namespace or None
+        self._version = version
+        self._labels = label_selector
+        self._fields = field_selector
+        self._wanted_fields = {r.field for r in field_selector.requirements}
+        self._items: collections.deque = collections.deque()
+        self._wake = asyncio.Event()
+        self._max_pending = max_pending
+        self.closed = False
+
+    # --- store side
+    def _matches_scope(self, rt: ResourceType, ns: str) -> bool:
+        if self._group is not None and rt.group != self._group:
+            return False
+        if self._plural is not None and rt.plural != self._plural:
+            return False
+        return self._namespace is None or ns == self._namespace
+
+    def _passes(self, obj: dict | None) -> bool:
+        if obj is None:
+            return False
+        if not self._labels.empty() and not self._labels.matches(obj["metadata"].get("labels")):
+            return False
+        if not self._fields.empty() and not self._fields.matches(
+                object_fields(obj, self._wanted_fields)):
+            return False
+        return True
+
+    def _offer(self, etype: str, rt: ResourceType, obj: dict, old: dict | None,
+               initial: bool = False) -> None:
+        if self.closed or not self._matches_scope(rt, obj["metadata"].get("namespace", "")):
+            return
+        if etype == "MODIFIED":
+            now, before = self._passes(obj), self._passes(old)
+            if now and not before:
+                etype = "ADDED"
+            elif before and not now:
+                # the object left this filtered view: DELETED with the previous state at this RV
+                prev = dict(old)
+                prev["metadata"] = dict(old["metadata"],
+                                        resourceVersion=obj["metadata"]["resourceVersion"])
+                etype, obj = "DELETED", prev
+            elif not now:
+                return
+        elif not self._passes(obj):
+            return
+        if not initial and len(self._items) >= self._max_pending:
+            self._overflow()
+            return
+        self._items.append((etype, rt, obj))
+        self._wake.set()
+
+    def _overflow(self) -> None:
+        self._items.clear()
+        err = gone("too old resource version: watcher fell behind").status()
+        self._items.append(("ERROR", None, err))
+        self._end()
+
+    def _end(self) -> None:
+        self.closed = True
+        self._store._watchers.discard(self)
+        self._wake.set()
+
+    # --- consumer side
+    def bookmark(self) -> None:
+        """Queue a BOOKMARK carrying the current resourceVersion (the api decides when)."""
+        if self.closed:
+            return
+        obj = {"metadata": {"resourceVersion": self._store.current_resource_version()}}
+        if self._rt is not None:
+            obj = {"kind": self._rt.kind, "apiVersion": self._rt.api_version_for(self._version),
+                   **obj}
+        self._items.append(("BOOKMARK", None, obj))
+        self._wake.set()
+
+    def close(self) -> None:
+        self._items.clear()
+        self._end()
+
+    def pending(self) -> int:
+        return len(self._items)
+
+    def _render(self, item) -> dict:
+        etype, rt, obj = item
+        if rt is None:
+            return {"type": etype, "object": obj}
+        version = self._version if self._rt is rt else None
+        return {"type": etype, "object": self._store._out(rt, obj, version)}
+
+    def get_nowait(self) -> dict | None:
+        """The next queued event, or None (for synchronous consumers)."""
+        return self._render(self._items.popleft()) if self._items else None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> dict:
+        while not self._items:
+            if self.closed:
+                raise StopAsyncIteration
+            self._wake.clear()
+            await self._wake.wait()
+        return self._render(self._items.popleft())
+
+
+# ---- the store --------------------------------------------------------------------------
+
+
+class Store:
+    """Objects of one cluster, addressed by (group, plural), namespace, name."""
+
+    def __init__(self, clock=None, history_size: int = 5000, watch_max_pending: int = 20000,
+                 first_resource_version: int = 1000):
+        self.registry = Registry()
+        self.clock = clock or SystemClock()
+        self._data: dict[tuple[str, str], dict[str, dict[str, dict]]] = {}
+        self._rv = first_resource_version
+        self._history: collections.deque = collections.deque(maxlen=history_size)
+        self._evicted_rv = first_resource_version   # watches from an RV below this get 410
+        self._watchers: set[Watch] = set()
+        self._subscribers: list[tuple[Callable, str | None, str | None]] = []
+        self._watch_max_pending = watch_max_pending
+        self._service_ips: set[str] = set()
+        self._node_ports: set[int] = set()
+
+    # ---- small helpers
+    def _now(self) -> str:
+        return self.clock.now().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def current_resource_version(self) -> str:
+        return str(self._rv)
+
+    def _type(self, group: str, plural: str) -> ResourceType:
+        rt = self.registry.get(group, plural)
+        if rt is None:
+            raise resource_not_found()
+        return rt
+
+    def _bucket(self, rt: ResourceType) -> dict[str, dict[str, dict]]:
+        return self._data.setdefault((rt.group, rt.plural), {})
+
+    def _ns(self, rt: ResourceType, namespace: str | None) -> str:
+        return (namespace or "") if rt.namespaced else ""
+
+    def _stored(self, rt: ResourceType, namespace: str | None, name: str) -> dict | None:
+        return self._bucket(rt).get(self._ns(rt, namespace), {}).get(name)
+
+    def _must(self, rt: ResourceType, namespace: str | None, name: str) -> dict:
+        obj = self._stored(rt, namespace, name)
+        if obj is None:
+            raise not_found(rt.group_resource, name)
+        return obj
+
+    def _out(self, rt: ResourceType, obj: dict, version: str | None = None) -> dict:
+        out = fast_copy(obj)
+        out["apiVersion"] = rt.api_version_for(version if version in rt.versions else None)
+        out["kind"] = rt.kind
+        return out
+
+    def _check_verb(self, rt: ResourceType, verb: str, subresource: str | None = None):
+        verbs = rt.subresources.get(subresource) if subresource else rt.verbs
+        if subresource and verbs is None:
+            raise resource_not_found()
+        if verb not in verbs:
+            raise method_not_allowed()
+
+    # ---- events
+    def _emit(self, etype: str, rt: ResourceType, obj: dict, old: dict | None = None) -> None:
+        rv = int(obj["metadata"]["resourceVersion"])
+        if len(self._history) == self._history.maxlen:
+            self._evicted_rv = self._history[0][0]
+        self._history.append((rv, etype, rt, obj, old))
+        ns = obj["metadata"].get("namespace", "")
+        for w in list(self._watchers):
+            w._offer(etype, rt, obj, old)
+        for fn, group, plural in list(self._subscribers):
+            if (group is None or group == rt.group) and (plural is None or plural == rt.plural):
+                try:
+                    fn(etype, self._out(rt, obj))
+                except Exception:  # a subscriber's bug must not break the write
+                    log.exception("watch subscriber failed on %s %s/%s", etype, ns,
+                                  obj["metadata"].get("name"))
+
+    def subscribe(self, fn: Callable[[str, dict], None], group: str | None = None,
+                  plural: str | None = None) -> Callable[[], None]:
+        """Call fn(event_type, object_copy) synchronously after every committed write (of
+        (group, plural) when given). Returns a function that unsubscribes."""
+        entry = (fn, group, plural)
+        self._subscribers.append(entry)
+        return lambda: self._subscribers.remove(entry) if entry in self._subscribers else None
+
+    # ---- read verbs
+    def get(self, group: str, plural: str, namespace: str | None, name: str,
+            version: str | None = None, subresource: str | None = None) -> dict:
+        rt = self._type(group, plural)
+        if subresource:
+            self._check_verb(rt, "get", subresource)
+        obj = self._must(rt, namespace, name)
+        if subresource == "scale":
+            return self._scale_of(rt, obj)
+        return self._out(rt, obj, version)
+
+    def get_or_none(self, group: str, plural: str, namespace: str | None, name: str) -> dict | None:
+        rt = self.registry.get(group, plural)
+        if rt is None:
+            return None
+        obj = self._stored(rt, namespace, name)
+        return None if obj is None else self._out(rt, obj)
+
+    def _selectors(self, rt, label_selector, field_selector):
+        try:
+            ls = (label_selector if isinstance(label_selector, LabelSelector)
+                  else LabelSelector.parse(label_selector))
+            fs = (field_selector if isinstance(field_selector, FieldSelector)
+                  else FieldSelector.parse(field_selector))
+            if rt is not None:
+                fs.check_supported(supported_fields(rt.group, rt.plural)
+                                   if rt.builtin else {"metadata.name", "metadata.namespace"})
+        except SelectorError as e:
+            raise bad_request(str(e))
+        return ls, fs
+
+    def _iter(self, rt: ResourceType, namespace: str | None) -> Iterable[tuple[str, str, dict]]:
+        bucket = self._bucket(rt)
+        namespaces = [self._ns(rt, namespace)] if (namespace or not rt.namespaced) else sorted(bucket)
+        for ns in namespaces:
+            objs = bucket.get(ns) or {}
+            for name in sorted(objs):
+                yield ns, name, objs[name]
+
+    def _select(self, rt, namespace, ls: LabelSelector, fs: FieldSelector):
+        wanted = {r.field for r in fs.requirements}
+        for ns, name, obj in self._iter(rt, namespace):
+            if not ls.empty() and not ls.matches(obj["metadata"].get("labels")):
+                continue
+            if not fs.empty() and not fs.matches(object_fields(obj, wanted)):
+                continue
+            yield ns, name, obj
+
+    def list(self, group: str, plural: str, namespace: str | None = None, label_selector=None,
+             field_selector=None, limit: int | None = None, continue_token: str | None = None,
+             version: str | None = None) -> dict:
+        rt = self._type(group, plural)
+        self._check_verb(rt, "list")
+        ls, fs = self._selectors(rt, label_selector, field_selector)
+        start = None
+        if continue_token:
+            try:
+                tok = json.loads(base64.urlsafe_b64decode(continue_token.encode()))
+                start = (tok["ns"], tok["name"])
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                raise bad_request(f"continue key is not valid: {continue_token}")
+        items, next_token, remaining = [], None, 0
+        for ns, name, obj in self._select(rt, namespace, ls, fs):
+            if start is not None and (ns, name) <= start:
+                continue
+            if limit and len(items) >= limit:
+                if next_token is None:
+                    last = items[-1]["metadata"]
+                    next_token = base64.urlsafe_b64encode(json.dumps(
+                        {"rv": self._rv, "ns": last.get("namespace", ""),
+                         "name": last["name"]}).encode()).decode()
+                remaining += 1
+                continue
+            item = fast_copy(obj)
+            if not rt.builtin:  # custom resource lists carry apiVersion/kind per item
+                item["apiVersion"] = rt.api_version_for(version if version in rt.versions else None)
+                item["kind"] = rt.kind
+            else:
+                item.pop("apiVersion", None)
+                item.pop("kind", None)
+            items.append(item)
+        meta = {"resourceVersion": str(self._rv)}
+        if next_token:
+            meta["continue"] = next_token
+            meta["remainingItemCount"] = remaining
+        return {"kind": rt.list_kind,
+                "apiVersion": rt.api_version_for(version if version in rt.versions else None),
+                "metadata": meta, "items": items}
+
+    def watch(self, group: str | None = None, plural: str | None = None,
+              namespace: str | None = None, resource_version: str | None = None,
+              label_selector=None, field_selector=None, version: str | None = None) -> Watch:
+        rt = self._type(group, plural) if plural is not None else None
+        if rt is not None:
+            self._check_verb(rt, "watch")
+        ls, fs = self._selectors(rt, label_selector, field_selector)
+        w = Watch(self, rt, group, plural, namespace, version, ls, fs, self._watch_max_pending)
+        if resource_version in (None, "", "0"):
+            types = [rt] if rt else [t for t in self.registry.all()
+                                     if group is None or t.group == group]
+            for t in types:
+                for _, _, obj in self._iter(t, namespace if t.namespaced else None):
+                    w._offer("ADDED", t, obj, None, initial=True)
+        else:
+            try:
+                since = int(resource_version)
+            except ValueError:
+                raise bad_request(f'invalid resource version "{resource_version}"')
+            if since < self._evicted_rv:
+                oldest = self._history[0][0] - 1 if self._history else self._rv
+                raise gone(f"too old resource version: {since} ({oldest})")
+            for rv, etype, t, obj, old in self._history:
+                if rv > since:
+                    w._offer(etype, t, obj, old, initial=True)
+        self._watchers.add(w)
+        return w
+
+    # ---- write verbs
+    def create(self, group: str, plural: str, namespace: str | None, obj: dict,
+               dry_run: bool = False, subresource: str | None = None) -> dict:
+        rt = self._type(group, plural)
+        if subresource:
+            return self._create_subresource(rt, namespace, obj, subresource, dry_run)
+        self._check_verb(rt, "create")
+        obj = self._decode(rt, obj)
+        ns = self._ns(rt, namespace)
+        meta = obj.setdefault("metadata", {})
+        self._check_namespace_field(rt, ns, meta)
+        if meta.get("resourceVersion"):
+            raise bad_request("resourceVersion should not be set on objects to be created")
+        if not meta.get("name") and meta.get("generateName"):
+            for _ in range(8):
+                candidate = meta["generateName"] + "".join(random.choices(_NAME_ALPHABET, k=5))
+                if self._stored(rt, ns, candidate) is None:
+                    break
+            meta["name"] = candidate
+        if rt.namespaced:
+            meta["namespace"] = ns
+            if not dry_run or ns:
+                self._check_namespace_usable(rt, ns, meta.get("name", ""))
+        else:
+            meta.pop("namespace", None)
+        for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
+            meta.pop(k, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = self._now()
+        if rt.has_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        if rt.has_status and (rt.group, rt.plural) != ("", "nodes"):
+            init = validation.INITIAL_STATUS.get((rt.group, rt.plural))
+            if init is not None:
+                obj["status"] = init()
+            else:
+                obj.pop("status", None)
+        self._admit(rt, obj, None)
+        name = meta["name"]
+        if self._stored(rt, ns, name) is not None:
+            raise already_exists(rt.group_resource, name)
+        if rt.group == "apiextensions.k8s.io" and rt.plural == "customresourcedefinitions":
+            obj["status"] = self._crd_status(obj, None)
+        if dry_run:
+            return self._out(rt, obj)
+        if (rt.group, rt.plural) == ("", "services"):
+            self._reserve_service(obj)
+        meta["resourceVersion"] = self._next_rv()
+        self._bucket(rt).setdefault(ns, {})[name] = obj
+        if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
+            self._register_crd(obj, None)
+        self._emit("ADDED", rt, obj)
+        return self._out(rt, obj)
+
+    def update(self, group: str, plural: str, namespace: str | None, name: str, obj: dict,
+               subresource: str | None = None, dry_run: bool = False) -> dict:
+        rt = self._type(group, plural)
+        if subresource:
+            self._check_verb(rt, "update", subresource)
+        else:
+            self._check_verb(rt, "update")
+        obj = fast_copy(obj)
+        old = self._stored(rt, namespace, name)
+        if subresource == "scale":
+            return self._update_scale(rt, namespace, name, obj, dry_run)
+        body_meta = obj.get("metadata") or {}
+        if body_meta.get("name") and body_meta["name"] != name:
+            raise bad_request(f"the name of the object ({body_meta['name']}) does not match "
+                              f"the name on the URL ({name})")
+        if old is None:
+            if rt.allow_create_on_update and not subresource:
+                obj.setdefault("metadata", {})["name"] = name
+                obj["metadata"].pop("resourceVersion", None)
+                return self.create(group, plural, namespace, obj, dry_run=dry_run)
+            raise not_found(rt.group_resource, name)
+        return self._commit_update(rt, old, obj, subresource, dry_run)
+
+    def patch(self, group: str, plural: str, namespace: str | None, name: str, patch,
+              patch_type: str, subresource: str | None = None, dry_run: bool = False,
+              field_manager: str | None = None, force: bool = False) -> dict:
+        rt = self._type(group, plural)
+        if subresource:
+            self._check_verb(rt, "patch", subresource)
+        else:
+            self._check_verb(rt, "patch")
+        if isinstance(patch, (bytes, str)):
+            try:
+                patch = json.loads(patch)
+            except ValueError as e:
+                if patch_type != "apply":
+                    raise bad_request(f"error decoding patch: {e}")
+                import yaml  # apply bodies may be YAML
+                patch = yaml.safe_load(patch)
+        if patch_type == "strategic" and not rt.builtin:
+            raise unsupported_media_type(
+                "the body of the request was in an unknown format - accepted media types "
+                "include: application/json-patch+json, application/merge-patch+json, "
+                "application/apply-patch+yaml")
+        old = self._stored(rt, namespace, name)
+        if old is None:
+            if patch_type == "apply" and not subresource:
+                if not isinstance(patch, dict):
+                    raise bad_request("apply patch must be an object")
+                body = fast_copy(patch)
+                body.setdefault("metadata", {})["name"] = name
+                return self.create(group, plural, namespace, body, dry_run=dry_run)
+            raise not_found(rt.group_resource, name)
+        if subresource == "scale":
+            current = self._scale_of(rt, old)
+        else:
+            current = self._out(rt, old)
+        try:
+            if patch_type == "json":
+                new = json_patch(current, patch)
+            elif patch_type == "merge":
+                if not isinstance(patch, dict):
+                    raise PatchError("json: cannot unmarshal into a JSON merge patch object", 400)
+                new = merge_patch(current, patch)
+            elif patch_type == "strategic":
+                new = strategic_merge(current, patch, current.get("kind"))
+            elif patch_type == "apply":
+                if not isinstance(patch, dict):
+                    raise PatchError("apply patch must be an object", 400)
+                new = apply_merge(current, patch, rt.kind, rt.builtin)
+            else:
+                raise unsupported_media_type(f"unsupported patch type {patch_type!r}")
+        except PatchError as e:
+            if e.code == 400:
+                raise bad_request(str(e))
+            raise ApiError(422, "Invalid", str(e))
+        if not isinstance(new, dict):
+            raise bad_request("patched object is not a JSON object")
+        if subresource == "scale":
+            return self._update_scale(rt, namespace, name, new, dry_run)
+        new_meta = new.get("metadata") or {}
+        if new_meta.get("name") != name:
+            raise bad_request(f"the name of the object ({new_meta.get('name')}) does not match "
+                              f"the name on the URL ({name})")
+        if patch_type == "apply" and not (isinstance(patch.get("metadata"), dict)
+                                          and patch["metadata"].get("resourceVersion")):
+            new_meta.pop("resourceVersion", None)
+        return self._commit_update(rt, old, new, subresource, dry_run)
+
+    def delete(self, group: str, plural: str, namespace: str | None, name: str,
+               propagation_policy: str | None = None, preconditions: dict | None = None,
+               dry_run: bool = False, grace_period_seconds: int | None = None) -> dict:
+        return self.delete_with_status(group, plural, namespace, name, propagation_policy,
+                                       preconditions, dry_run, grace_period_seconds)[0]
+
+    def delete_with_status(self, group: str, plural: str, namespace: str | None, name: str,
+                           propagation_policy: str | None = None,
+                           preconditions: dict | None = None, dry_run: bool = False,
+                           grace_period_seconds: int | None = None) -> tuple[dict, bool]:
+        """Like delete; also says whether the object is gone (True: 200) or only marked for
+        deletion and kept for its finalizers (False: the apiserver answers 202)."""
+        rt = self._type(group, plural)
+        self._check_verb(rt, "delete")
+        old = self._must(rt, namespace, name)
+        meta = old["metadata"]
+        pre = preconditions or {}
+        if pre.get("uid") and pre["uid"] != meta["uid"]:
+            raise conflict(rt.group_resource, name,
+                           f"Precondition failed: UID in precondition: {pre['uid']}, "
+                           f"UID in object meta: {meta['uid']}")
+        if pre.get("resourceVersion") and pre["resourceVersion"] != meta["resourceVersion"]:
+            raise conflict(rt.group_resource, name,
+                           f"Precondition failed: ResourceVersion in precondition: "
+                           f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                           f"{meta['resourceVersion']}")
+        if propagation_policy not in (None, "Foreground", "Background", "Orphan"):
+            raise invalid("DeleteOptions", "", [validation.not_supported(
+                "propagationPolicy", propagation_policy, ["Foreground", "Background", "Orphan"])])
+        is_ns = (rt.group, rt.plural) == ("", "namespaces")
+        if is_ns and meta.get("deletionTimestamp"):
+            raise conflict(rt.group_resource, name,
+                           "The system is ensuring all content is removed from this namespace. "
+                           "Upon completion, this namespace will automatically be purged by the "
+                           "system.")
+        finalizers = list(meta.get("finalizers") or [])
+        gc_finalizer = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(
+            propagation_policy)
+        if gc_finalizer and gc_finalizer not in finalizers:
+            finalizers.append(gc_finalizer)
+        pending = bool(finalizers) or (is_ns and (old.get("spec") or {}).get("finalizers"))
+        if pending:
+            if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
+                return self._out(rt, old), False
+            new = dict(old)
+            new["metadata"] = dict(meta)
+            new["metadata"]["finalizers"] = finalizers
+            new["metadata"].setdefault("deletionTimestamp", self._now())
+            new["metadata"].setdefault("deletionGracePeriodSeconds", 0)
+            if is_ns:
+                new["status"] = dict(old.get("status") or {}, phase="Terminating")
+            if dry_run:
+                return self._out(rt, new), False
+            new["metadata"]["resourceVersion"] = self._next_rv()
+            self._put(rt, new)
+            self._emit("MODIFIED", rt, new, old)
+            return self._out(rt, new), False
+        if dry_run:
+            return self._deleted_answer(rt, old), True
+        self._remove(rt, old)
+        return self._deleted_answer(rt, old), True
+
+    def _deleted_answer(self, rt: ResourceType, obj: dict) -> dict:
+        if rt.return_deleted_object:
+            return self._out(rt, obj)
+        details = {"name": obj["metadata"]["name"]}
+        if rt.group:
+            details["group"] = rt.group
+        details["kind"] = rt.plural
+        details["uid"] = obj["metadata"]["uid"]
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": details}
+
+    def delete_collection(self, group: str, plural: str, namespace: str | None,
+                          label_selector=None, field_selector=None, dry_run: bool = False,
+                          propagation_policy: str | None = None) -> dict:
+        rt = self._type(group, plural)
+        self._check_verb(rt, "deletecollection")
+        ls, fs = self._selectors(rt, label_selector, field_selector)
+        targets = [(ns, name) for ns, name, _ in self._select(rt, namespace, ls, fs)]
+        items = []
+        for ns, name in targets:
+            if self._stored(rt, ns, name) is None:
+                continue
+            self.delete(group, plural, ns or None, name, propagation_policy=propagation_policy,
+                        dry_run=dry_run)
+            items.append(self._out(rt, self._stored(rt, ns, name) or {"metadata": {"name": name,
+                                                                               "namespace": ns}}))
+        return {"kind": rt.list_kind, "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": str(self._rv)}, "items": items}
+
+    def apply_object(self, obj: dict) -> dict:
+        """Create obj, or replace the existing one (by apiVersion/kind/namespace/name).
+        A .status in obj is then written through the status subresource, so lab-internal
+        callers (seeds, bootstrap) can set status in one call."""
+        rt = self.registry.by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
+        if rt is None:
+            raise bad_request(f"no resource for {obj.get('apiVersion')} {obj.get('kind')}")
+        meta = obj.get("metadata") or {}
+        ns = meta.get("namespace") if rt.namespaced else None
+        if rt.namespaced and not ns:
+            ns = "default"
+        existing = self._stored(rt, ns, meta.get("name", ""))
+        body = fast_copy(obj)
+        body.get("metadata", {}).pop("resourceVersion", None)
+        if existing is None:
+            out = self.create(rt.group, rt.plural, ns, body)
+        else:
+            out = self.update(rt.group, rt.plural, ns, meta["name"], body)
+        if rt.has_status and "status" in obj and out.get("status") != obj["status"]:
+            out["status"] = fast_copy(obj["status"])
+            out = self.update(rt.group, rt.plural, ns, meta["name"], out, subresource="status")
+        return out
+
+    # ---- internals of writes
+    def _decode(self, rt: ResourceType, obj: dict) -> dict:
+        if not isinstance(obj, dict):
+            raise bad_request("the body of the request is not a JSON object")
+        obj = fast_copy(obj)
+        av = obj.get("apiVersion")
+        if av and av not in [rt.api_version_for(v) for v in rt.versions]:
+            raise bad_request(f"the API version in the data ({av}) does not match the expected "
+                              f"API version ({rt.api_version})")
+        kind = obj.get("kind")
+        if kind and kind != rt.kind:
+            raise bad_request(f"the kind in the data ({kind}) does not match the expected kind "
+                              f"({rt.kind})")
+        obj["apiVersion"] = rt.api_version
+        obj["kind"] = rt.kind
+        if not isinstance(obj.get("metadata", {}), dict):
+            raise bad_request("metadata must be an object")
+        return obj
+
+    def _check_namespace_field(self, rt: ResourceType, ns: str, meta: dict) -> None:
+        if rt.namespaced:
+            if not ns:
+                raise bad_request("the server could not find the requested resource: a "
+                                  "namespace is required")
+            if meta.get("namespace") and meta["namespace"] != ns:
+                raise bad_request("the namespace of the provided object does not match the "
+                                  "namespace sent on the request")
+
+    def _check_namespace_usable(self, rt: ResourceType, ns: str, name: str) -> None:
+        nsobj = self._data.get(("", "namespaces"), {}).get("", {}).get(ns)
+        if nsobj is None:
+            raise not_found("namespaces", ns)
+        if nsobj["metadata"].get("deletionTimestamp") or \
+                (nsobj.get("status") or {}).get("phase") == "Terminating":
+            msg = (f'{rt.group_resource} "{name}" is forbidden: unable to create new content in '
+                   f"namespace {ns} because it is being terminated")
+            details = _gr_details(rt.group_resource, name)
+            details["causes"] = [{"reason": "NamespaceTerminating", "message": msg.split(
+                "forbidden: ", 1)[1], "field": "metadata.namespace"}]
+            raise forbidden(msg, details)
+
+    def _admit(self, rt: ResourceType, obj: dict, old: dict | None) -> None:
+        """Defaulting, admission plugins and validation; raises 422 Invalid."""
+        key = (rt.group, rt.plural)
+        validation.apply_defaults(rt.group, rt.plural, obj)
+        if key == ("", "persistentvolumeclaims") and old is None:
+            spec = obj.setdefault("spec", {})
+            if "storageClassName" not in spec:
+                default_sc = self._default_storage_class()
+                if default_sc:
+                    spec["storageClassName"] = default_sc
+        elif key == ("", "pods") and old is None:
+            spec = obj.setdefault("spec", {})
+            if not spec.get("serviceAccountName"):
+                spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
+            spec["serviceAccount"] = spec["serviceAccountName"]
+            spec.setdefault("enableServiceLinks", True)
+            spec.setdefault("priority", 0)
+            spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        elif key == ("", "services"):
+            self._allocate_service(obj, old)
+        errs: list = []
+        if not rt.builtin:
+            schema = rt.schemas.get(rt.version) or {}
+            if schema:
+                validation.prune(obj, schema, root=True)
+                validation.default(obj, schema)
+                errs += validation.schema_errors(obj, schema)
+        errs = validation.validate_object(rt.group, rt.plural, obj) + errs
+        if old is not None:
+            errs += self._immutable_errors(rt, obj, old)
+        if errs:
+            raise invalid(_qualified_kind(rt), obj["metadata"].get("name", ""), errs)
+
+    def _immutable_errors(self, rt, obj, old) -> list:
+        errs = []
+        key = (rt.group, rt.plural)
+        if key in {("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"),
+                   ("apps", "daemonsets"), ("batch", "jobs")}:
+            if (obj.get("spec") or {}).get("selector") != (old.get("spec") or {}).get("selector"):
+                errs.append(validation.invalid("spec.selector", (obj.get("spec") or {}).get(
+                    "selector"), "field is immutable"))
+        if key == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            if obj["spec"].get("group") != old["spec"].get("group"):
+                errs.append(validation.invalid("spec.group", obj["spec"].get("group"),
+                                               "field is immutable"))
+        if key == ("", "secrets") and old.get("type") != obj.get("type"):
+            errs.append(validation.invalid("type", obj.get("type"), "field is immutable"))
+        for k in (("", "secrets"), ("", "configmaps")):
+            if key == k and old.get("immutable") and (
+                    obj.get("data") != old.get("data")
+                    or obj.get("binaryData") != old.get("binaryData")):
+                errs.append(validation.forbidden(
+                    "data", "field is immutable when `immutable` is set"))
+        return errs
+
+    def _default_storage_class(self) -> str | None:
+        best = None
+        for obj in (self._data.get(("storage.k8s.io", "storageclasses"), {})
+                    .get("", {}).values()):
+            ann = obj["metadata"].get("annotations") or {}
+            if (ann.get("storageclass.kubernetes.io/is-default-class") == "true"
+                    or ann.get("storageclass.beta.kubernetes.io/is-default-class") == "true"):
+                # several defaults: the newest wins, as the admission plugin does since 1.28
+                key = (obj["metadata"]["creationTimestamp"], obj["metadata"]["name"])
+                if best is None or key > best[0]:
+                    best = (key, obj["metadata"]["name"])
+        return best[1] if best else None
+
+    def _allocate_service(self, obj: dict, old: dict | None) -> None:
+        spec = obj.setdefault("spec", {})
+        if old is not None:
+            # PUT without the allocated values keeps them (the service REST's
+            # patchAllocatedValues)
+            ospec = old.get("spec") or {}
+            for k in ("clusterIP", "clusterIPs"):
+                if not spec.get(k) and ospec.get(k):
+                    spec[k] = ospec[k]
+            oports = {(p.get("port"), p.get("protocol")): p.get("nodePort")
+                      for p in ospec.get("ports") or []}
+            for p in spec.get("ports") or []:
+                np = oports.get((p.get("port"), p.get("protocol")))
+                if np and not p.get("nodePort") and spec.get("type") in ("NodePort",
+                                                                         "LoadBalancer"):
+                    p["nodePort"] = np
+            return
+        if spec.get("type") == "ExternalName":
+            return
+        ip = spec.get("clusterIP")
+        if not ip:
+            n = 10
+            while True:
+                ip = f"10.96.{n // 250}.{n % 250 + 1}"
+                if ip not in self._service_ips:
+                    break
+                n += 1
+        elif ip != "None" and ip in self._service_ips:
+            raise invalid("Service", obj["metadata"].get("name", ""), [validation.invalid(
+                "spec.clusterIPs", [ip], "failed to allocate IP " + ip +
+                ": provided IP is already allocated")])
+        spec["clusterIP"] = ip
+        spec["clusterIPs"] = [ip]
+        if spec.get("type") in ("NodePort", "LoadBalancer"):
+            port = 30000
+            for p in spec.get("ports") or []:
+                if not p.get("nodePort"):
+                    while port in self._node_ports:
+                        port += 1
+                    p["nodePort"] = port
+                    self._node_ports.add(port)
+
+    def _reserve_service(self, obj: dict) -> None:
+        spec = obj.get("spec") or {}
+        if spec.get("clusterIP") and spec["clusterIP"] != "None":
+            self._service_ips.add(spec["clusterIP"])
+        for p in spec.get("ports") or []:
+            if p.get("nodePort"):
+                self._node_ports.add(p["nodePort"])
+
+    def _put(self, rt: ResourceType, obj: dict) -> None:
+        m = obj["metadata"]
+        self._bucket(rt).setdefault(m.get("namespace", "") if rt.namespaced else "",
+                                    {})[m["name"]] = obj
+
+    def _remove(self, rt: ResourceType, old: dict) -> None:
+        """Drop old from storage and emit DELETED (at a new resourceVersion)."""
+        if (rt.group, rt.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            self._unregister_crd(old)
+        m = old["metadata"]
+        ns = m.get("namespace", "") if rt.namespaced else ""
+        bucket = self._bucket(rt)
+        bucket.get(ns, {}).pop(m["name"], None)
+        if ns in bucket and not bucket[ns]:
+            del bucket[ns]
+        if (rt.group, rt.plural) == ("", "services"):
+            spec = old.get("spec") or {}
+            self._service_ips.discard(spec.get("clusterIP"))
+            for p in spec.get("ports") or []:
+                self._node_ports.discard(p.get("nodePort"))
+        gone_obj = dict(old)
+        gone_obj["metadata"] = dict(m, resourceVersion=self._next_rv())
+        self._emit("DELETED", rt, gone_obj)
+
+    def _commit_update(self, rt: ResourceType, old: dict, obj: dict, subresource: str | None,
+                       dry_run: bool) -> dict:
+        """Shared tail of update and patch: merge server-owned fields, admit, store."""
+        name = old["metadata"]["name"]
+        meta = obj.get("metadata") or {}
+        if not isinstance(meta, dict):
+            raise bad_request("metadata must be an object")
+        rv = meta.get("resourceVersion")
+        if rv and rv != old["metadata"]["resourceVersion"]:
+            raise conflict(rt.group_resource, name, "the object has been modified; please apply "
+                           "your changes to the latest version and try again")
+        if subresource == "status":
+            new = dict(old)
+            if "status" in obj:
+                new["status"] = obj["status"]
+            else:
+                new.pop("status", None)
+            new["metadata"] = dict(old["metadata"])
+        elif subresource == "finalize":
+            new = dict(old)
+            new["spec"] = dict(old.get("spec") or {},
+                               finalizers=list((obj.get("spec") or {}).get("finalizers") or []))
+            new["metadata"] = dict(old["metadata"])
+        elif subresource:
+            raise method_not_allowed()
+        else:
+            new = self._decode(rt, obj)
+            nm = new.setdefault("metadata", {})
+            if rt.namespaced and nm.get("namespace") and \
+                    nm["namespace"] != old["metadata"].get("namespace"):
+                raise bad_request("the namespace of the provided object does not match the "
+                                  "namespace sent on the request")
+            om = old["metadata"]
+            for k in ("uid", "creationTimestamp", "deletionTimestamp",
+                      "deletionGracePeriodSeconds", "generation", "namespace", "name"):
+                if k in om:
+                    nm[k] = om[k]
+                else:
+                    nm.pop(k, None)
+            nm.pop("managedFields", None)
+            nm.pop("selfLink", None)
+            if om.get("deletionTimestamp"):
+                added = set(nm.get("finalizers") or []) - set(om.get("finalizers") or [])
+                if added:
+                    raise invalid(_qualified_kind(rt), name, [validation.forbidden(
+                        "metadata.finalizers", "no new finalizers can be added if the object "
+                                               "is being deleted, found new finalizers "
+                        + json.dumps(sorted(added)))])
+            if rt.has_status:
+                if "status" in old:
+                    new["status"] = old["status"]
+                else:
+                    new.pop("status", None)
+            if (rt.group, rt.plural) == ("", "namespaces"):
+                new["spec"] = dict(new.get("spec") or {},
+                                   finalizers=list((old.get("spec") or {}).get("finalizers") or []))
+            self._admit(rt, new, old)
+            if rt.group == "apiextensions.k8s.io" and rt.plural == "customresourcedefinitions":
+                new["status"] = self._crd_status(new, old)
+            if rt.has_generation:
+                nm["generation"] = om.get("generation", 1) + (
+                    0 if _content(new) == _content(old) else 1)
+        new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+        if new == old:
+            return self._out(rt, old)  # no-op writes neither bump the RV nor emit events
+        if dry_run:
+            return self._out(rt, new)
+        new["metadata"]["resourceVersion"] = self._next_rv()
+        self._put(rt, new)
+        if rt.group == "apiextensions.k8s.io" and rt.plural == "customresourcedefinitions" \
+                and not subresource:
+            self._register_crd(new, old)
+        self._emit("MODIFIED", rt, new, old)
+        nm = new["metadata"]
+        ns_done = ((rt.group, rt.plural) != ("", "namespaces")
+                   or not (new.get("spec") or {}).get("finalizers"))
+        if nm.get("deletionTimestamp") and not nm.get("finalizers") and ns_done:
+            self._remove(rt, new)
+        return self._out(rt, new)
+
+    # ---- subresources
+    def _scale_of(self, rt: ResourceType, obj: dict) -> dict:
+        spec = rt.scale
+        m = obj["metadata"]
+        if spec is None:
+            raise resource_not_found()
+        if rt.builtin:
+            selector = selector_string((obj.get("spec") or {}).get("selector"))
+        else:
+            selector = (_path_get(obj, spec.label_selector_path)
+                        if spec.label_selector_path else None)
+        status = {"replicas": _path_get(obj, spec.status_replicas_path) or 0}
+        if selector:
+            status["selector"] = selector
+        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                "metadata": {"name": m["name"], "namespace": m.get("namespace"),
+                             "uid": m["uid"], "resourceVersion": m["resourceVersion"],
+                             "creationTimestamp": m["creationTimestamp"]},
+                "spec": {"replicas": _path_get(obj, spec.spec_replicas_path) or 0},
+                "status": status}
+
+    def _update_scale(self, rt, namespace, name, scale: dict, dry_run: bool) -> dict:
+        old = self._must(rt, namespace, name)
+        replicas = (scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise invalid("Scale.autoscaling", name, [validation.invalid(
+                "spec.replicas", replicas, "must be greater than or equal to 0")])
+        rv = (scale.get("metadata") or {}).get("resourceVersion")
+        new = self._out(rt, old)
+        new["metadata"]["resourceVersion"] = rv or old["metadata"]["resourceVersion"]
+        _path_set(new, rt.scale.spec_replicas_path, replicas)
+        out = self._commit_update(rt, old, new, None, dry_run)
+        if dry_run:
+            return self._scale_of(rt, out)
+        return self._scale_of(rt, self._must(rt, namespace, name))
+
+    def _create_subresource(self, rt, namespace, body, subresource, dry_run):
+        self._check_verb(rt, "create", subresource)
+        name = (body.get("metadata") or {}).get("name", "")
+        old = self._must(rt, namespace, name)
+        if subresource == "binding":
+            node = (body.get("target") or {}).get("name")
+            if (old.get("spec") or {}).get("nodeName"):
+                raise conflict(rt.group_resource, name, f"pod {name} is already assigned to "
+                               f"node \"{old['spec']['nodeName']}\"")
+            new = self._out(rt, old)
+            new["spec"]["nodeName"] = node
+            self._commit_update(rt, old, new, None, dry_run)
+            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "code": 201}
+        if subresource == "eviction":
+            self.delete(rt.group, rt.plural, namespace, name, dry_run=dry_run,
+                        preconditions=(body.get("deleteOptions") or {}).get("preconditions"))
+            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "code": 201}
+        raise method_not_allowed()
+
+    # ---- CRDs
+    def _crd_status(self, crd: dict, old: dict | None) -> dict:
+        names = crd["spec"]["names"]
+        accepted = {k: names[k] for k in ("plural", "singular", "shortNames", "kind", "listKind",
+                                          "categories") if names.get(k)}
+        now = self._now()
+        prev = {c["type"]: c for c in ((old or {}).get("status") or {}).get("conditions") or []}
+
+        def cond(t, reason, msg):
+            c = prev.get(t)
+            if c and c.get("status") == "True":
+                return c
+            return {"type": t, "status": "True", "lastTransitionTime": now, "reason": reason,
+                    "message": msg}
+        storage = next(v["name"] for v in crd["spec"]["versions"] if v.get("storage"))
+        stored = list(((old or {}).get("status") or {}).get("storedVersions") or [])
+        if storage not in stored:
+            stored.append(storage)
+        return {"conditions": [cond("NamesAccepted", "NoConflicts", "no conflicts found"),
+                               cond("Established", "InitialNamesAccepted",
+                                    "the initial names have been accepted")],
+                "acceptedNames": accepted, "storedVersions": stored}
+
+    def _register_crd(self, crd: dict, old: dict | None) -> None:
+        rt = self.registry.types_from_crd(crd)
+        if old is not None:
+            ospec = old["spec"]
+            if ospec["names"]["plural"] != rt.plural:
+                self.registry.remove(ospec["group"], ospec["names"]["plural"])
+        self.registry.add(rt)
+
+    def _unregister_crd(self, crd: dict) -> None:
+        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+        rt = self.registry.get(group, plural)
+        if rt is None or rt.crd_name != crd["metadata"]["name"]:
+            return
+        # The CRD's objects go first, each with a DELETED event, as the cleanup controller does.
+        for _, _, obj in list(self._iter(rt, None)):
+            self._remove(rt, obj)
+        self._data.pop((group, plural), None)
+        self.registry.remove(group, plural)

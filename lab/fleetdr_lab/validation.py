@@ -1,0 +1,737 @@
+"""Names, labels, per-kind defaulting and validation, CRD schema pruning/defaulting.
+
+Validators return lists of FieldError; the Store turns a non-empty list into a 422 Invalid
+whose message and details.causes have the shapes k8s.io/apimachinery's field.Error gives.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+
+# ---- field errors -----------------------------------------------------------------------
+
+
+def _go_value(v) -> str:
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, dict) and all(isinstance(x, str) for x in v.values()):
+        inner = ", ".join(f"{json.dumps(k)}:{json.dumps(x)}" for k, x in sorted(v.items()))
+        return "map[string]string{" + inner + "}"
+    return json.dumps(v, separators=(",", ":")) if not isinstance(v, (int, float)) else str(v)
+
+
+@dataclass
+class FieldError:
+    field: str
+    type: str            # "FieldValueInvalid", "FieldValueRequired", ...
+    detail: str = ""
+    value: object = None
+
+    def body(self) -> str:
+        if self.type == "FieldValueRequired":
+            return "Required value" + (f": {self.detail}" if self.detail else "")
+        if self.type == "FieldValueForbidden":
+            return "Forbidden" + (f": {self.detail}" if self.detail else "")
+        if self.type == "FieldValueNotSupported":
+            return f"Unsupported value: {_go_value(self.value)}: {self.detail}"
+        if self.type == "FieldValueDuplicate":
+            return f"Duplicate value: {_go_value(self.value)}"
+        if self.type == "FieldValueTypeInvalid":
+            return f"Invalid value: {_go_value(self.value)}: {self.detail}"
+        return f"Invalid value: {_go_value(self.value)}" + (f": {self.detail}" if self.detail else "")
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.body()}"
+
+    def cause(self) -> dict:
+        return {"reason": self.type, "message": self.body(), "field": self.field}
+
+
+def invalid(field, value, detail) -> FieldError:
+    return FieldError(field, "FieldValueInvalid", detail, value)
+
+
+def required(field, detail="") -> FieldError:
+    return FieldError(field, "FieldValueRequired", detail)
+
+
+def forbidden(field, detail) -> FieldError:
+    return FieldError(field, "FieldValueForbidden", detail)
+
+
+def not_supported(field, value, supported) -> FieldError:
+    return FieldError(field, "FieldValueNotSupported",
+                      "supported values: " + ", ".join(json.dumps(s) for s in supported), value)
+
+
+# ---- names and labels -------------------------------------------------------------------
+
+DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_SUBDOMAIN = DNS1123_LABEL + r"(\." + DNS1123_LABEL + r")*"
+QUALIFIED_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+LABEL_VALUE = r"(" + QUALIFIED_NAME + r")?"
+
+_LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
+              "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
+              "'123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                  "characters, '-' or '.', and must start and end with an alphanumeric character"
+                  " (e.g. 'example.com', regex used for validation is "
+                  "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+_QNAME_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must "
+              "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+              "'123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+_VALUE_MSG = ("a valid label must be an empty string or consist of alphanumeric characters, '-',"
+              " '_' or '.', and must start and end with an alphanumeric character (e.g. "
+              "'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+              "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+
+
+def dns1123_label_errors(v: str) -> list[str]:
+    errs = []
+    if len(v) > 63:
+        errs.append("must be no more than 63 characters")
+    if not re.fullmatch(DNS1123_LABEL, v):
+        errs.append(_LABEL_MSG)
+    return errs
+
+
+def dns1123_subdomain_errors(v: str) -> list[str]:
+    errs = []
+    if len(v) > 253:
+        errs.append("must be no more than 253 characters")
+    if not re.fullmatch(DNS1123_SUBDOMAIN, v):
+        errs.append(_SUBDOMAIN_MSG)
+    return errs
+
+
+def path_segment_errors(v: str) -> list[str]:
+    """RBAC object names: anything that is a valid URL path segment."""
+    if v in (".", ".."):
+        return [f"may not be '{v}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in v]
+
+
+def qualified_name_errors(v: str) -> list[str]:
+    """Label/annotation keys: optional DNS-subdomain prefix + '/' + name (<= 63)."""
+    parts = v.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+        errs = []
+    elif len(parts) == 2:
+        prefix, name = parts
+        errs = []
+        if not prefix:
+            errs.append("prefix part must be non-empty")
+        else:
+            errs += ["prefix part " + e for e in dns1123_subdomain_errors(prefix)]
+    else:
+        return ["a qualified name must consist of alphanumeric characters, '-', '_' or '.', and "
+                "must start and end with an alphanumeric character (e.g. 'MyName',  or "
+                "'my.name',  or '123-abc', regex used for validation is "
+                "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain "
+                "prefix and '/' (e.g. 'example.com/MyName')"]
+    if not name:
+        errs.append("name part must be non-empty")
+    else:
+        if len(name) > 63:
+            errs.append("name part must be no more than 63 characters")
+        if not re.fullmatch(QUALIFIED_NAME, name):
+            errs.append(_QNAME_MSG)
+    return errs
+
+
+label_key_errors = qualified_name_errors
+
+
+def label_value_errors(v: str) -> list[str]:
+    errs = []
+    if len(v) > 63:
+        errs.append("must be no more than 63 characters")
+    if not re.fullmatch(LABEL_VALUE, v):
+        errs.append(_VALUE_MSG)
+    return errs
+
+
+# Resources whose names are DNS-1123 labels / free path segments rather than subdomains.
+LABEL_NAMED = {("", "namespaces"), ("", "services")}
+PATH_SEGMENT_NAMED = {("rbac.authorization.k8s.io", p)
+                      for p in ("roles", "rolebindings", "clusterroles", "clusterrolebindings")}
+
+TOTAL_ANNOTATION_SIZE = 256 * 1024
+
+
+def validate_metadata(group: str, plural: str, meta: dict) -> list[FieldError]:
+    errs: list[FieldError] = []
+    name = meta.get("name")
+    if not name:
+        errs.append(required("metadata.name", "name or generateName is required"))
+    else:
+        if (group, plural) in LABEL_NAMED:
+            msgs = dns1123_label_errors(name)
+        elif (group, plural) in PATH_SEGMENT_NAMED:
+            msgs = path_segment_errors(name)
+        else:
+            msgs = dns1123_subdomain_errors(name)
+        errs += [invalid("metadata.name", name, m) for m in msgs]
+    labels = meta.get("labels") or {}
+    if not isinstance(labels, dict):
+        errs.append(invalid("metadata.labels", labels, "must be a map of string to string"))
+        labels = {}
+    for k, v in labels.items():
+        errs += [invalid("metadata.labels", k, m) for m in label_key_errors(k)]
+        if not isinstance(v, str):
+            errs.append(invalid(f"metadata.labels", v, "must be a string"))
+            continue
+        errs += [invalid("metadata.labels", v, m) for m in label_value_errors(v)]
+    annotations = meta.get("annotations") or {}
+    size = 0
+    for k, v in annotations.items():
+        errs += [invalid("metadata.annotations", k, m) for m in qualified_name_errors(k.lower())]
+        size += len(k) + len(v or "")
+    if size > TOTAL_ANNOTATION_SIZE:
+        errs.append(FieldError("metadata.annotations", "FieldValueTooLong",
+                               f"may not be more than {TOTAL_ANNOTATION_SIZE} bytes"))
+    for i, f in enumerate(meta.get("finalizers") or []):
+        if "/" not in f and f not in ("kubernetes", "orphan", "foregroundDeletion"):
+            errs.append(invalid(f"metadata.finalizers[{i}]", f,
+                                "name is neither a standard finalizer name nor is it fully "
+                                "qualified"))
+        else:
+            errs += [invalid(f"metadata.finalizers[{i}]", f, m) for m in qualified_name_errors(f)]
+    return errs
+
+
+# ---- per-kind defaulting ---------------------------------------------------------------
+
+
+def _image_pull_policy(image: str) -> str:
+    # The tag is after the last ':' that comes after the last '/'; a digest pins the image.
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last or last.rsplit(":", 1)[1] == "latest":
+        return "Always"
+    return "IfNotPresent"
+
+
+def _default_container(c: dict) -> None:
+    c.setdefault("terminationMessagePath", "/dev/termination-log")
+    c.setdefault("terminationMessagePolicy", "File")
+    if "image" in c:
+        c.setdefault("imagePullPolicy", _image_pull_policy(c["image"] or ""))
+    c.setdefault("resources", {})
+    for p in c.get("ports") or []:
+        p.setdefault("protocol", "TCP")
+    for e in c.get("env") or []:
+        vf = e.get("valueFrom") or {}
+        if "fieldRef" in vf:
+            vf["fieldRef"].setdefault("apiVersion", "v1")
+
+
+def default_pod_spec(spec: dict) -> None:
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        _default_container(c)
+    for v in spec.get("volumes") or []:
+        for src, field in (("secret", "defaultMode"), ("configMap", "defaultMode"),
+                           ("projected", "defaultMode"), ("downwardAPI", "defaultMode")):
+            if src in v and isinstance(v[src], dict):
+                v[src].setdefault(field, 420)
+        if "hostPath" in v and isinstance(v["hostPath"], dict):
+            v["hostPath"].setdefault("type", "")
+        if "persistentVolumeClaim" in v:
+            pass
+
+
+def _default_template(obj: dict, *path: str) -> None:
+    t = obj
+    for p in path:
+        t = t.get(p) if isinstance(t, dict) else None
+        if t is None:
+            return
+    if isinstance(t, dict):
+        t.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        if isinstance(t.get("spec"), dict):
+            default_pod_spec(t["spec"])
+
+
+def _default_service(obj: dict) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("type", "ClusterIP")
+    spec.setdefault("sessionAffinity", "None")
+    if spec["type"] != "ExternalName":
+        spec.setdefault("internalTrafficPolicy", "Cluster")
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+    if spec["type"] in ("NodePort", "LoadBalancer"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    for p in spec.get("ports") or []:
+        p.setdefault("protocol", "TCP")
+        if "port" in p:
+            p.setdefault("targetPort", p["port"])
+
+
+def _default_secret(obj: dict) -> None:
+    obj.setdefault("type", "Opaque")
+    string_data = obj.pop("stringData", None)
+    if string_data:
+        data = obj.get("data") or {}
+        for k, v in string_data.items():
+            data[k] = base64.b64encode(str(v).encode()).decode()
+        obj["data"] = data
+
+
+def _default_deployment(obj):
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    strategy = spec.setdefault("strategy", {})
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        ru = strategy.setdefault("rollingUpdate", {})
+        ru.setdefault("maxUnavailable", "25%")
+        ru.setdefault("maxSurge", "25%")
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    _default_template(obj, "spec", "template")
+
+
+def _default_statefulset(obj):
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("podManagementPolicy", "OrderedReady")
+    us = spec.setdefault("updateStrategy", {})
+    us.setdefault("type", "RollingUpdate")
+    if us["type"] == "RollingUpdate":
+        us.setdefault("rollingUpdate", {}).setdefault("partition", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("persistentVolumeClaimRetentionPolicy",
+                    {"whenDeleted": "Retain", "whenScaled": "Retain"})
+    for t in spec.get("volumeClaimTemplates") or []:
+        t.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+        t.setdefault("apiVersion", "v1")
+        t.setdefault("kind", "PersistentVolumeClaim")
+        t.setdefault("status", {"phase": "Pending"})
+    _default_template(obj, "spec", "template")
+
+
+def _default_daemonset(obj):
+    spec = obj.setdefault("spec", {})
+    us = spec.setdefault("updateStrategy", {})
+    us.setdefault("type", "RollingUpdate")
+    if us["type"] == "RollingUpdate":
+        ru = us.setdefault("rollingUpdate", {})
+        ru.setdefault("maxUnavailable", 1)
+        ru.setdefault("maxSurge", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    _default_template(obj, "spec", "template")
+
+
+def _default_replicaset(obj):
+    obj.setdefault("spec", {}).setdefault("replicas", 1)
+    _default_template(obj, "spec", "template")
+
+
+def _default_job_spec(spec: dict):
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("completions", 1) if spec.get("completionMode") != "Indexed" else None
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    t = spec.get("template")
+    if isinstance(t, dict):
+        t.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        if isinstance(t.get("spec"), dict):
+            default_pod_spec(t["spec"])
+
+
+def _default_job(obj):
+    spec = obj.setdefault("spec", {})
+    _default_job_spec(spec)
+    # The Job strategy generates a selector unique to this Job unless manualSelector is set.
+    uid = (obj.get("metadata") or {}).get("uid")
+    if uid and not spec.get("manualSelector") and "selector" not in spec:
+        name = obj["metadata"].get("name", "")
+        gen = {"batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
+               "controller-uid": uid, "job-name": name}
+        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+        t = spec.setdefault("template", {}).setdefault("metadata", {})
+        labels = t.get("labels") or {}
+        labels.update(gen)
+        t["labels"] = labels
+
+
+def _default_cronjob(obj):
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("concurrencyPolicy", "Allow")
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    jt = spec.get("jobTemplate")
+    if isinstance(jt, dict):
+        jt.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        _default_job_spec(jt.setdefault("spec", {}))
+
+
+def _default_pvc(obj):
+    obj.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+
+
+def _default_pv(obj):
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("volumeMode", "Filesystem")
+    spec.setdefault("persistentVolumeReclaimPolicy", "Retain")
+    hp = spec.get("hostPath")
+    if isinstance(hp, dict):
+        hp.setdefault("type", "")
+
+
+def _default_namespace(obj):
+    name = obj["metadata"].get("name", "")
+    labels = obj["metadata"].get("labels") or {}
+    labels["kubernetes.io/metadata.name"] = name
+    obj["metadata"]["labels"] = labels
+    spec = obj.get("spec") or {}
+    spec.setdefault("finalizers", ["kubernetes"])
+    obj["spec"] = spec
+
+
+def _default_storageclass(obj):
+    obj.setdefault("reclaimPolicy", "Delete")
+    obj.setdefault("volumeBindingMode", "Immediate")
+
+
+def _default_crd(obj):
+    spec = obj.setdefault("spec", {})
+    names = spec.setdefault("names", {})
+    if names.get("kind"):
+        names.setdefault("singular", names["kind"].lower())
+        names.setdefault("listKind", names["kind"] + "List")
+    spec.setdefault("conversion", {"strategy": "None"})
+    for v in spec.get("versions") or []:
+        v.setdefault("served", True)
+        v.setdefault("storage", False)
+
+
+def _default_ingress(obj):
+    for rule in (obj.get("spec") or {}).get("rules") or []:
+        for p in ((rule.get("http") or {}).get("paths") or []):
+            p.setdefault("pathType", "ImplementationSpecific")
+
+
+def _default_pod(obj):
+    default_pod_spec(obj.setdefault("spec", {}))
+
+
+DEFAULTERS = {
+    ("", "pods"): _default_pod,
+    ("", "services"): _default_service,
+    ("", "secrets"): _default_secret,
+    ("", "persistentvolumeclaims"): _default_pvc,
+    ("", "persistentvolumes"): _default_pv,
+    ("", "namespaces"): _default_namespace,
+    ("apps", "deployments"): _default_deployment,
+    ("apps", "statefulsets"): _default_statefulset,
+    ("apps", "daemonsets"): _default_daemonset,
+    ("apps", "replicasets"): _default_replicaset,
+    ("batch", "jobs"): _default_job,
+    ("batch", "cronjobs"): _default_cronjob,
+    ("storage.k8s.io", "storageclasses"): _default_storageclass,
+    ("apiextensions.k8s.io", "customresourcedefinitions"): _default_crd,
+    ("networking.k8s.io", "ingresses"): _default_ingress,
+}
+
+# Status a built-in type is given on create (its strategy's PrepareForCreate resets status).
+INITIAL_STATUS = {
+    ("", "pods"): lambda: {"phase": "Pending", "qosClass": "BestEffort"},
+    ("", "namespaces"): lambda: {"phase": "Active"},
+    ("", "persistentvolumeclaims"): lambda: {"phase": "Pending"},
+    ("", "persistentvolumes"): lambda: {"phase": "Pending"},
+    ("", "services"): lambda: {"loadBalancer": {}},
+    ("apps", "deployments"): dict, ("apps", "statefulsets"): lambda: {"replicas": 0,
+                                                                      "availableReplicas": 0},
+    ("apps", "daemonsets"): lambda: {"currentNumberScheduled": 0, "numberMisscheduled": 0,
+                                     "desiredNumberScheduled": 0, "numberReady": 0},
+    ("apps", "replicasets"): lambda: {"replicas": 0},
+    ("batch", "jobs"): dict, ("batch", "cronjobs"): dict,
+    ("networking.k8s.io", "ingresses"): lambda: {"loadBalancer": {}},
+    ("policy", "poddisruptionbudgets"): lambda: {"disruptionsAllowed": 0, "currentHealthy": 0,
+                                                 "desiredHealthy": 0, "expectedPods": 0},
+    ("", "resourcequotas"): dict,
+}
+
+
+def apply_defaults(group: str, plural: str, obj: dict) -> None:
+    fn = DEFAULTERS.get((group, plural))
+    if fn:
+        fn(obj)
+
+
+# ---- per-kind validation ---------------------------------------------------------------
+
+
+def _containers_errors(spec, path: str) -> list[FieldError]:
+    if not isinstance(spec, dict):
+        return [required(path)]
+    containers = spec.get("containers")
+    if not containers:
+        return [required(f"{path}.containers")]
+    errs = []
+    seen = set()
+    for i, c in enumerate(containers):
+        p = f"{path}.containers[{i}]"
+        if not c.get("name"):
+            errs.append(required(f"{p}.name"))
+        else:
+            errs += [invalid(f"{p}.name", c["name"], m) for m in dns1123_label_errors(c["name"])]
+            if c["name"] in seen:
+                errs.append(FieldError(f"{p}.name", "FieldValueDuplicate", value=c["name"]))
+            seen.add(c["name"])
+        if not c.get("image"):
+            errs.append(required(f"{p}.image"))
+    rp = spec.get("restartPolicy")
+    if rp is not None and rp not in ("Always", "OnFailure", "Never"):
+        errs.append(not_supported(f"{path}.restartPolicy", rp, ["Always", "OnFailure", "Never"]))
+    return errs
+
+
+def _selector_template_errors(obj: dict, require_selector=True) -> list[FieldError]:
+    from .selectors import LabelSelector, SelectorError
+    spec = obj.get("spec") or {}
+    errs = []
+    sel = spec.get("selector")
+    if not sel:
+        if require_selector:
+            errs.append(required("spec.selector"))
+    else:
+        try:
+            ls = LabelSelector.from_dict(sel)
+        except SelectorError as e:
+            return [invalid("spec.selector", sel, str(e))]
+        if ls.empty():
+            errs.append(invalid("spec.selector", sel,
+                                "empty selector is invalid for deployment"))
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if not ls.matches(labels):
+            errs.append(invalid("spec.template.metadata.labels", labels,
+                                "`selector` does not match template `labels`"))
+    errs += _containers_errors((spec.get("template") or {}).get("spec"), "spec.template.spec")
+    return errs
+
+
+def _validate_pvc(obj):
+    spec = obj.get("spec") or {}
+    errs = []
+    if not spec.get("accessModes"):
+        errs.append(required("spec.accessModes", "at least 1 access mode is required"))
+    if not ((spec.get("resources") or {}).get("requests") or {}).get("storage"):
+        errs.append(required("spec.resources[storage]"))
+    return errs
+
+
+def _validate_service(obj):
+    spec = obj.get("spec") or {}
+    errs = []
+    types = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
+    if spec.get("type") not in types:
+        errs.append(not_supported("spec.type", spec.get("type"), types))
+    ports = spec.get("ports") or []
+    if not ports and spec.get("type") != "ExternalName" and spec.get("clusterIP") != "None":
+        errs.append(required("spec.ports"))
+    for i, p in enumerate(ports):
+        if len(ports) > 1 and not p.get("name"):
+            errs.append(required(f"spec.ports[{i}].name"))
+        port = p.get("port")
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            errs.append(invalid(f"spec.ports[{i}].port", port,
+                                "must be between 1 and 65535, inclusive"))
+    return errs
+
+
+def _validate_crd(obj):
+    spec = obj.get("spec") or {}
+    names = spec.get("names") or {}
+    errs = []
+    name = obj["metadata"].get("name", "")
+    group = spec.get("group") or ""
+    plural = names.get("plural") or ""
+    if not group:
+        errs.append(required("spec.group"))
+    elif "." not in group:
+        errs.append(invalid("spec.group", group, "should be a domain with at least one dot"))
+    if not plural:
+        errs.append(required("spec.names.plural"))
+    elif dns1123_label_errors(plural):
+        errs.append(invalid("spec.names.plural", plural, dns1123_label_errors(plural)[0]))
+    if not names.get("kind"):
+        errs.append(required("spec.names.kind"))
+    if name != f"{plural}.{group}":
+        errs.append(invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
+    scope = spec.get("scope")
+    if scope not in ("Namespaced", "Cluster"):
+        errs.append(not_supported("spec.scope", scope, ["Cluster", "Namespaced"]))
+    versions = spec.get("versions") or []
+    if not versions:
+        errs.append(invalid("spec.versions", versions, "must have exactly one version marked "
+                                                       "as storage version"))
+    elif sum(1 for v in versions if v.get("storage")) != 1:
+        errs.append(invalid("spec.versions", versions, "must have exactly one version marked "
+                                                       "as storage version"))
+    for i, v in enumerate(versions):
+        if not ((v.get("schema") or {}).get("openAPIV3Schema")):
+            errs.append(required(f"spec.versions[{i}].schema.openAPIV3Schema",
+                                 "schemas are required"))
+    if versions and not any(v.get("served") for v in versions):
+        errs.append(invalid("spec.versions", versions, "must have at least one version served"))
+    return errs
+
+
+VALIDATORS = {
+    ("", "pods"): lambda o: _containers_errors(o.get("spec"), "spec"),
+    ("", "services"): _validate_service,
+    ("", "persistentvolumeclaims"): _validate_pvc,
+    ("apps", "deployments"): _selector_template_errors,
+    ("apps", "replicasets"): _selector_template_errors,
+    ("apps", "statefulsets"): _selector_template_errors,
+    ("apps", "daemonsets"): _selector_template_errors,
+    ("batch", "jobs"): lambda o: _containers_errors(
+        ((o.get("spec") or {}).get("template") or {}).get("spec"), "spec.template.spec"),
+    ("batch", "cronjobs"): lambda o: _containers_errors(
+        ((((o.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {})
+         .get("template") or {}).get("spec"), "spec.jobTemplate.spec.template.spec"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): _validate_crd,
+}
+
+
+def validate_object(group: str, plural: str, obj: dict) -> list[FieldError]:
+    errs = validate_metadata(group, plural, obj.get("metadata") or {})
+    fn = VALIDATORS.get((group, plural))
+    if fn:
+        errs += fn(obj)
+    return errs
+
+
+# ---- CRD structural schemas: pruning, defaulting, validation ----------------------------
+
+
+def prune(value, schema: dict, root: bool = False):
+    """Drop fields the structural schema does not specify (what the apiserver does silently)."""
+    if not isinstance(schema, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
+        # preserve-unknown keeps unknown fields but still prunes inside known properties
+        if isinstance(value, dict) and isinstance(schema, dict) and schema.get("properties"):
+            for k, sub in schema["properties"].items():
+                if k in value:
+                    value[k] = prune(value[k], sub)
+        return value
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        keep_meta = root or schema.get("x-kubernetes-embedded-resource")
+        if props is not None or addl is not None or schema.get("type") == "object":
+            for k in list(value):
+                if keep_meta and k in ("apiVersion", "kind", "metadata"):
+                    continue
+                if props and k in props:
+                    value[k] = prune(value[k], props[k])
+                elif isinstance(addl, dict):
+                    value[k] = prune(value[k], addl)
+                elif addl is True:
+                    continue
+                else:
+                    del value[k]
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [prune(v, schema["items"]) for v in value]
+    return value
+
+
+def default(value, schema: dict):
+    """Apply `default:` of missing properties (recursively, where the parent exists)."""
+    if not isinstance(schema, dict):
+        return value
+    if isinstance(value, dict):
+        for k, sub in (schema.get("properties") or {}).items():
+            if k not in value and isinstance(sub, dict) and "default" in sub:
+                value[k] = json.loads(json.dumps(sub["default"]))
+            if k in value:
+                value[k] = default(value[k], sub)
+        addl = schema.get("additionalProperties")
+        if isinstance(addl, dict):
+            for k in value:
+                value[k] = default(value[k], addl)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [default(v, schema["items"]) for v in value]
+    return value
+
+
+_JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool,
+               "integer": int, "number": (int, float)}
+
+
+def schema_errors(value, schema: dict, path: str = "") -> list[FieldError]:
+    """A light OpenAPI v3 check: type, required, enum, nullable (what users commonly hit)."""
+    if not isinstance(schema, dict):
+        return []
+    errs: list[FieldError] = []
+    if value is None:
+        if schema.get("nullable") or not schema.get("type"):
+            return []
+    typ = schema.get("type")
+    if schema.get("x-kubernetes-int-or-string"):
+        if not isinstance(value, (int, str)) or isinstance(value, bool):
+            errs.append(FieldError(path, "FieldValueTypeInvalid",
+                                   f"{path} in body must be of type integer,string: "
+                                   f"{json.dumps(_json_type(value))}", _json_type(value)))
+        return errs
+    if typ in _JSON_TYPES:
+        ok = isinstance(value, _JSON_TYPES[typ])
+        if typ in ("integer", "number") and isinstance(value, bool):
+            ok = False
+        if typ == "integer" and isinstance(value, float) and value.is_integer():
+            ok = True
+        if not ok:
+            got = _json_type(value)
+            return [FieldError(path, "FieldValueTypeInvalid",
+                               f"{path} in body must be of type {typ}: {json.dumps(got)}", got)]
+    if "enum" in schema and value not in schema["enum"]:
+        errs.append(not_supported(path, value, schema["enum"]))
+    if isinstance(value, dict):
+        for r in schema.get("required") or []:
+            if r not in value:
+                errs.append(required(f"{path}.{r}" if path else r))
+        props = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        for k, v in value.items():
+            if not path and k in ("apiVersion", "kind", "metadata"):
+                continue
+            sub = props.get(k) if k in props else (addl if isinstance(addl, dict) else None)
+            if sub is not None:
+                errs += schema_errors(v, sub, f"{path}.{k}" if path else k)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            errs += schema_errors(v, schema["items"], f"{path}[{i}]")
+    return errs
+
+
+def _json_type(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"

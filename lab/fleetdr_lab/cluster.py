@@ -1,0 +1,309 @@
+"""One emulated cluster: its Store, bootstrap objects, HTTPS site, faults and controllers."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+import ssl
+from dataclasses import dataclass, asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .daemon import Lab
+
+ENVS = ("prod", "staging", "dev")
+REGIONS = ("eu-west", "us-east", "ap-south")
+ZONE_SUFFIXES = ("a", "b", "c")
+BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+CONTROLLER_RESTART_DELAY = 1.0
+
+
+def cluster_labels(index: int) -> dict:
+    """Labels of the index-th cluster (0-based): env and region cycle."""
+    return {"env": ENVS[index % len(ENVS)], "region": REGIONS[index % len(REGIONS)]}
+
+
+@dataclass
+class Faults:
+    down: bool = False
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    error_code: int = 500
+
+    def clear(self) -> None:
+        self.latency_ms, self.error_rate, self.error_code = 0, 0.0, 500
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_store(clock):
+    """Build a Store bound to the lab clock."""
+    from .store import Store
+    params = inspect.signature(Store).parameters
+    store = Store(clock=clock) if "clock" in params else Store()
+    store.clock = clock
+    return store
+
+
+def _fallback_app(cluster: "Cluster") -> web.Application:
+    # Used only while api.py is not available: health endpoints so the process model can be
+    # exercised; real clients need fleetdr_lab.api.
+    async def ok(_request):
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/readyz", ok)
+    app.router.add_get("/livez", ok)
+    app.router.add_get("/healthz", ok)
+    return app
+
+
+class Cluster:
+    def __init__(self, lab: "Lab", name: str, index: int, nodes: int = 1, port: int = 0,
+                 token: str | None = None):
+        self.lab = lab
+        self.name = name
+        self.index = index
+        self.node_count = nodes
+        self.port = port
+        self.token = token or secrets.token_urlsafe(32)
+        self.labels = cluster_labels(index)
+        self.faults = Faults()
+        self.data_dir: Path = lab.dir / "volumes" / name
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log = logging.getLogger(f"fleetdr_lab.cluster.{name}")
+        try:
+            self.store = make_store(lab.clock)
+        except ImportError as exc:
+            # Only while store.py has not landed: the process model still runs.
+            self.log.warning("fleetdr_lab.store not available (%s): cluster has no store", exc)
+            self.store = None
+        self.controllers: list = []
+        self._controller_tasks: list[asyncio.Task] = []
+        self._started = False
+        self.app: web.Application | None = None
+        self.runner: web.AppRunner | None = None
+        self.site: web.TCPSite | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+
+    # -- identity ----------------------------------------------------------------------------
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def describe(self) -> dict:
+        return {"name": self.name, "port": self.port, "server": self.server,
+                "token": self.token, "labels": dict(self.labels)}
+
+    # -- bootstrap ---------------------------------------------------------------------------
+    def bootstrap(self) -> None:
+        store = self.store
+        if store is None:
+            return
+        for ns in BOOTSTRAP_NAMESPACES:
+            store.apply_object({"apiVersion": "v1", "kind": "Namespace",
+                                "metadata": {"name": ns}})
+        region = self.labels["region"]
+        for i in range(1, self.node_count + 1):
+            self._bootstrap_node(f"{self.name}-node-{i}", region,
+                                 f"{region}-{ZONE_SUFFIXES[(i - 1) % len(ZONE_SUFFIXES)]}", i)
+        store.apply_object({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "standard", "annotations": {
+                "storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "fleetdr.lab/hostpath",
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+            "allowVolumeExpansion": True,
+        })
+        store.apply_object({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": KUBERNETES_SERVICE_IP,
+                     "clusterIPs": [KUBERNETES_SERVICE_IP],
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP",
+                                "targetPort": 6443}],
+                     "sessionAffinity": "None"},
+        })
+
+    def _bootstrap_node(self, name: str, region: str, zone: str, index: int) -> None:
+        now = self.lab.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = {
+            "conditions": [
+                {"type": t, "status": s, "reason": r, "message": m,
+                 "lastHeartbeatTime": now, "lastTransitionTime": now}
+                for t, s, r, m in (
+                    ("MemoryPressure", "False", "KubeletHasSufficientMemory",
+                     "kubelet has sufficient memory available"),
+                    ("DiskPressure", "False", "KubeletHasNoDiskPressure",
+                     "kubelet has no disk pressure"),
+                    ("PIDPressure", "False", "KubeletHasSufficientPID",
+                     "kubelet has sufficient PID available"),
+                    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+                )
+            ],
+            "addresses": [{"type": "InternalIP", "address": f"10.0.{self.index % 250}.{index + 1}"},
+                          {"type": "Hostname", "address": name}],
+            "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110",
+                         "ephemeral-storage": "100Gi"},
+            "allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110",
+                            "ephemeral-storage": "100Gi"},
+            "nodeInfo": {"kubeletVersion": "v1.32.0", "kubeProxyVersion": "v1.32.0",
+                         "containerRuntimeVersion": "containerd://1.7.24",
+                         "operatingSystem": "linux", "architecture": "amd64",
+                         "osImage": "fleetdr-lab", "kernelVersion": "6.1.0",
+                         "machineID": "", "systemUUID": "", "bootID": ""},
+        }
+        node = {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "topology.kubernetes.io/region": region,
+                "topology.kubernetes.io/zone": zone,
+            }},
+            "spec": {"podCIDR": f"10.244.{index}.0/24"},
+            "status": status,
+        }
+        created = self.store.apply_object(node)
+        if not created.get("status", {}).get("conditions"):
+            # The store drops status on the main resource: set it through the subresource
+            # the way a kubelet does.
+            created["status"] = status
+            self.store.update("", "nodes", None, name, created, subresource="status")
+
+    # -- controllers -------------------------------------------------------------------------
+    def add_controller(self, ctrl) -> None:
+        self.controllers.append(ctrl)
+        if self._started:
+            self._controller_tasks.append(self._spawn(ctrl))
+
+    def install_controllers(self) -> None:
+        try:
+            from . import controllers
+        except ImportError as exc:  # pragma: no cover - package missing only when broken
+            self.lab.record_error(self.name, "controllers", exc)
+            return
+        install = getattr(controllers, "install_default_controllers", None)
+        if install is None:
+            return
+        try:
+            install(self)
+        except Exception as exc:
+            self.log.exception("installing controllers failed")
+            self.lab.record_error(self.name, "install_default_controllers", exc)
+
+    def start_controllers(self) -> None:
+        self._started = True
+        for ctrl in self.controllers:
+            self._controller_tasks.append(self._spawn(ctrl))
+
+    def _spawn(self, ctrl) -> asyncio.Task:
+        return asyncio.get_running_loop().create_task(
+            self._supervise(ctrl), name=f"{self.name}:{type(ctrl).__name__}")
+
+    async def _supervise(self, ctrl) -> None:
+        # A controller whose run() dies is logged, reported in `status` and restarted,
+        # like a crash-looping controller-manager; it never takes the lab down.
+        source = type(ctrl).__name__
+        while True:
+            try:
+                await ctrl.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.exception("controller %s crashed; restarting", source)
+                self.lab.record_error(self.name, source, exc)
+                await asyncio.sleep(CONTROLLER_RESTART_DELAY)
+
+    async def stop_controllers(self) -> None:
+        tasks, self._controller_tasks = self._controller_tasks, []
+        for task in tasks:
+            task.cancel()
+        for ctrl in self.controllers:
+            close = getattr(ctrl, "close", None) or getattr(ctrl, "stop", None)
+            if close is not None:
+                try:
+                    res = close()
+                    if inspect.isawaitable(res):
+                        await res
+                except Exception:
+                    self.log.exception("stopping controller failed")
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- HTTPS site --------------------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        try:
+            from .api import make_app
+        except ImportError as exc:
+            self.log.warning("fleetdr_lab.api not available (%s): serving health checks only", exc)
+            return _fallback_app(self)
+        return make_app(self)
+
+    async def start_site(self, ssl_context: ssl.SSLContext) -> None:
+        self._ssl_context = ssl_context
+        if self.runner is None:
+            self.app = self.build_app()
+            self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+            await self.runner.setup()
+        await self._open_site()
+
+    async def _open_site(self) -> None:
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=self._ssl_context,
+                           reuse_address=True, backlog=512)
+        await site.start()
+        if not self.port:
+            self.port = site._server.sockets[0].getsockname()[1]
+        self.site = site
+
+    async def go_down(self) -> None:
+        """Stop listening and drop open connections: clients see connection refused/reset."""
+        self.faults.down = True
+        if self.site is not None:
+            site, self.site = self.site, None
+            await site.stop()
+        if self.runner is not None and self.runner.server is not None:
+            for handler in list(self.runner.server.connections):
+                transport = handler.transport
+                handler.force_close()
+                if transport is not None:
+                    transport.abort()
+
+    async def come_up(self) -> None:
+        """Listen again on the same port."""
+        if self.site is None:
+            await self._open_site()
+        self.faults.down = False
+
+    async def stop_site(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+            self.site = None
+
+    # -- status ------------------------------------------------------------------------------
+    def object_count(self) -> int | None:
+        counter = getattr(self.store, "object_count", None)
+        if callable(counter):
+            return counter()
+        return None
+
+    def status(self) -> dict:
+        running = sum(1 for t in self._controller_tasks if not t.done())
+        return {**{k: v for k, v in self.describe().items() if k != "token"},
+                "up": not self.faults.down and self.site is not None,
+                "faults": self.faults.as_dict(),
+                "objects": self.object_count(),
+                "controllers": {"installed": len(self.controllers), "running": running},
+                "errors": [e for e in self.lab.errors if e["cluster"] == self.name][-5:]}
+

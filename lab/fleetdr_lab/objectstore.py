@@ -1,0 +1,181 @@
+"""The lab's S3 endpoint: moto's server in a child process with IAM authentication on.
+
+Set-up runs in the first few requests that `INITIAL_NO_AUTH_ACTION_COUNT` lets through
+unauthenticated (IAM users, policies, access keys); from then on every request must be signed
+with a key moto knows and allowed by that user's policies, so a wrong key really gets 403.
+
+Two IAM users: `velero` (the key handed out in s3.json / credentials-velero, s3:* allowed) and
+`fleetdr-lab-admin` (kept in lab.json only; the lab uses it to create the bucket and to revoke or
+restore velero's permissions). Revocation is an explicit Deny policy on the velero user, which
+moto evaluates like IAM does (explicit deny wins), so requests with that key get 403
+AccessDenied until it is restored.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger("fleetdr_lab.objectstore")
+
+BUCKET = "fleetdr"
+REGION = "us-east-1"
+VELERO_USER = "velero"
+ADMIN_USER = "fleetdr-lab-admin"
+DENY_POLICY = "fleetdr-lab-revoked"
+# Unauthenticated set-up calls: 2 users x (create_user, put_user_policy, create_access_key).
+SETUP_CALLS = 6
+
+_ALLOW_S3 = {"Version": "2012-10-17",
+             "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+_ALLOW_ALL = {"Version": "2012-10-17",
+              "Statement": [{"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}]}
+_DENY_S3 = {"Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Action": "s3:*", "Resource": "*"}]}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    # Linux: moto gets SIGTERM if the lab process dies without cleaning up.
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class ObjectStore:
+    def __init__(self, log_path: Path, port: int | None = None, host: str = "127.0.0.1"):
+        self.host = host
+        self.port = port
+        self.log_path = log_path
+        self.bucket = BUCKET
+        self.region = REGION
+        self.access_key_id: str | None = None
+        self.secret_access_key: str | None = None
+        self.admin_access_key_id: str | None = None
+        self.admin_secret_access_key: str | None = None
+        self.revoked = False
+        self.process: asyncio.subprocess.Process | None = None
+        self.error: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def info(self) -> dict:
+        """The s3.json document (velero's key, never the admin key)."""
+        return {"endpoint": self.endpoint, "bucket": self.bucket, "region": self.region,
+                "access_key_id": self.access_key_id,
+                "secret_access_key": self.secret_access_key}
+
+    def credentials_file(self) -> str:
+        return ("[default]\n"
+                f"aws_access_key_id={self.access_key_id}\n"
+                f"aws_secret_access_key={self.secret_access_key}\n")
+
+    async def start(self, timeout: float = 60.0) -> None:
+        if self.port is None:
+            self.port = free_port(self.host)
+        env = dict(os.environ)
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_CALLS)
+        env.pop("MOTO_PORT", None)
+        logfile = open(self.log_path, "ab")
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port),
+                stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile,
+                env=env, preexec_fn=_die_with_parent,
+            )
+        finally:
+            logfile.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await loop.run_in_executor(None, self._answers):
+            if self.process.returncode is not None:
+                raise RuntimeError(f"moto server exited with {self.process.returncode}; "
+                                   f"see {self.log_path}")
+            if loop.time() > deadline:
+                raise RuntimeError(f"moto server did not answer on {self.endpoint}")
+            await asyncio.sleep(0.2)
+        await loop.run_in_executor(None, self._setup)
+        log.info("S3 (moto) ready at %s, bucket %s", self.endpoint, self.bucket)
+
+    def _answers(self) -> bool:
+        # /moto-api/ is moto's own dashboard: it is not an AWS action, so it does not use up
+        # one of the unauthenticated set-up calls.
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def _client(self, service: str, key_id: str = "setup", secret: str = "setup"):
+        import boto3
+        from botocore.config import Config
+        return boto3.client(
+            service, endpoint_url=self.endpoint, region_name=self.region,
+            aws_access_key_id=key_id, aws_secret_access_key=secret,
+            config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+        )
+
+    def admin_client(self, service: str):
+        return self._client(service, self.admin_access_key_id, self.admin_secret_access_key)
+
+    def _setup(self) -> None:
+        iam = self._client("iam")
+        keys = {}
+        for user, policy in ((VELERO_USER, _ALLOW_S3), (ADMIN_USER, _ALLOW_ALL)):
+            iam.create_user(UserName=user)
+            iam.put_user_policy(UserName=user, PolicyName=f"{user}-access",
+                                PolicyDocument=json.dumps(policy))
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            keys[user] = (key["AccessKeyId"], key["SecretAccessKey"])
+        self.access_key_id, self.secret_access_key = keys[VELERO_USER]
+        self.admin_access_key_id, self.admin_secret_access_key = keys[ADMIN_USER]
+        # From here on authentication is enforced; the admin key creates the bucket.
+        self.admin_client("s3").create_bucket(Bucket=self.bucket)
+
+    def revoke_credentials(self) -> None:
+        """Make every request signed with velero's key fail with 403 (blocking: run in executor)."""
+        self.admin_client("iam").put_user_policy(
+            UserName=VELERO_USER, PolicyName=DENY_POLICY, PolicyDocument=json.dumps(_DENY_S3))
+        self.revoked = True
+
+    def restore_credentials(self) -> None:
+        """Undo revoke_credentials (blocking: run in executor)."""
+        iam = self.admin_client("iam")
+        if DENY_POLICY in iam.list_user_policies(UserName=VELERO_USER)["PolicyNames"]:
+            iam.delete_user_policy(UserName=VELERO_USER, PolicyName=DENY_POLICY)
+        self.revoked = False
+
+    async def arevoke_credentials(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.revoke_credentials)
+
+    async def arestore_credentials(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.restore_credentials)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if not self.running():
+            return
+        self.process.terminate()
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            await self.process.wait()

@@ -1,0 +1,196 @@
+"""Watch: initial state, resume from a resourceVersion, 410 for expired history, filtered
+watches, bookmarks, slow consumers, synchronous subscribers."""
+import asyncio
+
+import pytest
+
+from fleetdr_lab.store import ApiError, Store
+
+
+def make_store(**kw):
+    s = Store(**kw)
+    s.create("", "namespaces", None, {"metadata": {"name": "app"}})
+    s.create("", "namespaces", None, {"metadata": {"name": "other"}})
+    return s
+
+
+def cm(name, labels=None, ns_data="v"):
+    return {"metadata": {"name": name, "labels": labels or {}}, "data": {"k": ns_data}}
+
+
+def drain(w):
+    out = []
+    while (ev := w.get_nowait()) is not None:
+        out.append(ev)
+    return out
+
+
+def kinds(events):
+    return [(e["type"], e["object"]["metadata"]["name"]) for e in events]
+
+
+def test_watch_without_rv_starts_with_added_for_current_objects():
+    s = make_store()
+    s.create("", "configmaps", "app", cm("a"))
+    s.create("", "configmaps", "other", cm("b"))
+    w = s.watch("", "configmaps", namespace="app")
+    assert kinds(drain(w)) == [("ADDED", "a")]
+    s.create("", "configmaps", "app", cm("c"))
+    s.create("", "configmaps", "other", cm("d"))
+    ev = drain(w)
+    assert kinds(ev) == [("ADDED", "c")]
+    assert ev[0]["object"]["kind"] == "ConfigMap" and ev[0]["object"]["apiVersion"] == "v1"
+
+
+def test_watch_from_resource_version_replays_history():
+    s = make_store()
+    a = s.create("", "configmaps", "app", cm("a"))
+    rv = a["metadata"]["resourceVersion"]
+    a["data"] = {"k": "2"}
+    s.update("", "configmaps", "app", "a", a)
+    s.delete("", "configmaps", "app", "a")
+    w = s.watch("", "configmaps", resource_version=rv)
+    events = drain(w)
+    assert kinds(events) == [("MODIFIED", "a"), ("DELETED", "a")]
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert rvs == sorted(rvs) and rvs[0] > int(rv)
+    # the DELETED event carries the deletion's own resourceVersion
+    assert rvs[1] == int(s.current_resource_version())
+
+
+def test_watch_from_expired_resource_version_is_410():
+    s = make_store(history_size=5)
+    first = s.create("", "configmaps", "app", cm("a"))
+    for i in range(10):
+        s.create("", "configmaps", "app", cm(f"x{i}"))
+    with pytest.raises(ApiError) as ei:
+        s.watch("", "configmaps", resource_version=first["metadata"]["resourceVersion"])
+    assert (ei.value.code, ei.value.reason) == (410, "Expired")
+    assert ei.value.message.startswith("too old resource version: ")
+    # a recent RV is still fine
+    recent = int(s.current_resource_version()) - 2
+    assert len(drain(s.watch("", "configmaps", resource_version=str(recent)))) == 2
+
+
+def test_label_filtered_watch_sees_objects_enter_and_leave():
+    s = make_store()
+    w = s.watch("", "configmaps", namespace="app", label_selector="team=a")
+    obj = s.create("", "configmaps", "app", cm("x", {"team": "b"}))
+    assert drain(w) == []
+    obj["metadata"]["labels"]["team"] = "a"
+    obj = s.update("", "configmaps", "app", "x", obj)
+    obj["data"] = {"k": "changed"}
+    obj = s.update("", "configmaps", "app", "x", obj)
+    obj["metadata"]["labels"]["team"] = "c"
+    obj = s.update("", "configmaps", "app", "x", obj)
+    events = drain(w)
+    assert kinds(events) == [("ADDED", "x"), ("MODIFIED", "x"), ("DELETED", "x")]
+    assert events[-1]["object"]["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+
+
+def test_field_filtered_watch():
+    s = make_store()
+    w = s.watch("", "configmaps", field_selector="metadata.name=b")
+    s.create("", "configmaps", "app", cm("a"))
+    s.create("", "configmaps", "app", cm("b"))
+    assert kinds(drain(w)) == [("ADDED", "b")]
+
+
+def test_watch_all_resources_and_versions():
+    s = make_store()
+    w = s.watch(resource_version=s.current_resource_version())
+    s.create("", "configmaps", "app", cm("a"))
+    s.create("", "secrets", "app", {"metadata": {"name": "s"}})
+    assert [(e["object"]["kind"], e["type"]) for e in drain(w)] == [
+        ("ConfigMap", "ADDED"), ("Secret", "ADDED")]
+
+
+def test_bookmark_carries_current_resource_version():
+    s = make_store()
+    w = s.watch("", "configmaps", resource_version=s.current_resource_version())
+    s.create("", "configmaps", "app", cm("a"))
+    w.bookmark()
+    events = drain(w)
+    assert events[-1]["type"] == "BOOKMARK"
+    assert events[-1]["object"]["metadata"]["resourceVersion"] == s.current_resource_version()
+    assert events[-1]["object"]["kind"] == "ConfigMap"
+
+
+def test_slow_watcher_is_closed_with_410_error():
+    s = make_store(watch_max_pending=3)
+    w = s.watch("", "configmaps", resource_version=s.current_resource_version())
+    for i in range(5):
+        s.create("", "configmaps", "app", cm(f"c{i}"))
+    events = drain(w)
+    assert [e["type"] for e in events] == ["ERROR"]
+    assert events[0]["object"]["code"] == 410
+    assert w.closed
+
+
+def test_async_iteration_and_close():
+    async def main():
+        s = make_store()
+        w = s.watch("", "configmaps", resource_version=s.current_resource_version())
+
+        async def writer():
+            await asyncio.sleep(0)
+            s.create("", "configmaps", "app", cm("a"))
+            s.create("", "configmaps", "app", cm("b"))
+        task = asyncio.create_task(writer())
+        got = []
+        async for ev in w:
+            got.append(ev["object"]["metadata"]["name"])
+            if len(got) == 2:
+                w.close()
+        await task
+        return got
+    assert asyncio.run(main()) == ["a", "b"]
+
+
+def test_closed_watch_gets_no_more_events():
+    s = make_store()
+    w = s.watch("", "configmaps")
+    w.close()
+    s.create("", "configmaps", "app", cm("a"))
+    assert drain(w) == [] and w not in s._watchers
+
+
+def test_subscribe_is_called_synchronously_and_survives_errors():
+    s = make_store()
+    seen = []
+
+    def bad(etype, obj):
+        raise RuntimeError("boom")
+    s.subscribe(bad)
+    unsub = s.subscribe(lambda t, o: seen.append((t, o["kind"], o["metadata"]["name"])),
+                        "", "configmaps")
+    s.create("", "configmaps", "app", cm("a"))
+    s.create("", "secrets", "app", {"metadata": {"name": "s"}})
+    s.delete("", "configmaps", "app", "a")
+    assert seen == [("ADDED", "ConfigMap", "a"), ("DELETED", "ConfigMap", "a")]
+    unsub()
+    s.create("", "configmaps", "app", cm("b"))
+    assert len(seen) == 2
+
+
+def test_finalizer_removal_emits_modified_then_deleted():
+    s = make_store()
+    body = cm("a")
+    body["metadata"]["finalizers"] = ["example.com/f"]
+    s.create("", "configmaps", "app", body)
+    w = s.watch("", "configmaps", resource_version=s.current_resource_version())
+    s.delete("", "configmaps", "app", "a")
+    obj = s.get("", "configmaps", "app", "a")
+    obj["metadata"]["finalizers"] = []
+    s.update("", "configmaps", "app", "a", obj)
+    assert kinds(drain(w)) == [("MODIFIED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
+
+
+def test_dry_run_and_noop_emit_nothing():
+    s = make_store()
+    a = s.create("", "configmaps", "app", cm("a"))
+    w = s.watch("", "configmaps", resource_version=s.current_resource_version())
+    s.create("", "configmaps", "app", cm("b"), dry_run=True)
+    s.update("", "configmaps", "app", "a", a)
+    s.delete("", "configmaps", "app", "a", dry_run=True)
+    assert drain(w) == []

@@ -1,0 +1,306 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdr.kube contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""One way to reach a cluster: kubernetes.core's client factory plus retries.
+
+Authentication is entirely kubernetes.core's (``get_api_client``: kubeconfig
+path or dict, context, host, api_key, certificates, proxies, ``K8S_AUTH_*``
+environment variables). On top of the ``kubernetes.client.ApiClient`` it
+builds, ``KubeClient`` offers the few typed calls the Velero modules need,
+each retried with backoff and jitter on 429, 5xx and connection resets.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ApiError
+from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import Backoff, is_transient, retry_after
+
+try:
+    import kubernetes
+    from kubernetes.client.rest import ApiException
+    from kubernetes import watch as k8s_watch
+
+    HAS_K8S = True
+    K8S_IMPORT_ERROR = None
+except ImportError as exc:
+    HAS_K8S = False
+    K8S_IMPORT_ERROR = exc
+
+    class ApiException(Exception):  # noqa: D401 - placeholder so except clauses still work
+        status = None
+
+try:
+    from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+
+    HAS_K8S_CORE = True
+except ImportError:
+    HAS_K8S_CORE = False
+
+VELERO_GROUP = "velero.io"
+VELERO_VERSION = "v1"
+DEFAULT_RETRIES = 5
+
+
+class _ParamsHolder(object):
+    """Stands in for a module when a client is built from plain params (fleet threads)."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def requires(self, dependency, minimum=None, reason=None):
+        return None
+
+
+def api_error(exc, action):
+    """Translate a kubernetes ApiException into our ApiError with the server's message."""
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", None)
+    body = getattr(exc, "body", None)
+    message = None
+    if body:
+        try:
+            import json
+
+            message = json.loads(body).get("message")
+        except Exception:
+            message = None
+    text = "{0} failed: {1}".format(action, message or reason or str(exc))
+    if status:
+        text += " (HTTP {0})".format(status)
+    return ApiError(text, status=status, reason=reason, body=message)
+
+
+def with_retries(fn, action, retries=DEFAULT_RETRIES, sleep=time.sleep, backoff=None):
+    """Call ``fn()``; retry transient failures; raise ApiError otherwise."""
+    backoff = backoff or Backoff()
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except ApiException as exc:
+            if is_transient(exc) and attempt < retries:
+                attempt += 1
+                sleep(backoff.next_delay(retry_after(exc)))
+                continue
+            raise api_error(exc, action)
+        except Exception as exc:
+            if is_transient(exc) and attempt < retries:
+                attempt += 1
+                sleep(backoff.next_delay())
+                continue
+            if is_transient(exc):
+                raise ApiError("{0} failed: {1}".format(action, exc))
+            raise
+
+
+class ObjectWatchSource(object):
+    """The real ``waiter`` source: one named custom object, read by list and followed by watch."""
+
+    def __init__(self, client, plural, name, namespace=None):
+        self.client = client
+        self.plural = plural
+        self.name = name
+        self.namespace = namespace or client.namespace
+
+    def get(self):
+        result = self.client.custom.list_namespaced_custom_object(
+            VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural,
+            field_selector="metadata.name={0}".format(self.name),
+            _request_timeout=self.client.request_timeout,
+        )
+        items = result.get("items") or []
+        return (items[0] if items else None), (result.get("metadata") or {}).get("resourceVersion")
+
+    def stream(self, resource_version, timeout_seconds):
+        watcher = k8s_watch.Watch()
+        try:
+            for event in watcher.stream(
+                self.client.custom.list_namespaced_custom_object,
+                VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural,
+                field_selector="metadata.name={0}".format(self.name),
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _request_timeout=(self.client.request_timeout, timeout_seconds + 15),
+            ):
+                yield event["type"], event["object"]
+        finally:
+            watcher.stop()
+
+
+class KubeClient(object):
+    """Typed, retried calls against one cluster, scoped to the Velero namespace."""
+
+    def __init__(self, api_client, namespace="velero", context=None, cluster=None, retries=DEFAULT_RETRIES, request_timeout=30):
+        self.api_client = api_client
+        self.namespace = namespace
+        self.context = context
+        self.cluster = cluster
+        self.retries = retries
+        self.request_timeout = request_timeout
+        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.core = kubernetes.client.CoreV1Api(api_client)
+
+    def _call(self, action, fn, *args, **kwargs):
+        kwargs.setdefault("_request_timeout", self.request_timeout)
+        return with_retries(lambda: fn(*args, **kwargs), action, retries=self.retries)
+
+    # ---- Velero custom objects (no /status subresource: status travels with the object)
+    def get(self, plural, name, namespace=None):
+        try:
+            return self._call(
+                "Reading {0} {1}".format(plural, name),
+                self.custom.get_namespaced_custom_object,
+                VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, name,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, plural, label_selector=None, field_selector=None, namespace=None):
+        kwargs = {}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        if field_selector:
+            kwargs["field_selector"] = field_selector
+        result = self._call(
+            "Listing {0}".format(plural),
+            self.custom.list_namespaced_custom_object,
+            VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, **kwargs
+        )
+        return result.get("items") or []
+
+    def create(self, plural, body, namespace=None):
+        return self._call(
+            "Creating {0} {1}".format(plural, body.get("metadata", {}).get("name") or body.get("metadata", {}).get("generateName")),
+            self.custom.create_namespaced_custom_object,
+            VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, body,
+        )
+
+    def replace(self, plural, name, body, namespace=None):
+        return self._call(
+            "Updating {0} {1}".format(plural, name),
+            self.custom.replace_namespaced_custom_object,
+            VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, name, body,
+        )
+
+    def delete(self, plural, name, namespace=None):
+        try:
+            return self._call(
+                "Deleting {0} {1}".format(plural, name),
+                self.custom.delete_namespaced_custom_object,
+                VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, name,
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def watch_source(self, plural, name, namespace=None):
+        return ObjectWatchSource(self, plural, name, namespace)
+
+    # ---- core objects (Secrets, ConfigMaps, Namespaces)
+    def get_secret(self, name, namespace=None):
+        try:
+            return self.api_client.sanitize_for_serialization(
+                self._call("Reading Secret {0}".format(name), self.core.read_namespaced_secret, name, namespace or self.namespace)
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_secret(self, body, namespace=None):
+        # Never echo the body: it holds credentials.
+        return self.api_client.sanitize_for_serialization(
+            self._call("Creating Secret {0}".format(body["metadata"]["name"]), self.core.create_namespaced_secret, namespace or self.namespace, body)
+        )
+
+    def replace_secret(self, name, body, namespace=None):
+        return self.api_client.sanitize_for_serialization(
+            self._call("Updating Secret {0}".format(name), self.core.replace_namespaced_secret, name, namespace or self.namespace, body)
+        )
+
+    def delete_secret(self, name, namespace=None):
+        try:
+            return self._call("Deleting Secret {0}".format(name), self.core.delete_namespaced_secret, name, namespace or self.namespace)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_configmap(self, name, namespace=None):
+        try:
+            return self.api_client.sanitize_for_serialization(
+                self._call("Reading ConfigMap {0}".format(name), self.core.read_namespaced_config_map, name, namespace or self.namespace)
+            )
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list_configmaps(self, label_selector, namespace=None):
+        result = self._call(
+            "Listing ConfigMaps", self.core.list_namespaced_config_map, namespace or self.namespace, label_selector=label_selector
+        )
+        return self.api_client.sanitize_for_serialization(result).get("items") or []
+
+    def create_configmap(self, body, namespace=None):
+        return self.api_client.sanitize_for_serialization(
+            self._call("Creating ConfigMap {0}".format(body["metadata"]["name"]), self.core.create_namespaced_config_map, namespace or self.namespace, body)
+        )
+
+    def replace_configmap(self, name, body, namespace=None):
+        return self.api_client.sanitize_for_serialization(
+            self._call("Updating ConfigMap {0}".format(name), self.core.replace_namespaced_config_map, name, namespace or self.namespace, body)
+        )
+
+    def delete_configmap(self, name, namespace=None):
+        try:
+            return self._call("Deleting ConfigMap {0}".format(name), self.core.delete_namespaced_config_map, name, namespace or self.namespace)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def namespace_exists(self, name):
+        try:
+            self._call("Reading Namespace {0}".format(name), self.core.read_namespace, name)
+            return True
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+
+def current_context(params):
+    """The kubeconfig context a module talks to (for results), without secrets."""
+    if params.get("context"):
+        return params["context"]
+    kubeconfig = params.get("kubeconfig")
+    try:
+        if isinstance(kubeconfig, dict):
+            return kubeconfig.get("current-context")
+        contexts, active = kubernetes.config.list_kube_config_contexts(config_file=kubeconfig)
+        return active.get("name") if active else None
+    except Exception:
+        return None
+
+
+def client_from_params(params, module=None, namespace=None, cluster=None):
+    """Build a KubeClient from kubernetes.core auth params (``module`` may be None)."""
+    holder = module if module is not None else _ParamsHolder(params)
+    k8s_client = get_api_client(module=holder)
+    api_client = k8s_client.client.client
+    return KubeClient(
+        api_client,
+        namespace=namespace or params.get("velero_namespace") or "velero",
+        context=current_context(params),
+        cluster=cluster,
+    )

@@ -296,6 +296,9 @@ class Store:
         self._watch_max_pending = watch_max_pending
         self._service_ips: set[str] = set()
         self._node_ports: set[int] = set()
+        # id(stored object) -> (object, its pickle): stored objects are immutable, so the
+        # pickle taken at write time makes every later copy a single pickle.loads
+        self._blobs: dict[int, tuple[dict, bytes]] = {}
 
     # ---- small helpers
     def _now(self) -> str:
@@ -329,8 +332,14 @@ class Store:
             raise not_found(rt.group_resource, name)
         return obj
 
+    def _copy(self, obj: dict) -> dict:
+        blob = self._blobs.get(id(obj))
+        if blob is not None and blob[0] is obj:
+            return pickle.loads(blob[1])
+        return fast_copy(obj)
+
     def _out(self, rt: ResourceType, obj: dict, version: str | None = None) -> dict:
-        out = fast_copy(obj)
+        out = self._copy(obj)
         out["apiVersion"] = rt.api_version_for(version if version in rt.versions else None)
         out["kind"] = rt.kind
         return out
@@ -440,7 +449,7 @@ class Store:
                          "name": last["name"]}).encode()).decode()
                 remaining += 1
                 continue
-            item = fast_copy(obj)
+            item = self._copy(obj)
             if not rt.builtin:  # custom resource lists carry apiVersion/kind per item
                 item["apiVersion"] = rt.api_version_for(version if version in rt.versions else None)
                 item["kind"] = rt.kind
@@ -534,7 +543,7 @@ class Store:
         if (rt.group, rt.plural) == ("", "services"):
             self._reserve_service(obj)
         meta["resourceVersion"] = self._next_rv()
-        self._bucket(rt).setdefault(ns, {})[name] = obj
+        self._put(rt, obj)
         if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
             self._register_crd(obj, None)
         self._emit("ADDED", rt, obj)
@@ -904,8 +913,12 @@ class Store:
 
     def _put(self, rt: ResourceType, obj: dict) -> None:
         m = obj["metadata"]
-        self._bucket(rt).setdefault(m.get("namespace", "") if rt.namespaced else "",
-                                    {})[m["name"]] = obj
+        objs = self._bucket(rt).setdefault(m.get("namespace", "") if rt.namespaced else "", {})
+        old = objs.get(m["name"])
+        if old is not None:
+            self._blobs.pop(id(old), None)
+        objs[m["name"]] = obj
+        self._blobs[id(obj)] = (obj, pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
 
     def _remove(self, rt: ResourceType, old: dict) -> None:
         """Drop old from storage and emit DELETED (at a new resourceVersion)."""
@@ -914,7 +927,7 @@ class Store:
         m = old["metadata"]
         ns = m.get("namespace", "") if rt.namespaced else ""
         bucket = self._bucket(rt)
-        bucket.get(ns, {}).pop(m["name"], None)
+        self._blobs.pop(id(bucket.get(ns, {}).pop(m["name"], None)), None)
         if ns in bucket and not bucket[ns]:
             del bucket[ns]
         if (rt.group, rt.plural) == ("", "services"):

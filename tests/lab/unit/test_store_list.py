@@ -113,14 +113,13 @@ def test_bad_continue_token_is_400(store):
 def test_list_copies_only_the_returned_items(store, monkeypatch):
     """Listing 1,000 objects stays cheap because only matches are copied (speed is measured by
     hand, not asserted: see the store report)."""
-    import fleetdr_lab.store as store_mod
     for i in range(1000):
         store.create("", "configmaps", "a", {
             "metadata": {"name": f"cm-{i:04}", "labels": {"app": f"a{i % 10}", "tier": "x"}},
             "data": {f"k{j}": "v" * 20 for j in range(5)}})
     copies = []
-    real_copy = store_mod.fast_copy
-    monkeypatch.setattr(store_mod, "fast_copy", lambda o: copies.append(1) or real_copy(o))
+    real_copy = store._copy
+    monkeypatch.setattr(store, "_copy", lambda o: copies.append(1) or real_copy(o))
     lst = store.list("", "configmaps", "a", label_selector="app in (a1,a2),tier=x")
     assert len(lst["items"]) == 200 and len(copies) == 200
     copies.clear()

@@ -55,8 +55,10 @@ class CliError(Exception):
 
 # -- lab discovery --------------------------------------------------------------------------
 
-def _pid_is_lab(pid: int) -> bool:
-    """True if pid is a live (non-zombie) fleetdr-lab process."""
+def _pid_alive(pid: int) -> bool:
+    """True while pid exists and is not a zombie."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -65,10 +67,17 @@ def _pid_is_lab(pid: int) -> bool:
         return True
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        return b"fleetdr_lab.daemon" in cmdline
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _pid_is_lab(pid: int) -> bool:
+    """True if pid is a live fleetdr-lab process (guards against pid reuse)."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        return b"fleetdr_lab.daemon" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return True  # no /proc: trust kill(0)
 
@@ -282,7 +291,7 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
             return
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if not _pid_is_lab(pid):
+            if not _pid_alive(pid):
                 return
             time.sleep(0.1)
 
@@ -301,9 +310,9 @@ def cmd_down(args) -> int:
     except CliError:
         pass  # fall back to signals below
     end = time.monotonic() + 30
-    while _pid_is_lab(pid) and time.monotonic() < end:
+    while _pid_alive(pid) and time.monotonic() < end:
         time.sleep(0.1)
-    if _pid_is_lab(pid):
+    if _pid_alive(pid):
         _terminate(pid)
     paths.pid.unlink(missing_ok=True)
     print(f"fleetdr-lab: lab in {paths.dir} stopped")

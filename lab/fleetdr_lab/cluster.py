@@ -292,18 +292,28 @@ class Cluster:
             self.site = None
 
     # -- status ------------------------------------------------------------------------------
-    def object_count(self) -> int | None:
-        counter = getattr(self.store, "object_count", None)
+    def object_counts(self) -> dict[str, int]:
+        """Objects per resource ("plural.group"), for `status`."""
+        counter = getattr(self.store, "object_counts", None)
         if callable(counter):
-            return counter()
-        return None
+            return dict(counter())
+        # TODO(store): a public Store.object_counts() would avoid reading Store._data here.
+        data = getattr(self.store, "_data", None) or {}
+        counts = {}
+        for (group, plural), by_namespace in data.items():
+            n = sum(len(objs) for objs in by_namespace.values())
+            if n:
+                counts[f"{plural}.{group}" if group else plural] = n
+        return counts
 
     def status(self) -> dict:
         running = sum(1 for t in self._controller_tasks if not t.done())
+        counts = self.object_counts()
         return {**{k: v for k, v in self.describe().items() if k != "token"},
                 "up": not self.faults.down and self.site is not None,
                 "faults": self.faults.as_dict(),
-                "objects": self.object_count(),
+                "objects": sum(counts.values()),
+                "object_counts": counts,
                 "controllers": {"installed": len(self.controllers), "running": running},
                 "errors": [e for e in self.lab.errors if e["cluster"] == self.name][-5:]}
 

@@ -68,6 +68,10 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str 
 class VeleroInstall:
     """Velero installed in one cluster of a lab."""
 
+    # Test modules use these through the fixture (importing `conftest` by name is ambiguous).
+    unique = staticmethod(unique)
+    wait_for = staticmethod(wait_for)
+
     def __init__(self, lab, cluster: str, namespace: str = "velero", prefix: str | None = None,
                  version: str = "v1.18.0", node_agent: bool = False, args: tuple = (),
                  bsl_config: dict | None = None, plugins: tuple = (AWS_PLUGIN_IMAGE,)):

@@ -296,6 +296,9 @@ class Store:
         self._watch_max_pending = watch_max_pending
         self._service_ips: set[str] = set()
         self._node_ports: set[int] = set()
+        # Admission hooks (workloads owner): fn(store, rt, obj, old) called on every create/update
+        # of the main resource after defaulting, before validation; may mutate obj or raise ApiError.
+        self.admission_hooks: list[Callable] = []
         # id(stored object) -> (object, its pickle): stored objects are immutable, so the
         # pickle taken at write time makes every later copy a single pickle.loads
         self._blobs: dict[int, tuple[dict, bytes]] = {}
@@ -797,6 +800,8 @@ class Store:
         """Defaulting, admission plugins and validation; raises 422 Invalid."""
         key = (rt.group, rt.plural)
         validation.apply_defaults(rt.group, rt.plural, obj)
+        for hook in self.admission_hooks:
+            hook(self, rt, obj, old)
         if key == ("", "persistentvolumeclaims") and old is None:
             spec = obj.setdefault("spec", {})
             if "storageClassName" not in spec:

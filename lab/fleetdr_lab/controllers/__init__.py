@@ -11,6 +11,10 @@ def install_default_controllers(cluster) -> None:
     from .storage import StorageController
     from .workloads import WorkloadController
 
+    store = cluster.store
+    hooks = getattr(store, "admission_hooks", None)
+    if hooks is not None and admission not in hooks:
+        hooks.append(admission)
     for controller_class in (WorkloadController, StorageController, GarbageCollector,
                              NamespaceController, ServiceController, ServiceAccountController):
         cluster.add_controller(controller_class(cluster))
@@ -18,3 +22,15 @@ def install_default_controllers(cluster) -> None:
     # ---- in-cluster software (Velero server + node-agent watcher) registers below ----
     from .velero import install as install_velero  # velero part A: starts VeleroServer when installed
     install_velero(cluster)
+
+
+def admission(store, rt, obj: dict, old: dict | None) -> None:
+    """Synchronous admission of built-in kinds, run by the Store inside create/update (the
+    parts of kube-apiserver's REST strategies and admission plugins that belong to this side)."""
+    key = (rt.group, rt.plural)
+    if key == ("", "services"):
+        from .services import admit_service
+        admit_service(store, obj, old)
+    elif key in (("", "persistentvolumeclaims"), ("", "persistentvolumes")):
+        from .storage import admit_protection
+        admit_protection(obj, old, rt.plural)

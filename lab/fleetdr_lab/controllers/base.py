@@ -297,6 +297,9 @@ def set_condition(conditions: list[dict], ctype: str, status: str, reason: str =
     out = [dict(c) for c in conditions or []]
     for c in out:
         if c.get("type") == ctype:
+            if c.get("status") == status and (not reason or c.get("reason") == reason) and \
+                    (not message or c.get("message") == message):
+                return out  # unchanged: keep its times (no status churn)
             if c.get("status") != status:
                 c["lastTransitionTime"] = now
             c["status"] = status

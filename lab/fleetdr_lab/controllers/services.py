@@ -155,9 +155,7 @@ class ServiceController(Controller):
         svc = self.store.get_or_none("", "services", ns, name)
         if svc is None or is_deleting(svc):
             ep = self.store.get_or_none("", "endpoints", ns, name)
-            if ep is not None and svc is None and \
-                    (meta(ep).get("labels") or {}).get("endpoints.kubernetes.io/managed-by") \
-                    == "endpoint-controller":
+            if ep is not None and svc is None:
                 try:
                     self.store.delete("", "endpoints", ns, name)
                 except Exception as e:
@@ -228,15 +226,14 @@ class ServiceController(Controller):
             subset.setdefault(bucket, []).append(address)
         body = {"apiVersion": "v1", "kind": "Endpoints",
                 "metadata": {"name": name, "namespace": ns,
-                             "labels": {**(meta(svc).get("labels") or {}),
-                                        "endpoints.kubernetes.io/managed-by": "endpoint-controller"}}}
+                             "labels": dict(meta(svc).get("labels") or {})}}
         if subsets:
             body["subsets"] = list(subsets.values())
         existing = self.store.get_or_none("", "endpoints", ns, name)
         if existing is None:
             self.store.create("", "endpoints", ns, body)
         elif existing.get("subsets") != body.get("subsets") or \
-                meta(existing).get("labels") != body["metadata"]["labels"]:
+                (meta(existing).get("labels") or {}) != body["metadata"]["labels"]:
             body["metadata"]["resourceVersion"] = meta(existing)["resourceVersion"]
             if meta(existing).get("annotations"):
                 body["metadata"]["annotations"] = meta(existing)["annotations"]

@@ -359,3 +359,15 @@ class StorageController(Controller):
             if getattr(e, "code", None) == 409:
                 self.enqueue_after(0.05, ("PVC" if plural == "persistentvolumeclaims" else "PV",
                                           m.get("namespace"), m["name"]))
+
+
+def admit_protection(obj: dict, old: dict | None, plural: str) -> None:
+    """The StorageObjectInUseProtection admission plugin: new PVCs and PVs get their protection
+    finalizer at creation, so deleting one in use never loses data."""
+    if old is not None:
+        return
+    finalizer = PVC_PROTECTION if plural == "persistentvolumeclaims" else PV_PROTECTION
+    md = obj.setdefault("metadata", {})
+    finalizers = list(md.get("finalizers") or [])
+    if finalizer not in finalizers:
+        md["finalizers"] = finalizers + [finalizer]

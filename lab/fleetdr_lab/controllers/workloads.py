@@ -323,7 +323,16 @@ class WorkloadController(Controller):
         else:
             max_surge = max_unavailable = 0
         created = False
-        if new_rs is None and not paused:
+        recreate = strategy.get("type") == "Recreate"
+        old_pods_left = any((rs.get("status") or {}).get("replicas") for rs in rss
+                            if rs is not new_rs)
+        if recreate and not paused:
+            # Recreate: every old pod goes first, the new ReplicaSet comes up afterwards
+            for rs in rss:
+                if rs is not new_rs and (rs.get("spec") or {}).get("replicas", 1) != 0:
+                    self.store.patch("apps", "replicasets", ns, meta(rs)["name"],
+                                     {"spec": {"replicas": 0}}, "merge")
+        if new_rs is None and not paused and not (recreate and old_pods_left):
             collisions = (d.get("status") or {}).get("collisionCount", 0)
             h = template_hash(plain, collisions)
             rs_name = f"{name}-{h}"
@@ -367,15 +376,19 @@ class WorkloadController(Controller):
             rs_patch = {}
             if patch_md:
                 rs_patch["metadata"] = {"annotations": patch_md}
-            if (new_rs.get("spec") or {}).get("replicas", 1) != want:
+            if (new_rs.get("spec") or {}).get("replicas", 1) != want and \
+                    not (recreate and old_pods_left and not paused):
                 rs_patch["spec"] = {"replicas": want}
             if rs_patch:
                 new_rs = self.store.patch("apps", "replicasets", ns, nm["name"], rs_patch, "merge")
             if (meta(d).get("annotations") or {}).get("deployment.kubernetes.io/revision") != str(rev):
                 d = self.store.patch("apps", "deployments", ns, name, {"metadata": {"annotations": {
                     "deployment.kubernetes.io/revision": str(rev)}}}, "merge")
-        if not paused:
-            # rolling update done at once: every old ReplicaSet goes to zero
+        new_available = (new_rs is not None and ((new_rs.get("status") or {})
+                                                 .get("availableReplicas", 0) >= want))
+        if not paused and new_available:
+            # a rolling update in one step: the new ReplicaSet comes up at full size, and the old
+            # ones go to zero once it is available (so availability never drops)
             for rs in rss:
                 if rs is not new_rs and (rs.get("spec") or {}).get("replicas", 1) != 0 \
                         and not is_deleting(rs):

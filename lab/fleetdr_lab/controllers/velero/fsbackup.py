@@ -3,6 +3,7 @@ and the node-agent that moves the data between PV directories and the kopia-shap
 (fs_repository.py) under `<bsl root>/kopia/<volume-namespace>/`.
 
 Seams:
+`ctx` is anything with `.server` (VeleroServer) and `.store`: backup.py's BackupRequest, a controller.
 - `backup_pod_volumes(ctx, backup, pod, volume_names=None) -> list[dict]` (called by backup.py
   for each pod): creates the pod's PVBs, waits until the node-agent finished them, returns the final
   PVB objects. Errors that leave no PVB (no node-agent on the node, ...) raise PodVolumeBackupError;
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import shutil
 from pathlib import Path
 
 from ..base import pod_is_ready
@@ -108,18 +110,18 @@ def repository_password(store, namespace: str) -> str:
 def ensure_backup_repository(ctx, volume_namespace: str, bsl_name: str) -> dict:
     """BackupRepository `<ns>-<bsl>-kopia` (13.3), Ready once the repository was opened."""
     name = f"{volume_namespace}-{bsl_name}-kopia"
-    existing = ctx.store.get_or_none(GROUP, "backuprepositories", ctx.namespace, name)
+    existing = ctx.store.get_or_none(GROUP, "backuprepositories", ctx.server.namespace, name)
     if existing is not None:
         return existing
-    return ctx.store.create(GROUP, "backuprepositories", ctx.namespace, {
+    return ctx.store.create(GROUP, "backuprepositories", ctx.server.namespace, {
         "apiVersion": "velero.io/v1", "kind": "BackupRepository",
-        "metadata": {"name": name, "namespace": ctx.namespace, "labels": {
+        "metadata": {"name": name, "namespace": ctx.server.namespace, "labels": {
             "velero.io/volume-namespace": label_safe(volume_namespace),
             "velero.io/storage-location": label_safe(bsl_name),
             "velero.io/repository-type": "kopia"}},
         "spec": {"volumeNamespace": volume_namespace, "backupStorageLocation": bsl_name,
                  "repositoryType": "kopia", "resticIdentifier": "", "maintenanceFrequency": "168h0m0s"},
-        "status": {"phase": "Ready", "lastMaintenanceTime": now_rfc3339(ctx.clock)},
+        "status": {"phase": "Ready", "lastMaintenanceTime": now_rfc3339(ctx.server.clock)},
     })
 
 
@@ -129,20 +131,20 @@ def node_agent_on(ctx, node: str | None) -> bool:
 
 async def _wait_terminal(ctx, plural: str, names: list[str], timeout_seconds: float) -> list[dict]:
     """Wait (lab clock) until every named PVB/PVR is terminal; cancel those still running at timeout."""
-    deadline = ctx.clock.time() + timeout_seconds
+    deadline = ctx.server.clock.time() + timeout_seconds
     while True:
-        objs = [ctx.store.get_or_none(GROUP, plural, ctx.namespace, n) for n in names]
+        objs = [ctx.store.get_or_none(GROUP, plural, ctx.server.namespace, n) for n in names]
         objs = [o for o in objs if o is not None]
         if all((o.get("status") or {}).get("phase") in TERMINAL for o in objs):
             return objs
-        if ctx.clock.time() >= deadline:
+        if ctx.server.clock.time() >= deadline:
             for o in objs:
                 if (o.get("status") or {}).get("phase") not in TERMINAL:
-                    ctx.store.patch(GROUP, plural, ctx.namespace, o["metadata"]["name"],
+                    ctx.store.patch(GROUP, plural, ctx.server.namespace, o["metadata"]["name"],
                                     {"spec": {"cancel": True}, "status": {
                                         "phase": "Canceled", "message": "timed out waiting for all PodVolume operations to complete",
-                                        "completionTimestamp": now_rfc3339(ctx.clock)}}, "merge")
-            return [ctx.store.get_or_none(GROUP, plural, ctx.namespace, n) for n in names]
+                                        "completionTimestamp": now_rfc3339(ctx.server.clock)}}, "merge")
+            return [ctx.store.get_or_none(GROUP, plural, ctx.server.namespace, n) for n in names]
         await asyncio.sleep(0.05)
 
 
@@ -154,7 +156,7 @@ def _timeout_seconds(ctx, obj: dict) -> float:
             return parse_duration(text).total_seconds()
         except ValueError:
             pass
-    return ctx.config.fs_backup_timeout.total_seconds()
+    return ctx.server.config.fs_backup_timeout.total_seconds()
 
 
 # ---- backup -----------------------------------------------------------------------------
@@ -190,9 +192,9 @@ async def backup_pod_volumes(ctx, backup: dict, pod: dict, volume_names: list[st
                 labels["velero.io/pvc-uid"] = pvc["metadata"]["uid"]
                 tags["pvc-uid"] = pvc["metadata"]["uid"]
             annotations["velero.io/pvc-name"] = claim
-        pvb = ctx.store.create(GROUP, "podvolumebackups", ctx.namespace, {
+        pvb = ctx.store.create(GROUP, "podvolumebackups", ctx.server.namespace, {
             "apiVersion": "velero.io/v1", "kind": "PodVolumeBackup",
-            "metadata": {"generateName": f"{bm['name']}-", "namespace": ctx.namespace, "labels": labels,
+            "metadata": {"generateName": f"{bm['name']}-", "namespace": ctx.server.namespace, "labels": labels,
                          "annotations": annotations,
                          "ownerReferences": [{"apiVersion": "velero.io/v1", "kind": "Backup", "name": bm["name"],
                                               "uid": bm["uid"], "controller": True}]},
@@ -232,9 +234,9 @@ def create_pod_volume_restores(ctx, restore: dict, pod: dict, pvbs: list[dict], 
             pvc = ctx.store.get_or_none("", "persistentvolumeclaims", pm["namespace"], claim)
             if pvc is not None:
                 labels["velero.io/pvc-uid"] = pvc["metadata"]["uid"]
-        pvr = ctx.store.create(GROUP, "podvolumerestores", ctx.namespace, {
+        pvr = ctx.store.create(GROUP, "podvolumerestores", ctx.server.namespace, {
             "apiVersion": "velero.io/v1", "kind": "PodVolumeRestore",
-            "metadata": {"generateName": f"{rm['name']}-", "namespace": ctx.namespace, "labels": labels,
+            "metadata": {"generateName": f"{rm['name']}-", "namespace": ctx.server.namespace, "labels": labels,
                          "ownerReferences": [{"apiVersion": "velero.io/v1", "kind": "Restore", "name": rm["name"],
                                               "uid": rm["uid"], "controller": True}]},
             "spec": {"pod": {"kind": "Pod", "namespace": pm["namespace"], "name": pm["name"], "uid": pm["uid"]},
@@ -390,23 +392,28 @@ class NodeAgentController(VeleroController):
         self.patch("podvolumerestores", name, {"status": {
             "phase": "Completed", "completionTimestamp": self.now(),
             "progress": {"totalBytes": total, "bytesDone": total}}})
+        await self._finish_restore_wait(pod)
+
+    async def _finish_restore_wait(self, pod: dict):
+        """The restore-wait helper's last step: once every volume of the pod is restored,
+        remove the `.velero` markers."""
+        if not restore_wait_satisfied(self.store, pod):
+            return
+        dirs = [volume_directory(self.cluster, pod, p["spec"]["volume"]) for p in self.list(
+            "podvolumerestores", label_selector=f"velero.io/pod-uid={pod['metadata']['uid']}")]
+        for d in dirs:
+            if d is not None:
+                await run_blocking(shutil.rmtree, d / RESTORE_MARKER_DIR, True)
 
 
-def restore_wait_satisfied(cluster, pod: dict) -> bool:
-    """What the `restore-wait` init container (velero-restore-helper) checks: every volume it
-    mounts at /restores/<volume> holds `.velero/<restore-uid>`; when true it removes `.velero`.
-    For the workloads' kubelet emulation: run this while the init container 'runs'."""
+def restore_wait_satisfied(store, pod: dict) -> bool:
+    """What the `restore-wait` init container (velero-restore-helper) waits for: every pod volume
+    restore of this pod finished (the node-agent also writes `.velero/<restore-uid>` into each
+    volume, and removes it once all are done, as the helper does). For the workloads' kubelet
+    emulation: keep the pod in Init while this is False."""
     init = next((c for c in (pod.get("spec") or {}).get("initContainers") or [] if c.get("name") == "restore-wait"), None)
     if init is None:
         return True
-    uid = (init.get("args") or [""])[0]
-    dirs = []
-    for m in init.get("volumeMounts") or []:
-        d = volume_directory(cluster, pod, m["name"])
-        if d is None or not (d / RESTORE_MARKER_DIR / uid).exists():
-            return False
-        dirs.append(d)
-    import shutil
-    for d in dirs:
-        shutil.rmtree(d / RESTORE_MARKER_DIR, ignore_errors=True)
-    return True
+    pvrs = store.list(GROUP, "podvolumerestores", None,
+                      label_selector=f"velero.io/pod-uid={pod['metadata'].get('uid', '')}")["items"]
+    return all((p.get("status") or {}).get("phase") in TERMINAL for p in pvrs)

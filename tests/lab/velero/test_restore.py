@@ -1,0 +1,189 @@
+"""Restore (SEMANTICS 6): phases, files in the bucket, namespace mapping, item actions, counters."""
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from test_restore_support import (Kube, all_messages, poll, restore, restore_file, restore_prefix,
+                                  run_backup, uid)
+
+
+@pytest.fixture(scope="module")
+def source(velero):
+    """A namespace with a ConfigMap, Secret, ServiceAccount, NodePort Service and a labelled
+    ConfigMap, backed up once for the whole module."""
+    kube = Kube(velero)
+    ns = uid("rsrc")
+    kube.namespace(ns, {"team": "blue"})
+    kube.configmap(ns, "settings", {"color": "blue"}, {"app": "web"})
+    kube.configmap(ns, "other", {"x": "1"}, {"app": "db"})
+    kube.core.create_namespaced_secret(ns, {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                                            "metadata": {"name": "creds", "labels": {"app": "web"}},
+                                            "stringData": {"password": "s3cret"}})
+    kube.core.create_namespaced_service(ns, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"type": "NodePort", "selector": {"app": "web"},
+                 "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+    service = kube.core.read_namespaced_service("web", ns)
+    backup = uid("rbk")
+    run_backup(velero, backup, {"includedNamespaces": [ns]})
+    return {"ns": ns, "backup": backup, "kube": kube, "service": service}
+
+
+def test_restore_with_namespace_mapping_creates_objects_and_files(velero, source):
+    kube, target, name = source["kube"], uid("rdst"), uid("r")
+    r = restore(velero, name, {"backupName": source["backup"], "namespaceMapping": {source["ns"]: target}})
+    st = r["status"]
+    assert st["phase"] == "Completed", st
+    assert st["startTimestamp"] and st["completionTimestamp"]
+    # spec is completed by the server: non-restorable resources excluded, defaults written
+    assert "nodes" in r["spec"]["excludedResources"] and "events" in r["spec"]["excludedResources"]
+    assert r["spec"]["itemOperationTimeout"] == "4h0m0s"
+    assert "restores.velero.io/external-resources-finalizer" in r["metadata"]["finalizers"]
+
+    cm = kube.read_configmap(target, "settings")
+    assert cm["data"] == {"color": "blue"}
+    labels = cm["metadata"]["labels"]
+    assert labels["velero.io/backup-name"] == source["backup"]
+    assert labels["velero.io/restore-name"] == name
+    assert labels["app"] == "web"
+    # the namespace was created from the backed-up one (its labels), without Velero labels
+    ns = kube.core.read_namespace(target)
+    assert ns.metadata.labels.get("team") == "blue"
+    assert "velero.io/restore-name" not in (ns.metadata.labels or {})
+    # Service: cluster IP and the auto-assigned node port were cleared and re-allocated
+    svc = kube.core.read_namespaced_service("web", target)
+    orig = source["service"]
+    assert svc.spec.cluster_ip and svc.spec.cluster_ip != orig.spec.cluster_ip
+    assert svc.spec.ports[0].node_port and svc.spec.ports[0].node_port != orig.spec.ports[0].node_port
+
+    # counters: every processed entry (items + the created namespace)
+    resources = restore_file(velero, name, "resource-list.json.gz")
+    assert f"{target}/settings(created)" in resources["v1/ConfigMap"]
+    assert f"{target}(created)" in resources["v1/Namespace"]
+    processed = sum(len(v) for v in resources.values())
+    assert st["progress"] == {"totalItems": processed, "itemsRestored": processed}
+    results = restore_file(velero, name, "results.gz")
+    assert st.get("errors", 0) == len(all_messages(results["errors"]))
+    assert st.get("warnings", 0) == len(all_messages(results["warnings"]))
+    keys = velero.bucket_keys(restore_prefix(velero, name))
+    for suffix in ("logs.gz", "results.gz", "resource-list.json.gz", "itemoperations.json.gz"):
+        assert f"{restore_prefix(velero, name)}restore-{name}-{suffix}" in keys
+    log = gzip.decompress(velero.read_object(f"{restore_prefix(velero, name)}restore-{name}-logs.gz")).decode()
+    assert "restore completed" in log
+
+
+def test_existing_objects_policy_none_untouched_and_warned(velero, source):
+    """Restoring onto the source namespace itself: every object exists (and differs)."""
+    kube, ns = source["kube"], source["ns"]
+    kube.core.patch_namespaced_config_map("settings", ns, {"data": {"color": "green"}})
+    before = kube.read_configmap(ns, "settings")
+    name = uid("rnone")
+    r = restore(velero, name, {"backupName": source["backup"], "existingResourcePolicy": "none",
+                               "includedResources": ["configmaps"]})
+    assert r["status"]["phase"] == "Completed"  # warnings never fail a restore
+    after = kube.read_configmap(ns, "settings")
+    assert after == before  # byte-identical: same resourceVersion, data, labels
+    warnings = restore_file(velero, name, "results.gz")["warnings"]["namespaces"][ns]
+    assert ('could not restore, ConfigMap "settings" already exists. Warning: the in-cluster version is '
+            'different than the backed-up version.') in warnings
+    assert r["status"]["warnings"] >= 1
+    assert f"{ns}/settings(failed)" in restore_file(velero, name, "resource-list.json.gz")["v1/ConfigMap"]
+
+
+def test_existing_objects_policy_update_patches(velero, source):
+    kube, ns = source["kube"], source["ns"]
+    kube.core.patch_namespaced_config_map("other", ns, {"data": {"x": "changed", "extra": "y"}})
+    name = uid("rupd")
+    r = restore(velero, name, {"backupName": source["backup"], "existingResourcePolicy": "update",
+                               "includedResources": ["configmaps"], "labelSelector": {"matchLabels": {"app": "db"}}})
+    assert r["status"]["phase"] == "Completed"
+    cm = kube.read_configmap(ns, "other")
+    assert cm["data"] == {"x": "1"}  # fields absent from the backup are removed
+    assert cm["metadata"]["labels"]["velero.io/restore-name"] == name
+    assert f"{ns}/other(updated)" in restore_file(velero, name, "resource-list.json.gz")["v1/ConfigMap"]
+
+
+def test_filters_resources_and_labels(velero, source):
+    kube = source["kube"]
+    target, name = uid("rflt"), uid("rf")
+    r = restore(velero, name, {"backupName": source["backup"], "namespaceMapping": {source["ns"]: target},
+                               "includedResources": ["configmaps", "secrets"],
+                               "orLabelSelectors": [{"matchLabels": {"app": "web"}}]})
+    assert r["status"]["phase"] == "Completed"
+    assert kube.exists(kube.core.read_namespaced_config_map, "settings", target)
+    assert kube.exists(kube.core.read_namespaced_secret, "creds", target)
+    assert not kube.exists(kube.core.read_namespaced_config_map, "other", target)   # label
+    assert not kube.exists(kube.core.read_namespaced_service, "web", target)        # resource
+
+    target2, name2 = uid("rflt"), uid("rf")
+    r = restore(velero, name2, {"backupName": source["backup"], "namespaceMapping": {source["ns"]: target2},
+                                "excludedResources": ["secrets", "services"]})
+    assert r["status"]["phase"] == "Completed"
+    assert kube.exists(kube.core.read_namespaced_config_map, "other", target2)
+    assert not kube.exists(kube.core.read_namespaced_secret, "creds", target2)
+
+    # a namespace filter that excludes the only namespace restores nothing
+    r = restore(velero, uid("rf"), {"backupName": source["backup"], "excludedNamespaces": [source["ns"]]})
+    assert r["status"]["phase"] == "Completed"
+    assert r["status"]["progress"]["itemsRestored"] == 0
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"backupName": "no-such-backup"},
+     "Error retrieving backup: can't find backup velero/no-such-backup"),
+    ({}, "Either a backup or schedule must be specified as a source for the restore, but not both"),
+    ({"backupName": "a", "scheduleName": "b"},
+     "Either a backup or schedule must be specified as a source for the restore, but not both"),
+    ({"scheduleName": "no-such-schedule"}, "No backups found for schedule"),
+    ({"backupName": "{backup}", "existingResourcePolicy": "merge"}, "Invalid ExistingResourcePolicy: merge"),
+    ({"backupName": "{backup}", "includedResources": ["nodes"]}, "nodes are non-restorable resources"),
+    ({"backupName": "{backup}", "labelSelector": {"matchLabels": {"a": "b"}},
+      "orLabelSelectors": [{"matchLabels": {"a": "c"}}]},
+     "encountered labelSelector as well as orLabelSelectors in restore spec, only one can be specified"),
+    ({"backupName": "{backup}", "includedNamespaces": ["*", "x"]},
+     "Invalid included/excluded namespace lists: includes list must either contain '*' only, or a non-empty list of items"),
+    ({"backupName": "{backup}", "resourceModifier": {"kind": "ConfigMap", "name": "missing-modifiers"}},
+     "failed to get resource modifiers configmap velero/missing-modifiers"),
+])
+def test_validation_errors(velero, source, spec, message):
+    spec = {k: (v.replace("{backup}", source["backup"]) if isinstance(v, str) else v) for k, v in spec.items()}
+    r = restore(velero, uid("rval"), spec)
+    st = r["status"]
+    assert st["phase"] == "FailedValidation"
+    assert any(e.startswith(message) for e in st["validationErrors"]), st["validationErrors"]
+    assert "startTimestamp" not in st and "completionTimestamp" not in st
+
+
+def test_schedule_name_resolves_newest_completed_backup(velero, source):
+    schedule = uid("sched")
+    older, newer = f"{schedule}-1", f"{schedule}-2"
+    ns = source["ns"]
+    run_backup(velero, older, {"includedNamespaces": [ns]})
+    velero.create_backup(newer, {"includedNamespaces": [ns]})
+    velero.wait_backup(newer)
+    for b in (older, newer):
+        velero.patch("backups", b, {"metadata": {"labels": {"velero.io/schedule-name": schedule}}})
+    r = restore(velero, uid("rs"), {"scheduleName": schedule, "namespaceMapping": {ns: uid("rsn")}})
+    assert r["status"]["phase"] == "Completed"
+    assert r["spec"]["backupName"] == newer
+
+    # only a PartiallyFailed/Failed backup for the schedule: not eligible
+    lonely = uid("sched")
+    velero.create_backup(f"{lonely}-1", {"includedNamespaces": ["no-such-namespace-" + lonely]})
+    b = velero.wait_backup(f"{lonely}-1")
+    assert b["status"]["phase"] == "PartiallyFailed"
+    velero.patch("backups", f"{lonely}-1", {"metadata": {"labels": {"velero.io/schedule-name": lonely}}})
+    r = restore(velero, uid("rs"), {"scheduleName": lonely})
+    assert r["status"]["phase"] == "FailedValidation"
+    assert "No completed backups found for schedule" in r["status"]["validationErrors"]
+
+
+def test_deleting_restore_removes_its_files(velero, source):
+    name = uid("rdel")
+    restore(velero, name, {"backupName": source["backup"], "namespaceMapping": {source["ns"]: uid("rdn")}})
+    assert velero.bucket_keys(restore_prefix(velero, name))
+    velero.delete("restores", name)
+    poll(lambda: velero.get_or_none("restores", name) is None, what="restore CR gone")
+    assert velero.bucket_keys(restore_prefix(velero, name)) == []

@@ -374,3 +374,7 @@ CONTROLLERS: list[type[VeleroController]] = [
 ]
 # Part B: restore / schedule / node-agent controllers go below, e.g.
 # from .restore import RestoreController; CONTROLLERS.append(RestoreController)
+from .restore import RestoreController  # noqa: E402  (part B)
+from .schedule import ScheduleController  # noqa: E402  (part B)
+from .fsbackup import NodeAgentController  # noqa: E402  (part B)
+CONTROLLERS += [RestoreController, ScheduleController, NodeAgentController]

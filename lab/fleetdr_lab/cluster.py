@@ -189,8 +189,8 @@ class Cluster:
     def install_controllers(self) -> None:
         try:
             from . import controllers
-        except ImportError as exc:  # pragma: no cover - package missing only when broken
-            self.lab.record_error(self.name, "controllers", exc)
+        except ImportError:  # pragma: no cover - package missing only when broken
+            self.log.exception("importing fleetdr_lab.controllers failed")
             return
         install = getattr(controllers, "install_default_controllers", None)
         if install is None:
@@ -199,7 +199,6 @@ class Cluster:
             install(self)
         except Exception as exc:
             self.log.exception("installing controllers failed")
-            self.lab.record_error(self.name, "install_default_controllers", exc)
 
     def start_controllers(self) -> None:
         self._started = True
@@ -220,9 +219,8 @@ class Cluster:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception:
                 self.log.exception("controller %s crashed; restarting", source)
-                self.lab.record_error(self.name, source, exc)
                 await asyncio.sleep(CONTROLLER_RESTART_DELAY)
 
     async def stop_controllers(self) -> None:

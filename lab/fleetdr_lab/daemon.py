@@ -71,6 +71,24 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class ErrorCollector(logging.Handler):
+    """Every ERROR logged in the lab process also lands in `status` (nothing dies silently)."""
+
+    def __init__(self, lab: "Lab"):
+        super().__init__(level=logging.ERROR)
+        self.lab = lab
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                message = f"{message}: {type(exc).__name__}: {exc}"
+            self.lab.record_error(self.lab._cluster_of(record), record.name, message)
+        except Exception:  # a broken record must never break the caller
+            self.handleError(record)
+
+
 class Lab:
     """Everything running in the lab process; `cluster.lab` points here."""
 
@@ -104,6 +122,19 @@ class Lab:
         except KeyError:
             raise ControlError(404, f"unknown cluster {name!r} (known: "
                                f"{', '.join(self.clusters)})", "unknown_cluster") from None
+
+    def _cluster_of(self, record: logging.LogRecord) -> str | None:
+        cluster = getattr(record, "cluster", None)
+        if cluster in self.clusters:
+            return cluster
+        for part in record.name.split("."):
+            if part in self.clusters:
+                return part
+        args = record.args if isinstance(record.args, tuple) else ()
+        if args and isinstance(args[0], str) and args[0] in self.clusters:
+            return args[0]
+        head = str(record.msg).split("/", 1)[0].split(":", 1)[0]
+        return head if head in self.clusters else None
 
     def record_error(self, cluster: str | None, source: str, exc: BaseException | str) -> None:
         message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
@@ -224,9 +255,8 @@ class Lab:
         # Client disconnects during TLS shutdown are noise, not lab errors.
         if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
             return
-        log.error("unhandled in loop (%s): %s", name, message, exc_info=exc)
-        self.record_error(cluster if cluster in self.clusters else None, name or "loop",
-                          exc if exc is not None else message)
+        log.error("unhandled in loop (%s): %s", name, message, exc_info=exc,
+                  extra={"cluster": cluster})
 
     def _write_state(self, state: str, **extra) -> None:
         doc = {
@@ -284,9 +314,8 @@ class Lab:
             return web.json_response({"error": exc.message, "reason": exc.reason},
                                      status=exc.status)
         except Exception as exc:
-            log.exception("control %s %s failed", request.method, request.path)
-            self.record_error(body.get("cluster") if isinstance(body.get("cluster"), str)
-                              else None, f"control {request.path}", exc)
+            log.exception("control %s %s failed", request.method, request.path,
+                          extra={"cluster": body.get("cluster")})
             return web.json_response({"error": f"{type(exc).__name__}: {exc}",
                                       "reason": "internal",
                                       "traceback": traceback.format_exc(limit=5)}, status=500)
@@ -466,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     config.write_atomic(paths.pid, f"{os.getpid()}\n")
     lab = Lab(paths.dir, args.clusters, args.nodes, args.base_port)
+    logging.getLogger().addHandler(ErrorCollector(lab))
     return asyncio.run(run(lab))
 
 

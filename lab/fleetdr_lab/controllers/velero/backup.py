@@ -433,10 +433,8 @@ class BackupController(VeleroController):
         for ns_item in collector.namespace_items(written):
             await self._backup_item(req, collector, ns_item, written, backed_up)
 
-        for key in sorted(written):
-            gr, ns, iname, ver = key
-            writer_obj = written[key]
-            writer.add_item(gr, ns, iname, ver, writer_obj)
+        for (gr, ns, iname, ver), obj in written.items():   # processing order, like Velero's tar
+            writer.add_item(gr, ns, iname, ver, obj)
 
         resource_list: dict[str, list[str]] = {}
         for (gr, ns, iname, ver), obj in written.items():
@@ -508,12 +506,13 @@ class BackupController(VeleroController):
                               f"{(item.namespace + '/') if item.namespace else ''}{item.name}"
             req.log_error("Error backing up item", **fields)
             return
-        written[(item.gr, item.namespace, item.name, item.version)] = obj
+        # Related items first, then the item itself (item_backupper.go writes after its actions).
+        for related in collector.related(item):
+            await self._backup_item(req, collector, related, written, backed_up)
         # pod volumes through the node-agent (part B)
         if item.gr == "pods":
             await self._pod_volumes(req, collector, obj)
-        for related in collector.related(item):
-            await self._backup_item(req, collector, related, written, backed_up)
+        written[(item.gr, item.namespace, item.name, item.version)] = obj
 
     async def _pod_volumes(self, req: BackupRequest, collector: "ItemCollector", pod: dict):
         volumes = select_fs_volumes(pod, req.backup.get("spec") or {},

@@ -28,12 +28,23 @@ import threading
 import time
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
+    build_report,
     normalize_cluster,
     to_timestamp,
     utcnow,
 )
 
 MAX_WORKERS_CAP = 128
+
+# Inventory host vars (see the lab's inventory and the playbooks) -> kubernetes.core auth options.
+HOSTVAR_AUTH = (
+    ("fleetdr_kubeconfig", "kubeconfig"),
+    ("fleetdr_context", "context"),
+    ("fleetdr_host", "host"),
+    ("fleetdr_api_key", "api_key"),
+    ("fleetdr_ca_cert", "ca_cert"),
+    ("fleetdr_validate_certs", "validate_certs"),
+)
 
 
 class SkipCluster(Exception):
@@ -87,6 +98,18 @@ class Recorder:
             raise DeadlineExceeded("deadline exceeded")
 
 
+def cluster_from_hostvars(name, hostvars):
+    """A cluster entry for run_fleet from one inventory host's variables.
+
+    {name, labels, auth}: labels from ``fleetdr_cluster_labels``, auth holds the kubernetes.core
+    auth options found among the host's ``fleetdr_*`` variables.
+    """
+    hostvars = hostvars or {}
+    auth = dict((option, hostvars[var]) for var, option in HOSTVAR_AUTH if hostvars.get(var) not in (None, ""))
+    labels = hostvars.get("fleetdr_cluster_labels") or {}
+    return {"name": str(name), "labels": dict((str(k), str(v)) for k, v in labels.items()), "auth": auth}
+
+
 def _cluster_identity(cluster):
     if isinstance(cluster, str):
         return {"name": cluster, "labels": {}}
@@ -113,7 +136,9 @@ def run_fleet(clusters, operation, deadline_s=None, max_workers=None, on_result=
     labels, started, finished, duration_s and timeline are filled in here. Clusters that have not
     finished when ``deadline_s`` passes get a failed result naming the phase they were stuck in;
     their threads are told to stop through ``recorder.cancelled`` and their late results are
-    ignored. ``on_result(result)`` is called once per cluster as each one finishes.
+    ignored. Threads cannot be killed, and the process waits for them at exit, so operations
+    must bound their waits by ``recorder.remaining()``. ``on_result(result)`` is called once per
+    cluster as each one finishes.
     """
     clusters = list(clusters)
     identities = [_cluster_identity(cluster) for cluster in clusters]
@@ -196,3 +221,12 @@ def run_fleet(clusters, operation, deadline_s=None, max_workers=None, on_result=
                 reason = "deadline of %ss passed" % deadline_s
             finish(index, {"verdict": "failed", "phase": stuck, "reason": reason, "errors": [reason]})
     return list(results)
+
+
+def run_and_report(operation_name, run_name, clusters, operation, options=None, deadline_s=None,
+                   max_workers=None, secret_values=(), on_result=None):
+    """run_fleet, then the report document of the run (see report.build_report)."""
+    started = utcnow()
+    results = run_fleet(clusters, operation, deadline_s=deadline_s, max_workers=max_workers, on_result=on_result)
+    return build_report(operation_name, run_name, results, options=options, started=started,
+                        finished=utcnow(), secret_values=secret_values)

@@ -136,3 +136,26 @@ def test_duplicate_and_bad_cluster_entries_are_rejected():
     with pytest.raises(ValueError):
         fleet.run_fleet([{"labels": {}}], lambda cluster, recorder: None)
     assert fleet.run_fleet([], lambda cluster, recorder: None) == []
+
+
+def test_cluster_from_hostvars_maps_auth_and_labels():
+    entry = fleet.cluster_from_hostvars("c1", {
+        "fleetdr_kubeconfig": "/lab/kubeconfig", "fleetdr_context": "c1", "fleetdr_host": "",
+        "fleetdr_cluster_labels": {"env": "prod", "tier": 1}, "ansible_connection": "local",
+    })
+    assert entry == {"name": "c1", "labels": {"env": "prod", "tier": "1"},
+                     "auth": {"kubeconfig": "/lab/kubeconfig", "context": "c1"}}
+
+
+def test_run_and_report_builds_the_document():
+    def operation(cluster, recorder):
+        if cluster["name"] == "c2":
+            raise RuntimeError("boom TOPSECRET")
+        return {"phase": "Completed"}
+
+    report = fleet.run_and_report("backup", "nightly", [{"name": "c1"}, {"name": "c2"}], operation,
+                                  options={"ttl": "720h", "token": "x"}, secret_values=["TOPSECRET"])
+    assert report["verdict"] == "partially_failed"
+    assert report["totals"]["failed"] == 1 and report["options"] == {"ttl": "720h"}
+    assert report["clusters"][1]["reason"] == "RuntimeError: boom ********"
+    assert report["started"] <= report["clusters"][0]["started"]

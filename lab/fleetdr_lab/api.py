@@ -155,6 +155,10 @@ def parse_accept(header: str | None) -> str:
 
 
 def decode_body(raw: bytes, content_type: str):
+    if "protobuf" in content_type:
+        raise ApiError(415, "UnsupportedMediaType",
+                       f'the body of the request was in an unknown format - accepted media types '
+                       f'include: application/json, application/yaml')
     if not raw:
         raise bad_request("the body of the request was empty")
     try:
@@ -855,6 +859,9 @@ class ClusterApi:
         form = parse_accept(request.headers.get("Accept"))
         if form.startswith("table"):
             conv = TableConverter(path.rt, path.version, self.store.clock.now())
+            api_version = path.rt.api_version_for(path.version)
+            for item in items:  # row objects are whole objects, typed unlike list items
+                item["apiVersion"], item["kind"] = api_version, path.rt.kind
             return json_response(conv.table(items, query.get("includeObject", "Metadata"),
                                             table_api_version(form), result.get("metadata")))
         if form == "partial":

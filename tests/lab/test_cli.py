@@ -455,3 +455,90 @@ def test_down_stops_everything_and_keeps_the_dir(lab_factory):
     again = handle.cli("down", check=False)
     assert again.returncode == 4
     assert handle.cli("status", check=False).returncode == 4
+
+
+def test_a_killed_lab_is_reported_down_and_can_be_started_again(lab_factory):
+    handle = lab_factory(clusters=1)
+    pid = handle.state["pid"]
+    s3_port = int(handle.s3["endpoint"].rsplit(":", 1)[1])
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert handle.cli("status", check=False).returncode == 4
+    # moto is tied to the lab process: it must not outlive it.
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", s3_port), timeout=1).close()
+        except ConnectionRefusedError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("moto kept running after the lab process was killed")
+    handle.cli("up", "--clusters", "1")
+    assert handle.state["pid"] != pid
+    assert core(handle, "c1").list_namespace().items
+
+
+# -- in-process pieces: the lab clock and error collection ---------------------------------------
+
+@pytest.mark.parametrize("text,seconds", [
+    ("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1h30m", 5400),
+    ("1.5h", 5400), ("500ms", 0.5), ("0", 0), ("2d3h4m5s", 2 * 86400 + 3 * 3600 + 245)])
+def test_parse_duration(text, seconds):
+    from fleetdr_lab.clock import parse_duration
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5", "h", "1x", "-5m", "1h 30m", "m5"])
+def test_parse_duration_rejects(text):
+    from fleetdr_lab.clock import parse_duration
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_clock_sleep_until_is_woken_by_advance():
+    import asyncio
+    from fleetdr_lab.clock import Clock
+
+    async def scenario():
+        clock = Clock()
+        target = clock.time() + 3600
+        sleeper = asyncio.ensure_future(clock.sleep_until(target))
+        await asyncio.sleep(0.05)
+        assert not sleeper.done()
+        clock.advance(1800)  # not far enough: keeps sleeping
+        await asyncio.sleep(0.05)
+        assert not sleeper.done()
+        clock.advance(1800)
+        await asyncio.wait_for(sleeper, timeout=30)
+        assert clock.time() >= target
+        with pytest.raises(ValueError):
+            clock.advance(-1)
+
+    asyncio.run(scenario())
+
+
+def test_logged_errors_are_attributed_to_clusters(tmp_path):
+    import logging
+    from fleetdr_lab.daemon import ErrorCollector, Lab
+
+    lab = Lab(tmp_path, clusters=2)
+    lab.clusters = {"c1": object(), "c2": object()}
+    collector = ErrorCollector(lab)
+    logger = logging.getLogger("fleetdr_lab.controllers.test")
+    logger.addHandler(collector)
+    try:
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logger.exception("%s/%s: reconcile %s failed", "c2", "workloads", "ns/x")
+        logging.getLogger("fleetdr_lab.cluster.c1").addHandler(collector)
+        logging.getLogger("fleetdr_lab.cluster.c1").error("site broke")
+        logger.warning("not an error")
+    finally:
+        logger.removeHandler(collector)
+        logging.getLogger("fleetdr_lab.cluster.c1").removeHandler(collector)
+    assert [(e["cluster"], e["error"]) for e in lab.errors] == [
+        ("c2", "c2/workloads: reconcile ns/x failed: RuntimeError: boom"),
+        ("c1", "site broke")]

@@ -498,7 +498,8 @@ class Store:
 
     # ---- write verbs
     def create(self, group: str, plural: str, namespace: str | None, obj: dict,
-               dry_run: bool = False, subresource: str | None = None) -> dict:
+               dry_run: bool = False, subresource: str | None = None,
+               field_validation: str | None = None) -> dict:
         rt = self._type(group, plural)
         if subresource:
             return self._create_subresource(rt, namespace, obj, subresource, dry_run)
@@ -535,7 +536,7 @@ class Store:
                 obj["status"] = init()
             else:
                 obj.pop("status", None)
-        self._admit(rt, obj, None)
+        self._admit(rt, obj, None, field_validation)
         name = meta["name"]
         if self._stored(rt, ns, name) is not None:
             raise already_exists(rt.group_resource, name)
@@ -553,7 +554,8 @@ class Store:
         return self._out(rt, obj)
 
     def update(self, group: str, plural: str, namespace: str | None, name: str, obj: dict,
-               subresource: str | None = None, dry_run: bool = False) -> dict:
+               subresource: str | None = None, dry_run: bool = False,
+               field_validation: str | None = None) -> dict:
         rt = self._type(group, plural)
         if subresource:
             self._check_verb(rt, "update", subresource)
@@ -571,13 +573,15 @@ class Store:
             if rt.allow_create_on_update and not subresource:
                 obj.setdefault("metadata", {})["name"] = name
                 obj["metadata"].pop("resourceVersion", None)
-                return self.create(group, plural, namespace, obj, dry_run=dry_run)
+                return self.create(group, plural, namespace, obj, dry_run=dry_run,
+                                   field_validation=field_validation)
             raise not_found(rt.group_resource, name)
-        return self._commit_update(rt, old, obj, subresource, dry_run)
+        return self._commit_update(rt, old, obj, subresource, dry_run, field_validation)
 
     def patch(self, group: str, plural: str, namespace: str | None, name: str, patch,
               patch_type: str, subresource: str | None = None, dry_run: bool = False,
-              field_manager: str | None = None, force: bool = False) -> dict:
+              field_manager: str | None = None, force: bool = False,
+              field_validation: str | None = None) -> dict:
         rt = self._type(group, plural)
         if subresource:
             self._check_verb(rt, "patch", subresource)
@@ -603,7 +607,8 @@ class Store:
                     raise bad_request("apply patch must be an object")
                 body = fast_copy(patch)
                 body.setdefault("metadata", {})["name"] = name
-                return self.create(group, plural, namespace, body, dry_run=dry_run)
+                return self.create(group, plural, namespace, body, dry_run=dry_run,
+                                   field_validation=field_validation)
             raise not_found(rt.group_resource, name)
         if subresource == "scale":
             current = self._scale_of(rt, old)
@@ -639,7 +644,7 @@ class Store:
         if patch_type == "apply" and not (isinstance(patch.get("metadata"), dict)
                                           and patch["metadata"].get("resourceVersion")):
             new_meta.pop("resourceVersion", None)
-        return self._commit_update(rt, old, new, subresource, dry_run)
+        return self._commit_update(rt, old, new, subresource, dry_run, field_validation)
 
     def delete(self, group: str, plural: str, namespace: str | None, name: str,
                propagation_policy: str | None = None, preconditions: dict | None = None,
@@ -796,8 +801,11 @@ class Store:
                 "forbidden: ", 1)[1], "field": "metadata.namespace"}]
             raise forbidden(msg, details)
 
-    def _admit(self, rt: ResourceType, obj: dict, old: dict | None) -> None:
-        """Defaulting, admission plugins and validation; raises 422 Invalid."""
+    def _admit(self, rt: ResourceType, obj: dict, old: dict | None,
+               field_validation: str | None = None) -> None:
+        """Defaulting, admission plugins and validation; raises 422 Invalid.
+        field_validation "Strict" turns fields a CRD schema does not know into a 400 (what
+        kubectl's default --validate=strict gets); otherwise they are pruned silently."""
         key = (rt.group, rt.plural)
         validation.apply_defaults(rt.group, rt.plural, obj)
         for hook in self.admission_hooks:
@@ -822,7 +830,13 @@ class Store:
         if not rt.builtin:
             schema = rt.schemas.get(rt.version) or {}
             if schema:
-                validation.prune(obj, schema, root=True)
+                dropped: list[str] = []
+                validation.prune(obj, schema, root=True, dropped=dropped)
+                if dropped and field_validation == "Strict":
+                    raise bad_request(
+                        f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}:'
+                        " strict decoding error: "
+                        + ", ".join(f'unknown field "{p}"' for p in dropped))
                 validation.default(obj, schema)
                 errs += validation.schema_errors(obj, schema)
         errs = validation.validate_object(rt.group, rt.plural, obj) + errs
@@ -945,7 +959,7 @@ class Store:
         self._emit("DELETED", rt, gone_obj)
 
     def _commit_update(self, rt: ResourceType, old: dict, obj: dict, subresource: str | None,
-                       dry_run: bool) -> dict:
+                       dry_run: bool, field_validation: str | None = None) -> dict:
         """Shared tail of update and patch: merge server-owned fields, admit, store."""
         name = old["metadata"]["name"]
         meta = obj.get("metadata") or {}
@@ -1000,7 +1014,7 @@ class Store:
             if (rt.group, rt.plural) == ("", "namespaces"):
                 new["spec"] = dict(new.get("spec") or {},
                                    finalizers=list((old.get("spec") or {}).get("finalizers") or []))
-            self._admit(rt, new, old)
+            self._admit(rt, new, old, field_validation)
             if rt.group == "apiextensions.k8s.io" and rt.plural == "customresourcedefinitions":
                 new["status"] = self._crd_status(new, old)
             if rt.has_generation:

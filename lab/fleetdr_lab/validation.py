@@ -623,14 +623,19 @@ def validate_object(group: str, plural: str, obj: dict) -> list[FieldError]:
 # ---- CRD structural schemas: pruning, defaulting, validation ----------------------------
 
 
-def prune(value, schema: dict, root: bool = False):
-    """Drop fields the structural schema does not specify (what the apiserver does silently)."""
-    if not isinstance(schema, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
-        # preserve-unknown keeps unknown fields but still prunes inside known properties
-        if isinstance(value, dict) and isinstance(schema, dict) and schema.get("properties"):
-            for k, sub in schema["properties"].items():
+def prune(value, schema: dict, root: bool = False, path: str = "",
+          dropped: list | None = None):
+    """Drop fields the structural schema does not specify (what the apiserver does silently);
+    the dotted paths of dropped fields are appended to `dropped` (for fieldValidation)."""
+    if not isinstance(schema, dict):
+        return value
+    sub_path = (lambda k: f"{path}.{k}" if path else k)
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        # unknown fields stay, but known properties are still pruned inside
+        if isinstance(value, dict):
+            for k, sub in (schema.get("properties") or {}).items():
                 if k in value:
-                    value[k] = prune(value[k], sub)
+                    value[k] = prune(value[k], sub, path=sub_path(k), dropped=dropped)
         return value
     if isinstance(value, dict):
         props = schema.get("properties")
@@ -641,15 +646,18 @@ def prune(value, schema: dict, root: bool = False):
                 if keep_meta and k in ("apiVersion", "kind", "metadata"):
                     continue
                 if props and k in props:
-                    value[k] = prune(value[k], props[k])
+                    value[k] = prune(value[k], props[k], path=sub_path(k), dropped=dropped)
                 elif isinstance(addl, dict):
-                    value[k] = prune(value[k], addl)
+                    value[k] = prune(value[k], addl, path=sub_path(k), dropped=dropped)
                 elif addl is True:
                     continue
                 else:
                     del value[k]
+                    if dropped is not None:
+                        dropped.append(sub_path(k))
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [prune(v, schema["items"]) for v in value]
+        return [prune(v, schema["items"], path=f"{path}[{i}]", dropped=dropped)
+                for i, v in enumerate(value)]
     return value
 
 

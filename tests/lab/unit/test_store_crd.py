@@ -237,3 +237,22 @@ def test_crd_update_adds_a_version(store):
     assert out["metadata"]["generation"] == 2
     assert store.registry.get(GROUP, "widgets").versions == ["v2", "v1"]
     assert out["status"]["conditions"][1]["type"] == "Established"
+
+
+def test_strict_field_validation_rejects_unknown_fields(store):
+    store.create("apiextensions.k8s.io", "customresourcedefinitions", None, widget_crd())
+    with pytest.raises(ApiError) as ei:
+        store.create(GROUP, "widgets", "app", widget(bogus=1, nested={"drop": 2}),
+                     field_validation="Strict")
+    assert ei.value.code == 400
+    assert ei.value.message == ('Widget in version "v1" cannot be handled as a Widget: strict '
+                                'decoding error: unknown field "spec.bogus", unknown field '
+                                '"spec.nested.drop"')
+    assert store.get_or_none(GROUP, "widgets", "app", "w1") is None
+    store.create(GROUP, "widgets", "app", widget(), field_validation="Strict")
+    with pytest.raises(ApiError):
+        store.patch(GROUP, "widgets", "app", "w1", {"spec": {"bad": 1}}, "merge",
+                    field_validation="Strict")
+    out = store.patch(GROUP, "widgets", "app", "w1", {"spec": {"bad": 1}}, "merge",
+                      field_validation="Ignore")
+    assert "bad" not in out["spec"]

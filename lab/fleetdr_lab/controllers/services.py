@@ -86,6 +86,9 @@ def admit_service(store, obj: dict, old: dict | None) -> None:
     for i, p in enumerate(spec.get("ports") or []):
         np = p.get("nodePort")
         if not wants_node_ports:
+            if np and np in old_set:
+                p.pop("nodePort")  # dropTypeDependentFields: type changed away from NodePort
+                continue
             if np:
                 raise _invalid(name, f"spec.ports[{i}].nodePort", np,
                                "may not be used when `type` is 'ClusterIP'")

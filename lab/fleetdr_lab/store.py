@@ -775,6 +775,12 @@ class Store:
                               f"({rt.kind})")
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
+        if rt.kind in ("Secret", "ConfigMap") and rt.group == "":
+            if rt.kind == "Secret" or obj.get("binaryData"):
+                problem = validation.base64_error(rt.kind, obj)
+                if problem:
+                    raise bad_request(f'{rt.kind} in version "v1" cannot be handled as a '
+                                      f'{rt.kind}: {problem}')
         if not isinstance(obj.get("metadata", {}), dict):
             raise bad_request("metadata must be an object")
         return obj
@@ -824,6 +830,7 @@ class Store:
             spec.setdefault("enableServiceLinks", True)
             spec.setdefault("priority", 0)
             spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+            obj.setdefault("status", {})["qosClass"] = validation.qos_class(spec)
         elif key == ("", "services"):
             self._allocate_service(obj, old)
         errs: list = []

@@ -196,6 +196,21 @@ def validate_metadata(group: str, plural: str, meta: dict) -> list[FieldError]:
     if size > TOTAL_ANNOTATION_SIZE:
         errs.append(FieldError("metadata.annotations", "FieldValueTooLong",
                                f"may not be more than {TOTAL_ANNOTATION_SIZE} bytes"))
+    controllers = 0
+    for i, ref in enumerate(meta.get("ownerReferences") or []):
+        p = f"metadata.ownerReferences[{i}]"
+        if not isinstance(ref, dict):
+            errs.append(invalid(p, ref, "must be an object"))
+            continue
+        for k in ("apiVersion", "kind", "name", "uid"):
+            if not ref.get(k):
+                errs.append(invalid(f"metadata.ownerReferences.{k}", ref.get(k, ""),
+                                    f"{k} must not be empty" if k != "apiVersion"
+                                    else "version must not be empty"))
+        controllers += bool(ref.get("controller"))
+    if controllers > 1:
+        errs.append(invalid("metadata.ownerReferences", meta["ownerReferences"],
+                            "Only one reference can have Controller set to true."))
     for i, f in enumerate(meta.get("finalizers") or []):
         if "/" not in f and f not in ("kubernetes", "orphan", "foregroundDeletion"):
             errs.append(invalid(f"metadata.finalizers[{i}]", f,
@@ -224,7 +239,12 @@ def _default_container(c: dict) -> None:
     c.setdefault("terminationMessagePolicy", "File")
     if "image" in c:
         c.setdefault("imagePullPolicy", _image_pull_policy(c["image"] or ""))
-    c.setdefault("resources", {})
+    res = c.setdefault("resources", {})
+    if isinstance(res, dict) and res.get("limits"):
+        # requests default to limits for resources that only set a limit
+        req = res.setdefault("requests", {})
+        for k, v in res["limits"].items():
+            req.setdefault(k, v)
     for p in c.get("ports") or []:
         p.setdefault("protocol", "TCP")
     for e in c.get("env") or []:
@@ -528,6 +548,56 @@ def _selector_template_errors(obj: dict, require_selector=True) -> list[FieldErr
     return errs
 
 
+CONFIG_KEY = r"[-._a-zA-Z0-9]+"
+
+
+def _config_data_errors(obj) -> list[FieldError]:
+    errs = []
+    for field in ("data", "binaryData"):
+        for k in (obj.get(field) or {}):
+            if len(k) > 253 or not re.fullmatch(CONFIG_KEY, k) or k in (".", ".."):
+                errs.append(invalid(f"{field}[{k}]", k,
+                                    "a valid config key must consist of alphanumeric characters, "
+                                    "'-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or "
+                                    "'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"))
+    for k in set(obj.get("data") or {}) & set(obj.get("binaryData") or {}):
+        errs.append(invalid(f"data[{k}]", k, "duplicate of key present in binaryData"))
+    return errs
+
+
+def base64_error(kind: str, obj: dict) -> str | None:
+    """The decode error the apiserver gives for a non-base64 Secret data value, else None."""
+    for field in ("binaryData",) if kind == "ConfigMap" else ("data",):
+        for v in (obj.get(field) or {}).values():
+            if not isinstance(v, str):
+                return f"json: cannot unmarshal {_json_type(v)} into Go value of type []uint8"
+            try:
+                base64.b64decode(v, validate=True)
+            except ValueError:  # binascii.Error is a ValueError
+                bad = next((i for i, c in enumerate(v)
+                            if not (c.isalnum() or c in "+/=")), len(v) - len(v) % 4)
+                return f"illegal base64 data at input byte {bad}"
+    return None
+
+
+def qos_class(pod_spec: dict) -> str:
+    """Pod QoS class from container requests/limits, as the apiserver computes it."""
+    containers = (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or [])
+    requests_any = limits_any = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        requests_any |= any(k in ("cpu", "memory") for k in req)
+        limits_any |= any(k in ("cpu", "memory") for k in lim)
+        for r in ("cpu", "memory"):
+            if r not in lim or req.get(r, lim[r]) != lim[r]:
+                guaranteed = False
+    if not requests_any and not limits_any:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
 def _validate_pvc(obj):
     spec = obj.get("spec") or {}
     errs = []
@@ -599,6 +669,8 @@ VALIDATORS = {
     ("", "pods"): lambda o: _containers_errors(o.get("spec"), "spec"),
     ("", "services"): _validate_service,
     ("", "persistentvolumeclaims"): _validate_pvc,
+    ("", "configmaps"): _config_data_errors,
+    ("", "secrets"): _config_data_errors,
     ("apps", "deployments"): _selector_template_errors,
     ("apps", "replicasets"): _selector_template_errors,
     ("apps", "statefulsets"): _selector_template_errors,

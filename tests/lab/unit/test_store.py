@@ -557,3 +557,42 @@ def test_pod_binding_subresource(store):
     e = err(store.create, "", "pods", "app", {"metadata": {"name": "p"},
                                                "target": {"name": "n2"}}, subresource="binding")
     assert e.code == 409
+
+
+def test_secret_data_must_be_base64(store):
+    e = err(store.create, "", "secrets", "app", {"metadata": {"name": "s"},
+                                                 "data": {"pw": "not base64!"}})
+    assert e.code == 400
+    assert e.message == ('Secret in version "v1" cannot be handled as a Secret: illegal base64 '
+                         'data at input byte 3')
+    # configmap data is plain text; only binaryData is base64
+    store.create("", "configmaps", "app", cm("plain", {"k": "not base64!"}))
+
+
+def test_config_keys_are_validated(store):
+    e = err(store.create, "", "configmaps", "app", cm("a", {"bad key": "v"}))
+    assert e.code == 422 and e.status()["details"]["causes"][0]["field"] == "data[bad key]"
+
+
+def test_pod_qos_class(store):
+    def pod(name, resources):
+        return {"metadata": {"name": name}, "spec": {"containers": [
+            {"name": "c", "image": "x", "resources": resources}]}}
+    lim = {"cpu": "1", "memory": "1Gi"}
+    assert store.create("", "pods", "app", pod("g", {"limits": lim}))["status"]["qosClass"] \
+        == "Guaranteed"
+    assert store.create("", "pods", "app", pod("b", {"requests": {"cpu": "1"}}))["status"][
+        "qosClass"] == "Burstable"
+    assert store.create("", "pods", "app", pod("e", {}))["status"]["qosClass"] == "BestEffort"
+
+
+def test_owner_references_are_validated(store):
+    body = cm("a")
+    body["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap",
+                                            "name": "o", "uid": ""}]
+    e = err(store.create, "", "configmaps", "app", body)
+    assert e.code == 422 and "uid must not be empty" in e.message
+    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "u", "controller": True}
+    body["metadata"]["ownerReferences"] = [ref, dict(ref, name="p", uid="v")]
+    e = err(store.create, "", "configmaps", "app", body)
+    assert "Only one reference can have Controller set to true" in e.message

@@ -369,3 +369,15 @@ def velero(lab, velero_factory) -> VeleroInstall:
 @pytest.fixture(scope="session")
 def velero_c2(lab, velero_factory) -> VeleroInstall:
     return velero_factory(lab, "c2", node_agent=True)
+
+
+@pytest.fixture
+def private_velero(lab_factory) -> VeleroInstall:
+    """Velero in c1 of a private 1-cluster lab: for tests that revoke S3 keys, move the clock or
+    scale Velero down (things that would disturb the shared session lab)."""
+    private_lab = lab_factory(clusters=1)
+    inst = VeleroInstall(private_lab, "c1").install()
+    try:
+        yield inst
+    finally:
+        inst.api_client.close()

@@ -63,6 +63,10 @@ class BackupSyncController(VeleroController):
         name = bsl["metadata"]["name"]
         if (bsl.get("status") or {}).get("phase") != "Available":
             return "skipped: BSL not Available"
+        # Part B fix: only CRs already terminal *before* listing storage can be orphans; a backup
+        # finishing while the listing runs is in storage but not in `in_storage`.
+        terminal_before = {b["metadata"]["name"] for b in self.list("backups")
+                           if (b.get("status") or {}).get("phase") in ("Completed", "PartiallyFailed")}
         try:
             bs = self.server.backup_store(bsl)
             in_storage = set(await run_blocking(bs.list_backups))
@@ -115,7 +119,7 @@ class BackupSyncController(VeleroController):
             await self._sync_pod_volume_backups(bs, bsl, new)
         # Orphans: Completed/PartiallyFailed backups of this BSL whose directory vanished.
         for b in self.list("backups", label_selector=f"velero.io/storage-location={label_safe(name)}"):
-            if b["metadata"]["name"] in in_storage:
+            if b["metadata"]["name"] in in_storage or b["metadata"]["name"] not in terminal_before:
                 continue
             if (b.get("status") or {}).get("phase") not in ("Completed", "PartiallyFailed"):
                 continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import secrets
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,8 @@ def load_or_create_ca(cert_path: Path, key_path: Path) -> KeyPair:
     """Reuse the lab CA across restarts of the same lab dir so saved kubeconfigs stay valid."""
     if cert_path.exists() and key_path.exists():
         return KeyPair(cert_path.read_bytes(), key_path.read_bytes())
-    ca = make_ca()
+    # A distinct name per lab makes "wrong CA" errors name which lab's CA a client trusted.
+    ca = make_ca(f"fleetdr-lab-ca-{secrets.token_hex(4)}")
     cert_path.write_bytes(ca.cert_pem)
     key_path.touch(mode=0o600)
     key_path.write_bytes(ca.key_pem)

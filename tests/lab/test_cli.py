@@ -333,6 +333,13 @@ def test_status_json(lab):
 
 # -- faults -----------------------------------------------------------------------------------------
 
+def test_nodes_option_creates_nodes_across_zones(private_lab):
+    nodes = core(private_lab, "c2").list_node().items
+    assert [n.metadata.name for n in nodes] == ["c2-node-1", "c2-node-2"]
+    assert [n.metadata.labels["topology.kubernetes.io/zone"] for n in nodes] == [
+        "us-east-a", "us-east-b"]
+
+
 def test_fault_input_validation(private_lab):
     cases = [(("c1", "errors", "2"), 2), (("c1", "errors", "0.5", "418"), 2),
              (("c1", "latency", "abc"), 2), (("c1", "latency"), 2), (("c1", "down", "5"), 2),

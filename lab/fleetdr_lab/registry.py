@@ -127,7 +127,10 @@ def _builtin_types() -> list[ResourceType]:
           subresources=_subs("binding", "eviction", "log", "status"),
           return_deleted_object=True),
         R("", "v1", "services", "Service", True, short_names=["svc"], categories=all_,
-          subresources=_subs("status")),
+          subresources=_subs("status"),
+          # service storage sets ReturnDeletedObject: DELETE answers with the Service (the
+          # kubernetes client's delete_namespaced_service deserializes a V1Service)
+          return_deleted_object=True),
         R("", "v1", "endpoints", "Endpoints", True, short_names=["ep"],
           allow_create_on_update=True),
         R("", "v1", "configmaps", "ConfigMap", True, short_names=["cm"]),

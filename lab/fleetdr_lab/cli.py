@@ -333,7 +333,8 @@ def cmd_status(args) -> int:
     print(f"S3 {s3['endpoint']} bucket {s3['bucket']} region {s3['region']}  "
           f"{'up' if s3['up'] else 'DOWN'}"
           f"{'  credentials REVOKED' if s3['credentials_revoked'] else ''}")
-    print(f"{'CLUSTER':<8} {'ENDPOINT':<26} {'STATE':<6} {'OBJECTS':>7}  {'LABELS':<26} FAULTS")
+    print(f"{'CLUSTER':<8} {'ENDPOINT':<26} {'STATE':<6} {'OBJECTS':>7} {'ERRORS':>6}  "
+          f"{'LABELS':<26} FAULTS")
     for c in status["clusters"]:
         f = c["faults"]
         faults = []
@@ -344,7 +345,8 @@ def cmd_status(args) -> int:
         labels = ",".join(f"{k}={v}" for k, v in c["labels"].items())
         objects = "-" if c["objects"] is None else str(c["objects"])
         print(f"{c['name']:<8} {c['server']:<26} {'up' if c['up'] else 'DOWN':<6} "
-              f"{objects:>7}  {labels:<26} {' '.join(faults) or '-'}")
+              f"{objects:>7} {c.get('error_count', 0):>6}  {labels:<26} "
+              f"{' '.join(faults) or '-'}")
     if status["errors"]:
         print(f"errors ({len(status['errors'])} most recent):")
         for e in status["errors"]:

@@ -307,11 +307,13 @@ class Cluster:
     def status(self) -> dict:
         running = sum(1 for t in self._controller_tasks if not t.done())
         counts = self.object_counts()
+        errors = [e for e in self.lab.errors if e["cluster"] == self.name]
         return {**{k: v for k, v in self.describe().items() if k != "token"},
                 "up": not self.faults.down and self.site is not None,
                 "faults": self.faults.as_dict(),
                 "objects": sum(counts.values()),
                 "object_counts": counts,
                 "controllers": {"installed": len(self.controllers), "running": running},
-                "errors": [e for e in self.lab.errors if e["cluster"] == self.name][-5:]}
+                "error_count": len(errors),
+                "errors": errors[-5:]}
 

@@ -47,8 +47,8 @@ class BackupSyncController(VeleroController):
             now = self.clock.now()
             for bsl in bsls:
                 period = self._period(bsl)
-                if period.total_seconds() == 0 and not force:
-                    continue
+                if period.total_seconds() == 0:
+                    continue   # backupSyncPeriod 0 disables sync of this BSL, also on demand
                 last = parse_time((bsl.get("status") or {}).get("lastSyncedTime"))
                 if not force and last is not None and now < last + period:
                     continue
@@ -163,7 +163,12 @@ class BackupSyncController(VeleroController):
 
 async def sync_control_route(lab, body: dict):
     """`POST /velero/sync {"cluster": name|null}`: sync every BSL of that cluster (or all) now."""
-    from ...daemon import ControlError
+    import sys
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None) == "fleetdr_lab.daemon":
+        ControlError = main.ControlError   # the lab process's own copy of the daemon module
+    else:
+        from ...daemon import ControlError
     cluster = (body or {}).get("cluster")
     if cluster:
         lab.cluster(cluster)  # 404 for an unknown cluster

@@ -211,9 +211,9 @@ def _apply_order(items: list, order: list, key: str | None) -> list:
 def apply_merge(live: dict, applied: dict, kind: str | None, builtin: bool) -> dict:
     """Merge an applied configuration into the live object.
 
-    Simplification of server-side apply: field ownership is not tracked, so fields a manager
-    stops applying are not removed; lists merge by the built-in merge keys (which match the
-    listMapKeys of built-in kinds) and are atomic for custom resources.
+    Lists merge by the built-in merge keys (which match the listMapKeys of built-in kinds)
+    and are atomic for custom resources. Field ownership is handled by the Store with
+    field_set/remove_unapplied below.
     """
     if builtin:
         return strategic_merge(live, _strip_directives(applied), kind)
@@ -226,3 +226,131 @@ def _deep_merge(live, applied):
             live[k] = _deep_merge(live.get(k), v) if k in live else v
         return live
     return applied
+
+
+# ---- server-side apply field sets ---------------------------------------------------------
+# A field path is a tuple of elements: ("f", key) a map key, ("k", '{"name":"x"}') an item of
+# a keyed list, ("v", '"value"') a value of a set list. Atomic lists are leaves.
+
+
+def field_set(obj, kind: str | None, builtin: bool, path: tuple = (), names: tuple = ()) -> set:
+    """Every field path an applied configuration sets (maps and keyed items included)."""
+    out: set = set()
+    if not isinstance(obj, dict):
+        return out
+    for k, v in obj.items():
+        if not path and k in ("apiVersion", "kind"):
+            continue
+        if path == (("f", "metadata"),) and k in ("name", "namespace", "uid",
+                                                   "resourceVersion", "managedFields",
+                                                   "creationTimestamp", "generation"):
+            continue
+        p = path + (("f", k),)
+        if isinstance(v, dict):
+            children = field_set(v, kind, builtin, p, names + (k,))
+            if children or not v:   # a map whose only keys are server-owned is not applied
+                out.add(p)
+                out |= children
+            continue
+        out.add(p)
+        if isinstance(v, list) and builtin:
+            strategy, key = list_strategy(names + (k,), kind)
+            if strategy == "merge":
+                for item in v:
+                    if isinstance(item, dict) and key in item:
+                        ip = p + (("k", json.dumps({key: item[key]}, sort_keys=True)),)
+                        out.add(ip)
+                        out |= field_set(item, kind, builtin, ip, names + (k,))
+            elif strategy == "set":
+                out |= {p + (("v", json.dumps(x, sort_keys=True)),) for x in v}
+    return out
+
+
+def to_fields_v1(paths: set) -> dict:
+    root: dict = {}
+    for p in sorted(paths, key=len):
+        node = root
+        for i, (t, k) in enumerate(p):
+            node = node.setdefault(f"{t}:{k}", {})
+            if t == "k" and i == len(p) - 1:
+                node.setdefault(".", {})
+    return root
+
+
+def from_fields_v1(tree: dict, prefix: tuple = ()) -> set:
+    out: set = set()
+    for name, sub in (tree or {}).items():
+        if name == ".":
+            continue
+        t, _, k = name.partition(":")
+        p = prefix + ((t, k),)
+        out.add(p)
+        out |= from_fields_v1(sub, p)
+    return out
+
+
+def _step(node, element):
+    t, k = element
+    if t == "f":
+        return node.get(k) if isinstance(node, dict) else None
+    if t == "k" and isinstance(node, list):
+        want = json.loads(k)
+        return next((x for x in node if isinstance(x, dict)
+                     and all(x.get(a) == b for a, b in want.items())), None)
+    if t == "v" and isinstance(node, list):
+        v = json.loads(k)
+        return v if v in node else None
+    return None
+
+
+def value_at(obj, path: tuple):
+    node = obj
+    for el in path:
+        node = _step(node, el)
+        if node is None:
+            return None
+    return node
+
+
+def delete_at(obj, path: tuple) -> None:
+    parent = value_at(obj, path[:-1]) if len(path) > 1 else obj
+    if parent is None:
+        return
+    t, k = path[-1]
+    if t == "f" and isinstance(parent, dict):
+        parent.pop(k, None)
+    elif t == "k" and isinstance(parent, list):
+        item = _step(parent, path[-1])
+        if item is not None:
+            parent.remove(item)
+    elif t == "v" and isinstance(parent, list):
+        v = json.loads(k)
+        if v in parent:
+            parent.remove(v)
+
+
+def path_string(path: tuple) -> str:
+    """`.spec.template.spec.containers[name="app"].image`, as conflict messages show paths."""
+    out = ""
+    for t, k in path:
+        if t == "f":
+            out += "." + k
+        elif t == "k":
+            out += "[" + ",".join(f"{a}={json.dumps(b)}" for a, b in json.loads(k).items()) + "]"
+        else:
+            out += f"[={k}]"
+    return out
+
+
+def remove_unapplied(obj: dict, removed: set) -> None:
+    """Delete fields a manager no longer applies: leaves and keyed items, then maps left
+    empty by that (deepest first, so children go before their parents)."""
+    for p in sorted((p for p in removed if p[-1][0] in ("k", "v")), key=len):
+        delete_at(obj, p)   # whole list items first, while their keys still find them
+    for p in sorted((p for p in removed if p[-1][0] == "f"), key=len, reverse=True):
+        node = value_at(obj, p)
+        if node is None:
+            continue
+        has_children = any(len(q) > len(p) and q[:len(p)] == p for q in removed)
+        if not has_children or node == {}:
+            delete_at(obj, p)

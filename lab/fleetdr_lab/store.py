@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from . import validation
-from .patching import PatchError, apply_merge, json_patch, merge_patch, strategic_merge
+from .patching import (PatchError, apply_merge, field_set, from_fields_v1, json_patch,
+                       merge_patch, path_string, remove_unapplied, strategic_merge,
+                       to_fields_v1, value_at)
 from .registry import Registry, ResourceType
 from .selectors import (FieldSelector, LabelSelector, SelectorError, object_fields,
                         selector_string, supported_fields)
@@ -148,6 +150,10 @@ def _path_set(obj: dict, dotted: str, value) -> None:
     for part in parts[:-1]:
         cur = cur.setdefault(part, {})
     cur[parts[-1]] = value
+
+
+def _has_descendant(paths: set, p: tuple) -> bool:
+    return any(len(q) > len(p) and q[:len(p)] == p for q in paths)
 
 
 def _content(obj: dict) -> dict:
@@ -499,7 +505,8 @@ class Store:
     # ---- write verbs
     def create(self, group: str, plural: str, namespace: str | None, obj: dict,
                dry_run: bool = False, subresource: str | None = None,
-               field_validation: str | None = None) -> dict:
+               field_validation: str | None = None, *,
+               managed_fields: list | None = None) -> dict:
         rt = self._type(group, plural)
         if subresource:
             return self._create_subresource(rt, namespace, obj, subresource, dry_run)
@@ -524,6 +531,8 @@ class Store:
             meta.pop("namespace", None)
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
             meta.pop(k, None)
+        if managed_fields:
+            meta["managedFields"] = managed_fields
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = self._now()
         if rt.has_generation:
@@ -607,8 +616,10 @@ class Store:
                     raise bad_request("apply patch must be an object")
                 body = fast_copy(patch)
                 body.setdefault("metadata", {})["name"] = name
+                entry = self._apply_entry(rt, field_manager, field_set(
+                    patch, rt.kind, rt.builtin))
                 return self.create(group, plural, namespace, body, dry_run=dry_run,
-                                   field_validation=field_validation)
+                                   field_validation=field_validation, managed_fields=[entry])
             raise not_found(rt.group_resource, name)
         if subresource == "scale":
             current = self._scale_of(rt, old)
@@ -626,7 +637,7 @@ class Store:
             elif patch_type == "apply":
                 if not isinstance(patch, dict):
                     raise PatchError("apply patch must be an object", 400)
-                new = apply_merge(current, patch, rt.kind, rt.builtin)
+                new, managed = self._server_side_apply(rt, current, patch, field_manager, force)
             else:
                 raise unsupported_media_type(f"unsupported patch type {patch_type!r}")
         except PatchError as e:
@@ -641,10 +652,67 @@ class Store:
         if new_meta.get("name") != name:
             raise bad_request(f"the name of the object ({new_meta.get('name')}) does not match "
                               f"the name on the URL ({name})")
-        if patch_type == "apply" and not (isinstance(patch.get("metadata"), dict)
-                                          and patch["metadata"].get("resourceVersion")):
-            new_meta.pop("resourceVersion", None)
-        return self._commit_update(rt, old, new, subresource, dry_run, field_validation)
+        managed_fields = None
+        if patch_type == "apply":
+            if not (isinstance(patch.get("metadata"), dict)
+                    and patch["metadata"].get("resourceVersion")):
+                new_meta.pop("resourceVersion", None)
+            managed_fields = managed
+        return self._commit_update(rt, old, new, subresource, dry_run, field_validation,
+                                   managed_fields)
+
+    def _apply_entry(self, rt: ResourceType, manager: str | None, fields: set) -> dict:
+        return {"manager": manager or "unknown", "operation": "Apply",
+                "apiVersion": rt.api_version, "time": self._now(), "fieldsType": "FieldsV1",
+                "fieldsV1": to_fields_v1(fields)}
+
+    def _server_side_apply(self, rt: ResourceType, live: dict, applied: dict,
+                           manager: str | None, force: bool) -> tuple[dict, list]:
+        """Merge an applied configuration with field ownership between appliers.
+
+        Only Apply operations are tracked in managedFields (plain updates do not take
+        ownership here): a field another applier owns with a different value is a 409
+        conflict unless force; fields this manager applied before and no longer applies are
+        removed unless another applier owns them."""
+        manager = manager or "unknown"
+        entries = list((live.get("metadata") or {}).get("managedFields") or [])
+        mine = next((e for e in entries if e.get("manager") == manager
+                     and e.get("operation") == "Apply"), None)
+        before = from_fields_v1(mine.get("fieldsV1")) if mine else set()
+        others = [(e, from_fields_v1(e.get("fieldsV1"))) for e in entries if e is not mine]
+        wanted = field_set(applied, rt.kind, rt.builtin)
+        leaves = {p for p in wanted if not _has_descendant(wanted, p)}
+        conflicts = [(e["manager"], p) for e, owned in others
+                     for p in sorted(leaves & owned, key=path_string)
+                     if value_at(live, p) != value_at(applied, p)]
+        if conflicts and not force:
+            by = conflicts[0][0]
+            paths = [path_string(p) for _, p in conflicts]
+            n = len(conflicts)
+            msg = (f"Apply failed with {n} conflict{'s' if n > 1 else ''}: conflict"
+                   f"{'s' if n > 1 else ''} with \"{by}\" using {rt.api_version}: "
+                   + (paths[0] if n == 1 else "\n- " + "\n- ".join(paths)))
+            details = _gr_details(rt.group_resource, live["metadata"]["name"])
+            details["causes"] = [{"reason": "FieldManagerConflict",
+                                  "message": f'conflict with "{m}" using {rt.api_version}',
+                                  "field": path_string(p)} for m, p in conflicts]
+            raise ApiError(409, "Conflict", msg, details)
+        taken = {p for _, p in conflicts}
+        kept_others = []
+        for e, owned in others:
+            left = owned - taken
+            # a map or item stays owned only while some field under it (or itself, if it was
+            # set as a whole) is still owned
+            owned = {p for p in left if _has_descendant(left, p) or not _has_descendant(owned, p)}
+            if owned:
+                kept_others.append(dict(e, fieldsV1=to_fields_v1(owned)))
+        owned_by_others = set().union(*(from_fields_v1(e["fieldsV1"]) for e in kept_others))
+        new = apply_merge(live, applied, rt.kind, rt.builtin)
+        remove_unapplied(new, before - wanted - owned_by_others)
+        entry = self._apply_entry(rt, manager, wanted)
+        if mine and before == wanted:
+            entry["time"] = mine.get("time", entry["time"])  # an unchanged apply is a no-op
+        return new, kept_others + [entry]
 
     def delete(self, group: str, plural: str, namespace: str | None, name: str,
                propagation_policy: str | None = None, preconditions: dict | None = None,
@@ -966,7 +1034,8 @@ class Store:
         self._emit("DELETED", rt, gone_obj)
 
     def _commit_update(self, rt: ResourceType, old: dict, obj: dict, subresource: str | None,
-                       dry_run: bool, field_validation: str | None = None) -> dict:
+                       dry_run: bool, field_validation: str | None = None,
+                       managed_fields: list | None = None) -> dict:
         """Shared tail of update and patch: merge server-owned fields, admit, store."""
         name = old["metadata"]["name"]
         meta = obj.get("metadata") or {}
@@ -1004,7 +1073,13 @@ class Store:
                     nm[k] = om[k]
                 else:
                     nm.pop(k, None)
-            nm.pop("managedFields", None)
+            # managedFields are the server's: apply sets them, other writes keep them
+            if managed_fields is not None:
+                nm["managedFields"] = managed_fields
+            elif om.get("managedFields"):
+                nm["managedFields"] = om["managedFields"]
+            else:
+                nm.pop("managedFields", None)
             nm.pop("selfLink", None)
             if om.get("deletionTimestamp"):
                 added = set(nm.get("finalizers") or []) - set(om.get("finalizers") or [])

@@ -527,14 +527,62 @@ def test_patch_missing_object_is_not_found(store):
     assert err(store.patch, "", "configmaps", "app", "nope", {}, "merge").code == 404
 
 
-def test_server_side_apply_creates_then_merges(store):
-    body = cm("applied", {"a": "1"})
-    out = store.patch("", "configmaps", "app", "applied", body, "apply", field_manager="me")
+def apply(store, data, manager, force=False, labels=None):
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "applied", **({"labels": labels} if labels else {})},
+            "data": data}
+    return store.patch("", "configmaps", "app", "applied", body, "apply",
+                       field_manager=manager, force=force)
+
+
+def test_server_side_apply_creates_and_records_ownership(store):
+    out = apply(store, {"a": "1"}, "me", labels={"x": "1"})
     assert out["data"] == {"a": "1"}
-    out = store.patch("", "configmaps", "app", "applied",
-                      {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"},
-                       "data": {"b": "2"}}, "apply", field_manager="me")
-    assert out["data"] == {"a": "1", "b": "2"}
+    [entry] = out["metadata"]["managedFields"]
+    assert entry["manager"] == "me" and entry["operation"] == "Apply"
+    assert entry["fieldsV1"] == {"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:x": {}}}}
+
+
+def test_server_side_apply_removes_fields_the_manager_stops_applying(store):
+    apply(store, {"a": "1", "b": "2"}, "me", labels={"x": "1"})
+    out = apply(store, {"b": "3"}, "me")
+    assert out["data"] == {"b": "3"}
+    assert "x" not in (out["metadata"].get("labels") or {})
+
+
+def test_server_side_apply_keeps_fields_of_other_managers_and_plain_writes(store):
+    apply(store, {"a": "1"}, "me")
+    store.patch("", "configmaps", "app", "applied", {"data": {"byhand": "y"}}, "merge")
+    apply(store, {"b": "2"}, "other")
+    out = apply(store, {"a": "1"}, "me")
+    assert out["data"] == {"a": "1", "b": "2", "byhand": "y"}
+    assert {e["manager"] for e in out["metadata"]["managedFields"]} == {"me", "other"}
+
+
+def test_server_side_apply_conflict_and_force(store):
+    apply(store, {"a": "1"}, "me")
+    apply(store, {"a": "1"}, "other")          # same value: shared ownership, no conflict
+    e = err(apply, store, {"a": "2"}, "other")
+    assert (e.code, e.reason) == (409, "Conflict")
+    assert e.message == 'Apply failed with 1 conflict: conflict with "me" using v1: .data.a'
+    assert e.status()["details"]["causes"][0]["field"] == ".data.a"
+    out = apply(store, {"a": "2"}, "other", force=True)
+    assert out["data"] == {"a": "2"}
+    mine = next(m for m in out["metadata"]["managedFields"] if m["manager"] == "me"
+                ) if any(m["manager"] == "me" for m in out["metadata"]["managedFields"]) else None
+    assert mine is None                        # "me" lost its only field to the forced apply
+
+
+def test_server_side_apply_removes_keyed_list_items(store):
+    d = deployment()
+    d["spec"]["template"]["spec"]["containers"].append({"name": "side", "image": "busybox"})
+    store.patch("apps", "deployments", "app", "web", d, "apply", field_manager="me")
+    d["spec"]["template"]["spec"]["containers"].pop()
+    out = store.patch("apps", "deployments", "app", "web", d, "apply", field_manager="me")
+    assert [c["name"] for c in out["spec"]["template"]["spec"]["containers"]] == ["c"]
+    assert out["metadata"]["generation"] == 2
+    again = store.patch("apps", "deployments", "app", "web", d, "apply", field_manager="me")
+    assert again["metadata"]["resourceVersion"] == out["metadata"]["resourceVersion"]
 
 
 def test_apply_object_creates_updates_and_sets_status(store):

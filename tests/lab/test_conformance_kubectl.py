@@ -207,3 +207,34 @@ def test_get_raw_watch_stream(kubectl, ns):
                   "&fieldSelector=metadata.name%3Dcfg").stdout
     events = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "cfg")]
+
+
+def test_create_commands_send_protobuf_and_are_understood(kubectl, ns):
+    # kubectl's generators post built-in objects as Kubernetes protobuf, not JSON
+    kubectl("create", "configmap", "pc", "-n", ns, "--from-literal=a=b")
+    kubectl("create", "secret", "generic", "ps", "-n", ns, "--from-literal=p=q")
+    kubectl("create", "serviceaccount", "robot", "-n", ns)
+    kubectl("create", "deployment", "pd", "-n", ns, "--image=nginx:1.27", "--port=80",
+            "--replicas=0")
+    kubectl("create", "service", "clusterip", "psvc", "-n", ns, "--tcp=80:8080")
+    kubectl("create", "cronjob", "pcj", "-n", ns, "--image=busybox",
+            "--schedule=*/5 * * * *", "--", "date")
+
+    assert json.loads(kubectl("get", "cm", "pc", "-n", ns, "-o", "json").stdout)["data"] == {
+        "a": "b"}
+    secret = json.loads(kubectl("get", "secret", "ps", "-n", ns, "-o", "json").stdout)
+    assert secret["data"] == {"p": "cQ=="} and secret["type"] == "Opaque"
+    dep = json.loads(kubectl("get", "deploy", "pd", "-n", ns, "-o", "json").stdout)
+    assert dep["spec"]["replicas"] == 0  # a pointer field: zero survives decoding
+    assert dep["spec"]["selector"] == {"matchLabels": {"app": "pd"}}
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert (container["image"], container["ports"][0]["containerPort"]) == ("nginx:1.27", 80)
+    svc = json.loads(kubectl("get", "svc", "psvc", "-n", ns, "-o", "json").stdout)
+    assert svc["spec"]["ports"][0]["port"] == 80 and svc["spec"]["ports"][0]["targetPort"] == 8080
+    cron = json.loads(kubectl("get", "cronjob", "pcj", "-n", ns, "-o", "json").stdout)
+    assert cron["spec"]["schedule"] == "*/5 * * * *"
+    assert cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0][
+        "command"] == ["date"]
+    header = kubectl("get", "cronjobs", "-n", ns).stdout.splitlines()[0].split()
+    assert header[:2] == ["NAME", "SCHEDULE"]
+    assert "robot" in kubectl("get", "sa", "-n", ns, "-o", "name").stdout

@@ -1449,12 +1449,16 @@ def table_api_version(form: str) -> str:
     return "meta.k8s.io/v1beta1" if form == "table-v1beta1" else "meta.k8s.io/v1"
 
 
+CLUSTER_KEY = web.AppKey("fleetdr_cluster", object)
+API_KEY = web.AppKey("fleetdr_api", ClusterApi)
+
+
 def make_app(cluster) -> web.Application:
     """The aiohttp application serving `cluster`'s API (the daemon adds TLS and the port)."""
     api = ClusterApi(cluster)
     app = web.Application(middlewares=[api.middleware], client_max_size=MAX_BODY)
-    app["cluster"] = cluster
-    app["api"] = api
+    app[CLUSTER_KEY] = cluster
+    app[API_KEY] = api
     app.on_response_prepare.append(api.on_prepare)
     app.router.add_route("*", "/{tail:.*}", api.dispatch)
     return app

@@ -65,7 +65,7 @@ options:
     description:
       - Only objects with matching labels (Velero C(labelSelector)).
       - Either a selector string such as V(app=web,tier in (front,back),!legacy), a plain label
-        dictionary such as V({app: web}), or a Kubernetes LabelSelector with C(matchLabels) and C(matchExpressions).
+        dictionary (C(app) set to C(web)), or a Kubernetes LabelSelector with C(matchLabels) and C(matchExpressions).
       - Mutually exclusive with O(or_label_selectors).
     type: raw
   or_label_selectors:
@@ -113,7 +113,7 @@ options:
     description:
       - Backup hooks, in the shape of Velero's C(spec.hooks) (keys may be written in snake_case).
       - A dictionary with a C(resources) list; each entry has a C(name), optional namespace, resource and
-        label filters, and C(pre)/C(post) lists of C({exec: {container, command, on_error, timeout}}).
+        label filters, and C(pre)/C(post) lists of hooks, each an C(exec) with C(container), C(command), C(on_error) and C(timeout).
     type: dict
   ordered_resources:
     description:

@@ -22,7 +22,6 @@ extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - fleetdr.kube.velero
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full

@@ -21,6 +21,7 @@ ZONE_SUFFIXES = ("a", "b", "c")
 BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 CONTROLLER_RESTART_DELAY = 1.0
+SHUTDOWN_TIMEOUT = 1.0
 
 
 def cluster_labels(index: int) -> dict:
@@ -252,7 +253,9 @@ class Cluster:
         self._ssl_context = ssl_context
         if self.runner is None:
             self.app = self.build_app()
-            self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+            # Short shutdown: open watches would otherwise hold `down` for a minute.
+            self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
+                                        shutdown_timeout=SHUTDOWN_TIMEOUT)
             await self.runner.setup()
         await self._open_site()
 
@@ -267,6 +270,9 @@ class Cluster:
     async def go_down(self) -> None:
         """Stop listening and drop open connections: clients see connection refused/reset."""
         self.faults.down = True
+        await self._drop_connections()
+
+    async def _drop_connections(self) -> None:
         if self.site is not None:
             site, self.site = self.site, None
             await site.stop()
@@ -285,6 +291,7 @@ class Cluster:
 
     async def stop_site(self) -> None:
         if self.runner is not None:
+            await self._drop_connections()
             await self.runner.cleanup()
             self.runner = None
             self.site = None

@@ -226,17 +226,20 @@ class Lab:
 
     async def shutdown(self) -> None:
         log.info("lab shutting down")
-        for cluster in self.clusters.values():
+        async def stop(cluster: Cluster) -> None:
             try:
                 await cluster.stop_controllers()
             except Exception:
                 log.exception("stopping controllers of %s", cluster.name)
-        for cluster in self.clusters.values():
             try:
                 await cluster.stop_site()
             except Exception:
                 log.exception("stopping site of %s", cluster.name)
+
+        await asyncio.gather(*(stop(c) for c in self.clusters.values()))
+        log.info("clusters stopped")
         await self.objectstore.stop()
+        log.info("S3 stopped")
         if self._control_runner is not None:
             await self._control_runner.cleanup()
         self._write_state("stopped")
@@ -496,7 +499,12 @@ def main(argv: list[str] | None = None) -> int:
     config.write_atomic(paths.pid, f"{os.getpid()}\n")
     lab = Lab(paths.dir, args.clusters, args.nodes, args.base_port)
     logging.getLogger().addHandler(ErrorCollector(lab))
-    return asyncio.run(run(lab))
+    code = asyncio.run(run(lab))
+    log.info("lab process exiting with %d", code)
+    logging.shutdown()
+    # Everything is stopped and flushed; skip interpreter teardown (seconds of module and
+    # object finalisation) so `down` returns promptly.
+    os._exit(code)
 
 
 if __name__ == "__main__":

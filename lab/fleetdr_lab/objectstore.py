@@ -170,7 +170,8 @@ class ObjectStore:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, timeout: float = 0.5) -> None:
+        # moto keeps everything in memory and has nothing to flush: do not wait long for it.
         if not self.running():
             return
         self.process.terminate()

@@ -15,7 +15,7 @@ import logging
 import pickle
 import random
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
 from . import validation
@@ -150,6 +150,22 @@ def _path_set(obj: dict, dotted: str, value) -> None:
     for part in parts[:-1]:
         cur = cur.setdefault(part, {})
     cur[parts[-1]] = value
+
+
+def _without(d: dict, keys: set) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def _pod_spec_core(spec: dict) -> dict:
+    """The part of a pod spec an update may not change (images, deadlines, tolerations and
+    the node binding are excluded; binding goes through pods/binding)."""
+    core = _without(spec, {"activeDeadlineSeconds", "tolerations", "schedulingGates",
+                           "terminationGracePeriodSeconds", "nodeName"})
+    for field in ("containers", "initContainers"):
+        if isinstance(core.get(field), list):
+            core[field] = [_without(c, {"image"}) if isinstance(c, dict) else c
+                           for c in core[field]]
+    return core
 
 
 def _has_descendant(paths: set, p: tuple) -> bool:
@@ -310,8 +326,9 @@ class Store:
         self._blobs: dict[int, tuple[dict, bytes]] = {}
 
     # ---- small helpers
-    def _now(self) -> str:
-        return self.clock.now().astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    def _now(self, plus_seconds: int = 0) -> str:
+        t = self.clock.now().astimezone(timezone.utc) + timedelta(seconds=plus_seconds)
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _next_rv(self) -> str:
         self._rv += 1
@@ -754,15 +771,22 @@ class Store:
             propagation_policy)
         if gc_finalizer and gc_finalizer not in finalizers:
             finalizers.append(gc_finalizer)
-        pending = bool(finalizers) or (is_ns and (old.get("spec") or {}).get("finalizers"))
+        grace = self._grace_period(rt, old, grace_period_seconds)
+        pending = (bool(finalizers) or grace > 0
+                   or bool(is_ns and (old.get("spec") or {}).get("finalizers")))
         if pending:
-            if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
+            current_grace = meta.get("deletionGracePeriodSeconds")
+            if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []) \
+                    and (current_grace is None or grace >= current_grace):
                 return self._out(rt, old), False
             new = dict(old)
             new["metadata"] = dict(meta)
-            new["metadata"]["finalizers"] = finalizers
-            new["metadata"].setdefault("deletionTimestamp", self._now())
-            new["metadata"].setdefault("deletionGracePeriodSeconds", 0)
+            if finalizers:
+                new["metadata"]["finalizers"] = finalizers
+            if current_grace is None or grace < current_grace:
+                # graceful deletion (running pods): the kubelet confirms once the grace ends
+                new["metadata"]["deletionTimestamp"] = self._now(grace)
+                new["metadata"]["deletionGracePeriodSeconds"] = grace
             if is_ns:
                 new["status"] = dict(old.get("status") or {}, phase="Terminating")
             if dry_run:
@@ -775,6 +799,20 @@ class Store:
             return self._deleted_answer(rt, old), True
         self._remove(rt, old)
         return self._deleted_answer(rt, old), True
+
+    @staticmethod
+    def _grace_period(rt: ResourceType, obj: dict, requested: int | None) -> int:
+        """Seconds a deletion waits: only pods bound to a node and not finished wait (for the
+        kubelet); everything else goes at once."""
+        if (rt.group, rt.plural) != ("", "pods"):
+            return 0
+        spec = obj.get("spec") or {}
+        if not spec.get("nodeName") or (obj.get("status") or {}).get("phase") in (
+                "Succeeded", "Failed"):
+            return 0
+        grace = requested if requested is not None else spec.get(
+            "terminationGracePeriodSeconds", 30)
+        return max(0, int(grace))
 
     def _deleted_answer(self, rt: ResourceType, obj: dict) -> dict:
         if rt.return_deleted_object:
@@ -932,6 +970,42 @@ class Store:
             if obj["spec"].get("group") != old["spec"].get("group"):
                 errs.append(validation.invalid("spec.group", obj["spec"].get("group"),
                                                "field is immutable"))
+        spec, ospec = obj.get("spec") or {}, old.get("spec") or {}
+        if key == ("", "persistentvolumeclaims"):
+            allowed = {"resources", "volumeAttributesClassName"}
+            if not ospec.get("volumeName"):
+                allowed.add("volumeName")      # the binder sets it once
+            if ospec.get("storageClassName") is None:
+                allowed.add("storageClassName")
+            if _without(spec, allowed) != _without(ospec, allowed):
+                errs.append(validation.forbidden(
+                    "spec", "spec is immutable after creation except resources.requests and "
+                            "volumeAttributesClassName for bound claims"))
+        if key == ("apps", "statefulsets"):
+            allowed = {"replicas", "ordinals", "template", "updateStrategy",
+                       "revisionHistoryLimit", "persistentVolumeClaimRetentionPolicy",
+                       "minReadySeconds"}
+            if _without(spec, allowed) != _without(ospec, allowed):
+                errs.append(validation.forbidden(
+                    "spec", "updates to statefulset spec for fields other than 'replicas', "
+                            "'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', "
+                            "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are "
+                            "forbidden"))
+        if key == ("", "pods") and (_pod_spec_core(spec) != _pod_spec_core(ospec) or (
+                ospec.get("nodeName") and spec.get("nodeName") != ospec["nodeName"])):
+            errs.append(validation.forbidden(
+                "spec", "pod updates may not change fields other than "
+                        "`spec.containers[*].image`,`spec.initContainers[*].image`,"
+                        "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to "
+                        "existing tolerations),`spec.terminationGracePeriodSeconds` (allow it "
+                        "to be set to 1 if it was previously negative)"))
+        if key == ("batch", "jobs") and spec.get("template") != ospec.get("template"):
+            errs.append(validation.invalid("spec.template", spec.get("template"),
+                                           "field is immutable"))
+        if key == ("", "services") and ospec.get("clusterIP") and \
+                spec.get("clusterIP") != ospec["clusterIP"] and spec.get("type") != "ExternalName":
+            errs.append(validation.invalid("spec.clusterIPs[0]", spec.get("clusterIPs"),
+                                           "may not change once set"))
         if key == ("", "secrets") and old.get("type") != obj.get("type"):
             errs.append(validation.invalid("type", obj.get("type"), "field is immutable"))
         for k in (("", "secrets"), ("", "configmaps")):

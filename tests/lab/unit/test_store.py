@@ -644,3 +644,74 @@ def test_owner_references_are_validated(store):
     body["metadata"]["ownerReferences"] = [ref, dict(ref, name="p", uid="v")]
     e = err(store.create, "", "configmaps", "app", body)
     assert "Only one reference can have Controller set to true" in e.message
+
+
+def test_graceful_pod_deletion(store):
+    def pod(name, node=None):
+        spec = {"containers": [{"name": "c", "image": "x"}], "terminationGracePeriodSeconds": 10}
+        if node:
+            spec["nodeName"] = node
+        return {"metadata": {"name": name}, "spec": spec}
+    # an unscheduled pod goes at once
+    store.create("", "pods", "app", pod("pending"))
+    assert store.delete_with_status("", "pods", "app", "pending")[1] is True
+    # a pod on a node waits for the kubelet: deletionTimestamp = now + grace
+    store.create("", "pods", "app", pod("running", "n1"))
+    out, deleted = store.delete_with_status("", "pods", "app", "running")
+    assert not deleted
+    assert out["metadata"]["deletionTimestamp"] == "2030-01-02T03:04:15Z"
+    assert out["metadata"]["deletionGracePeriodSeconds"] == 10
+    assert "finalizers" not in out["metadata"]
+    # deleting again with a longer grace changes nothing; grace 0 (the kubelet) removes it
+    rv = out["metadata"]["resourceVersion"]
+    again, _ = store.delete_with_status("", "pods", "app", "running", grace_period_seconds=60)
+    assert again["metadata"]["resourceVersion"] == rv
+    assert store.delete_with_status("", "pods", "app", "running",
+                                    grace_period_seconds=0)[1] is True
+    assert store.get_or_none("", "pods", "app", "running") is None
+    # an explicit grace of 0 deletes a running pod at once (force delete)
+    store.create("", "pods", "app", pod("forced", "n1"))
+    assert store.delete_with_status("", "pods", "app", "forced", grace_period_seconds=0)[1]
+
+
+def test_pvc_spec_is_immutable_except_binding_and_requests(store):
+    pvc = store.create("", "persistentvolumeclaims", "app", {
+        "metadata": {"name": "d"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                            "resources": {"requests": {"storage": "1Gi"}}}})
+    pvc["spec"]["volumeName"] = "pv-1"          # the binder sets it once
+    pvc["spec"]["resources"]["requests"]["storage"] = "2Gi"
+    pvc = store.update("", "persistentvolumeclaims", "app", "d", pvc)
+    pvc["spec"]["accessModes"] = ["ReadWriteMany"]
+    e = err(store.update, "", "persistentvolumeclaims", "app", "d", pvc)
+    assert e.code == 422 and "spec: Forbidden: spec is immutable after creation" in e.message
+    e = err(store.patch, "", "persistentvolumeclaims", "app", "d",
+            {"spec": {"volumeName": "pv-2"}}, "merge")
+    assert e.code == 422
+
+
+def test_statefulset_and_pod_and_job_immutability(store):
+    sts = deployment("db")
+    sts["kind"] = "StatefulSet"
+    sts["spec"]["serviceName"] = "db"
+    store.create("apps", "statefulsets", "app", sts)
+    store.patch("apps", "statefulsets", "app", "db", {"spec": {"replicas": 3}}, "merge")
+    e = err(store.patch, "apps", "statefulsets", "app", "db", {"spec": {"serviceName": "x"}},
+            "merge")
+    assert "updates to statefulset spec for fields other than" in e.message
+    store.create("", "pods", "app", {"metadata": {"name": "p"}, "spec": {"containers": [
+        {"name": "c", "image": "x:1"}]}})
+    out = store.patch("", "pods", "app", "p", {"spec": {"containers": [
+        {"name": "c", "image": "x:2"}]}}, "strategic")
+    assert out["spec"]["containers"][0]["image"] == "x:2"
+    e = err(store.patch, "", "pods", "app", "p", {"spec": {"containers": [
+        {"name": "c", "command": ["sh"]}]}}, "strategic")
+    assert "pod updates may not change fields other than" in e.message
+    job = {"metadata": {"name": "j"}, "spec": {"template": {"spec": {
+        "restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}
+    out = store.create("batch", "jobs", "app", job)
+    uid = out["metadata"]["uid"]
+    assert out["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+    assert out["spec"]["template"]["metadata"]["labels"]["job-name"] == "j"
+    e = err(store.patch, "batch", "jobs", "app", "j", {"spec": {"template": {"spec": {
+        "containers": [{"name": "c", "image": "y"}]}}}}, "strategic")
+    assert "spec.template: Invalid value" in e.message and "field is immutable" in e.message

@@ -371,13 +371,27 @@ def velero_c2(lab, velero_factory) -> VeleroInstall:
     return velero_factory(lab, "c2", node_agent=True)
 
 
+@pytest.fixture(scope="session")
+def scratch_lab(tmp_path_factory):
+    """One extra 1-cluster lab for tests that revoke S3 keys, move the clock, scale Velero down or
+    uninstall it (things that would disturb the shared session lab)."""
+    from labctl import LabHandle
+    handle = LabHandle.up(tmp_path_factory.mktemp("velero-scratch"), clusters=1)
+    try:
+        yield handle
+    finally:
+        handle.down()
+
+
 @pytest.fixture
-def private_velero(lab_factory) -> VeleroInstall:
-    """Velero in c1 of a private 1-cluster lab: for tests that revoke S3 keys, move the clock or
-    scale Velero down (things that would disturb the shared session lab)."""
-    private_lab = lab_factory(clusters=1)
-    inst = VeleroInstall(private_lab, "c1").install()
+def private_velero(scratch_lab) -> VeleroInstall:
+    """A fresh Velero in c1 of the scratch lab: its own namespace and bucket prefix, uninstalled after."""
+    inst = VeleroInstall(scratch_lab, "c1", namespace=unique("velero"), prefix=f"velero/{unique('scratch')}")
+    inst.install()
     try:
         yield inst
     finally:
-        inst.api_client.close()
+        try:
+            inst.uninstall()
+        except Exception:
+            pass

@@ -297,7 +297,8 @@ class VeleroInstallWatcher(Controller):
                 continue
             if dep.get("spec", {}).get("replicas", 1) == 0:
                 continue
-            if store.get_or_none("", "namespaces", None, m["namespace"]) is None:
+            ns = store.get_or_none("", "namespaces", None, m["namespace"])
+            if ns is None or ns["metadata"].get("deletionTimestamp"):
                 continue
             selector = dep.get("spec", {}).get("selector")
             pods = store.list("", "pods", m["namespace"])["items"]

@@ -55,7 +55,7 @@ options:
   prefix:
     description: Directory inside the bucket.
     type: str
-  ca_cert:
+  bucket_ca_cert:
     description: PEM CA bundle the plugin trusts for the object store (backup locations).
     type: str
   config:
@@ -194,7 +194,7 @@ def argspec():
         provider={"type": "str"},
         bucket={"type": "str"},
         prefix={"type": "str"},
-        ca_cert={"type": "str"},
+        bucket_ca_cert={"type": "str"},
         config={"type": "dict"},
         access_mode={"type": "str", "choices": ["ReadWrite", "ReadOnly"]},
         default={"type": "bool"},
@@ -228,10 +228,10 @@ def build_spec(params):
         storage = {"bucket": bucket}
         if params["prefix"]:
             storage["prefix"] = params["prefix"].strip("/")
-        if params["ca_cert"]:
+        if params["bucket_ca_cert"]:
             import base64
 
-            storage["caCert"] = base64.b64encode(params["ca_cert"].encode("utf-8")).decode("ascii")
+            storage["caCert"] = base64.b64encode(params["bucket_ca_cert"].encode("utf-8")).decode("ascii")
         spec["objectStorage"] = storage
         if params["access_mode"]:
             spec["accessMode"] = params["access_mode"]
@@ -241,7 +241,7 @@ def build_spec(params):
             if params[option] is not None:
                 spec[key] = specs.normalize_duration(params[option], option)
     else:
-        for option in ("bucket", "prefix", "ca_cert", "access_mode", "default", "backup_sync_period", "validation_frequency"):
+        for option in ("bucket", "prefix", "bucket_ca_cert", "access_mode", "default", "backup_sync_period", "validation_frequency"):
             if params[option] not in (None, False):
                 raise ValidationError(option, "applies only to type=backup")
     if params["config"]:

@@ -165,7 +165,9 @@ def next_runs(expression, count=3):
     if not specs.HAS_CRONITER or expression.startswith(("@every", "CRON_TZ", "TZ")):
         return None
     try:
-        it = specs.croniter(expression, datetime.now(timezone.utc))
+        from croniter import croniter
+
+        it = croniter(expression, datetime.now(timezone.utc))
         return [it.get_next(datetime).strftime("%Y-%m-%dT%H:%M:%SZ") for _ in range(count)]
     except Exception:
         return None

@@ -300,19 +300,14 @@ def test_location_available_unavailable_and_info(play, lab, velero):
 
 BAD_INPUT_OPTIONS = {
     "Invalid cron": "schedule",
-    "Six-field cron": "schedule",
     "Malformed selector": "label_selector",
     "Both selector kinds": "label_selector",
     "Unknown existing resource policy": "existing_resource_policy",
     "Bad duration": "ttl",
     "Over-long backup name": "name",
-    "Over-long schedule name": "name",
     "Missing backup": "backup_name",
     "Schedule without Completed backups": "schedule_name",
     "Old and new resource filters mixed": "included_cluster_scoped_resources",
-    "Missing storage location": "storage_location",
-    "Bucket with a slash": "bucket",
-    "Bad namespace mapping": "namespace_mapping",
 }
 
 

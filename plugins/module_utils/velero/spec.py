@@ -21,14 +21,11 @@ import re
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names
 
-try:
-    from croniter import croniter
+import importlib.util
 
-    HAS_CRONITER = True
-    CRONITER_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - exercised through missing_required_lib
-    HAS_CRONITER = False
-    CRONITER_IMPORT_ERROR = exc
+# croniter is imported only where cron expressions are checked (velero_schedule).
+HAS_CRONITER = importlib.util.find_spec("croniter") is not None
+CRONITER_IMPORT_ERROR = None if HAS_CRONITER else "No module named 'croniter'"
 
 try:
     from zoneinfo import ZoneInfo
@@ -650,6 +647,8 @@ def validate_cron(expression, option="schedule"):
         )
     if not HAS_CRONITER:  # pragma: no cover - modules check this first
         raise ValidationError(option, "the croniter Python library is required to validate cron expressions")
+    from croniter import croniter
+
     if not croniter.is_valid(body):
         raise ValidationError(option, "'{0}' is not a valid cron expression".format(body))
     return text

@@ -444,27 +444,7 @@ def _alive(pid: int) -> bool:
 
 # -- down --------------------------------------------------------------------------------------------
 
-def test_down_stops_everything_and_keeps_the_dir(lab_factory):
-    handle = lab_factory(clusters=1)
-    state = handle.state
-    pid, s3_endpoint = state["pid"], handle.s3["endpoint"]
-    port = state["clusters"][0]["port"]
-    assert handle.cli("down").returncode == 0
-    assert not _alive(pid)
-    assert not (handle.dir / "lab.pid").exists()
-    for kept in ("kubeconfig", "inventory.yml", "s3.json", "ca.crt", "lab.log"):
-        assert (handle.dir / kept).exists()
-    with pytest.raises(ConnectionRefusedError):
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    s3_port = int(s3_endpoint.rsplit(":", 1)[1])
-    with pytest.raises(ConnectionRefusedError):  # moto went with the lab
-        socket.create_connection(("127.0.0.1", s3_port), timeout=5).close()
-    again = handle.cli("down", check=False)
-    assert again.returncode == 4
-    assert handle.cli("status", check=False).returncode == 4
-
-
-def test_a_killed_lab_is_reported_down_and_can_be_started_again(lab_factory):
+def test_killed_lab_is_reported_down_restarts_and_stops_cleanly(lab_factory):
     handle = lab_factory(clusters=1)
     pid = handle.state["pid"]
     s3_port = int(handle.s3["endpoint"].rsplit(":", 1)[1])
@@ -485,6 +465,26 @@ def test_a_killed_lab_is_reported_down_and_can_be_started_again(lab_factory):
     handle.cli("up", "--clusters", "1")
     assert handle.state["pid"] != pid
     assert core(handle, "c1").list_namespace().items
+    check_down_stops_everything_and_keeps_the_dir(handle)
+
+
+def check_down_stops_everything_and_keeps_the_dir(handle: LabHandle) -> None:
+    state = handle.state
+    pid, s3_endpoint = state["pid"], handle.s3["endpoint"]
+    port = state["clusters"][0]["port"]
+    assert handle.cli("down").returncode == 0
+    assert not _alive(pid)
+    assert not (handle.dir / "lab.pid").exists()
+    for kept in ("kubeconfig", "inventory.yml", "s3.json", "ca.crt", "lab.log"):
+        assert (handle.dir / kept).exists()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    s3_port = int(s3_endpoint.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):  # moto went with the lab
+        socket.create_connection(("127.0.0.1", s3_port), timeout=5).close()
+    again = handle.cli("down", check=False)
+    assert again.returncode == 4
+    assert handle.cli("status", check=False).returncode == 4
 
 
 # -- in-process pieces: the lab clock and error collection ---------------------------------------

@@ -498,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 for k, v in seeds.DEFAULT_NAMESPACES.items()))
 
     p = add("fault", cmd_fault, "inject or clear a fault on one cluster: "
-            "down | up | latency MS | errors RATE [CODE] | clear")
+            "down | up | latency MS | errors RATE [CODE] | clear (removes every fault, "
+            "brings a down cluster up)")
     p.add_argument("cluster", metavar="C")
     p.add_argument("action", choices=("down", "up", "latency", "errors", "clear"))
     p.add_argument("values", nargs="*", metavar="VALUE",

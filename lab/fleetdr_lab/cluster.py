@@ -254,8 +254,10 @@ class Cluster:
         if self.runner is None:
             self.app = self.build_app()
             # Short shutdown: open watches would otherwise hold `down` for a minute.
+            # Errors aiohttp logs for this site name the cluster (status attributes them).
             self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
-                                        shutdown_timeout=SHUTDOWN_TIMEOUT)
+                                        shutdown_timeout=SHUTDOWN_TIMEOUT,
+                                        logger=logging.getLogger(f"{self.log.name}.http"))
             await self.runner.setup()
         await self._open_site()
 

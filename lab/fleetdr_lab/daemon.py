@@ -217,7 +217,8 @@ class Lab:
         app = web.Application(middlewares=[self._auth_middleware])
         app["lab"] = self
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._control_runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._control_runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                             shutdown_timeout=1.0)
         await self._control_runner.setup()
         port = self.base_port + self.n_clusters if self.base_port else 0
         site = web.TCPSite(self._control_runner, "127.0.0.1", port, reuse_address=True)
@@ -226,6 +227,7 @@ class Lab:
 
     async def shutdown(self) -> None:
         log.info("lab shutting down")
+
         async def stop(cluster: Cluster) -> None:
             try:
                 await cluster.stop_controllers()

@@ -18,6 +18,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
+import yaml
+
 from . import validation
 from .patching import (PatchError, apply_merge, field_set, from_fields_v1, json_patch,
                        merge_patch, path_string, remove_unapplied, strategic_merge,
@@ -542,8 +544,7 @@ class Store:
             meta["name"] = candidate
         if rt.namespaced:
             meta["namespace"] = ns
-            if not dry_run or ns:
-                self._check_namespace_usable(rt, ns, meta.get("name", ""))
+            self._check_namespace_usable(rt, ns, meta.get("name", ""))
         else:
             meta.pop("namespace", None)
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
@@ -587,6 +588,8 @@ class Store:
             self._check_verb(rt, "update", subresource)
         else:
             self._check_verb(rt, "update")
+        if not isinstance(obj, dict):
+            raise bad_request("the body of the request is not a JSON object")
         obj = fast_copy(obj)
         old = self._stored(rt, namespace, name)
         if subresource == "scale":
@@ -619,8 +622,7 @@ class Store:
             except ValueError as e:
                 if patch_type != "apply":
                     raise bad_request(f"error decoding patch: {e}")
-                import yaml  # apply bodies may be YAML
-                patch = yaml.safe_load(patch)
+                patch = yaml.safe_load(patch)  # apply bodies may be YAML
         if patch_type == "strategic" and not rt.builtin:
             raise unsupported_media_type(
                 "the body of the request was in an unknown format - accepted media types "

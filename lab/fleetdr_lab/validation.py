@@ -185,7 +185,7 @@ def validate_metadata(group: str, plural: str, meta: dict) -> list[FieldError]:
     for k, v in labels.items():
         errs += [invalid("metadata.labels", k, m) for m in label_key_errors(k)]
         if not isinstance(v, str):
-            errs.append(invalid(f"metadata.labels", v, "must be a string"))
+            errs.append(invalid("metadata.labels", v, "must be a string"))
             continue
         errs += [invalid("metadata.labels", v, m) for m in label_value_errors(v)]
     annotations = meta.get("annotations") or {}
@@ -268,8 +268,6 @@ def default_pod_spec(spec: dict) -> None:
                 v[src].setdefault(field, 420)
         if "hostPath" in v and isinstance(v["hostPath"], dict):
             v["hostPath"].setdefault("type", "")
-        if "persistentVolumeClaim" in v:
-            pass
 
 
 def _default_template(obj: dict, *path: str) -> None:
@@ -362,7 +360,8 @@ def _default_replicaset(obj):
 
 def _default_job_spec(spec: dict):
     spec.setdefault("parallelism", 1)
-    spec.setdefault("completions", 1) if spec.get("completionMode") != "Indexed" else None
+    if spec.get("completionMode") != "Indexed":
+        spec.setdefault("completions", 1)
     spec.setdefault("backoffLimit", 6)
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)

@@ -1,0 +1,191 @@
+"""Restore-time changes (SEMANTICS 6.6, 14.2, 14.4): plugin ConfigMaps for storage classes and
+images, resource modifiers, and the PartiallyFailed / Failed phase paths."""
+from __future__ import annotations
+
+import pytest
+
+from test_restore_support import Kube, all_messages, restore, restore_file, run_backup, uid
+
+PLUGIN_LABEL = "velero.io/plugin-config"
+
+
+@pytest.fixture(scope="module")
+def app(velero):
+    kube = Kube(velero)
+    ns = uid("plug")
+    kube.namespace(ns)
+    kube.configmap(ns, "settings", {"color": "blue", "size": "3"}, {"app": "web"})
+    kube.configmap(ns, "untouched", {"color": "blue"}, {"app": "db"})
+    kube.core.create_namespaced_persistent_volume_claim(ns, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+                 "resources": {"requests": {"storage": "1Gi"}}}})
+    kube.apps.create_namespaced_deployment(ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "main", "image": "docker.io/library/busybox:1.36",
+                                                       "command": ["sleep", "infinity"]},
+                                                      {"name": "side", "image": "nginx:1.27"}]}}}})
+    backup = uid("plugb")
+    run_backup(velero, backup, {"includedNamespaces": [ns]})
+    return {"kube": kube, "ns": ns, "backup": backup}
+
+
+@pytest.fixture
+def velero_configmaps(velero):
+    """ConfigMaps created in the Velero namespace; removed after the test (they are global)."""
+    kube = Kube(velero)
+    made = []
+
+    def create(name, data, labels=None):
+        kube.core.create_namespaced_config_map(velero.namespace, {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels or {}},
+            "data": data})
+        made.append(name)
+    yield create
+    for name in made:
+        kube.core.delete_namespaced_config_map(name, velero.namespace)
+
+
+def test_change_storage_class_configmap(velero, app, velero_configmaps):
+    kube = app["kube"]
+    fast = uid("fast")
+    kube.storage.create_storage_class({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                                       "metadata": {"name": fast}, "provisioner": "fleetdr.lab/hostpath",
+                                       "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})
+    velero_configmaps(uid("sc"), {"standard": fast},
+                      {PLUGIN_LABEL: "", "velero.io/change-storage-class": "RestoreItemAction"})
+    target = uid("plugt")
+    r = restore(velero, uid("rsc"), {"backupName": app["backup"], "namespaceMapping": {app["ns"]: target},
+                                     "includedResources": ["persistentvolumeclaims", "persistentvolumes"]})
+    assert r["status"]["phase"] == "Completed", r["status"]
+    pvc = kube.core.read_namespaced_persistent_volume_claim("data", target)
+    assert pvc.spec.storage_class_name == fast
+
+
+def test_change_storage_class_to_missing_class_fails_the_item(velero, app, velero_configmaps):
+    velero_configmaps(uid("sc"), {"standard": "no-such-class"},
+                      {PLUGIN_LABEL: "x", "velero.io/change-storage-class": "RestoreItemAction"})
+    target, name = uid("plugt"), uid("rsc")
+    r = restore(velero, name, {"backupName": app["backup"], "namespaceMapping": {app["ns"]: target},
+                               "includedResources": ["persistentvolumeclaims"]})
+    assert r["status"]["phase"] == "PartiallyFailed"
+    assert r["status"]["errors"] == 1
+    errors = restore_file(velero, name, "results.gz")["errors"]["namespaces"][target]
+    assert "no-such-class" in errors[0]
+    assert not app["kube"].exists(app["kube"].core.read_namespaced_persistent_volume_claim, "data", target)
+
+
+def test_change_image_name_configmap(velero, app, velero_configmaps):
+    velero_configmaps(uid("img"), {"mirror": "docker.io/library,registry.lab/mirror"},
+                      {PLUGIN_LABEL: "", "velero.io/change-image-name": "RestoreItemAction"})
+    target = uid("plugt")
+    r = restore(velero, uid("rimg"), {"backupName": app["backup"], "namespaceMapping": {app["ns"]: target},
+                                      "includedResources": ["deployments"]})
+    assert r["status"]["phase"] == "Completed", r["status"]
+    d = app["kube"].apps.read_namespaced_deployment("web", target)
+    images = {c.name: c.image for c in d.spec.template.spec.containers}
+    assert images == {"main": "registry.lab/mirror/busybox:1.36", "side": "nginx:1.27"}
+
+
+MODIFIERS = """
+version: v1
+resourceModifierRules:
+- conditions:
+    groupResource: configmaps
+    resourceNameRegex: "^settings$"
+    namespaces: [{ns}]
+    matches:
+    - path: /data/size
+      value: '"3"'
+  patches:
+  - operation: replace
+    path: /data/color
+    value: red
+  - operation: add
+    path: /data/added
+    value: '"42"'
+- conditions:
+    groupResource: configmaps
+    labelSelector: {{matchLabels: {{app: nope}}}}
+  patches:
+  - operation: remove
+    path: /data
+- conditions:
+    groupResource: deployments.apps
+  mergePatches:
+  - patchData: |
+      metadata:
+        labels:
+          patched: "yes"
+      spec:
+        replicas: 1
+- conditions:
+    groupResource: deployments.apps
+  strategicPatches:
+  - patchData: '{{"spec":{{"template":{{"spec":{{"containers":[{{"name":"side","image":"nginx:1.28"}}]}}}}}}}}'
+"""
+
+
+def test_resource_modifiers(velero, app, velero_configmaps):
+    kube, ns = app["kube"], app["ns"]
+    mods = uid("mods")
+    velero_configmaps(mods, {"rules.yaml": MODIFIERS.format(ns=ns)})
+    target = uid("plugt")
+    r = restore(velero, uid("rmod"), {"backupName": app["backup"], "namespaceMapping": {ns: target},
+                                      "includedResources": ["configmaps", "deployments"],
+                                      "resourceModifier": {"kind": "ConfigMap", "name": mods}})
+    assert r["status"]["phase"] == "Completed", r["status"]
+    settings = kube.read_configmap(target, "settings")
+    assert settings["data"] == {"color": "red", "size": "3", "added": "42"}
+    assert kube.read_configmap(target, "untouched")["data"] == {"color": "blue"}
+    d = kube.apps.read_namespaced_deployment("web", target)
+    assert d.metadata.labels["patched"] == "yes" and d.spec.replicas == 1
+    images = {c.name: c.image for c in d.spec.template.spec.containers}
+    assert images == {"main": "docker.io/library/busybox:1.36", "side": "nginx:1.28"}  # merged by name
+
+
+def test_failing_modifier_patch_is_an_error_and_item_still_created(velero, app, velero_configmaps):
+    mods = uid("mods")
+    velero_configmaps(mods, {"rules.yaml": """
+version: v1
+resourceModifierRules:
+- conditions: {groupResource: configmaps, resourceNameRegex: "^untouched$"}
+  patches:
+  - {operation: remove, path: /data/does-not-exist}
+"""})
+    target, name = uid("plugt"), uid("rmod")
+    r = restore(velero, name, {"backupName": app["backup"], "namespaceMapping": {app["ns"]: target},
+                               "includedResources": ["configmaps"],
+                               "resourceModifier": {"kind": "ConfigMap", "name": mods}})
+    assert r["status"]["phase"] == "PartiallyFailed"
+    assert r["status"]["errors"] == len(all_messages(restore_file(velero, name, "results.gz")["errors"])) == 1
+    assert app["kube"].read_configmap(app["ns"], "untouched")["data"] == {"color": "blue"}
+    assert app["kube"].exists(app["kube"].core.read_namespaced_config_map, "untouched", target)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("version: v2\nresourceModifierRules: []\n", "unsupported resource modifier version v2"),
+    ("version: v1\nresourceModifierRules:\n- conditions: {}\n  patches: []\n", "groupkResource cannot be empty"),
+    ("version: v1\nbogus: 1\n", "unknown field"),
+])
+def test_invalid_resource_modifiers_fail_validation(velero, app, velero_configmaps, text, message):
+    mods = uid("mods")
+    velero_configmaps(mods, {"rules.yaml": text})
+    r = restore(velero, uid("rmod"), {"backupName": app["backup"],
+                                      "resourceModifier": {"kind": "configmap", "name": mods}})
+    assert r["status"]["phase"] == "FailedValidation"
+    err = r["status"]["validationErrors"][0]
+    assert err.startswith(f"Error in parsing resource modifiers provided in configmap velero/{mods}")
+    assert message in err
+
+
+def test_missing_tarball_fails_the_restore(velero, app):
+    name = uid("gone")
+    run_backup(velero, name, {"includedNamespaces": [app["ns"]]})
+    velero.s3().delete_object(Bucket=velero.bucket, Key=f"{velero.backup_prefix(name)}{name}.tar.gz")
+    r = restore(velero, uid("rgone"), {"backupName": name})
+    st = r["status"]
+    assert st["phase"] == "Failed"
+    assert st["failureReason"] and st["completionTimestamp"] and st["startTimestamp"]

@@ -12,10 +12,15 @@ CLI (hooked into `fleetdr-lab` by add_cli):
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
+import ssl
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path, PurePosixPath
 
 EXIT_FAILED = 1
@@ -45,54 +50,76 @@ class VolumeError(Exception):
 
 
 # ---------------------------------------------------------------------- resolution
+class _Api:
+    """Minimal GET-only Kubernetes API client from a kubeconfig context (bearer token + CA data).
+
+    The CLI only needs two reads, and importing the kubernetes package costs seconds; this keeps
+    `volume` commands quick while still going through the cluster's real API endpoint."""
+
+    def __init__(self, kubeconfig: Path, context: str):
+        import yaml
+        doc = yaml.safe_load(kubeconfig.read_text()) or {}
+        contexts = {c["name"]: c.get("context") or {} for c in doc.get("contexts") or []}
+        if context not in contexts:
+            raise VolumeError(EXIT_UNKNOWN_CLUSTER, f"unknown cluster {context!r} "
+                                                    f"(known: {', '.join(sorted(contexts))})")
+        ctx = contexts[context]
+        cluster = next((c.get("cluster") or {} for c in doc.get("clusters") or []
+                        if c.get("name") == ctx.get("cluster")), {})
+        user = next((u.get("user") or {} for u in doc.get("users") or []
+                     if u.get("name") == ctx.get("user")), {})
+        self.server = cluster.get("server", "").rstrip("/")
+        self.token = user.get("token")
+        self.ssl = ssl.create_default_context()
+        if cluster.get("certificate-authority-data"):
+            self.ssl.load_verify_locations(
+                cadata=base64.b64decode(cluster["certificate-authority-data"]).decode())
+        elif cluster.get("certificate-authority"):
+            self.ssl.load_verify_locations(cafile=cluster["certificate-authority"])
+
+    def get(self, path: str) -> dict | None:
+        """The object at path, or None on 404."""
+        req = urllib.request.Request(self.server + path, headers={
+            "Accept": "application/json",
+            **({"Authorization": f"Bearer {self.token}"} if self.token else {})})
+        try:
+            with urllib.request.urlopen(req, context=self.ssl, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return None
+            raise VolumeError(EXIT_FAILED, f"GET {path}: {e.code} {e.reason}")
+        except (urllib.error.URLError, OSError) as e:
+            raise VolumeError(EXIT_NOT_RUNNING, f"cluster API {self.server} is not answering: "
+                                                f"{getattr(e, 'reason', e)}")
+
+
 def _api(lab_dir, cluster: str):
-    from kubernetes import client, config as kconfig
     from . import config as labconfig
     paths = labconfig.LabPaths.of(lab_dir)
-    kubeconfig = paths.cluster_kubeconfig(cluster)
-    if not kubeconfig.exists():
-        kubeconfig = paths.kubeconfig
+    kubeconfig = paths.kubeconfig
     if not kubeconfig.exists():
         raise VolumeError(EXIT_NOT_RUNNING, f"no lab in {paths.dir} (no kubeconfig)")
-    try:
-        contexts, _ = kconfig.list_kube_config_contexts(config_file=str(kubeconfig))
-    except Exception as e:
-        raise VolumeError(EXIT_FAILED, f"cannot read {kubeconfig}: {e}")
-    names = [c["name"] for c in contexts]
-    if cluster not in names:
-        raise VolumeError(EXIT_UNKNOWN_CLUSTER,
-                          f"unknown cluster {cluster!r} (known: {', '.join(sorted(names))})")
-    api_client = kconfig.new_client_from_config(config_file=str(kubeconfig), context=cluster)
-    api_client.configuration.retries = 0
-    return client.CoreV1Api(api_client), paths
+    return _Api(kubeconfig, cluster), paths
 
 
 def volume_root(lab_dir, cluster: str, namespace: str, pvc: str) -> Path:
     """The data directory of a bound PVC (its PV's hostPath)."""
-    from kubernetes.client.rest import ApiException
-    import urllib3
-    core, paths = _api(lab_dir, cluster)
-    try:
-        try:
-            claim = core.read_namespaced_persistent_volume_claim(pvc, namespace,
-                                                                 _request_timeout=30)
-        except ApiException as e:
-            if e.status == 404:
-                raise VolumeError(EXIT_NOT_FOUND, f'persistentvolumeclaim "{pvc}" not found in '
-                                                  f'namespace "{namespace}" of cluster {cluster}')
-            raise VolumeError(EXIT_FAILED, f"reading PVC {namespace}/{pvc}: {e.status} {e.reason}")
-        phase = claim.status.phase if claim.status else None
-        volume_name = claim.spec.volume_name if claim.spec else None
-        if phase != "Bound" or not volume_name:
-            raise VolumeError(EXIT_NOT_BOUND, f"PVC {namespace}/{pvc} in cluster {cluster} is not "
-                                              f"bound to a volume (phase {phase or 'Pending'})")
-        try:
-            pv = core.read_persistent_volume(volume_name, _request_timeout=30)
-        except ApiException as e:
-            raise VolumeError(EXIT_FAILED, f"reading PV {volume_name}: {e.status} {e.reason}")
-    except urllib3.exceptions.HTTPError as e:
-        raise VolumeError(EXIT_NOT_RUNNING, f"cluster {cluster} is not answering: {e}")
-    host_path = pv.spec.host_path.path if pv.spec and pv.spec.host_path else None
+    api, paths = _api(lab_dir, cluster)
+    q = urllib.parse.quote
+    claim = api.get(f"/api/v1/namespaces/{q(namespace)}/persistentvolumeclaims/{q(pvc)}")
+    if claim is None:
+        raise VolumeError(EXIT_NOT_FOUND, f'persistentvolumeclaim "{pvc}" not found in '
+                                          f'namespace "{namespace}" of cluster {cluster}')
+    phase = (claim.get("status") or {}).get("phase")
+    volume_name = (claim.get("spec") or {}).get("volumeName")
+    if phase != "Bound" or not volume_name:
+        raise VolumeError(EXIT_NOT_BOUND, f"PVC {namespace}/{pvc} in cluster {cluster} is not "
+                                          f"bound to a volume (phase {phase or 'Pending'})")
+    pv = api.get(f"/api/v1/persistentvolumes/{q(volume_name)}")
+    if pv is None:
+        raise VolumeError(EXIT_NOT_FOUND, f"PV {volume_name} of PVC {namespace}/{pvc} not found")
+    host_path = ((pv.get("spec") or {}).get("hostPath") or {}).get("path")
     if not host_path:
         raise VolumeError(EXIT_FAILED, f"PV {volume_name} of PVC {namespace}/{pvc} has no "
                                        "hostPath: its data is not in the lab dir")
@@ -222,7 +249,7 @@ def _run(fn):
         return fn()
     except VolumeError as e:
         raise CliError(e.code, e.message) from None
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise CliError(EXIT_FAILED, str(e)) from None
 
 

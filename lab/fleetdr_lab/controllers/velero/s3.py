@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import configparser
 import functools
 import gzip
@@ -242,8 +243,10 @@ class BackupStore:
                 self._delete_quietly(lay.backup_metadata_key(name))
                 raise
         try:
-            for key, data in side_files.items():
-                self.put_object(key, data)
+            # the remaining files go up in parallel ("arbitrary order" in Velero too)
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+                for f in [pool.submit(self.put_object, k, d) for k, d in side_files.items()]:
+                    f.result()
         except ObjectStoreError:
             self._delete_quietly(lay.backup_contents_key(name))
             self._delete_quietly(lay.backup_metadata_key(name))

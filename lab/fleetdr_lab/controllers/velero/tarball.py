@@ -37,25 +37,52 @@ def item_path(gr: str, namespace: str | None, name: str, version_dir: str | None
     return f"resources/{gr}/{mid}{scope}/{name}.json"
 
 
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _ustar_header(name: bytes, size: int, mtime: int, typeflag: bytes = b"0") -> bytes:
+    """One 512-byte ustar header (regular file, mode 0755, uid/gid 0).
+
+    Written by hand because tarfile's TarInfo path costs ~0.3 ms per entry, which alone would
+    blow the 2 s budget of a 1,000-item backup (2,000 entries)."""
+    prefix = b""
+    if len(name) > 100:
+        cut = name.rfind(b"/", 0, 156)
+        prefix, name = name[:cut], name[cut + 1:]
+    header = bytearray(512)
+    header[0:len(name)] = name
+    header[100:108] = _octal(0o755, 8)
+    header[108:116] = _octal(0, 8)
+    header[116:124] = _octal(0, 8)
+    header[124:136] = _octal(size, 12)
+    header[136:148] = _octal(mtime, 12)
+    header[148:156] = b" " * 8
+    header[156:157] = typeflag
+    header[257:265] = b"ustar\x0000"
+    header[345:345 + len(prefix)] = prefix
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
 class TarballWriter:
     """Accumulates items; `finish()` returns the gzip'd tar bytes."""
 
     def __init__(self, mtime: float | None = None):
-        self._buf = io.BytesIO()
-        # compresslevel 6: fast enough for 1,000 items well under a second.
-        self._gz = gzip.GzipFile(fileobj=self._buf, mode="wb", compresslevel=6, mtime=0)
-        self._tar = tarfile.open(fileobj=self._gz, mode="w", format=tarfile.PAX_FORMAT)
+        self._parts: list[bytes] = []
         self._mtime = int(mtime if mtime is not None else time.time())
         self.paths: list[str] = []
         self.add_file("metadata/version", (BACKUP_FORMAT_VERSION + "\n").encode())
 
     def add_file(self, path: str, data: bytes) -> None:
-        info = tarfile.TarInfo(path)
-        info.size = len(data)
-        info.mode = 0o755
-        info.mtime = self._mtime
-        info.type = tarfile.REGTYPE
-        self._tar.addfile(info, io.BytesIO(data))
+        name = path.encode("utf-8")
+        if len(name) > 100 and (len(name) > 255 or name.rfind(b"/", 0, 156) < len(name) - 101):
+            # too long for ustar name+prefix: GNU long-name entry first (what tar readers accept)
+            long = name + b"\0"
+            self._parts += [_ustar_header(b"././@LongLink", len(long), 0, b"L"), long,
+                            b"\0" * (-len(long) % 512)]
+            name = name[:100]
+        self._parts += [_ustar_header(name, len(data), self._mtime), data, b"\0" * (-len(data) % 512)]
         self.paths.append(path)
 
     def add_item(self, gr: str, namespace: str | None, name: str, version: str, obj: dict,
@@ -69,9 +96,8 @@ class TarballWriter:
             self.add_file(item_path(gr, namespace, name, version), data)
 
     def finish(self) -> bytes:
-        self._tar.close()
-        self._gz.close()
-        return self._buf.getvalue()
+        raw = b"".join(self._parts) + b"\0" * 1024   # two zero blocks end the archive
+        return gzip.compress(raw, compresslevel=6, mtime=0)
 
 
 @dataclass

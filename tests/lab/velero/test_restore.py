@@ -26,6 +26,13 @@ def source(velero):
         "spec": {"type": "NodePort", "selector": {"app": "web"},
                  "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
     service = kube.core.read_namespaced_service("web", ns)
+    kube.core.create_namespaced_service_account(ns, {"apiVersion": "v1", "kind": "ServiceAccount",
+                                                     "metadata": {"name": "runner"}})
+    rbac = __import__("kubernetes").client.RbacAuthorizationV1Api(kube.api_client)
+    rbac.create_namespaced_role_binding(ns, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "runner"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": ns}]})
     backup = uid("rbk")
     run_backup(velero, backup, {"includedNamespaces": [ns]})
     return {"ns": ns, "backup": backup, "kube": kube, "service": service}
@@ -57,6 +64,12 @@ def test_restore_with_namespace_mapping_creates_objects_and_files(velero, source
     orig = source["service"]
     assert svc.spec.cluster_ip and svc.spec.cluster_ip != orig.spec.cluster_ip
     assert svc.spec.ports[0].node_port and svc.spec.ports[0].node_port != orig.spec.ports[0].node_port
+
+    # RoleBinding subjects follow the namespace mapping
+    rbac = __import__("kubernetes").client.RbacAuthorizationV1Api(kube.api_client)
+    rb = rbac.read_namespaced_role_binding("runner", target)
+    assert [(s.name, s.namespace) for s in rb.subjects] == [("runner", target)]
+    assert kube.exists(kube.core.read_namespaced_service_account, "runner", target)
 
     # counters: every processed entry (items + the created namespace)
     resources = restore_file(velero, name, "resource-list.json.gz")
@@ -187,3 +200,43 @@ def test_deleting_restore_removes_its_files(velero, source):
     velero.delete("restores", name)
     poll(lambda: velero.get_or_none("restores", name) is None, what="restore CR gone")
     assert velero.bucket_keys(restore_prefix(velero, name)) == []
+
+
+def test_crd_restored_first_and_established_before_its_objects(velero, source):
+    """The CRD comes with its custom resources in the backup; after CRD and CR are gone the restore
+    brings back the CRD first, then the CR."""
+    kube = source["kube"]
+    group = f"{uid('g')}.example.test"
+    crd_name = f"gadgets.{group}"
+    ext = __import__("kubernetes").client.ApiextensionsV1Api(kube.api_client)
+    ext.create_custom_resource_definition({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": crd_name},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
+    poll(lambda: any(c.type == "Established" and c.status == "True"
+                     for c in (ext.read_custom_resource_definition(crd_name).status.conditions or [])),
+         what="CRD established")
+    ns = uid("rcrd")
+    kube.namespace(ns)
+    kube.custom.create_namespaced_custom_object(group, "v1", ns, "gadgets", {
+        "apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"size": 3}})
+    backup = uid("rcb")
+    run_backup(velero, backup, {"includedNamespaces": [ns]})
+    ext.delete_custom_resource_definition(crd_name)
+    poll(lambda: not kube.exists(ext.read_custom_resource_definition, crd_name), what="CRD deleted")
+
+    name = uid("rcr")
+    target = uid("rcrt")
+    r = restore(velero, name, {"backupName": backup, "namespaceMapping": {ns: target}})
+    assert r["status"]["phase"] == "Completed", r["status"]
+    crd = ext.read_custom_resource_definition(crd_name)
+    assert crd.metadata.labels["velero.io/restore-name"] == name
+    g = kube.custom.get_namespaced_custom_object(group, "v1", target, "gadgets", "g1")
+    assert g["spec"] == {"size": 3}
+    resources = restore_file(velero, name, "resource-list.json.gz")
+    assert resources["apiextensions.k8s.io/v1/CustomResourceDefinition"] == [f"{crd_name}(created)"]
+    assert resources[f"{group}/v1/Gadget"] == [f"{target}/g1(created)"]
+    ext.delete_custom_resource_definition(crd_name)

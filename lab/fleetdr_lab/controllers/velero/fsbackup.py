@@ -19,7 +19,6 @@ import logging
 import shutil
 from pathlib import Path
 
-from ..base import pod_is_ready
 from .fs_repository import RESTORE_MARKER_DIR, FsRepository, Progress, RepositoryError
 from .s3 import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe, now_rfc3339

@@ -95,7 +95,7 @@ def pod_volume_restore_action(item, gr, run):
         return ActionResult(item)
     image = run.server_image()
     if image is None:
-        raise ActionError(f"unable to get velero server deployment: deployments.apps \"velero\" not found")
+        raise ActionError("unable to get velero server deployment: deployments.apps \"velero\" not found")
     cfg = plugin_config(run, POD_VOLUME_RESTORE)
     data = (cfg or {}).get("data") or {}
     requests = {"cpu": data.get("cpuRequest", "100m"), "memory": data.get("memRequest", "128Mi")}

@@ -88,6 +88,13 @@ def method_not_allowed() -> ApiError:
                     "the server does not allow this method on the requested resource", {})
 
 
+def invalid_list_options(field: str, message: str) -> ApiError:
+    return ApiError(422, "Invalid", f'ListOptions.meta.k8s.io "" is invalid: {field}: {message}',
+                    {"kind": "ListOptions", "group": "meta.k8s.io",
+                     "causes": [{"reason": "FieldValueInvalid", "message": message,
+                                 "field": field}]})
+
+
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
@@ -1092,6 +1099,13 @@ class ClusterApi:
         query = request.query
         cont = query.get("continue") or None
         rv = query.get("resourceVersion") or ""
+        rv_match = query.get("resourceVersionMatch") or ""
+        if rv_match and not rv:
+            raise invalid_list_options("resourceVersionMatch", "resourceVersionMatch is "
+                                       "forbidden unless resourceVersion is provided")
+        if rv_match not in ("", "NotOlderThan", "Exact"):
+            raise invalid_list_options("resourceVersionMatch", f'Unsupported value: "{rv_match}": '
+                                       'supported values: "Exact", "NotOlderThan", ""')
         if cont and rv not in ("", "0"):
             raise bad_request("specifying resource version is not allowed when using continue")
         limit = parse_int(query, "limit")
@@ -1437,6 +1451,7 @@ class WatchEncoder:
         obj = self.api.convert(obj, self.path)
         if self.table is not None:
             # Each event is a one-row Table; only the first carries the column definitions.
+            self.table.now = self.api.store.clock.now()  # ages as of this event
             obj = self.table.table([obj], self.include, table_api_version(self.form),
                                    {"resourceVersion": rv}, with_columns=self.first_table)
             self.first_table = False

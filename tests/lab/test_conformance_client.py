@@ -672,3 +672,12 @@ def test_protobuf_accept_falls_back_to_json(api, ns):
     status, body = raw(api, "GET", f"/api/v1/namespaces/{ns}",
                        headers={"Accept": "application/vnd.kubernetes.protobuf"})
     assert status == 200 and body["kind"] == "Namespace"
+
+
+def test_resource_version_match_needs_resource_version(api, ns):
+    status, body = raw(api, "GET", f"/api/v1/namespaces/{ns}/configmaps",
+                       query=[("resourceVersionMatch", "NotOlderThan")])
+    assert status == 422 and body["reason"] == "Invalid"
+    status, body = raw(api, "GET", f"/api/v1/namespaces/{ns}/configmaps",
+                       query=[("resourceVersionMatch", "NotOlderThan"), ("resourceVersion", "0")])
+    assert status == 200 and body["kind"] == "ConfigMapList"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import uuid
 
 import pytest
@@ -238,3 +239,28 @@ def test_create_commands_send_protobuf_and_are_understood(kubectl, ns):
     header = kubectl("get", "cronjobs", "-n", ns).stdout.splitlines()[0].split()
     assert header[:2] == ["NAME", "SCHEDULE"]
     assert "robot" in kubectl("get", "sa", "-n", ns, "-o", "name").stdout
+
+
+def test_get_watch_streams_table_rows(kubectl, ns):
+    kubectl("create", "configmap", "first", "-n", ns, "--from-literal=a=b")
+    watcher = kubectl.popen("get", "configmaps", "-n", ns, "--watch", "--output-watch-events",
+                            "--field-selector=metadata.name!=kube-root-ca.crt")
+    watchdog = threading.Timer(60, watcher.kill)  # a missing event must fail, not hang
+    watchdog.start()
+    try:
+        header = watcher.stdout.readline().split()
+        assert header == ["EVENT", "NAME", "DATA", "AGE"]
+        first = watcher.stdout.readline().split()
+        assert first[:3] == ["ADDED", "first", "1"]
+        # the watch is established once the initial list has been printed
+        kubectl("create", "configmap", "second", "-n", ns, "--from-literal=a=b",
+                "--from-literal=c=d")
+        second = watcher.stdout.readline().split()
+        assert second[:3] == ["ADDED", "second", "2"]
+        assert second[3].endswith("s")  # an age, never "<invalid>"
+        kubectl("delete", "configmap", "first", "-n", ns, "--wait=false")
+        assert watcher.stdout.readline().split()[:2] == ["DELETED", "first"]
+    finally:
+        watchdog.cancel()
+        watcher.kill()
+        watcher.communicate()

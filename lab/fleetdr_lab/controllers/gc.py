@@ -44,6 +44,10 @@ class GarbageCollector(Controller):
             return []
         keys = []
         addr = self._address(obj)
+        refs = m.get("ownerReferences") or []
+        if etype == "MODIFIED" and not is_deleting(obj) and uid in self._where and \
+                self._owners_of.get(uid, ()) == tuple(r.get("uid") for r in refs):
+            return []  # status churn etc.: owners unchanged, nothing to re-check
         for owner_uid in self._owners_of.pop(uid, ()):
             deps = self._dependents.get(owner_uid)
             if deps:

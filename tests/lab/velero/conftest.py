@@ -372,6 +372,12 @@ def velero_c2(lab, velero_factory) -> VeleroInstall:
 
 
 @pytest.fixture(scope="session")
+def velero_installer():
+    """The VeleroInstall class, for tests that install with non-default options themselves."""
+    return VeleroInstall
+
+
+@pytest.fixture(scope="session")
 def scratch_lab(tmp_path_factory):
     """One extra 1-cluster lab for tests that revoke S3 keys, move the clock, scale Velero down or
     uninstall it (things that would disturb the shared session lab)."""

@@ -273,3 +273,20 @@ def test_queue_positions_with_two_backups(velero):
     b2 = velero.wait_backup(second)
     assert b2["status"]["phase"] == "Completed"
     assert b2["status"]["startTimestamp"] >= velero.get("backups", first)["status"]["startTimestamp"]
+
+
+def test_tarball_reader_used_by_restore(velero):
+    """read_backup_tarball (the reader restore uses) sees both copies and the format version."""
+    from fleetdr_lab.controllers.velero.tarball import read_backup_tarball
+    ns = velero.unique("bk-reader")
+    make_namespace(velero, ns)
+    name = velero.unique("reader")
+    assert velero.backup(name, {"includedNamespaces": [ns]})["status"]["phase"] == "Completed"
+    contents = read_backup_tarball(velero.read_object(velero.backup_prefix(name) + f"{name}.tar.gz"))
+    assert contents.format_version == "1.1.0"
+    assert contents.get("configmaps", ns, "cm-a")["data"] == {"k": "cm-a"}
+    assert contents.get("namespaces", None, ns)["kind"] == "Namespace"
+    assert contents.preferred_version("configmaps") == "v1"
+    assert contents.versions["configmaps"]["v1-preferredversion"][ns]["cm-b"] == contents.get("configmaps", ns, "cm-b")
+    assert ns in contents.namespaces()
+    assert contents.warnings == []

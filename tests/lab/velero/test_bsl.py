@@ -142,3 +142,15 @@ def test_revoked_credentials_make_bsl_unavailable(private_velero):
         private.cli("s3", "restore")
     v.wait_bsl("default", "Available")   # periodic validation (1s) picks the restored key up
 
+
+
+def test_bsl_needs_the_object_store_plugin(scratch_lab, velero_installer):
+    """Without the AWS plugin init container the server has no `velero.io/aws` ObjectStore."""
+    v = velero_installer(scratch_lab, "c1", namespace=velero_installer.unique("velero"), plugins=())
+    v.install(wait=False)
+    try:
+        st = v.wait_bsl("default", "Unavailable")["status"]
+        assert st["message"] == ('BackupStorageLocation "default" is unavailable: '
+                                 "unable to locate ObjectStore plugin named velero.io/aws")
+    finally:
+        v.uninstall()

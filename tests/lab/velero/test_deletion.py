@@ -71,8 +71,22 @@ def test_gc_after_clock_advance(private_velero):
     assert v.get("backups", long_)["status"]["phase"] == "Completed"   # 720h default TTL not reached
     assert v.get("backups", invalid)["status"]["phase"] == "FailedValidation"
 
+    # a backup whose location is gone is labelled BSLNotFound and kept
+    s3 = v.lab.s3
+    v.create("backupstoragelocations", {"kind": "BackupStorageLocation", "metadata": {"name": "temporary"},
+                                        "spec": {"provider": "aws", "objectStorage": {"bucket": v.bucket,
+                                                                                      "prefix": v.prefix + "-tmp"},
+                                                 "config": {"region": s3["region"], "s3ForcePathStyle": "true",
+                                                            "s3Url": s3["endpoint"]}}})
+    v.wait_bsl("temporary", "Available")
+    orphan = v.unique("orphan")
+    assert v.backup(orphan, {"includedNamespaces": [ns], "storageLocation": "temporary",
+                             "ttl": "1h"})["status"]["phase"] == "Completed"
+    v.delete("backupstoragelocations", "temporary")
+
     v.lab.cli("clock", "advance", "721h")
     v.wait_for(lambda: v.get_or_none("backups", long_) is None, what="30-day backup collected")
     assert v.bucket_keys(v.backup_prefix(long_)) == []
     # FailedValidation backups have an expiration too and are collected the same way
     v.wait_for(lambda: v.get_or_none("backups", invalid) is None, what="FailedValidation backup collected")
+    assert v.get("backups", orphan)["metadata"]["labels"]["velero.io/gc-failure"] == "BSLNotFound"

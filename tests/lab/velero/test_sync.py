@@ -99,6 +99,18 @@ def test_in_flight_backups_are_skipped_unless_expired(lab, velero_c2):
                what="gc-failure label")
 
 
+def test_periodic_sync_follows_the_bsl_period(velero, velero_c2):
+    # no control route here: a short spec.backupSyncPeriod makes the server's own ticker sync
+    ns = velero.unique("periodic")
+    velero.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    name = velero.unique("periodic")
+    assert velero.backup(name, {"includedNamespaces": [ns]})["status"]["phase"] == "Completed"
+    add_bsl(velero_c2, "periodic-from-c1", velero.prefix, backupSyncPeriod="1s")
+    got = velero_c2.wait_for(lambda: velero_c2.get_or_none("backups", name), what="periodically synced")
+    assert got["spec"]["storageLocation"] in ("periodic-from-c1", "from-c1")
+    velero_c2.delete("backupstoragelocations", "periodic-from-c1")
+
+
 def test_sync_route_errors(lab):
     out = lab.cli("velero", "sync", "--cluster", "nope", check=False)
     assert out.returncode == 5

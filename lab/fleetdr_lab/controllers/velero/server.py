@@ -147,7 +147,22 @@ class VeleroServer:
         return None
 
     # -- object store ---------------------------------------------------------------------
+    def object_store_plugins(self) -> set[str]:
+        """ObjectStore plugins this server has: the AWS plugin comes from its init container."""
+        found = set()
+        for image in self.config.plugins:
+            repo = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+            if repo == "velero-plugin-for-aws":
+                found.add("velero.io/aws")
+        return found
+
     def backup_store(self, bsl: dict) -> BackupStore:
+        provider = (bsl.get("spec") or {}).get("provider", "")
+        if "/" not in provider:
+            provider = f"velero.io/{provider}"
+        if provider not in self.object_store_plugins():
+            from .s3 import ObjectStoreError
+            raise ObjectStoreError(f"unable to locate ObjectStore plugin named {provider}")
         return make_backup_store(self.store, self.namespace, bsl, self.default_secret)
 
     def get_bsl(self, name: str) -> dict | None:

@@ -17,7 +17,9 @@ IN_FLIGHT_PREFIXES = ("WaitingForPluginOperations", "Finalizing")
 class BackupSyncController(VeleroController):
     name = "backup-sync"
     watches: list = []        # BSL create/update events do not trigger a sync (10.1)
-    resync_seconds = 5.0      # ticker; each BSL is synced only when its period has passed
+    # Real ticker: 1m, each BSL synced when its own period has passed. A 1s ticker keeps the
+    # same per-BSL gate but lets short periods (tests) take effect quickly.
+    resync_seconds = 1.0
 
     def __init__(self, server):
         super().__init__(server)

@@ -344,3 +344,80 @@ def test_spread_over_nodes_and_daemonset_per_node(lab_factory):
     finally:
         apis.close()
 
+
+
+def test_statefulset_rolling_update_replaces_pods_in_reverse_order(apis, ns):
+    apis.apps.create_namespaced_stateful_set(ns, _statefulset("db", 2, policy="Parallel"))
+    first = wait_for(lambda: (lambda s: s.status.ready_replicas == 2 and s)(
+        apis.apps.read_namespaced_stateful_set("db", ns)), "sts ready")
+    old_uids = {p.metadata.name: p.metadata.uid for p in apis.core.list_namespaced_pod(ns).items}
+    apis.apps.patch_namespaced_stateful_set("db", ns, {"spec": {"template": {"spec": {
+        "containers": [{"name": "db", "image": "postgres:17"}]}}}})
+
+    def updated():
+        s = apis.apps.read_namespaced_stateful_set("db", ns)
+        return (s.status.updated_replicas == 2 and s.status.ready_replicas == 2
+                and s.status.current_revision == s.status.update_revision and s)
+    sts = wait_for(updated, "rolling update done")
+    assert sts.status.update_revision != first.status.update_revision
+    for p in apis.core.list_namespaced_pod(ns).items:
+        assert p.spec.containers[0].image == "postgres:17"
+        assert p.metadata.uid != old_uids[p.metadata.name]  # same name, new pod
+        assert p.metadata.labels["controller-revision-hash"] == sts.status.update_revision
+
+
+def test_daemonset_template_change_replaces_its_pods(apis, ns):
+    apis.apps.create_namespaced_daemon_set(ns, _daemonset("agent"))
+    wait_for(lambda: apis.apps.read_namespaced_daemon_set("agent", ns).status.number_ready == 1,
+             "agent ready")
+    (old,) = apis.core.list_namespaced_pod(ns).items
+    apis.apps.patch_namespaced_daemon_set("agent", ns, {"spec": {"template": {"spec": {
+        "containers": [{"name": "agent", "image": "busybox:1.37"}]}}}})
+
+    def replaced():
+        ds = apis.apps.read_namespaced_daemon_set("agent", ns)
+        pods = apis.core.list_namespaced_pod(ns).items
+        return (ds.status.updated_number_scheduled == 1 and ds.status.number_ready == 1
+                and len(pods) == 1 and pods[0].metadata.uid != old.metadata.uid
+                and pods[0].status.phase == "Running" and pods[0])
+    pod = wait_for(replaced, "daemon pod replaced")
+    assert pod.spec.containers[0].image == "busybox:1.37"
+    assert pod.metadata.labels["pod-template-generation"] == "2"
+
+
+def _restorable(api_client, obj):
+    """What a Velero restore creates: metadata stripped, no owners, no status, no nodeName."""
+    d = api_client.sanitize_for_serialization(obj)
+    md = d["metadata"]
+    d["metadata"] = {k: md[k] for k in ("name", "labels", "annotations") if md.get(k)}
+    d.pop("status", None)
+    d.get("spec", {}).pop("nodeName", None)
+    return d
+
+
+def test_velero_style_restore_is_adopted_without_duplicates(apis, ns):
+    """Restore order is pods, then ReplicaSets, then Deployments, all without ownerReferences:
+    the controllers adopt them instead of creating extra pods."""
+    apis.apps.create_namespaced_deployment(ns, deployment("web", replicas=2))
+    wait_for(lambda: deployment_ready(apis.apps, ns, "web", 2), "source ready")
+    pods = apis.core.list_namespaced_pod(ns).items
+    (rs,) = apis.apps.list_namespaced_replica_set(ns).items
+    dep = apis.apps.read_namespaced_deployment("web", ns)
+    target = unique("restored")
+    make_namespace(apis.core, target)
+    try:
+        for p in pods:
+            apis.core.create_namespaced_pod(target, _restorable(apis.client, p))
+        apis.apps.create_namespaced_replica_set(target, _restorable(apis.client, rs))
+        apis.apps.create_namespaced_deployment(target, _restorable(apis.client, dep))
+        d = wait_for(lambda: deployment_ready(apis.apps, target, "web", 2), "restored ready")
+        restored_pods = apis.core.list_namespaced_pod(target).items
+        assert sorted(p.metadata.name for p in restored_pods) == \
+            sorted(p.metadata.name for p in pods)
+        (restored_rs,) = apis.apps.list_namespaced_replica_set(target).items
+        assert restored_rs.metadata.name == rs.metadata.name
+        assert restored_rs.metadata.owner_references[0].uid == d.metadata.uid
+        assert all(p.metadata.owner_references[0].uid == restored_rs.metadata.uid
+                   for p in restored_pods)
+    finally:
+        delete_namespace(apis.core, target)

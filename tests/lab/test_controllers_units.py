@@ -1,0 +1,207 @@
+"""In-process checks of the controllers' building blocks (no lab process): hashing and naming,
+image and quantity parsing, scheduling predicates, Service admission against a real Store, the
+shared timer heap, and a whole-cluster run of the controllers over a Store."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from fleetdr_lab.clock import Clock
+from fleetdr_lab.controllers import admission, install_default_controllers
+from fleetdr_lab.controllers.base import SAFE_ALPHANUMS, Timers, set_condition, template_hash
+from fleetdr_lab.controllers.storage import quantity_bytes
+from fleetdr_lab.controllers.workloads import int_or_percent, node_fits, normalize_image
+from fleetdr_lab.store import ApiError, Store
+
+
+def test_template_hash_is_stable_safe_and_template_sensitive():
+    t = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c",
+                                                                          "image": "nginx"}]}}
+    h = template_hash(t)
+    assert h == template_hash({"spec": t["spec"], "metadata": t["metadata"]})
+    assert set(h) <= set(SAFE_ALPHANUMS) and 1 <= len(h) <= 10
+    assert h != template_hash({**t, "spec": {"containers": [{"name": "c", "image": "nginx:2"}]}})
+    assert template_hash(t, 1) != h  # collisionCount changes the hash
+
+
+@pytest.mark.parametrize("image,expected", [
+    ("busybox", "docker.io/library/busybox:latest"),
+    ("nginx:1.27", "docker.io/library/nginx:1.27"),
+    ("velero/velero:v1.15.0", "docker.io/velero/velero:v1.15.0"),
+    ("registry.k8s.io/pause:3.9", "registry.k8s.io/pause:3.9"),
+    ("localhost:5000/app", "localhost:5000/app:latest"),
+])
+def test_normalize_image(image, expected):
+    assert normalize_image(image) == expected
+
+
+def test_quantities_and_percentages():
+    assert quantity_bytes("1Gi") == 1024 ** 3
+    assert quantity_bytes("500M") == 500 * 1000 ** 2
+    assert quantity_bytes("2") == 2
+    assert int_or_percent("25%", 2, round_up=True) == 1
+    assert int_or_percent("25%", 2, round_up=False) == 0
+    assert int_or_percent(3, 10, round_up=False) == 3
+
+
+def test_node_fits_selector_affinity_and_taints():
+    node = {"metadata": {"name": "n1", "labels": {"disk": "ssd"}},
+            "spec": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]}}
+    tolerate = [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]
+    assert not node_fits({}, node)  # untolerated taint
+    assert node_fits({"tolerations": tolerate}, node)
+    assert not node_fits({"tolerations": tolerate, "nodeSelector": {"disk": "hdd"}}, node)
+    by_name = {"tolerations": tolerate, "affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]}}}}
+    assert not node_fits(by_name, node)
+    by_name["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"][0]["matchFields"][0]["values"] = ["n1"]
+    assert node_fits(by_name, node)
+
+
+def test_set_condition_keeps_times_when_unchanged():
+    conds = set_condition([], "Ready", "True", "R", "m", now="t1", update_time=True)
+    same = set_condition(conds, "Ready", "True", "R", "m", now="t2", update_time=True)
+    assert same == conds
+    flipped = set_condition(conds, "Ready", "False", "X", "y", now="t3", update_time=True)
+    assert flipped[0]["lastTransitionTime"] == "t3" and flipped[0]["status"] == "False"
+
+
+@pytest.fixture
+def store():
+    s = Store(clock=Clock())
+    s.admission_hooks.append(admission)
+    for ns in ("default", "other"):
+        s.create("", "namespaces", None, {"metadata": {"name": ns}})
+    return s
+
+
+def _svc(name, stype="ClusterIP", **port):
+    return {"metadata": {"name": name},
+            "spec": {"type": stype, "ports": [{"port": 80, **port}]}}
+
+
+def test_service_admission_allocates_and_refuses_taken_values(store):
+    a = store.create("", "services", "default", _svc("a", "NodePort"))
+    np = a["spec"]["ports"][0]["nodePort"]
+    assert 30000 <= np <= 32767
+    with pytest.raises(ApiError) as e:
+        store.create("", "services", "other", _svc("b", "NodePort", nodePort=np))
+    assert e.value.code == 422 and "provided port is already allocated" in str(e.value.status())
+    with pytest.raises(ApiError) as e:
+        store.create("", "services", "other", {"metadata": {"name": "c"}, "spec": {
+            "clusterIP": a["spec"]["clusterIP"], "ports": [{"port": 80}]}})
+    assert e.value.code == 422
+    with pytest.raises(ApiError) as e:
+        store.create("", "services", "other", {"metadata": {"name": "d"}, "spec": {
+            "clusterIP": "192.168.0.1", "ports": [{"port": 80}]}})
+    assert "not in the valid range" in str(e.value.status())
+    # dry-run allocates without reserving; updating keeps allocated values
+    store.create("", "services", "other", _svc("dry", "NodePort", nodePort=31000), dry_run=True)
+    store.create("", "services", "other", _svc("real", "NodePort", nodePort=31000))
+    body = store.get("", "services", "default", "a")
+    body["spec"]["ports"][0].pop("nodePort")
+    assert store.update("", "services", "default", "a", body)["spec"]["ports"][0]["nodePort"] == np
+
+
+def test_pvc_and_pv_get_protection_finalizers_at_creation(store):
+    claim = store.create("", "persistentvolumeclaims", "default", {
+        "metadata": {"name": "c"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                            "resources": {"requests": {"storage": "1Gi"}}}})
+    assert claim["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    pv = store.create("", "persistentvolumes", None, {
+        "metadata": {"name": "v"}, "spec": {"capacity": {"storage": "1Gi"},
+                                            "accessModes": ["ReadWriteOnce"],
+                                            "hostPath": {"path": "/tmp/x"}}})
+    assert pv["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+
+
+def test_timer_heap_fires_in_order_and_skips_cancelled():
+    async def run():
+        timers = Timers()
+        fired = []
+        done = asyncio.Event()
+        timers.call_later(0.03, fired.append, "b")
+        cancelled = timers.call_later(0.01, fired.append, "x")
+        timers.call_later(0.0, fired.append, "a")
+        timers.call_later(0.05, done.set)
+        cancelled.cancel()
+        await asyncio.wait_for(done.wait(), 5)
+        return fired, timers.pending()
+    fired, pending = asyncio.run(run())
+    assert fired == ["a", "b"] and pending == 0
+
+
+class _Lab:
+    def __init__(self, directory):
+        self.dir = Path(directory)
+        self.clock = Clock()
+
+
+class _Cluster:
+    """Just what controllers use of a Cluster: name, store, lab, data_dir, add_controller."""
+
+    def __init__(self, directory):
+        self.name = "unit"
+        self.lab = _Lab(directory)
+        self.store = Store(clock=self.lab.clock)
+        self.data_dir = Path(directory) / "volumes" / "unit"
+        self.data_dir.mkdir(parents=True)
+        self.controllers = []
+
+    def add_controller(self, ctrl):
+        self.controllers.append(ctrl)
+
+
+def test_controllers_over_a_store_in_process(tmp_path):
+    """Deployment with a claim comes up; deleting its namespace removes everything."""
+    async def run():
+        cluster = _Cluster(tmp_path)
+        s = cluster.store
+        install_default_controllers(cluster)
+        s.create("", "namespaces", None, {"metadata": {"name": "app"}})
+        s.create("", "nodes", None, {"metadata": {"name": "n1"}, "spec": {"podCIDR": "10.244.7.0/24"}})
+        node = s.get("", "nodes", None, "n1")
+        node["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+        s.update("", "nodes", None, "n1", node, subresource="status")
+        s.create("storage.k8s.io", "storageclasses", None, {
+            "metadata": {"name": "standard", "annotations": {
+                "storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "fleetdr.lab/hostpath", "reclaimPolicy": "Delete"})
+        tasks = [asyncio.create_task(c.run()) for c in cluster.controllers
+                 if type(c).__module__.startswith("fleetdr_lab.controllers.") and
+                 ".velero" not in type(c).__module__]
+        try:
+            s.create("", "persistentvolumeclaims", "app", {"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+            s.create("apps", "deployments", "app", {"metadata": {"name": "web"}, "spec": {
+                "replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                    "containers": [{"name": "c", "image": "nginx"}],
+                    "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}}})
+            for _ in range(400):
+                d = s.get("apps", "deployments", "app", "web")
+                if d.get("status", {}).get("readyReplicas") == 1:
+                    break
+                await asyncio.sleep(0.02)
+            (pod,) = s.list("", "pods", namespace="app")["items"]
+            assert pod["status"]["phase"] == "Running"
+            assert pod["status"]["podIP"].startswith("10.244.7.")
+            pv_name = s.get("", "persistentvolumeclaims", "app", "data")["spec"]["volumeName"]
+            assert (cluster.data_dir / pv_name).is_dir()
+            s.delete("", "namespaces", None, "app")
+            for _ in range(400):
+                if s.get_or_none("", "namespaces", None, "app") is None and \
+                        s.get_or_none("", "persistentvolumes", None, pv_name) is None:
+                    break
+                await asyncio.sleep(0.02)
+            assert s.get_or_none("", "namespaces", None, "app") is None
+            assert s.get_or_none("", "persistentvolumes", None, pv_name) is None
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    asyncio.run(run())

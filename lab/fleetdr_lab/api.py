@@ -277,7 +277,7 @@ PROTO_MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions")},
 }
 PROTO_KINDS = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Pod",
-               "Deployment", "Job", "CronJob", "Eviction")
+               "Deployment", "Job", "CronJob", "Eviction", "DeleteOptions")
 PROTO_MAGIC = b"k8s\x00"
 
 
@@ -979,15 +979,15 @@ class ClusterApi:
                   for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
         paths = {}
         for rt in rts:
-            gvk = [{"group": group, "version": version, "kind": rt.kind}]
+            gvk = {"group": group, "version": version, "kind": rt.kind}
             base = f"{prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced \
                 else f"{prefix}/{rt.plural}"
             paths[base + "/{name}"] = {
                 "get": {"operationId": f"read{rt.kind}",
-                        "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk[0]},
+                        "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk},
                 "patch": {"operationId": f"patch{rt.kind}", "parameters": params,
                           "x-kubernetes-action": "patch",
-                          "x-kubernetes-group-version-kind": gvk[0]},
+                          "x-kubernetes-group-version-kind": gvk},
             }
         return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.4"},
                 "paths": paths, "components": {"schemas": {}}}
@@ -1393,9 +1393,9 @@ class ClusterApi:
                 task, pending = pending, None
                 if not await self.write_event(response, encoder, task):
                     break
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
             pass  # the client went away; the finally clause releases the store watch
-        finally:
+        finally:  # also on cancellation (server shutdown), which then propagates
             if pending is not None:
                 pending.cancel()
             stream.close()

@@ -84,6 +84,7 @@ def _other_ca(path) -> str:
     return str(path)
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_tls_with_wrong_ca_fails_and_verify_off_works(target, tmp_path):
     server, token, _, _ = target
     with pytest.raises(urllib3.exceptions.SSLError):

@@ -240,3 +240,95 @@ def test_crd_restored_first_and_established_before_its_objects(velero, source):
     assert resources["apiextensions.k8s.io/v1/CustomResourceDefinition"] == [f"{crd_name}(created)"]
     assert resources[f"{group}/v1/Gadget"] == [f"{target}/g1(created)"]
     ext.delete_custom_resource_definition(crd_name)
+
+
+def test_node_ports_preserved_when_asked_or_explicit(velero):
+    """preserveNodePorts keeps every node port; without it only node ports the user set explicitly
+    (kubectl last-applied-configuration) survive."""
+    kube = Kube(velero)
+    ns = uid("rnp")
+    kube.namespace(ns)
+    for name, explicit in (("auto", False), ("explicit", True)):
+        body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                "spec": {"type": "NodePort", "selector": {"app": name},
+                         "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+        svc = kube.core.create_namespaced_service(ns, body)
+        if explicit:
+            applied = dict(body, spec=dict(body["spec"], ports=[{"name": "http", "port": 80, "targetPort": 8080,
+                                                                   "nodePort": svc.spec.ports[0].node_port}]))
+            kube.core.patch_namespaced_service(name, ns, {"metadata": {"annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": __import__("json").dumps(applied)}}})
+    ports = {s.metadata.name: s.spec.ports[0].node_port for s in kube.core.list_namespaced_service(ns).items}
+    backup = uid("rnpb")
+    run_backup(velero, backup, {"includedNamespaces": [ns]})
+
+    def recreate(spec_extra):
+        for name in ports:   # free the ports, then restore in place
+            kube.core.delete_namespaced_service(name, ns)
+        poll(lambda: not kube.core.list_namespaced_service(ns).items, what="services deleted")
+        r = restore(velero, uid("rnpr"), {"backupName": backup, "includedNamespaces": [ns], **spec_extra})
+        assert r["status"]["phase"] == "Completed", r["status"]
+        return {s.metadata.name: s.spec.ports[0].node_port for s in kube.core.list_namespaced_service(ns).items}
+
+    kept = recreate({})
+    assert kept["explicit"] == ports["explicit"]
+    assert kept["auto"]          # re-allocated (may or may not be the same number)
+    assert recreate({"preserveNodePorts": True}) == ports   # exactly the backed-up ones
+
+
+def test_completed_pods_and_jobs_are_not_restored(velero):
+    kube = Kube(velero)
+    batch = __import__("kubernetes").client.BatchV1Api(kube.api_client)
+    ns = uid("rjob")
+    kube.namespace(ns)
+    batch.create_namespaced_job(ns, {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "c", "image": "busybox:1.36", "command": ["true"]}]}}}})
+    poll(lambda: batch.read_namespaced_job("once", ns).status.completion_time, what="job complete")
+    poll(lambda: all(p.status.phase == "Succeeded" for p in kube.core.list_namespaced_pod(ns).items)
+         and kube.core.list_namespaced_pod(ns).items, what="job pod Succeeded")
+    kube.configmap(ns, "keep", {"a": "b"})
+    backup = uid("rjb")
+    run_backup(velero, backup, {"includedNamespaces": [ns]})
+    target = uid("rjt")
+    r = restore(velero, uid("rjr"), {"backupName": backup, "namespaceMapping": {ns: target}})
+    assert r["status"]["phase"] == "Completed", r["status"]
+    assert kube.exists(kube.core.read_namespaced_config_map, "keep", target)
+    assert batch.list_namespaced_job(target).items == []
+    assert kube.core.list_namespaced_pod(target).items == []
+
+
+def test_retained_pv_is_restored_with_claim_ref_remapped(velero):
+    """No snapshot and reclaim policy Retain: the PV object itself is restored (6.7)."""
+    kube = Kube(velero)
+    sc = uid("retain")
+    kube.storage.create_storage_class({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                                       "metadata": {"name": sc}, "provisioner": "fleetdr.lab/hostpath",
+                                       "reclaimPolicy": "Retain", "volumeBindingMode": "Immediate"})
+    ns = uid("rpv")
+    kube.namespace(ns)
+    kube.core.create_namespaced_persistent_volume_claim(ns, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "keep"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": sc,
+                 "resources": {"requests": {"storage": "1Gi"}}}})
+    pvc = poll(lambda: (lambda c: c if c.status.phase == "Bound" else None)(
+        kube.core.read_namespaced_persistent_volume_claim("keep", ns)), what="PVC bound")
+    pv_name = pvc.spec.volume_name
+    backup = uid("rpvb")
+    run_backup(velero, backup, {"includedNamespaces": [ns]})
+    # the PV goes away (Retain keeps the data, the object is deleted by hand)
+    kube.core.delete_namespaced_persistent_volume_claim("keep", ns)
+    poll(lambda: not kube.exists(kube.core.read_namespaced_persistent_volume_claim, "keep", ns), what="PVC gone")
+    kube.core.delete_persistent_volume(pv_name)
+    poll(lambda: not kube.exists(kube.core.read_persistent_volume, pv_name), what="PV gone")
+
+    target, name = uid("rpvt"), uid("rpvr")
+    r = restore(velero, name, {"backupName": backup, "namespaceMapping": {ns: target}})
+    assert r["status"]["phase"] == "Completed", r["status"]
+    pv = kube.core.read_persistent_volume(pv_name)
+    assert pv.metadata.labels["velero.io/restore-name"] == name
+    assert pv.spec.claim_ref.namespace == target and pv.spec.claim_ref.name == "keep"
+    restored = poll(lambda: (lambda c: c if c.status.phase == "Bound" else None)(
+        kube.core.read_namespaced_persistent_volume_claim("keep", target)), what="restored PVC bound")
+    assert restored.spec.volume_name == pv_name

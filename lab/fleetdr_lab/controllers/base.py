@@ -192,6 +192,9 @@ class Controller:
                 code = getattr(e, "code", None)
                 if code in (404, 409):  # raced with another writer: look again shortly
                     self.enqueue_after(0.05, key)
+                elif code == 403:  # e.g. its namespace is terminating: nothing to create there
+                    log.info("%s/%s: reconcile %s refused: %s", self.cluster.name, self.name,
+                             key, e)
                 else:
                     log.exception("%s/%s: reconcile %s failed", self.cluster.name, self.name,
                                   key)

@@ -273,6 +273,7 @@ class Lab:
             "base_port": self.base_port,
             "clusters": [c.describe() for c in self.clusters.values()],
             "n_clusters": self.n_clusters,
+            "clock_offset_seconds": self.clock.offset_seconds,
             "s3": self.objectstore.info() if self.objectstore.access_key_id else None,
             "s3_admin": ({"access_key_id": self.objectstore.admin_access_key_id,
                           "secret_access_key": self.objectstore.admin_secret_access_key}
@@ -423,6 +424,7 @@ async def _clock_advance(lab: Lab, body: dict):
     if seconds < 0:
         raise ControlError(400, "the lab clock only moves forward", "bad_request")
     lab.clock.advance(seconds)
+    lab._write_state("ready")  # lab.json carries the offset for readers without the channel
     log.info("clock advanced by %ss", seconds)
     return await _clock_show(lab, body)
 

@@ -210,6 +210,13 @@ def cmd_up(args) -> int:
                            f"run `fleetdr-lab down --dir {paths.dir}` before starting one with "
                            f"{args.clusters} clusters x {args.nodes} nodes")
         if state.get("state") == "ready":
+            try:
+                control(state, "GET", "/status", timeout=10)
+            except CliError:
+                raise CliError(EXIT_FAILED,
+                               f"the lab process {state['pid']} in {paths.dir} is not answering; "
+                               f"see {paths.log} or run `fleetdr-lab down --dir {paths.dir}`"
+                               ) from None
             print(f"fleetdr-lab: lab already running in {paths.dir} "
                   f"({len(state['clusters'])} clusters, pid {state['pid']}); nothing changed")
             return EXIT_OK

@@ -234,3 +234,46 @@ def test_crd_of_backed_up_custom_resources(velero):
     assert items(paths, f"gadgets.{group}") == {f"namespaces/{ns}/g1"}
     assert items(paths, "customresourcedefinitions.apiextensions.k8s.io") == {f"cluster/{crd_name}"}
     velero.ext.delete_custom_resource_definition(crd_name)
+
+
+def policy_configmap(v, text):
+    name = v.unique("policy")
+    v.core.create_namespaced_config_map(v.namespace, {"apiVersion": "v1", "kind": "ConfigMap",
+                                                      "metadata": {"name": name}, "data": {"policy.yaml": text}})
+    return name
+
+
+def test_resource_policy_include_exclude(velero, two_namespaces):
+    prefix, a, b = two_namespaces
+    cm = policy_configmap(velero, "version: v1\nincludeExcludePolicy:\n"
+                                  "  excludedNamespaceScopedResources: [secrets, configmaps]\n")
+    paths = contents(velero, velero.unique("pol"), {
+        "includedNamespaces": [a], "resourcePolicy": {"kind": "configmap", "name": cm},
+        "excludedNamespaceScopedResources": ["serviceaccounts"]})
+    kinds = {p.split("/")[1] for p in paths}
+    assert "secrets" not in kinds and "serviceaccounts" not in kinds
+    assert "configmaps" not in kinds   # not mentioned by the spec -> the policy excludes them too
+    # the spec mentions configmaps: the policy's exclusion does not apply to them
+    paths = contents(velero, velero.unique("pol2"), {
+        "includedNamespaces": [a], "resourcePolicy": {"kind": "configmap", "name": cm},
+        "includedNamespaceScopedResources": ["configmaps"]})
+    kinds = {p.split("/")[1] for p in paths}
+    assert "configmaps" in kinds and "secrets" not in kinds
+
+
+@pytest.mark.parametrize("text, spec_extra, message", [
+    (None, {}, "failed to get resource policies velero/"),
+    ("version: v2\n", {}, "incompatible version number v2 with supported version v1"),
+    ("version: v1\nincludeExcludePolicy:\n  includedClusterScopedResources: ['*']\n", {},
+     "cannot use '*' in includeExcludePolicy filters"),
+    ("version: v1\nvolumePolicies:\n- conditions: {capacity: '0,10Gi'}\n  action: {type: explode}\n", {},
+     "action type explode is not supported"),
+    ("version: v1\nincludeExcludePolicy:\n  excludedClusterScopedResources: [nodes]\n",
+     {"includedResources": ["pods"]}, "includeExcludePolicy"),
+])
+def test_resource_policy_validation(velero, text, spec_extra, message):
+    cm = policy_configmap(velero, text) if text is not None else "absent-policy"
+    name = velero.unique("polbad")
+    b = velero.backup(name, {"resourcePolicy": {"kind": "configmap", "name": cm}, **spec_extra})
+    assert b["status"]["phase"] == "FailedValidation"
+    assert any(message in e for e in b["status"]["validationErrors"]), b["status"]["validationErrors"]

@@ -92,7 +92,7 @@ def test_version_and_flags_come_from_the_deployment(private_velero):
     v = private_velero
     dep = v.apps.read_namespaced_deployment("velero", v.namespace)
     container = dep.spec.template.spec.containers[0]
-    args = list(container.args) + ["--default-backup-ttl=24h"]
+    args = list(container.args) + ["--default-backup-ttl=24h", "--default-volumes-to-fs-backup=true"]
     v.apps.patch_namespaced_deployment("velero", v.namespace, {"spec": {"template": {"spec": {"containers": [
         {"name": "velero", "image": "velero/velero:v1.17.1", "args": args}]}}}})
     v.wait_for(lambda: ssr(v)["status"]["serverVersion"] == "v1.17.1", what="server restarted as v1.17.1")
@@ -101,6 +101,7 @@ def test_version_and_flags_come_from_the_deployment(private_velero):
     assert phases == ["InProgress", "Finalizing", "Completed"]   # no backup queue before 1.18
     b = v.get("backups", name)
     assert b["spec"]["ttl"] == "24h0m0s"
+    assert b["spec"]["defaultVolumesToFsBackup"] is True
     keys = {k.rsplit("/", 1)[1] for k in v.bucket_keys(v.backup_prefix(name))}
     assert f"{name}-csi-volumesnapshotclasses.json.gz" in keys          # 1.17 still writes this one
     assert f"{name}-csi-volumesnapshots.json.gz" not in keys

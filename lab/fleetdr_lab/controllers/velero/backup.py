@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from .config import format_duration, parse_duration
 from .filters import (EXCLUDE_LABEL, OLD_NEW_MIXED, SNAPSHOT_CLUSTER_RESOURCE, SNAPSHOT_NS_RESOURCE,
-                      IncludesExcludes, ResourceFilter, expand_namespaces, selector_from,
+                      IncludesExcludes, ResourceFilter, ResourcePolicies, expand_namespaces, selector_from,
                       uses_new_filters, uses_old_filters, validate_namespace_lists,
                       validate_resource_lists, validate_scoped_lists)
 from .layout import versions_to_write
@@ -323,14 +323,13 @@ class BackupController(VeleroController):
         if spec.get("labelSelector") is not None and spec.get("orLabelSelectors") is not None:
             errors.append("encountered labelSelector as well as orLabelSelectors in backup spec, "
                           "only one can be specified")
-        # 10: resource policy configmap
-        rp = spec.get("resourcePolicy")
-        if rp:
-            if str(rp.get("kind", "")).lower() != "configmap":
-                errors.append(f"unsupported resource policy kind {rp.get('kind')}")
-            elif self.store.get_or_none("", "configmaps", self.namespace, rp.get("name", "")) is None:
-                errors.append(f"failed to get resource policies {self.namespace}/{rp.get('name')}: "
-                              f'configmaps "{rp.get("name")}" not found')
+        # 10/11: resource policy configmap
+        policies, policy_errors = self.load_policies(spec)
+        errors += policy_errors
+        if policies is not None and policies.include_exclude and old:
+            errors.append("include-resources, exclude-resources and include-cluster-resources are old filter "
+                          "parameters, they cannot be used together with the includeExcludePolicy of "
+                          f"resource policies {self.namespace}/{spec['resourcePolicy'].get('name')}")
 
         status = {"version": 1, "formatVersion": BACKUP_FORMAT_VERSION,
                   "expiration": _rfc(now + ttl)}
@@ -340,6 +339,21 @@ class BackupController(VeleroController):
             status.update({"phase": "InProgress", "startTimestamp": _rfc(now)})
         patch = {"metadata": {"labels": labels, "annotations": annotations}, "spec": spec, "status": status}
         return patch, errors
+
+    def load_policies(self, spec: dict):
+        """The backup's resource policies (14.3): (ResourcePolicies|None, validation errors)."""
+        rp = spec.get("resourcePolicy")
+        if not rp or str(rp.get("kind", "")).lower() != "configmap":
+            return None, []
+        name = rp.get("name", "")
+        cm = self.store.get_or_none("", "configmaps", self.namespace, name)
+        if cm is None:
+            return None, [f"failed to get resource policies {self.namespace}/{name} configmap with err "
+                          f'configmaps "{name}" not found']
+        try:
+            return ResourcePolicies.from_configmap(cm), []
+        except ValueError as exc:
+            return None, [f"resource policies {self.namespace}/{name}: {exc}"]
 
     def _resolve_vsls(self, names: list[str]) -> tuple[list[str], list[str]]:
         errors, by_provider = [], {}
@@ -518,7 +532,8 @@ class BackupController(VeleroController):
 
     async def _pod_volumes(self, req: BackupRequest, collector: "ItemCollector", pod: dict):
         volumes = select_fs_volumes(pod, req.backup.get("spec") or {},
-                                    collector.filter.include_related("persistentvolumeclaims", True))
+                                    collector.filter.include_related("persistentvolumeclaims", True),
+                                    collector.policies, self.store)
         if not volumes:
             return
         try:
@@ -543,8 +558,8 @@ class BackupController(VeleroController):
                               resource="pods")
 
 
-def select_fs_volumes(pod: dict, spec: dict, pvcs_included: bool) -> list[str]:
-    """Pod volumes to back up with the node-agent (13.1)."""
+def select_fs_volumes(pod: dict, spec: dict, pvcs_included: bool, policies=None, store=None) -> list[str]:
+    """Pod volumes to back up with the node-agent (13.1); a matching volume policy decides first."""
     if (pod.get("status") or {}).get("phase") != "Running":
         return []
     pspec = pod.get("spec") or {}
@@ -552,6 +567,7 @@ def select_fs_volumes(pod: dict, spec: dict, pvcs_included: bool) -> list[str]:
                for vm in c.get("volumeMounts") or []}
     ann = (pod.get("metadata") or {}).get("annotations") or {}
     candidates = []
+    decided: dict[str, bool] = {}
     for v in pspec.get("volumes") or []:
         n = v.get("name", "")
         if any(src in v for src in FS_NEVER_VOLUME_SOURCES) or n.startswith("default-token"):
@@ -560,12 +576,26 @@ def select_fs_volumes(pod: dict, spec: dict, pvcs_included: bool) -> list[str]:
             continue
         if n not in mounted:
             continue
+        if policies is not None and policies.volume_policies:
+            pvc = pv = None
+            claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and store is not None:
+                pvc = store.get_or_none("", "persistentvolumeclaims", pod["metadata"]["namespace"], claim)
+                vol_name = ((pvc or {}).get("spec") or {}).get("volumeName")
+                pv = store.get_or_none("", "persistentvolumes", None, vol_name) if vol_name else None
+            action = policies.volume_action(v, pvc, pv)
+            if action is not None:
+                decided[n] = action == "fs-backup"
+                continue
         candidates.append(n)
     if spec.get("defaultVolumesToFsBackup"):
         excl = {x.strip() for x in ann.get("backup.velero.io/backup-volumes-excludes", "").split(",") if x.strip()}
-        return [n for n in candidates if n not in excl]
-    opt_in = [x.strip() for x in ann.get("backup.velero.io/backup-volumes", "").split(",") if x.strip()]
-    return [n for n in candidates if n in opt_in]
+        chosen = [n for n in candidates if n not in excl]
+    else:
+        opt_in = [x.strip() for x in ann.get("backup.velero.io/backup-volumes", "").split(",") if x.strip()]
+        chosen = [n for n in candidates if n in opt_in]
+    by_policy = {n for n, yes in decided.items() if yes}
+    return [v.get("name") for v in pspec.get("volumes") or [] if v.get("name") in by_policy or v.get("name") in chosen]
 
 
 def _rfc(t) -> str:
@@ -591,6 +621,9 @@ class ItemCollector:
         self.store = controller.store
         self.registry = controller.store.registry
         self.spec = req.backup.get("spec") or {}
+        self.policies, _ = controller.load_policies(self.spec)
+        if self.policies is not None and not uses_old_filters(self.spec):
+            self.spec = self.policies.merge_into(self.spec)
         existing = [n["metadata"]["name"] for n in self.store.list("", "namespaces")["items"]]
         self.existing_namespaces = existing
         inc, exc = list(self.spec.get("includedNamespaces") or []), list(self.spec.get("excludedNamespaces") or [])

@@ -222,3 +222,139 @@ class ResourceFilter:
                 return self.ie.should_include(gr)
             return True
         return not ("*" in self.cl_ie.excludes or self.cl_ie.explicitly_excludes(gr))
+
+
+# ---- resource policies (SEMANTICS 14.3) ----------------------------------------------------
+_QUANTITY = re.compile(r"^\s*([0-9.]+)\s*([KMGTPE]i?|[kmgtpe]|)\s*$")
+_QUANTITY_FACTORS = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+                     "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+POLICY_ACTIONS = ("skip", "snapshot", "fs-backup", "custom")
+SCOPED_POLICY_KEYS = ("includedClusterScopedResources", "excludedClusterScopedResources",
+                      "includedNamespaceScopedResources", "excludedNamespaceScopedResources")
+CONDITION_KEYS = ("capacity", "storageClass", "nfs", "csi", "volumeTypes", "pvcLabels", "pvcPhase")
+
+
+def parse_quantity(text) -> float:
+    m = _QUANTITY.match(str(text))
+    if not m:
+        raise ValueError(f"quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+    return float(m.group(1)) * _QUANTITY_FACTORS[m.group(2)]
+
+
+class ResourcePolicies:
+    def __init__(self, doc: dict):
+        self.volume_policies = doc.get("volumePolicies") or []
+        self.include_exclude = doc.get("includeExcludePolicy") or {}
+
+    @classmethod
+    def from_configmap(cls, cm: dict) -> "ResourcePolicies":
+        """Parse + validate like GetResourcePoliciesFromConfig and Validate; raises ValueError."""
+        import yaml
+        data = cm.get("data") or {}
+        if len(data) != 1:
+            raise ValueError(f"illegal resource policies {cm['metadata']['namespace']}/{cm['metadata']['name']} "
+                             "configmap")
+        text = next(iter(data.values()))
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"failed to decode yaml data into resource policies: {exc}") from None
+        if not isinstance(doc, dict):
+            raise ValueError("failed to decode yaml data into resource policies")
+        unknown = [k for k in doc if k not in ("version", "volumePolicies", "includeExcludePolicy")]
+        if unknown:
+            raise ValueError(f"failed to decode yaml data into resource policies: field {unknown[0]} not found")
+        if doc.get("version") != "v1":
+            raise ValueError(f"incompatible version number {doc.get('version')} with supported version v1")
+        for vp in doc.get("volumePolicies") or []:
+            action = (vp.get("action") or {}).get("type")
+            if action not in POLICY_ACTIONS:
+                raise ValueError(f"action type {action} is not supported")
+            for key, value in (vp.get("conditions") or {}).items():
+                if key not in CONDITION_KEYS:
+                    raise ValueError(f"failed to decode yaml data into resource policies: field {key} not found")
+                if key == "capacity":
+                    lo, _, hi = str(value).partition(",")
+                    for q in (lo, hi):
+                        if q.strip():
+                            parse_quantity(q)
+        iep = doc.get("includeExcludePolicy") or {}
+        for key, value in iep.items():
+            if key not in SCOPED_POLICY_KEYS:
+                raise ValueError(f"failed to decode yaml data into resource policies: field {key} not found")
+            if "*" in (value or []):
+                raise ValueError("cannot use '*' in includeExcludePolicy filters")
+        return cls(doc)
+
+    def merge_into(self, spec: dict) -> dict:
+        """Scoped lists from includeExcludePolicy, for types the backup spec does not mention."""
+        out = dict(spec)
+        for scope in ("ClusterScoped", "NamespaceScoped"):
+            inc_key, exc_key = f"included{scope}Resources", f"excluded{scope}Resources"
+            mentioned = set(spec.get(inc_key) or []) | set(spec.get(exc_key) or [])
+            for key in (inc_key, exc_key):
+                extra = [r for r in self.include_exclude.get(key) or [] if r not in mentioned]
+                if extra:
+                    out[key] = list(spec.get(key) or []) + extra
+        return out
+
+    def volume_action(self, volume: dict, pvc: dict | None, pv: dict | None) -> str | None:
+        """Action of the first matching volume policy, or None."""
+        for vp in self.volume_policies:
+            if _volume_matches(vp.get("conditions") or {}, volume, pvc, pv):
+                return (vp.get("action") or {}).get("type")
+        return None
+
+
+def _volume_type(volume: dict, pv: dict | None) -> str:
+    if pv is not None:
+        for t in ("nfs", "csi", "hostPath", "local", "awsElasticBlockStore"):
+            if t in (pv.get("spec") or {}):
+                return t
+        return "persistentVolumeClaim"
+    for t in ("emptyDir", "persistentVolumeClaim", "nfs", "csi", "hostPath", "configMap", "secret",
+              "projected", "downwardAPI", "ephemeral"):
+        if t in volume:
+            return t
+    return ""
+
+
+def _volume_matches(cond: dict, volume: dict, pvc: dict | None, pv: dict | None) -> bool:
+    if "volumeTypes" in cond:
+        vt = _volume_type(volume, pv)
+        if vt not in cond["volumeTypes"] and not ("persistentVolumeClaim" in cond["volumeTypes"] and pvc):
+            return False
+    if "storageClass" in cond:
+        sc = ((pv or {}).get("spec") or {}).get("storageClassName") or ((pvc or {}).get("spec") or {}).get("storageClassName")
+        if sc not in cond["storageClass"]:
+            return False
+    if "pvcLabels" in cond:
+        labels = ((pvc or {}).get("metadata") or {}).get("labels") or {}
+        if pvc is None or any(labels.get(k) != v for k, v in cond["pvcLabels"].items()):
+            return False
+    if "pvcPhase" in cond:
+        if pvc is None or ((pvc.get("status") or {}).get("phase")) not in cond["pvcPhase"]:
+            return False
+    if "capacity" in cond:
+        cap = ((pv or {}).get("spec") or {}).get("capacity", {}).get("storage")
+        if cap is None:
+            return False
+        lo, _, hi = str(cond["capacity"]).partition(",")
+        size = parse_quantity(cap)
+        if lo.strip() and size < parse_quantity(lo):
+            return False
+        if hi.strip() and size > parse_quantity(hi):
+            return False
+    if "nfs" in cond:
+        nfs = ((pv or {}).get("spec") or {}).get("nfs") or volume.get("nfs")
+        if not nfs or any(nfs.get(k) != v for k, v in (cond["nfs"] or {}).items()):
+            return False
+    if "csi" in cond:
+        csi = ((pv or {}).get("spec") or {}).get("csi") or volume.get("csi")
+        want = cond["csi"] or {}
+        if not csi or (want.get("driver") and csi.get("driver") != want["driver"]):
+            return False
+        attrs = csi.get("volumeAttributes") or {}
+        if any(attrs.get(k) != v for k, v in (want.get("volumeAttributes") or {}).items()):
+            return False
+    return True

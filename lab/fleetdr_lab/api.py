@@ -850,6 +850,9 @@ class ClusterApi:
             return await handler(request)
         except ApiError as err:
             return error_response(err)
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(ApiError(413, "RequestEntityTooLarge",
+                                           "the request is too large"))
         except (web.HTTPException, asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as exc:

@@ -681,3 +681,10 @@ def test_resource_version_match_needs_resource_version(api, ns):
     status, body = raw(api, "GET", f"/api/v1/namespaces/{ns}/configmaps",
                        query=[("resourceVersionMatch", "NotOlderThan"), ("resourceVersion", "0")])
     assert status == 200 and body["kind"] == "ConfigMapList"
+
+
+def test_oversized_body_is_413_status(api, ns):
+    big = json.dumps({"metadata": {"name": "big"}, "data": {"k": "x" * (9 * 1024 * 1024)}})
+    status, body = raw(api, "POST", f"/api/v1/namespaces/{ns}/configmaps", body=big,
+                       headers={"Content-Type": "application/json"})
+    assert status == 413 and body["kind"] == "Status" and body["code"] == 413

@@ -421,3 +421,46 @@ def test_velero_style_restore_is_adopted_without_duplicates(apis, ns):
                    for p in restored_pods)
     finally:
         delete_namespace(apis.core, target)
+
+
+def test_restore_wait_init_container_holds_the_pod_until_its_volumes_are_restored(lab, apis, ns):
+    """Velero's restore-wait init container exits only when every PodVolumeRestore of the pod
+    is done: until then the pod stays in Init (Pending, Initialized=False)."""
+    import yaml
+    from pathlib import Path
+    crd = yaml.safe_load((Path(__file__).resolve().parents[2] / "roles/velero/files/crds/"
+                          "velero.io_podvolumerestores.yaml").read_text())
+    try:
+        apis.ext.create_custom_resource_definition(crd)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    pod = apis.core.create_namespaced_pod(ns, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "restored"},
+        "spec": {"initContainers": [{"name": "restore-wait", "image": "velero/velero:v1.15.0",
+                                     "command": ["/velero-restore-helper"], "args": ["uid-1"]}],
+                 "containers": [{"name": "app", "image": "busybox"}]}})
+    pvr = apis.custom.create_namespaced_custom_object("velero.io", "v1", ns, "podvolumerestores", {
+        "apiVersion": "velero.io/v1", "kind": "PodVolumeRestore",
+        "metadata": {"name": "restored-pvr", "labels": {"velero.io/pod-uid": pod.metadata.uid}},
+        "spec": {"pod": {"kind": "Pod", "namespace": ns, "name": "restored",
+                         "uid": pod.metadata.uid}, "volume": "data",
+                 "backupStorageLocation": "default", "repoIdentifier": "", "snapshotID": "s1",
+                 "sourceNamespace": ns},
+        "status": {"phase": "InProgress"}})
+
+    def in_init():
+        p = apis.core.read_namespaced_pod("restored", ns)
+        c = cond(p, "Initialized")
+        return c is not None and c.status == "False" and p
+    p = wait_for(in_init, "pod held in Init")
+    assert p.status.phase == "Pending" and p.spec.node_name
+    assert "restore-wait" in cond(p, "Initialized").message
+    assert p.status.init_container_statuses[0].state.running is not None
+    assert p.status.container_statuses[0].state.waiting.reason == "PodInitializing"
+    pvr["status"] = {"phase": "Completed"}
+    apis.custom.replace_namespaced_custom_object("velero.io", "v1", ns, "podvolumerestores",
+                                                 "restored-pvr", pvr)
+    p = wait_for(lambda: (lambda p: p.status.phase == "Running" and p)(
+        apis.core.read_namespaced_pod("restored", ns)), "pod runs once restored")
+    assert p.status.init_container_statuses[0].state.terminated.reason == "Completed"

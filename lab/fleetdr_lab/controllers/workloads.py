@@ -20,6 +20,7 @@ from .base import (Controller, controller_ref, is_deleting, meta, owned_by, owne
 
 POD_START_DELAY = (0.1, 0.25)      # seconds from binding to Running/Ready
 JOB_RUN_DELAY = (0.2, 0.35)        # seconds a Job pod "works" before Succeeded
+INIT_POLL_SECONDS = 0.25           # how often a blocking init container re-checks (restore-wait)
 DS_TOLERATIONS = [  # what the DaemonSet controller adds to every daemon pod
     {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
     {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
@@ -882,11 +883,19 @@ class WorkloadController(Controller):
         status = copy.deepcopy(pod.get("status") or {})
         pod_ip = host_ip if spec.get("hostNetwork") else (status.get("podIP")
                                                            or self._allocate_pod_ip(node_name, network))
+        order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        blocking = self._blocking_init_container(pod)
+        if blocking:
+            # an init container that has not exited yet: the pod stays in Init, re-checked the
+            # way the container itself polls (only while such a pod exists)
+            self._init_status(pod, status, blocking, host_ip, pod_ip, now, order)
+            self._kubelet_timers[key] = timers().call_later(
+                INIT_POLL_SECONDS, self._kubelet_start, ns, name, uid)
+            return
         conds = status.get("conditions") or []
         for ctype in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
                       "PodScheduled"):
             conds = set_condition(conds, ctype, "True", now=now)
-        order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
         conds.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else 99)
         for c in conds:
             c.setdefault("lastProbeTime", None)
@@ -903,6 +912,74 @@ class WorkloadController(Controller):
             status["initContainerStatuses"] = [
                 self._container_status(c, now, terminated=True) for c in spec["initContainers"]]
         self._write_status("", "pods", pod, status)
+
+    def _blocking_init_container(self, pod) -> str | None:
+        """Name of an init container that would still be running, else None.
+
+        Velero's `restore-wait` (velero-restore-helper) exits only when every restored volume of
+        the pod is done; the Velero emulator tells whether that is so."""
+        for c in (pod.get("spec") or {}).get("initContainers") or []:
+            if c.get("name") == "restore-wait":
+                try:
+                    from .velero.fsbackup import restore_wait_satisfied
+                except ImportError:
+                    return None
+                try:
+                    return None if restore_wait_satisfied(self.store, pod) else c["name"]
+                except Exception:  # Velero types not served (CRDs removed): nothing to wait for
+                    log.debug("restore-wait check failed", exc_info=True)
+                    return None
+        return None
+
+    def _init_status(self, pod, status, blocking, host_ip, pod_ip, now, order):
+        spec = pod.get("spec") or {}
+        inits = spec.get("initContainers") or []
+        conds = status.get("conditions") or []
+        pending = [c.get("name") for c in spec.get("containers") or []]
+        conds = set_condition(conds, "PodReadyToStartContainers", "True", now=now)
+        conds = set_condition(conds, "Initialized", "False", "ContainersNotInitialized",
+                              f"containers with incomplete status: [{blocking}]", now)
+        conds = set_condition(conds, "Ready", "False", "ContainersNotReady",
+                              f"containers with unready status: [{' '.join(pending)}]", now)
+        conds = set_condition(conds, "ContainersReady", "False", "ContainersNotReady",
+                              f"containers with unready status: [{' '.join(pending)}]", now)
+        conds = set_condition(conds, "PodScheduled", "True", now=now)
+        conds.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else 99)
+        for c in conds:
+            c.setdefault("lastProbeTime", None)
+        init_statuses = []
+        reached = False
+        for c in inits:
+            if c.get("name") == blocking:
+                reached = True
+                cs = self._container_status(c, now)
+                cs["ready"] = False
+                init_statuses.append(cs)
+            elif not reached:
+                init_statuses.append(self._container_status(c, now, terminated=True))
+            else:
+                init_statuses.append(self._waiting_status(c, "PodInitializing"))
+        status.update({
+            "phase": "Pending", "conditions": conds, "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}], "podIP": pod_ip, "podIPs": [{"ip": pod_ip}],
+            "startTime": status.get("startTime") or now, "qosClass": qos_class(spec),
+            "initContainerStatuses": init_statuses,
+            "containerStatuses": [self._waiting_status(c, "PodInitializing")
+                                  for c in spec.get("containers") or []]})
+        old = pod.get("status") or {}
+        # keep the running init container's identity stable across re-checks
+        if [c.get("name") for c in old.get("initContainerStatuses") or []] == \
+                [c.get("name") for c in init_statuses] and old.get("phase") == "Pending" and \
+                (next((c for c in old.get("conditions") or [] if c.get("type") == "Initialized"),
+                      {}).get("status") == "False"):
+            return
+        self._write_status("", "pods", pod, status)
+
+    @staticmethod
+    def _waiting_status(container, reason):
+        return {"name": container.get("name"), "image": normalize_image(container.get("image", "")),
+                "imageID": "", "ready": False, "started": False, "restartCount": 0,
+                "lastState": {}, "state": {"waiting": {"reason": reason}}}
 
     def _kubelet_finish(self, ns, name, uid):
         """A Job's pod runs to completion (exit code 0)."""

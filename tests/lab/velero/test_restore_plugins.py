@@ -189,3 +189,32 @@ def test_missing_tarball_fails_the_restore(velero, app):
     st = r["status"]
     assert st["phase"] == "Failed"
     assert st["failureReason"] and st["completionTimestamp"] and st["startTimestamp"]
+
+
+def test_init_restore_hooks_from_spec_and_annotations(velero):
+    kube = Kube(velero)
+    ns = uid("hook")
+    kube.namespace(ns)
+    for name, pod_annotations in (("plain", {}), ("annotated", {
+            "init.hook.restore.velero.io/container-image": "alpine:3.20",
+            "init.hook.restore.velero.io/container-name": "prepare",
+            "init.hook.restore.velero.io/command": '["/bin/sh", "-c", "echo ok"]'})):
+        kube.core.create_namespaced_pod(ns, {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "hooked"}, "annotations": pod_annotations},
+            "spec": {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"]}]}})
+    backup = uid("hookb")
+    run_backup(velero, backup, {"includedNamespaces": [ns]})
+    target = uid("hookt")
+    r = restore(velero, uid("hookr"), {
+        "backupName": backup, "namespaceMapping": {ns: target},
+        "hooks": {"resources": [{"name": "seed", "includedNamespaces": [ns], "includedResources": ["pods"],
+                                 "labelSelector": {"matchLabels": {"app": "hooked"}},
+                                 "postHooks": [{"init": {"initContainers": [
+                                     {"name": "seed-data", "image": "busybox:1.36", "command": ["true"]}]}}]}]}})
+    assert r["status"]["phase"] == "Completed", r["status"]
+    plain = kube.core.read_namespaced_pod("plain", target)
+    assert [(c.name, c.image) for c in plain.spec.init_containers] == [("seed-data", "busybox:1.36")]
+    annotated = kube.core.read_namespaced_pod("annotated", target)   # annotations win over the spec
+    assert [(c.name, c.image, c.command) for c in annotated.spec.init_containers] == \
+        [("prepare", "alpine:3.20", ["/bin/sh", "-c", "echo ok"])]

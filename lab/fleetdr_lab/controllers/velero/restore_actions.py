@@ -7,6 +7,7 @@ ActionError fails the item: the restore records an error for it and does not cre
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass, field
 
 
@@ -129,6 +130,65 @@ def pod_volume_restore_action(item, gr, run):
     spec = item["spec"]
     others = [c for c in spec.get("initContainers") or [] if c.get("name") not in ("restore-wait", "restic-wait")]
     spec["initContainers"] = [init] + others
+    return ActionResult(item)
+
+
+INIT_HOOK_IMAGE = "init.hook.restore.velero.io/container-image"
+INIT_HOOK_NAME = "init.hook.restore.velero.io/container-name"
+INIT_HOOK_COMMAND = "init.hook.restore.velero.io/command"
+
+
+def _parse_command(text: str) -> list[str]:
+    """A JSON array string, or a single command."""
+    text = (text or "").strip()
+    if text.startswith("["):
+        try:
+            value = json.loads(text)
+            if isinstance(value, list):
+                return [str(v) for v in value]
+        except ValueError:
+            pass
+    return [text] if text else []
+
+
+def _hook_applies(selector: dict, gr: str, namespace: str, labels: dict, run) -> bool:
+    from .filters import IncludesExcludes, resolve_resource_name
+    from ...selectors import LabelSelector
+    if not IncludesExcludes(selector.get("includedNamespaces"), selector.get("excludedNamespaces")).should_include(namespace):
+        return False
+    res = [resolve_resource_name(run.store.registry, r) for r in selector.get("includedResources") or []]
+    exc = [resolve_resource_name(run.store.registry, r) for r in selector.get("excludedResources") or []]
+    if not IncludesExcludes(res, exc).should_include(gr):
+        return False
+    if selector.get("labelSelector") is not None and \
+            not LabelSelector.from_dict(selector["labelSelector"]).matches(labels):
+        return False
+    return True
+
+
+def init_restore_hook_action(item, gr, run):
+    """Init containers from restore hooks (annotations win over spec.hooks), placed after an
+    existing restore-wait container so volumes are restored before the hooks run."""
+    meta = item["metadata"]
+    annotations = meta.get("annotations") or {}
+    hooks: list[dict] = []
+    if annotations.get(INIT_HOOK_IMAGE):
+        name = annotations.get(INIT_HOOK_NAME) or f"velero-restore-init-{secrets.token_hex(4)}"
+        hooks.append({"name": name, "image": annotations[INIT_HOOK_IMAGE],
+                      "command": _parse_command(annotations.get(INIT_HOOK_COMMAND, ""))})
+    else:
+        for rh in ((run.restore.get("spec") or {}).get("hooks") or {}).get("resources") or []:
+            if not _hook_applies(rh, gr, meta.get("namespace", ""), meta.get("labels") or {}, run):
+                continue
+            for hook in rh.get("postHooks") or []:
+                init = hook.get("init") or {}
+                hooks.extend(json.loads(json.dumps(init.get("initContainers") or [])))
+    if not hooks:
+        return ActionResult(item)
+    spec = item.setdefault("spec", {})
+    existing = list(spec.get("initContainers") or [])
+    head = [existing.pop(0)] if existing and existing[0].get("name") == "restore-wait" else []
+    spec["initContainers"] = head + hooks + existing
     return ActionResult(item)
 
 
@@ -327,6 +387,7 @@ ACTIONS = [
     ("velero.io/pod", {"pods"}, pod_action),
     ("velero.io/add-pvc-from-pod", {"pods"}, add_pvc_from_pod_action),
     ("velero.io/pod-volume-restore", {"pods"}, pod_volume_restore_action),
+    ("velero.io/init-restore-hook", {"pods"}, init_restore_hook_action),
     ("velero.io/service", {"services"}, service_action),
     ("velero.io/job", {"jobs.batch"}, job_action),
     ("velero.io/service-account", {"serviceaccounts"}, service_account_action),

@@ -93,12 +93,21 @@ def running_state(lab_dir: str | Path) -> dict | None:
     return state
 
 
+def not_running_message(lab_dir: str | Path) -> str:
+    paths = config.LabPaths.of(lab_dir)
+    message = f"no lab is running in {paths.dir}"
+    stale = config.read_state(paths)
+    if stale and stale.get("state") in ("ready", "starting"):
+        # lab.json says running but the process is gone: it died without shutting down.
+        message += (f" (its process {stale.get('pid')} exited without `down`: "
+                    f"see {paths.log})")
+    return message + "; start one with `fleetdr-lab up`"
+
+
 def require_running(lab_dir: str | Path) -> dict:
     state = running_state(lab_dir)
     if state is None or state.get("state") != "ready":
-        raise CliError(EXIT_NOT_RUNNING,
-                       f"no lab is running in {config.LabPaths.of(lab_dir).dir} "
-                       "(start one with `fleetdr-lab up`)")
+        raise CliError(EXIT_NOT_RUNNING, not_running_message(lab_dir))
     return state
 
 
@@ -309,8 +318,9 @@ def cmd_down(args) -> int:
     paths = args.paths
     state = running_state(paths.dir)
     if state is None:
+        message = not_running_message(paths.dir)
         paths.pid.unlink(missing_ok=True)
-        raise CliError(EXIT_NOT_RUNNING, f"no lab is running in {paths.dir}")
+        raise CliError(EXIT_NOT_RUNNING, message)
     pid = int(state["pid"])
     try:
         control(state, "POST", "/shutdown", {}, timeout=10)

@@ -456,7 +456,9 @@ def test_killed_lab_is_reported_down_restarts_and_stops_cleanly(lab_factory):
     deadline = time.monotonic() + 30
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert handle.cli("status", check=False).returncode == 4
+    status = handle.cli("status", check=False)
+    assert status.returncode == 4
+    assert f"process {pid} exited without `down`" in status.stderr
     # moto is tied to the lab process: it must not outlive it.
     while time.monotonic() < deadline:
         try:

@@ -555,3 +555,17 @@ def test_logged_errors_are_attributed_to_clusters(tmp_path):
     assert [(e["cluster"], e["error"]) for e in lab.errors] == [
         ("c2", "c2/workloads: reconcile ns/x failed: RuntimeError: boom"),
         ("c1", "site broke")]
+
+
+def test_a_hundred_clusters(lab_factory):
+    handle = lab_factory(clusters=100)
+    assert len(handle.clusters) == 100
+    inv = yaml.safe_load(handle.inventory.read_text())["all"]["children"]["fleet"]
+    assert len(inv["hosts"]) == 100
+    assert len(inv["children"]["env_prod"]["hosts"]) == 34  # c1, c4, ..., c100
+    ports = {c["port"] for c in handle.state["clusters"]}
+    assert len(ports) == 100
+    out = handle.kubectl("get", "nodes", "-o", "name", context="c100").stdout
+    assert out.strip() == "node/c100-node-1"
+    status = json.loads(handle.cli("status", "--json").stdout)
+    assert all(c["up"] and c["objects"] > 0 for c in status["clusters"])

@@ -113,13 +113,13 @@ result:
   returned: always
   type: dict
   contains:
-    cluster: {description: Cluster name given by the caller, if any., type: str, returned: always}
+    cluster: {description: Cluster name given by the caller (null for single-cluster use)., type: str, returned: always}
     context: {description: Kubeconfig context used., type: str, returned: always}
     kind: {description: V(Backup)., type: str, returned: always}
     namespace: {description: Velero namespace., type: str, returned: always}
     name: {description: Backup name., type: str, returned: always, sample: shop-nightly-1}
     exists: {description: Whether the backup exists after the task., type: bool, returned: always}
-    phase: {description: Velero phase, for example V(Completed) or V(PartiallyFailed)., type: str, returned: always}
+    phase: {description: Velero phase (for example V(Completed) or V(PartiallyFailed))., type: str, returned: always}
     progress:
       description: Items total and done, and the percentage.
       type: dict
@@ -147,6 +147,10 @@ result:
 backup:
   description: The Backup object as stored by the API server.
   returned: when it exists (or would be created in check mode)
+  type: dict
+delete_request:
+  description: The DeleteBackupRequest created for O(state=absent) (null once Velero removed it after success).
+  returned: when a backup was deleted
   type: dict
 diff:
   description: Before and after, when run with C(--diff).

@@ -112,7 +112,7 @@ server_status:
   type: dict
   contains:
     available: {description: Whether the server answered., type: bool, returned: always}
-    version: {description: Server version, for example V(v1.18.1)., type: str, returned: always}
+    version: {description: Server version (for example V(v1.18.1))., type: str, returned: always}
     plugins: {description: "Plugins, each C({name, kind})", type: list, elements: dict, returned: always}
     reason: {description: Why the server did not answer., type: str, returned: when not available}
 objects:

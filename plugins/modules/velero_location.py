@@ -186,7 +186,6 @@ KINDS = {"backup": ("backupstoragelocations", "BackupStorageLocation"), "snapsho
 def argspec():
     spec = common_argspec()
     spec.update(wait_argspec())
-    spec["wait_timeout"]["default"] = 120
     spec.update(
         name={"type": "str", "required": True},
         type={"type": "str", "choices": ["backup", "snapshot"], "default": "backup"},
@@ -311,7 +310,8 @@ def main():
         if module._diff and diff:
             out["diff"] = diff
         if params["type"] == "backup" and params["wait"] and not module.check_mode and params["fail_on_unavailable"] and result["phase"] != "Available":
-            raise FleetdrError("BackupStorageLocation {0} is {1}: {2}".format(params["name"], result["phase"], result["failure_reason"] or "no reason given"), **out)
+            reason = result["failure_reason"] or "no reason given"
+            raise FleetdrError("BackupStorageLocation {0} is {1}: {2}".format(params["name"], result["phase"], reason), **out)
         return out
 
     run(module, action, name=module.params.get("name"))

@@ -250,8 +250,8 @@ def test_restore_with_mapping_modifiers_and_policies(play, velero, app):
     copy = core.read_namespaced_config_map("settings", target)
     assert copy.data["color"] == "blue" and copy.data["modified"] == "yes"  # resource modifier applied
     assert copy.metadata.labels["velero.io/restore-name"] == restore
-    sc = core.read_namespaced_config_map("fleetdr-change-storage-class", velero.namespace)
-    assert sc.data == {"fast": "standard"} and sc.metadata.labels["velero.io/change-storage-class"] == "RestoreItemAction"
+    sc = t["Read the storage-class plugin ConfigMap the restore used"]["resources"][0]
+    assert sc["data"] == {"fast": "standard"} and sc["metadata"]["labels"]["velero.io/change-storage-class"] == "RestoreItemAction"
     assert t["Same restore again"]["changed"] is False
 
     # Existing objects: "update" overwrites them, "none" leaves them and warns.
@@ -332,7 +332,8 @@ def test_no_credential_in_verbose_output_or_results(play, lab, velero):
     proc, _ = play.run("secret_scan.yml", extra, verbose=True)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
-    assert "fleetdr.kube.velero_location" in output and "Info with details" in output
+    assert "Location with credentials" in output and "Info with details" in output
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output  # the module arguments were logged, masked
     creds = open(os.path.join(str(lab.dir), "credentials-velero")).read()
     forbidden = [s3["secret_access_key"], s3["access_key_id"], base64.b64encode(creds.encode()).decode()[:40]]
     secret = velero.core.read_namespaced_secret(name + "-credentials", velero.namespace)

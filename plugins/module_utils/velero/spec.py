@@ -605,7 +605,8 @@ def validate_resource_modifier_rules(rules, option="resource_modifier_rules"):
                 raise ValidationError(option, "{0}: each patch must be a dictionary".format(where))
             if kinds[0] == "patches":
                 if patch.get("operation") not in _JSON_PATCH_OPS or not str(patch.get("path", "")).startswith("/"):
-                    raise ValidationError(option, "{0}: JSON patches need an operation ({1}) and a path starting with '/'".format(where, ", ".join(_JSON_PATCH_OPS)))
+                    raise ValidationError(option, "{0}: JSON patches need an operation ({1}) and a path starting with '/'".format(
+                        where, ", ".join(_JSON_PATCH_OPS)))
             elif not patch.get("patchData"):
                 raise ValidationError(option, "{0}: {1} entries need patch_data".format(where, kinds[0]))
     return out

@@ -224,8 +224,8 @@ def test_location_secret_compared_not_shown():
     action, body = objects.plan_secret(kube, "loc-credentials", "cloud", content)
     assert action == "create"
     spec = {"provider": "aws", "objectStorage": {"bucket": "x"}, "credential": {"name": "loc-credentials", "key": "cloud"}}
-    changed, obj, diff, secret_action = objects.ensure_location(kube, "backupstoragelocations", "BackupStorageLocation", "loc", spec,
-                                                                 secret_plan=(action, body))
+    changed, obj, diff, secret_action = objects.ensure_location(
+        kube, "backupstoragelocations", "BackupStorageLocation", "loc", spec, secret_plan=(action, body))
     assert changed and secret_action == "create"
     assert "SECRET" not in json.dumps(diff) and "SECRET" not in json.dumps(obj)
     assert objects.plan_secret(kube, "loc-credentials", "cloud", content) == (None, None)

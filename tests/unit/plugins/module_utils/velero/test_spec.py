@@ -74,8 +74,9 @@ def test_backup_spec_all_options():
     out = spec.build_backup_spec({
         "excluded_namespaces": ["kube-system"], "included_cluster_scoped_resources": ["*"],
         "excluded_namespace_scoped_resources": ["secrets"], "or_label_selectors": ["app=a", {"app": "b"}],
-        "default_volumes_to_fs_backup": True, "hooks": {"resources": [{"name": "h", "included_namespaces": ["db"],
-                                                                         "pre": [{"exec": {"command": ["true"], "on_error": "Fail", "timeout": "1m"}}]}]},
+        "default_volumes_to_fs_backup": True,
+        "hooks": {"resources": [{"name": "h", "included_namespaces": ["db"],
+                                 "pre": [{"exec": {"command": ["true"], "on_error": "Fail", "timeout": "1m"}}]}]},
         "ordered_resources": {"pods": ["ns/a", "ns/b"]}, "resource_policy": "vol-policy",
     })
     assert out["orLabelSelectors"] == [{"matchLabels": {"app": "a"}}, {"matchLabels": {"app": "b"}}]

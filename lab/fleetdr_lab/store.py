@@ -846,9 +846,10 @@ class Store:
                 "metadata": {"resourceVersion": str(self._rv)}, "items": items}
 
     def apply_object(self, obj: dict) -> dict:
-        """Create obj, or replace the existing one (by apiVersion/kind/namespace/name).
-        A .status in obj is then written through the status subresource, so lab-internal
-        callers (seeds, bootstrap) can set status in one call."""
+        """Create obj, or merge it into the existing one (by apiVersion/kind/namespace/name) as
+        `kubectl apply` would: fields obj leaves out keep their live values (e.g. a bound
+        PVC's volumeName). A .status in obj is then written through the status subresource,
+        so lab-internal callers (seeds, bootstrap) can set status in one call."""
         rt = self.registry.by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
         if rt is None:
             raise bad_request(f"no resource for {obj.get('apiVersion')} {obj.get('kind')}")
@@ -862,7 +863,9 @@ class Store:
         if existing is None:
             out = self.create(rt.group, rt.plural, ns, body)
         else:
-            out = self.update(rt.group, rt.plural, ns, meta["name"], body)
+            body.pop("status", None)
+            out = self.patch(rt.group, rt.plural, ns, meta["name"], body,
+                             "strategic" if rt.builtin else "merge")
         if rt.has_status and "status" in obj and out.get("status") != obj["status"]:
             out["status"] = fast_copy(obj["status"])
             out = self.update(rt.group, rt.plural, ns, meta["name"], out, subresource="status")

@@ -715,3 +715,13 @@ def test_statefulset_and_pod_and_job_immutability(store):
     e = err(store.patch, "batch", "jobs", "app", "j", {"spec": {"template": {"spec": {
         "containers": [{"name": "c", "image": "y"}]}}}}, "strategic")
     assert "spec.template: Invalid value" in e.message and "field is immutable" in e.message
+
+
+def test_apply_object_merges_into_live_objects(store):
+    pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+           "metadata": {"name": "d", "namespace": "app"},
+           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+    store.apply_object(pvc)
+    store.patch("", "persistentvolumeclaims", "app", "d", {"spec": {"volumeName": "pv-1"}}, "merge")
+    out = store.apply_object(pvc)           # re-applying keeps what the binder set
+    assert out["spec"]["volumeName"] == "pv-1"

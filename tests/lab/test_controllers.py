@@ -464,3 +464,41 @@ def test_restore_wait_init_container_holds_the_pod_until_its_volumes_are_restore
     p = wait_for(lambda: (lambda p: p.status.phase == "Running" and p)(
         apis.core.read_namespaced_pod("restored", ns)), "pod runs once restored")
     assert p.status.init_container_statuses[0].state.terminated.reason == "Completed"
+
+
+def test_cronjob_fires_on_the_lab_clock(lab_factory):
+    """Schedules follow `fleetdr-lab clock advance`: nothing runs before the first tick, one Job
+    (for the most recent missed tick) after it, which then completes."""
+    private = lab_factory(clusters=1)
+    apis = Apis(private.api("c1"))
+    try:
+        ns = "cron"
+        make_namespace(apis.core, ns)
+        apis.batch.create_namespaced_cron_job(ns, {
+            "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
+            "spec": {"schedule": "*/5 * * * *", "jobTemplate": {
+                "metadata": {"labels": {"app": "tick"}},
+                "spec": {"template": {"spec": {"restartPolicy": "OnFailure", "containers": [
+                    {"name": "t", "image": "busybox", "command": ["date"]}]}}}}}})
+        apis.batch.create_namespaced_cron_job(ns, {
+            "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "paused"},
+            "spec": {"schedule": "* * * * *", "suspend": True, "jobTemplate": {"spec": {
+                "template": {"spec": {"restartPolicy": "Never", "containers": [
+                    {"name": "t", "image": "busybox"}]}}}}}})
+        assert not apis.batch.list_namespaced_job(ns).items
+        private.cli("clock", "advance", "11m")
+        (job,) = wait_for(lambda: apis.batch.list_namespaced_job(ns).items, "a scheduled job")
+        assert job.metadata.owner_references[0].kind == "CronJob"
+        assert job.metadata.owner_references[0].name == "tick"
+        assert job.metadata.labels["app"] == "tick"
+        scheduled = job.metadata.annotations["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+        minute = int(scheduled[14:16])
+        assert minute % 5 == 0 and scheduled.endswith(":00Z")
+        assert job.metadata.name.startswith("tick-")
+        cj = wait_for(lambda: (lambda c: c.status.last_successful_time and c)(
+            apis.batch.read_namespaced_cron_job("tick", ns)), "job done, recorded on the cronjob")
+        assert cj.status.last_schedule_time.strftime("%Y-%m-%dT%H:%M:%SZ") == scheduled
+        assert not cj.status.active
+        assert not apis.batch.read_namespaced_cron_job("paused", ns).status.last_schedule_time
+    finally:
+        apis.close()

@@ -9,14 +9,15 @@ def install_default_controllers(cluster) -> None:
     from .serviceaccounts import ServiceAccountController
     from .services import ServiceController
     from .storage import StorageController
-    from .workloads import WorkloadController
+    from .workloads import CronJobController, WorkloadController
 
     store = cluster.store
     hooks = getattr(store, "admission_hooks", None)
     if hooks is not None and admission not in hooks:
         hooks.append(admission)
     for controller_class in (WorkloadController, StorageController, GarbageCollector,
-                             NamespaceController, ServiceController, ServiceAccountController):
+                             NamespaceController, ServiceController, ServiceAccountController,
+                             CronJobController):
         cluster.add_controller(controller_class(cluster))
 
     # ---- in-cluster software (Velero server + node-agent watcher) registers below ----

@@ -174,9 +174,12 @@ def _has_descendant(paths: set, p: tuple) -> bool:
     return any(len(q) > len(p) and q[:len(p)] == p for q in paths)
 
 
-def _content(obj: dict) -> dict:
-    """What generation tracks: everything but metadata and status."""
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+def _content(obj: dict, has_status: bool = True) -> dict:
+    """What generation tracks: everything but metadata (and status, when it is a
+    subresource; without one, status is an ordinary field and bumps generation too)."""
+    skip = ("metadata", "status", "apiVersion", "kind") if has_status else (
+        "metadata", "apiVersion", "kind")
+    return {k: v for k, v in obj.items() if k not in skip}
 
 
 # ---- watches ----------------------------------------------------------------------------
@@ -538,7 +541,9 @@ class Store:
             raise bad_request("resourceVersion should not be set on objects to be created")
         if not meta.get("name") and meta.get("generateName"):
             for _ in range(8):
-                candidate = meta["generateName"] + "".join(random.choices(_NAME_ALPHABET, k=5))
+                # the prefix is cut so the generated name fits 63 characters, as upstream does
+                candidate = (meta["generateName"][:58]
+                             + "".join(random.choices(_NAME_ALPHABET, k=5)))
                 if self._stored(rt, ns, candidate) is None:
                     break
             meta["name"] = candidate
@@ -763,6 +768,9 @@ class Store:
             raise invalid("DeleteOptions", "", [validation.not_supported(
                 "propagationPolicy", propagation_policy, ["Foreground", "Background", "Orphan"])])
         is_ns = (rt.group, rt.plural) == ("", "namespaces")
+        if is_ns and name in ("default", "kube-system", "kube-public"):
+            raise forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                            _gr_details("namespaces", name))
         if is_ns and meta.get("deletionTimestamp"):
             raise conflict(rt.group_resource, name,
                            "The system is ensuring all content is removed from this namespace. "
@@ -1180,7 +1188,7 @@ class Store:
                 new["status"] = self._crd_status(new, old)
             if rt.has_generation:
                 nm["generation"] = om.get("generation", 1) + (
-                    0 if _content(new) == _content(old) else 1)
+                    0 if _content(new, rt.has_status) == _content(old, rt.has_status) else 1)
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if new == old:
             return self._out(rt, old)  # no-op writes neither bump the RV nor emit events

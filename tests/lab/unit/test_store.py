@@ -725,3 +725,14 @@ def test_apply_object_merges_into_live_objects(store):
     store.patch("", "persistentvolumeclaims", "app", "d", {"spec": {"volumeName": "pv-1"}}, "merge")
     out = store.apply_object(pvc)           # re-applying keeps what the binder set
     assert out["spec"]["volumeName"] == "pv-1"
+
+
+def test_system_namespaces_may_not_be_deleted(store):
+    e = err(store.delete, "", "namespaces", None, "default")
+    assert (e.code, e.message) == (403, 'namespaces "default" is forbidden: this namespace may '
+                                        'not be deleted')
+
+
+def test_generate_name_prefix_is_truncated(store):
+    out = store.create("", "configmaps", "app", {"metadata": {"generateName": "x" * 70}})
+    assert len(out["metadata"]["name"]) == 63

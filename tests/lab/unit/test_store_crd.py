@@ -256,3 +256,11 @@ def test_strict_field_validation_rejects_unknown_fields(store):
     out = store.patch(GROUP, "widgets", "app", "w1", {"spec": {"bad": 1}}, "merge",
                       field_validation="Ignore")
     assert "bad" not in out["spec"]
+
+
+def test_status_change_bumps_generation_without_status_subresource(store):
+    store.create("apiextensions.k8s.io", "customresourcedefinitions", None,
+                 widget_crd(status=False))
+    out = store.create(GROUP, "widgets", "app", widget())
+    out["status"] = {"phase": "New"}
+    assert store.update(GROUP, "widgets", "app", "w1", out)["metadata"]["generation"] == 2

@@ -275,9 +275,23 @@ PROTO_MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
                     7: ("failedJobsHistoryLimit", "int?"), 8: ("timeZone", "string?")},
     "JobTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec")},
     "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions")},
+    # rbac.authorization.k8s.io/v1
+    "Role": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule")},
+    "ClusterRole": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[PolicyRule")},
+    "PolicyRule": {1: ("verbs", "[string"), 2: ("apiGroups", "[string"),
+                   3: ("resources", "[string"), 4: ("resourceNames", "[string"),
+                   5: ("nonResourceURLs", "[string")},
+    "RoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject"),
+                    3: ("roleRef", "RoleRef")},
+    "ClusterRoleBinding": {1: ("metadata", "ObjectMeta"), 2: ("subjects", "[Subject"),
+                           3: ("roleRef", "RoleRef")},
+    "Subject": {1: ("kind", "string"), 2: ("apiGroup", "string"), 3: ("name", "string"),
+                4: ("namespace", "string")},
+    "RoleRef": {1: ("apiGroup", "string"), 2: ("kind", "string"), 3: ("name", "string")},
 }
 PROTO_KINDS = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Pod",
-               "Deployment", "Job", "CronJob", "Eviction", "DeleteOptions")
+               "Deployment", "Job", "CronJob", "Eviction", "DeleteOptions", "Role",
+               "ClusterRole", "RoleBinding", "ClusterRoleBinding")
 PROTO_MAGIC = b"k8s\x00"
 
 
@@ -660,6 +674,60 @@ def _cronjob_cells(obj, age, now=None):
             else human_duration((now - last).total_seconds()), age]
 
 
+def _event_cells(obj, age, now=None):
+    involved = obj.get("involvedObject") or {}
+    source = obj.get("source") or {}
+    last = parse_time(obj.get("lastTimestamp") or obj.get("eventTime")
+                      or (obj.get("metadata") or {}).get("creationTimestamp"))
+    first = parse_time(obj.get("firstTimestamp") or obj.get("eventTime"))
+
+    def since(ts):
+        return "<unknown>" if ts is None or now is None else human_duration(
+            (now - ts).total_seconds())
+
+    origin = ", ".join(v for v in (source.get("component") or obj.get("reportingComponent"),
+                                   source.get("host")) if v)
+    return [since(last), obj.get("type", ""), obj.get("reason", ""),
+            f"{(involved.get('kind') or '').lower()}/{involved.get('name', '')}",
+            involved.get("fieldPath", ""), origin, obj.get("message", ""), since(first),
+            str(obj.get("count") or 1), (obj.get("metadata") or {}).get("name", "")]
+
+
+def _serviceaccount_cells(obj, age):
+    return [len(obj.get("secrets") or []), age]
+
+
+def _endpoints_cells(obj, age):
+    addresses = []
+    for subset in obj.get("subsets") or []:
+        ports = [p.get("port") for p in subset.get("ports") or []] or [None]
+        for addr in subset.get("addresses") or []:
+            addresses += [f"{addr.get('ip')}:{p}" if p else addr.get("ip") for p in ports]
+    shown = ",".join(addresses[:3]) + (f" + {len(addresses) - 3} more..."
+                                      if len(addresses) > 3 else "")
+    return [shown or "<none>", age]
+
+
+def _role_cells(obj, age):
+    return [(obj.get("metadata") or {}).get("creationTimestamp", "")]
+
+
+def _rolebinding_cells(obj, age):
+    ref = obj.get("roleRef") or {}
+    subjects = obj.get("subjects") or []
+
+    def of(kind):
+        return ",".join(
+            (f"{s.get('namespace')}/{s.get('name')}" if kind == "ServiceAccount"
+             else s.get("name", "")) for s in subjects if s.get("kind") == kind)
+    return [f"{ref.get('kind', '')}/{ref.get('name', '')}", age, of("User"), of("Group"),
+            of("ServiceAccount")]
+
+
+def _lease_cells(obj, age):
+    return [(obj.get("spec") or {}).get("holderIdentity") or "", age]
+
+
 def _namespace_cells(obj, age):
     return [(obj.get("status") or {}).get("phase") or "Active", age]
 
@@ -706,6 +774,22 @@ BUILTIN_TABLES = {
     ("batch", "cronjobs"): ([_col("Schedule"), _col("Timezone"), _col("Suspend", "boolean"),
                              _col("Active", "integer"), _col("Last Schedule"), AGE_COLUMN],
                             _cronjob_cells),
+    ("", "events"): ([_col("Last Seen"), _col("Type"), _col("Reason"), _col("Object"),
+                      _col("Subobject", priority=1), _col("Source", priority=1),
+                      _col("Message"), _col("First Seen", priority=1),
+                      _col("Count", priority=1), _col("Name", fmt="name", priority=1)],
+                     _event_cells),
+    ("", "serviceaccounts"): ([_col("Secrets", "integer"), AGE_COLUMN], _serviceaccount_cells),
+    ("", "endpoints"): ([_col("Endpoints"), AGE_COLUMN], _endpoints_cells),
+    ("coordination.k8s.io", "leases"): ([_col("Holder"), AGE_COLUMN], _lease_cells),
+    ("rbac.authorization.k8s.io", "roles"): ([_col("Created At", "date")], _role_cells),
+    ("rbac.authorization.k8s.io", "clusterroles"): ([_col("Created At", "date")], _role_cells),
+    ("rbac.authorization.k8s.io", "rolebindings"): (
+        [_col("Role"), AGE_COLUMN, _col("Users", priority=1), _col("Groups", priority=1),
+         _col("ServiceAccounts", priority=1)], _rolebinding_cells),
+    ("rbac.authorization.k8s.io", "clusterrolebindings"): (
+        [_col("Role"), AGE_COLUMN, _col("Users", priority=1), _col("Groups", priority=1),
+         _col("ServiceAccounts", priority=1)], _rolebinding_cells),
     ("", "nodes"): ([_col("Status", description="The status of the node"),
                      _col("Roles", description="The roles of the node"), AGE_COLUMN,
                      _col("Version", description="Kubelet Version reported by the node."),
@@ -761,8 +845,10 @@ class TableConverter:
             columns, cells = BUILTIN_TABLES[(rt.group, rt.plural)]
             self.columns = [NAME_COLUMN] + columns
             self.cells = cells
-            if cells is _cronjob_cells:  # its Last Schedule is an age on the lab clock
-                self.cells = lambda obj, age: _cronjob_cells(obj, age, now)
+            if cells in (_cronjob_cells, _event_cells):  # more ages on the lab clock
+                self.cells = lambda obj, age: cells(obj, age, self.now)
+            if cells is _event_cells:  # kubectl shows events without a leading NAME
+                self.columns = columns
         elif not rt.builtin:
             printers = rt.printer_columns.get(version) or []
             if not printers:  # what the CRD server serves when the CRD declares none
@@ -792,6 +878,8 @@ class TableConverter:
                 (meta.get("annotations") or {}).get(
                     "storageclass.kubernetes.io/is-default-class") == "true":
             name += " (default)"
+        if self.columns[0] is not NAME_COLUMN:
+            return self.cells(obj, age)
         return [name] + self.cells(obj, age)
 
     def table(self, objs: list[dict], include: str, api_version: str,

@@ -688,3 +688,17 @@ def test_oversized_body_is_413_status(api, ns):
     status, body = raw(api, "POST", f"/api/v1/namespaces/{ns}/configmaps", body=big,
                        headers={"Content-Type": "application/json"})
     assert status == 413 and body["kind"] == "Status" and body["code"] == 413
+
+
+def test_event_table_has_no_name_column(api, ns):
+    client.CoreV1Api(api).create_namespaced_event(ns, client.CoreV1Event(
+        metadata=client.V1ObjectMeta(name="ev1"), type="Warning", reason="BackOff",
+        message="something went wrong", count=3,
+        involved_object=client.V1ObjectReference(kind="Pod", name="p1", namespace=ns)))
+    status, table = raw(api, "GET", f"/api/v1/namespaces/{ns}/events",
+                        headers={"Accept": TABLE_ACCEPT})
+    columns = [c["name"] for c in table["columnDefinitions"] if c["priority"] == 0]
+    assert columns == ["Last Seen", "Type", "Reason", "Object", "Message"]
+    cells = dict(zip([c["name"] for c in table["columnDefinitions"]], table["rows"][0]["cells"]))
+    assert (cells["Type"], cells["Reason"], cells["Object"], cells["Count"]) == (
+        "Warning", "BackOff", "pod/p1", "3")

@@ -220,6 +220,10 @@ def test_create_commands_send_protobuf_and_are_understood(kubectl, ns):
     kubectl("create", "service", "clusterip", "psvc", "-n", ns, "--tcp=80:8080")
     kubectl("create", "cronjob", "pcj", "-n", ns, "--image=busybox",
             "--schedule=*/5 * * * *", "--", "date")
+    kubectl("create", "role", "reader", "-n", ns, "--verb=get,list",
+            "--resource=pods,deployments.apps")
+    kubectl("create", "rolebinding", "reader", "-n", ns, "--role=reader",
+            f"--serviceaccount={ns}:robot")
 
     assert json.loads(kubectl("get", "cm", "pc", "-n", ns, "-o", "json").stdout)["data"] == {
         "a": "b"}
@@ -239,6 +243,13 @@ def test_create_commands_send_protobuf_and_are_understood(kubectl, ns):
     header = kubectl("get", "cronjobs", "-n", ns).stdout.splitlines()[0].split()
     assert header[:2] == ["NAME", "SCHEDULE"]
     assert "robot" in kubectl("get", "sa", "-n", ns, "-o", "name").stdout
+    role = json.loads(kubectl("get", "role", "reader", "-n", ns, "-o", "json").stdout)
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+                             {"apiGroups": ["apps"], "resources": ["deployments"],
+                              "verbs": ["get", "list"]}]
+    binding = kubectl("get", "rolebinding", "reader", "-n", ns, "-o", "wide").stdout
+    assert binding.splitlines()[1].split()[1:2] == ["Role/reader"]
+    assert f"{ns}/robot" in binding
 
 
 def test_get_watch_streams_table_rows(kubectl, ns):

@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# Outside the repo: inside it, git would mark the copy as ignored and ansible-test would skip it.
-TREE = Path(tempfile.gettempdir()) / "fleetdr-sanity" / "ansible_collections"
 NOT_COLLECTION = ("lab/", "tools/", ".ci/", "tests/lab/")
 
 GET_PIP_STANDIN = '''"""Stand-in for get-pip.py: bootstrap pip from the ensurepip wheel, then install as asked."""
@@ -36,15 +34,23 @@ def collection_files():
 
 
 def main():
-    if TREE.exists():
-        shutil.rmtree(TREE)
-    dest = TREE / "fleetdr" / "kube"
+    # Outside the repo (inside it, git marks the copy as ignored and ansible-test skips it), and
+    # private to this run so parallel runs cannot delete each other's tree.
+    workdir = Path(tempfile.mkdtemp(prefix="fleetdr-sanity-"))
+    try:
+        return run(workdir / "ansible_collections")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(tree):
+    dest = tree / "fleetdr" / "kube"
     for rel in collection_files():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / rel, target)
     kcore = REPO / ".build" / "collections" / "ansible_collections" / "kubernetes" / "core"
-    shutil.copytree(kcore.resolve(), TREE / "kubernetes" / "core", symlinks=False)
+    shutil.copytree(kcore.resolve(), tree / "kubernetes" / "core", symlinks=False)
 
     cache = Path.home() / ".ansible" / "test" / "cache"
     cache.mkdir(parents=True, exist_ok=True)

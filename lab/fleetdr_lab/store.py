@@ -3,6 +3,12 @@
 Operations are synchronous and run on the lab's event-loop thread, so each is atomic. Stored
 objects are never mutated in place: every write stores a fresh dict, so watch history can keep
 references and only what is handed out is copied.
+
+Known simplifications (the rest follows kube-apiserver): no conversion between CR versions
+(strategy None, as most CRDs use); server-side apply tracks only Apply managers; a CRD's deletion
+removes its objects at once; watch history is a fixed number of events per cluster rather than
+etcd compaction; list continue tokens never expire; built-in kinds have no schema, so
+fieldValidation=Strict only checks custom resources.
 """
 from __future__ import annotations
 

@@ -194,3 +194,59 @@ def test_dry_run_and_noop_emit_nothing():
     s.update("", "configmaps", "app", "a", a)
     s.delete("", "configmaps", "app", "a", dry_run=True)
     assert drain(w) == []
+
+
+def test_event_stream_replays_to_the_listed_state():
+    """Applying every event of a watch to an empty map gives exactly what list returns, and
+    resourceVersions in the stream only increase."""
+    import random
+    rnd = random.Random(7)
+    s = make_store()
+    w = s.watch("", "configmaps", resource_version=s.current_resource_version())
+    filtered = s.watch("", "configmaps", resource_version=s.current_resource_version(),
+                       label_selector="team=a")
+    for step in range(400):
+        name = f"c{rnd.randrange(12)}"
+        ns = rnd.choice(["app", "other"])
+        live = s.get_or_none("", "configmaps", ns, name)
+        op = rnd.random()
+        try:
+            if live is None:
+                body = cm(name, {"team": rnd.choice("ab")})
+                if rnd.random() < 0.3:
+                    body["metadata"]["finalizers"] = ["example.com/f"]
+                s.create("", "configmaps", ns, body)
+            elif op < 0.4:
+                s.patch("", "configmaps", ns, name,
+                        {"metadata": {"labels": {"team": rnd.choice("ab")}},
+                         "data": {"k": str(step)}}, "merge")
+            elif op < 0.7:
+                s.delete("", "configmaps", ns, name)
+            else:
+                s.patch("", "configmaps", ns, name, {"metadata": {"finalizers": None}}, "merge")
+        except ApiError as e:
+            assert e.code in (409, 422)
+    state, last_rv = {}, 0
+    for ev in drain(w):
+        m = ev["object"]["metadata"]
+        rv = int(m["resourceVersion"])
+        assert rv > last_rv
+        last_rv = rv
+        key = (m["namespace"], m["name"])
+        if ev["type"] == "DELETED":
+            del state[key]
+        else:
+            assert (ev["type"] == "ADDED") == (key not in state)
+            state[key] = ev["object"]
+    listed = {(i["metadata"]["namespace"], i["metadata"]["name"]): i
+              for i in s.list("", "configmaps")["items"]}
+    assert {k: v["metadata"]["resourceVersion"] for k, v in state.items()} == \
+        {k: v["metadata"]["resourceVersion"] for k, v in listed.items()}
+    team_a = {}
+    for ev in drain(filtered):
+        key = (ev["object"]["metadata"]["namespace"], ev["object"]["metadata"]["name"])
+        if ev["type"] == "DELETED":
+            del team_a[key]
+        else:
+            team_a[key] = ev["object"]
+    assert set(team_a) == {k for k, v in listed.items() if v["metadata"]["labels"]["team"] == "a"}

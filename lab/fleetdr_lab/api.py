@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 import yaml
 from aiohttp import web
 
+from .registry import SUBRESOURCE_KINDS
 from .store import ApiError
 
 try:  # orjson serialises large lists several times faster; json is the fallback
@@ -159,6 +160,19 @@ def parse_accept(header: str | None) -> str:
             return "partial"
     # Protobuf-only or unknown: real clients that ask for protobuf also read JSON.
     return "json"
+
+
+def discovery_accept(header: str | None) -> str | None:
+    """The apidiscovery.k8s.io version of an aggregated-discovery Accept, if it comes first."""
+    for part in (header or "").split(","):
+        media, *params = [p.strip() for p in part.split(";")]
+        opts = dict(p.split("=", 1) for p in params if "=" in p)
+        if media == "application/json" and opts.get("as") == "APIGroupDiscoveryList" and \
+                opts.get("g") == "apidiscovery.k8s.io" and opts.get("v") in ("v2", "v2beta1"):
+            return opts["v"]
+        if media in ("application/json", "*/*") and "as" not in opts:
+            return None
+    return None
 
 
 def decode_body(raw: bytes, content_type: str):
@@ -971,6 +985,11 @@ class ClusterApi:
             return json_response(KUBE_VERSION)
         if head == "openapi":
             return self.openapi(request, parts[1:])
+        if head in ("api", "apis") and len(parts) == 1:
+            aggregated = discovery_accept(request.headers.get("Accept"))
+            if aggregated:
+                self.require_get(request)
+                return self.aggregated_discovery(head == "api", aggregated)
         if head == "api":
             if len(parts) == 1:
                 self.require_get(request)
@@ -1035,6 +1054,47 @@ class ClusterApi:
         if group:
             body["apiVersion"] = "v1"
         return body
+
+    def aggregated_discovery(self, core: bool, version: str) -> web.Response:
+        """apidiscovery.k8s.io APIGroupDiscoveryList: every group, version and resource in one
+        answer, which kubectl 1.32 asks for before falling back to per-version discovery."""
+        items = []
+        for g in self.store.registry.groups():
+            if bool(g["name"]) == core:
+                continue
+            versions = []
+            for v in g["versions"]:
+                resources = []
+                for rt in sorted(self.store.registry.resources(g["name"], v),
+                                 key=lambda r: r.plural):
+                    entry = {"resource": rt.plural,
+                             "responseKind": {"group": rt.group, "version": v, "kind": rt.kind},
+                             "scope": "Namespaced" if rt.namespaced else "Cluster",
+                             "singularResource": rt.singular, "verbs": list(rt.verbs)}
+                    if rt.short_names:
+                        entry["shortNames"] = list(rt.short_names)
+                    if rt.categories:
+                        entry["categories"] = list(rt.categories)
+                    subs = []
+                    for sub, verbs in rt.subresources.items():
+                        group, sub_version, kind = SUBRESOURCE_KINDS.get(
+                            sub, (rt.group, v, rt.kind))
+                        subs.append({"subresource": sub, "verbs": list(verbs),
+                                     "responseKind": {"group": group, "version": sub_version,
+                                                      "kind": kind}})
+                    if subs:
+                        entry["subresources"] = subs
+                    resources.append(entry)
+                versions.append({"version": v, "resources": resources, "freshness": "Current"})
+            meta = {"creationTimestamp": None}
+            if g["name"]:
+                meta["name"] = g["name"]
+            items.append({"metadata": meta, "versions": versions})
+        body = {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}",
+                "metadata": {}, "items": items}
+        return web.Response(body=dumps(body), headers={
+            "Content-Type": f"application/json;g=apidiscovery.k8s.io;v={version};"
+                            "as=APIGroupDiscoveryList"})
 
     def openapi(self, request: web.Request, parts: list[str]) -> web.Response:
         """Just enough OpenAPI v3 for kubectl to see that the server validates fields itself.
@@ -1247,7 +1307,6 @@ class ClusterApi:
         if path.sub == "scale":
             return "autoscaling", "v1", "Scale"
         if path.sub in ("binding", "eviction"):
-            from .registry import SUBRESOURCE_KINDS
             return SUBRESOURCE_KINDS[path.sub]
         return rt.group, path.version, rt.kind
 

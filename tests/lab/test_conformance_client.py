@@ -702,3 +702,24 @@ def test_event_table_has_no_name_column(api, ns):
     cells = dict(zip([c["name"] for c in table["columnDefinitions"]], table["rows"][0]["cells"]))
     assert (cells["Type"], cells["Reason"], cells["Object"], cells["Count"]) == (
         "Warning", "BackOff", "pod/p1", "3")
+
+
+def test_aggregated_discovery(api):
+    accept = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+              "application/json")
+    status, body = raw(api, "GET", "/apis", headers={"Accept": accept})
+    assert body["kind"] == "APIGroupDiscoveryList"
+    assert body["apiVersion"] == "apidiscovery.k8s.io/v2"
+    apps = next(i for i in body["items"] if i["metadata"].get("name") == "apps")
+    deployments = next(r for r in apps["versions"][0]["resources"]
+                       if r["resource"] == "deployments")
+    assert deployments["scope"] == "Namespaced" and deployments["shortNames"] == ["deploy"]
+    assert {"subresource": "scale", "verbs": ["get", "patch", "update"],
+            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"}} in \
+        deployments["subresources"]
+    status, body = raw(api, "GET", "/api", headers={"Accept": accept})
+    core = body["items"][0]
+    assert "name" not in core["metadata"] and core["versions"][0]["version"] == "v1"
+    # legacy discovery is still what a plain JSON Accept gets
+    status, body = raw(api, "GET", "/apis", headers={"Accept": "application/json"})
+    assert body["kind"] == "APIGroupList"

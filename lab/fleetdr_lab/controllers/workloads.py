@@ -475,7 +475,6 @@ class WorkloadController(Controller):
             for p in active[:len(active) - want]:
                 self._delete("", "pods", p)
             active = active[len(active) - want:]
-        labels_sel = spec.get("selector")
         template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         ready = sum(1 for p in active if pod_is_ready(p))
         status = omit_zero({
@@ -485,7 +484,6 @@ class WorkloadController(Controller):
             "readyReplicas": ready, "availableReplicas": ready,
             "observedGeneration": meta(rs).get("generation", 1)})
         status.setdefault("replicas", 0)  # the one field the real API always writes
-        del labels_sel
         self._write_status("apps", "replicasets", rs, status)
 
     # ------------------------------------------------------------------ StatefulSet

@@ -208,7 +208,10 @@ def run_fleet(clusters, operation, deadline_s=None, max_workers=None, on_result=
     finally:
         cancelled.set()
         # Threads still running cannot be killed; do not wait for them, they see `cancelled`.
-        executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            executor.shutdown(wait=False, cancel_futures=True)
+        except TypeError:  # Python < 3.9: queued work still sees `cancelled` and returns at once
+            executor.shutdown(wait=False)
     for index in range(len(clusters)):
         if results[index] is None:
             recorder = recorders[index]

@@ -28,15 +28,24 @@ description:
   - The task does not fail because of the report's verdict (Ansible drops custom stats of failed
     tasks). It returns RV(fail) decided by O(fail_on); fail the play in a following task.
 author:
-  - fleetdr.kube contributors
+  - fleetdr.kube maintainers (@fleetdr)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
   check_mode:
     support: full
     details: In check mode the report is built and returned but no file is written.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
   action:
     support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
 options:
   report:
     description:

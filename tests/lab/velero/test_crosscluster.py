@@ -64,4 +64,21 @@ def test_backup_in_c1_sync_and_restore_in_c2(velero, velero_c2, lab, tmp_path):
     # the restore's files went to the location of the backup (allowed on a ReadOnly BSL)
     keys = velero.bucket_keys(f"{velero.prefix.strip('/')}/restores/{r['metadata']['name']}/")
     assert any(k.endswith("-results.gz") for k in keys)
+
+    # file-system restores need the same repository password in both clusters (13.3)
+    secret = c2.core.read_namespaced_secret("velero-repo-credentials", velero_c2.namespace)
+    original = secret.data["repository-password"]
+    c2.core.patch_namespaced_secret("velero-repo-credentials", velero_c2.namespace,
+                                    {"stringData": {"repository-password": "not-the-same"}})
+    try:
+        other = uid("shop-c2")
+        bad = restore(velero_c2, uid("mig-bad"), {"backupName": name, "namespaceMapping": {ns: other}})
+        assert bad["status"]["phase"] == "PartiallyFailed"
+        pvr = velero_c2.list("podvolumerestores",
+                             label_selector=f"velero.io/restore-name={bad['metadata']['name']}")[0]
+        assert pvr["status"]["phase"] == "Failed"
+        assert "invalid repository password" in pvr["status"]["message"]
+    finally:
+        c2.core.patch_namespaced_secret("velero-repo-credentials", velero_c2.namespace,
+                                        {"data": {"repository-password": original}})
     velero_c2.delete("backupstoragelocations", "from-c1")

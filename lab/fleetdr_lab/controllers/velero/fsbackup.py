@@ -260,11 +260,17 @@ class NodeAgentController(VeleroController):
     node-agent pod go Accepted -> Prepared -> InProgress (byte progress) -> Completed/Failed."""
 
     name = "node-agent"
-    watches = [(GROUP, "podvolumebackups"), (GROUP, "podvolumerestores"), ("", "pods")]
+    watches = [(GROUP, "podvolumebackups"), (GROUP, "podvolumerestores"), ("", "pods"),
+               ("", "persistentvolumeclaims")]
 
     def keys_for(self, etype, obj):
         m = obj.get("metadata") or {}
         kind = obj.get("kind")
+        if kind == "PersistentVolumeClaim":
+            # a restored PVC getting bound: waiting PVRs of pods in its namespace can go on
+            return [("podvolumerestores", p["metadata"]["name"]) for p in self.list("podvolumerestores")
+                    if (p["spec"].get("pod") or {}).get("namespace") == m.get("namespace")
+                    and (p.get("status") or {}).get("phase") in (None, "", "New")]
         if kind == "Pod":
             # a node-agent pod becoming Ready, or a restored pod getting scheduled/bound
             if m.get("namespace") == self.namespace and (m.get("labels") or {}).get("name") == "node-agent":

@@ -1341,12 +1341,23 @@ class ClusterApi:
     def dry_run(request: web.Request) -> bool:
         return parse_dry_run(request.query.getall("dryRun", []))
 
+    @staticmethod
+    def field_validation(request: web.Request, options_kind: str) -> str | None:
+        value = request.query.get("fieldValidation") or None
+        if value not in (None, "Ignore", "Warn", "Strict"):
+            raise ApiError(422, "Invalid", f'{options_kind}.meta.k8s.io "" is invalid: '
+                           f'fieldValidation: Unsupported value: "{value}": supported values: '
+                           '"Ignore", "Strict", "Warn"')
+        return value
+
     async def create(self, request: web.Request, path: ResourcePath) -> web.Response:
         body = await self.read_object(request, path)
         if path.sub is not None:
             body.setdefault("metadata", {}).setdefault("name", path.name)
         created = self.store.create(path.group, path.rt.plural, path.namespace, body,
-                                    dry_run=self.dry_run(request), subresource=path.sub)
+                                    dry_run=self.dry_run(request), subresource=path.sub,
+                                    field_validation=self.field_validation(request,
+                                                                           "CreateOptions"))
         if path.sub is not None:
             return json_response(created, 201)
         return self.respond_object(request, path, created, 201)
@@ -1361,7 +1372,9 @@ class ClusterApi:
         existed = path.sub is not None or self.store.get_or_none(
             path.group, path.rt.plural, path.namespace, path.name) is not None
         updated = self.store.update(path.group, path.rt.plural, path.namespace, path.name, body,
-                                    subresource=path.sub, dry_run=self.dry_run(request))
+                                    subresource=path.sub, dry_run=self.dry_run(request),
+                                    field_validation=self.field_validation(request,
+                                                                           "UpdateOptions"))
         if path.sub == "scale":
             return json_response(updated)
         return self.respond_object(request, path, updated, 200 if existed else 201)
@@ -1400,7 +1413,9 @@ class ClusterApi:
         patched = self.store.patch(path.group, path.rt.plural, path.namespace, path.name, body,
                                    patch_type, subresource=path.sub,
                                    dry_run=self.dry_run(request),
-                                   field_manager=field_manager, force=force)
+                                   field_manager=field_manager, force=force,
+                                   field_validation=self.field_validation(request,
+                                                                          "PatchOptions"))
         if path.sub == "scale":
             return json_response(patched)
         return self.respond_object(request, path, patched, 200 if existed else 201)

@@ -723,3 +723,13 @@ def test_aggregated_discovery(api):
     # legacy discovery is still what a plain JSON Accept gets
     status, body = raw(api, "GET", "/apis", headers={"Accept": "application/json"})
     assert body["kind"] == "APIGroupList"
+
+
+def test_field_validation_values(api, ns):
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    status, body = raw(api, "POST", path, body={"metadata": {"name": "fv"}},
+                       query=[("fieldValidation", "Sometimes")])
+    assert status == 422 and "fieldValidation" in body["message"]
+    status, _ = raw(api, "POST", path, body={"metadata": {"name": "fv"}},
+                    query=[("fieldValidation", "Strict")])
+    assert status == 201

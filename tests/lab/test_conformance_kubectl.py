@@ -275,3 +275,30 @@ def test_get_watch_streams_table_rows(kubectl, ns):
         watchdog.cancel()
         watcher.kill()
         watcher.communicate()
+
+
+def test_strict_field_validation_of_custom_resources(kubectl, ns):
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "strictthings.kubectl.fleetdr.test"},
+        "spec": {"group": "kubectl.fleetdr.test", "scope": "Namespaced",
+                 "names": {"plural": "strictthings", "singular": "strictthing",
+                           "kind": "StrictThing"},
+                 "versions": [{"name": "v1", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                   "spec": {"type": "object",
+                                            "properties": {"size": {"type": "integer"}}}}}}}]}}
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(crd))
+    try:
+        kubectl("wait", "--for=condition=Established", f"crd/{crd['metadata']['name']}",
+                "--timeout=30s")
+        thing = {"apiVersion": "kubectl.fleetdr.test/v1", "kind": "StrictThing",
+                 "metadata": {"name": "t1", "namespace": ns}, "spec": {"size": 1, "sise": 2}}
+        # kubectl's default --validate=strict leaves the check to the server
+        refused = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(thing), check=False)
+        assert refused.returncode != 0 and 'unknown field "spec.sise"' in refused.stderr
+        kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(thing))
+        stored = json.loads(kubectl("get", "strictthing", "t1", "-n", ns, "-o", "json").stdout)
+        assert stored["spec"] == {"size": 1}  # pruned
+    finally:
+        kubectl("delete", "crd", crd["metadata"]["name"], "--wait=true")

@@ -569,3 +569,21 @@ def test_a_hundred_clusters(lab_factory):
     assert out.strip() == "node/c100-node-1"
     status = json.loads(handle.cli("status", "--json").stdout)
     assert all(c["up"] and c["objects"] > 0 for c in status["clusters"])
+
+
+def test_lab_process_reports_a_port_taken_after_the_cli_checked(tmp_path):
+    # The race the CLI's pre-check cannot close: the lab process itself must say which port.
+    from labctl import cli_env
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "fleetdr_lab.daemon", "--dir",
+                               str(tmp_path), "--clusters", "1", "--base-port", str(port - 1)],
+                              capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert proc.returncode == 3
+    state = json.loads((tmp_path / "lab.json").read_text())
+    assert state["state"] == "failed" and state["exit_code"] == 3
+    assert state["port"] in (port - 1, port)  # port - 1 may be taken by someone else too
+    assert "already in use" in state["error"]
+    assert not (tmp_path / "lab.pid").exists()

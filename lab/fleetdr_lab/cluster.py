@@ -20,6 +20,7 @@ REGIONS = ("eu-west", "us-east", "ap-south")
 ZONE_SUFFIXES = ("a", "b", "c")
 BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 KUBERNETES_SERVICE_IP = "10.96.0.1"
+APISERVER_IP = "10.0.0.10"
 CONTROLLER_RESTART_DELAY = 1.0
 SHUTDOWN_TIMEOUT = 1.0
 
@@ -133,6 +134,14 @@ class Cluster:
                                 "targetPort": 6443}],
                      "sessionAffinity": "None"},
         })
+        # The apiserver's own endpoints (selector-less Service, maintained by the apiserver).
+        store.apply_object({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": APISERVER_IP}],
+                         "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}],
+        })
 
     def _bootstrap_node(self, name: str, region: str, zone: str, index: int) -> None:
         now = self.lab.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -179,7 +188,16 @@ class Cluster:
             # The store drops status on the main resource: set it through the subresource
             # the way a kubelet does.
             created["status"] = status
-            self.store.update("", "nodes", None, name, created, subresource="status")
+            created = self.store.update("", "nodes", None, name, created, subresource="status")
+        # The kubelet's heartbeat Lease, owned by its Node, as in every real cluster.
+        self.store.apply_object({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": "kube-node-lease", "ownerReferences": [{
+                "apiVersion": "v1", "kind": "Node", "name": name,
+                "uid": created["metadata"]["uid"]}]},
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": 40,
+                     "renewTime": self.lab.clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+        })
 
     # -- controllers -------------------------------------------------------------------------
     def add_controller(self, ctrl) -> None:

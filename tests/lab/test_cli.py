@@ -113,6 +113,12 @@ def test_cluster_bootstrap_objects(lab):
         assert sc.volume_binding_mode == "Immediate" and sc.reclaim_policy == "Delete"
         svc = kclient.CoreV1Api(api).read_namespaced_service("kubernetes", "default")
         assert svc.spec.ports[0].port == 443
+        eps = kclient.CoreV1Api(api).read_namespaced_endpoints("kubernetes", "default")
+        assert eps.subsets[0].ports[0].port == 6443
+        lease = kclient.CoordinationV1Api(api).read_namespaced_lease("c3-node-1",
+                                                                     "kube-node-lease")
+        assert lease.spec.holder_identity == "c3-node-1"
+        assert lease.metadata.owner_references[0].kind == "Node"
     finally:
         api.close()
 

@@ -69,8 +69,8 @@ _clients: dict[tuple, object] = {}
 _clients_lock = threading.Lock()
 
 
-def _client_for(endpoint, region, key_id, secret, token, path_style, verify):
-    cache_key = (endpoint, region, key_id, secret, token, path_style, verify)
+def _client_for(endpoint, region, key_id, secret, token, path_style, verify, signature="s3v4"):
+    cache_key = (endpoint, region, key_id, secret, token, path_style, verify, signature)
     with _clients_lock:
         client = _clients.get(cache_key)
         if client is None:
@@ -80,6 +80,7 @@ def _client_for(endpoint, region, key_id, secret, token, path_style, verify):
                 aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=token,
                 verify=verify,
                 config=botocore.config.Config(
+                    signature_version=signature,
                     s3={"addressing_style": "path" if path_style else "auto"},
                     retries={"max_attempts": 1, "mode": "standard"},
                     connect_timeout=3, read_timeout=30, max_pool_connections=32,
@@ -122,6 +123,7 @@ class BackupStore:
         self.prefix = prefix
         self.layout = ObjectStoreLayout(prefix)
         self.client = client
+        self.public_url = ""
 
     # -- primitives
     def _call(self, operation: str, fn, **kwargs):
@@ -258,6 +260,16 @@ class BackupStore:
         except ObjectStoreError:
             pass
 
+    def presign(self, key: str, ttl_seconds: int = 600) -> str:
+        """A presigned GET URL (DownloadURLTTL = 10 minutes); publicUrl replaces the endpoint."""
+        url = self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                                 ExpiresIn=ttl_seconds)
+        if self.public_url:
+            parts = urlparse(url)
+            public = urlparse(self.public_url)
+            url = parts._replace(scheme=public.scheme, netloc=public.netloc).geturl()
+        return url
+
     def delete_backup(self, name: str) -> int:
         return self.delete_prefix(self.layout.backup_dir(name))
 
@@ -320,7 +332,10 @@ def make_backup_store(store, namespace: str, bsl: dict,
     path_style = str(config.get("s3ForcePathStyle", "false")).lower() in ("1", "t", "true")
     verify = str(config.get("insecureSkipTLSVerify", "false")).lower() not in ("1", "t", "true")
     bs = BackupStore(name, bucket, prefix, None)
-    params = (endpoint, config.get("region", ""), key_id, secret, token, path_style, verify)
+    bs.public_url = config.get("publicUrl", "")
+    # signatureVersion "1" = SigV2 presigned URLs; the default (4) signs with SigV4
+    signature = "s3" if str(config.get("signatureVersion", "4")) == "1" else "s3v4"
+    params = (endpoint, config.get("region", ""), key_id, secret, token, path_style, verify, signature)
 
     class _LazyClient:
         def __getattr__(self, attr):

@@ -387,6 +387,7 @@ from .backup import BackupQueueController, BackupController  # noqa: E402
 from .sync import BackupSyncController  # noqa: E402
 from .gc import GCController  # noqa: E402
 from .deletion import BackupDeletionController  # noqa: E402
+from .download_request import DownloadRequestController  # noqa: E402
 
 CONTROLLERS: list[type[VeleroController]] = [
     ServerStatusRequestController,
@@ -396,6 +397,7 @@ CONTROLLERS: list[type[VeleroController]] = [
     BackupSyncController,
     GCController,
     BackupDeletionController,
+    DownloadRequestController,
 ]
 # Part B: restore / schedule / node-agent controllers go below, e.g.
 # from .restore import RestoreController; CONTROLLERS.append(RestoreController)

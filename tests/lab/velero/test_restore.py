@@ -222,7 +222,8 @@ def test_crd_restored_first_and_established_before_its_objects(velero, source):
     ns = uid("rcrd")
     kube.namespace(ns)
     kube.custom.create_namespaced_custom_object(group, "v1", ns, "gadgets", {
-        "apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"size": 3}})
+        "apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"size": 3},
+        "status": {"ready": True}})   # no status subresource: status travels with the create
     backup = uid("rcb")
     run_backup(velero, backup, {"includedNamespaces": [ns]})
     ext.delete_custom_resource_definition(crd_name)
@@ -239,6 +240,14 @@ def test_crd_restored_first_and_established_before_its_objects(velero, source):
     resources = restore_file(velero, name, "resource-list.json.gz")
     assert resources["apiextensions.k8s.io/v1/CustomResourceDefinition"] == [f"{crd_name}(created)"]
     assert resources[f"{group}/v1/Gadget"] == [f"{target}/g1(created)"]
+    assert "status" not in g            # status is dropped unless asked for (6.9)
+
+    target2 = uid("rcrt")
+    r = restore(velero, uid("rcr"), {"backupName": backup, "namespaceMapping": {ns: target2},
+                                     "restoreStatus": {"includedResources": [f"gadgets.{group}"]}})
+    assert r["status"]["phase"] == "Completed", r["status"]
+    g2 = kube.custom.get_namespaced_custom_object(group, "v1", target2, "gadgets", "g1")
+    assert g2["status"] == {"ready": True}
     ext.delete_custom_resource_definition(crd_name)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 
 import pytest
@@ -277,3 +278,36 @@ def test_resource_policy_validation(velero, text, spec_extra, message):
     b = velero.backup(name, {"resourcePolicy": {"kind": "configmap", "name": cm}, **spec_extra})
     assert b["status"]["phase"] == "FailedValidation"
     assert any(message in e for e in b["status"]["validationErrors"]), b["status"]["validationErrors"]
+
+
+def test_volume_policy_selects_fs_backup_and_volume_info(velero):
+    """A volumePolicies `fs-backup` action picks a pod volume without any pod annotation; the
+    resulting PodVolumeBackup lands in -podvolumebackups.json.gz and -volumeinfo.json.gz."""
+    import gzip
+    ns = ns_with(velero, velero.unique("volpol"))
+    for claim, labels in (("keep", {"backup": "fs"}), ("other", {})):
+        velero.core.create_namespaced_persistent_volume_claim(ns, {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim, "labels": labels},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    velero.core.create_namespaced_pod(ns, {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "infinity"],
+                                 "volumeMounts": [{"name": "keep", "mountPath": "/keep"},
+                                                  {"name": "other", "mountPath": "/other"}]}],
+                 "volumes": [{"name": "keep", "persistentVolumeClaim": {"claimName": "keep"}},
+                             {"name": "other", "persistentVolumeClaim": {"claimName": "other"}}]}})
+    velero.wait_for(lambda: velero.core.read_namespaced_pod("app", ns).status.phase == "Running", what="pod Running")
+    cm = policy_configmap(velero, "version: v1\nvolumePolicies:\n"
+                                  "- conditions: {pvcLabels: {backup: fs}}\n  action: {type: fs-backup}\n")
+    name = velero.unique("volpol")
+    b = velero.backup(name, {"includedNamespaces": [ns], "resourcePolicy": {"kind": "configmap", "name": cm}})
+    assert b["status"]["phase"] == "Completed", b["status"]
+    root = velero.backup_prefix(name)
+    pvbs = json.loads(gzip.decompress(velero.read_object(root + f"{name}-podvolumebackups.json.gz")))
+    assert [p["spec"]["volume"] for p in pvbs] == ["keep"]
+    infos = json.loads(gzip.decompress(velero.read_object(root + f"{name}-volumeinfo.json.gz")))
+    assert len(infos) == 1
+    info = infos[0]
+    assert info["backupMethod"] == "PodVolumeBackup" and info["pvcName"] == "keep"
+    assert info["pvcNamespace"] == ns and info["pvName"].startswith("pvc-")
+    assert info["pvbInfo"]["podName"] == "app" and info["result"] == "succeeded"

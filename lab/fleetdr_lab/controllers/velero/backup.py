@@ -530,6 +530,29 @@ class BackupController(VeleroController):
             await self._pod_volumes(req, collector, obj)
         written[(item.gr, item.namespace, item.name, item.version)] = obj
 
+    def _pvb_volume_info(self, pod: dict, pvb: dict) -> dict:
+        """One `-volumeinfo.json.gz` entry for a file-system backed-up volume."""
+        pm, st, spec = pod["metadata"], pvb.get("status") or {}, pvb.get("spec") or {}
+        pvc_name = ((pvb.get("metadata") or {}).get("annotations") or {}).get("velero.io/pvc-name", "")
+        info = {"pvcName": pvc_name, "pvcNamespace": pm["namespace"] if pvc_name else "",
+                "backupMethod": "PodVolumeBackup", "snapshotDataMoved": False, "skipped": False,
+                "result": "succeeded" if st.get("phase") == "Completed" else "failed",
+                "startTimestamp": st.get("startTimestamp"), "completionTimestamp": st.get("completionTimestamp"),
+                "pvbInfo": {"snapshotHandle": st.get("snapshotID", ""),
+                            "size": (st.get("progress") or {}).get("totalBytes", 0),
+                            "uploaderType": spec.get("uploaderType", "kopia"), "volumeName": spec.get("volume", ""),
+                            "podName": pm["name"], "podNamespace": pm["namespace"],
+                            "nodeName": spec.get("node", "")}}
+        if pvc_name:
+            pvc = self.store.get_or_none("", "persistentvolumeclaims", pm["namespace"], pvc_name)
+            pv_name = ((pvc or {}).get("spec") or {}).get("volumeName", "")
+            info["pvName"] = pv_name
+            pv = self.store.get_or_none("", "persistentvolumes", None, pv_name) if pv_name else None
+            if pv is not None:
+                info["pvInfo"] = {"reclaimPolicy": pv["spec"].get("persistentVolumeReclaimPolicy", ""),
+                                  "labels": pv["metadata"].get("labels") or {}}
+        return info
+
     async def _pod_volumes(self, req: BackupRequest, collector: "ItemCollector", pod: dict):
         volumes = select_fs_volumes(pod, req.backup.get("spec") or {},
                                     collector.filter.include_related("persistentvolumeclaims", True),
@@ -551,6 +574,7 @@ class BackupController(VeleroController):
             return
         for pvb in pvbs or []:
             req.pod_volume_backups.append(pvb)
+            req.volume_infos.append(self._pvb_volume_info(pod, pvb))
             st = pvb.get("status") or {}
             if st.get("phase") in ("Failed", "Canceled"):
                 req.log_error(f"pod volume backup failed: {st.get('message', '')}",

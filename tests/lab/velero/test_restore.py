@@ -27,7 +27,9 @@ def source(velero):
                  "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
     service = kube.core.read_namespaced_service("web", ns)
     kube.core.create_namespaced_service_account(ns, {"apiVersion": "v1", "kind": "ServiceAccount",
-                                                     "metadata": {"name": "runner"}})
+                                                     "metadata": {"name": "runner"},
+                                                     "secrets": [{"name": "runner-token-abcde"},
+                                                                 {"name": "runner-extra"}]})
     rbac = __import__("kubernetes").client.RbacAuthorizationV1Api(kube.api_client)
     rbac.create_namespaced_role_binding(ns, {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "runner"},
@@ -69,7 +71,8 @@ def test_restore_with_namespace_mapping_creates_objects_and_files(velero, source
     rbac = __import__("kubernetes").client.RbacAuthorizationV1Api(kube.api_client)
     rb = rbac.read_namespaced_role_binding("runner", target)
     assert [(s.name, s.namespace) for s in rb.subjects] == [("runner", target)]
-    assert kube.exists(kube.core.read_namespaced_service_account, "runner", target)
+    sa = kube.core.read_namespaced_service_account("runner", target)
+    assert [x.name for x in sa.secrets or []] == ["runner-extra"]   # the token secret is dropped
 
     # counters: every processed entry (items + the created namespace)
     resources = restore_file(velero, name, "resource-list.json.gz")
@@ -341,3 +344,38 @@ def test_retained_pv_is_restored_with_claim_ref_remapped(velero):
     restored = poll(lambda: (lambda c: c if c.status.phase == "Bound" else None)(
         kube.core.read_namespaced_persistent_volume_claim("keep", target)), what="restored PVC bound")
     assert restored.spec.volume_name == pv_name
+
+
+def test_include_cluster_resources_semantics(velero):
+    """6.3: cluster-scoped items are restored with `true`, never with `false`, and with nil only
+    when the namespace filter takes everything."""
+    kube = Kube(velero)
+    rbac = __import__("kubernetes").client.RbacAuthorizationV1Api(kube.api_client)
+    ns = uid("ricr")
+    kube.namespace(ns)
+    kube.configmap(ns, "cm", {"a": "b"})
+    role = uid("ricr-role")
+    rbac.create_cluster_role({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                              "metadata": {"name": role, "labels": {"test": ns}},
+                              "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
+    backup = uid("ricrb")
+    run_backup(velero, backup, {"includedNamespaces": [ns], "includeClusterResources": True,
+                                "orLabelSelectors": [{"matchLabels": {"test": ns}},
+                                                     {"matchLabels": {"kubernetes.io/metadata.name": ns}}]})
+    rbac.delete_cluster_role(role)
+
+    def restored(spec):
+        name = uid("ricrr")
+        r = restore(velero, name, {"backupName": backup, **spec})
+        assert r["status"]["phase"] == "Completed", r["status"]
+        found = kube.exists(rbac.read_cluster_role, role)
+        if found:
+            rbac.delete_cluster_role(role)
+            poll(lambda: not kube.exists(rbac.read_cluster_role, role), what="cluster role deleted")
+        return found
+
+    assert restored({"includeClusterResources": False}) is False
+    assert restored({"includedNamespaces": [ns], "namespaceMapping": {ns: uid("ricrt")}}) is False
+    assert restored({"namespaceMapping": {ns: uid("ricrt")}}) is True
+    assert restored({"includedNamespaces": [ns], "includeClusterResources": True,
+                     "namespaceMapping": {ns: uid("ricrt")}}) is True

@@ -112,3 +112,10 @@ def test_uninstall_stops_the_server(private_velero):
     assert server_running(v)
     v.uninstall()
     v.wait_for(lambda: not server_running(v), what="server stopped after uninstall")
+
+
+def test_processed_status_requests_expire_after_a_minute(private_velero):
+    v = private_velero
+    name = ssr(v)["metadata"]["name"]
+    v.lab.cli("clock", "advance", "2m")
+    v.wait_for(lambda: v.get_or_none("serverstatusrequests", name) is None, what="SSR deleted after expiry")

@@ -397,6 +397,11 @@ class BackupController(VeleroController):
         self.server.running_backups.add(name)
         try:
             await self._execute(b)
+        except asyncio.CancelledError:
+            raise   # server stopping: the backup stays InProgress (marked Failed at next start)
+        except Exception as exc:
+            self.log.exception("backup %s failed", name)
+            self._fail(name, str(exc))
         finally:
             self.server.running_backups.discard(name)
             queue = self.server.controller(BackupQueueController)

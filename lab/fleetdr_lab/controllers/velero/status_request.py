@@ -62,7 +62,7 @@ def server_plugins(config) -> list[dict]:
 class ServerStatusRequestController(VeleroController):
     name = "server-status-request"
     watches = [("velero.io", "serverstatusrequests")]
-    resync_seconds = 30.0   # expiry check (real: every 5m; cheap enough to run more often)
+    resync_seconds = 5.0    # expiry check (real: every 5m; cheap enough to run more often)
 
     def reconcile(self, key):
         ssr = self.get("serverstatusrequests", key)

@@ -41,11 +41,20 @@ class ScheduleController(VeleroController):
     async def _tick_loop(self):
         """Every minute of lab time, and right after any clock advance: re-check every schedule."""
         while True:
-            await self._wait_tick()
-            for sched in self.list("schedules"):
-                self.enqueue(sched["metadata"]["name"])
+            try:
+                await self._wait_tick()
+                for sched in self.list("schedules"):
+                    self.enqueue(sched["metadata"]["name"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep ticking whatever happened
+                self.log.exception("schedule tick failed")
+                await asyncio.sleep(1.0)
 
     async def _wait_tick(self):
+        if not hasattr(self.clock, "_event"):
+            await self.clock.sleep(TICK_SECONDS)
+            return
         deadline = self.clock.time() + TICK_SECONDS
         while self.clock.time() < deadline:
             # the clock's advance event wakes every waiter (TODO daemon owner: a public

@@ -1189,7 +1189,9 @@ class ClusterApi:
         allowed = rt.subresources[path.sub] if path.sub else rt.verbs
         if verb is None or verb not in allowed:
             raise method_not_allowed()
-        if verb in ("create",) and path.name is not None and path.sub is None:
+        if path.watch_prefix and verb != "watch":
+            raise method_not_allowed()
+        if verb == "create" and path.name is not None and path.sub is None:
             raise method_not_allowed()
         if verb in ("update", "patch", "delete") and path.name is None:
             raise method_not_allowed()

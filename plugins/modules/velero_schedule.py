@@ -168,7 +168,7 @@ def next_runs(expression, count=3):
         from croniter import croniter
 
         it = croniter(expression, datetime.now(timezone.utc))
-        return [it.get_next(datetime).strftime("%Y-%m-%dT%H:%M:%SZ") for _ in range(count)]
+        return [it.get_next(datetime).strftime("%Y-%m-%dT%H:%M:%SZ") for dummy in range(count)]
     except Exception:
         return None
 

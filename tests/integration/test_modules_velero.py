@@ -111,7 +111,7 @@ class Play(object):
         cmd = ANSIBLE_PLAYBOOK + ["-i", str(self.lab.inventory), "-l", "c1", str(PLAYBOOKS / playbook), "-e", "@" + str(vars_file)]
         if verbose:
             cmd.append("-vvv")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=str(self.workdir))
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=str(self.workdir), check=False)
         if verbose:
             return proc, None
         try:
@@ -161,7 +161,7 @@ def velero_state(velero):
 
 def test_backup_create_wait_idempotence_check_mode_diff_delete(play, velero, app):
     name = unique("bk")
-    _, t = play.run("backup_lifecycle.yml", {"backup_name": name, "app_namespace": app})
+    dummy, t = play.run("backup_lifecycle.yml", {"backup_name": name, "app_namespace": app})
 
     assert t["Create in check mode"]["changed"] is True
     assert t["Look for the backup after check mode"]["resources"] == []
@@ -191,7 +191,7 @@ def test_backup_create_wait_idempotence_check_mode_diff_delete(play, velero, app
 
 def test_backup_partial_failure_reports_why(play, velero):
     name = unique("partial")
-    _, t = play.run("backup_partial.yml", {"backup_name": name})
+    dummy, t = play.run("backup_partial.yml", {"backup_name": name})
     failed = t["Back up a namespace that does not exist"]
     assert failed["failed"] is True and "PartiallyFailed" in failed["msg"]
     messages = failed["result"]["messages"]["errors"]
@@ -207,7 +207,7 @@ def test_backup_partial_failure_reports_why(play, velero):
 
 def test_schedule_lifecycle(play, velero, app):
     name = unique("sched")
-    _, t = play.run("schedule_lifecycle.yml", {"schedule_name": name, "app_namespace": app})
+    dummy, t = play.run("schedule_lifecycle.yml", {"schedule_name": name, "app_namespace": app})
     bad = t["Invalid cron"]
     assert bad["failed"] is True and bad["option"] == "schedule"
     assert t["Create in check mode"]["changed"] is True
@@ -236,7 +236,7 @@ def test_restore_with_mapping_modifiers_and_policies(play, velero, app):
 
     core = k8s.CoreV1Api(velero.api_client)
     backup, restore, target = unique("rbk"), unique("rs"), unique("copy")
-    _, t = play.run("restore.yml", {"backup_name": backup, "restore_name": restore, "app_namespace": app, "target_namespace": target})
+    dummy, t = play.run("restore.yml", {"backup_name": backup, "restore_name": restore, "app_namespace": app, "target_namespace": target})
 
     missing = t["Restore from a backup that does not exist"]
     assert missing["failed"] is True and "backup_name" in missing["msg"] and "no-such-backup" in missing["msg"]
@@ -269,7 +269,7 @@ def test_restore_with_mapping_modifiers_and_policies(play, velero, app):
 def test_location_available_unavailable_and_info(play, lab, velero):
     name = unique("loc")
     s3 = lab.s3
-    _, t = play.run("location.yml", {"location_name": name, "location_prefix": "modules/" + name,
+    dummy, t = play.run("location.yml", {"location_name": name, "location_prefix": "modules/" + name,
                                      "s3_access_key_id": s3["access_key_id"], "s3_secret_access_key": s3["secret_access_key"],
                                      "s3_bad_secret": "not-the-secret"})
     assert t["Location with good credentials (check mode)"]["changed"] is True
@@ -313,7 +313,7 @@ BAD_INPUT_OPTIONS = {
 
 def test_bad_input_fails_clearly_and_changes_nothing(play, velero):
     before = velero_state(velero)
-    _, t = play.run("bad_input.yml", {})
+    dummy, t = play.run("bad_input.yml", {})
     for task, option in BAD_INPUT_OPTIONS.items():
         result = t[task]
         assert result["failed"] is True, task
@@ -329,7 +329,7 @@ def test_no_credential_in_verbose_output_or_results(play, lab, velero):
     s3 = lab.s3
     extra = {"location_name": name, "location_prefix": "modules/" + name, "backup_name": unique("secbk"),
              "s3_access_key_id": s3["access_key_id"], "s3_secret_access_key": s3["secret_access_key"]}
-    proc, _ = play.run("secret_scan.yml", extra, verbose=True)
+    proc, dummy = play.run("secret_scan.yml", extra, verbose=True)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     assert "Location with credentials" in output and "Info with details" in output

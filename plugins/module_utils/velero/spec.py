@@ -58,7 +58,7 @@ BACKUP_DURATION_OPTIONS = (
     ("item_operation_timeout", "itemOperationTimeout"),
 )
 # Every option that shapes a backup spec; velero_schedule's template uses the same list.
-BACKUP_SPEC_OPTIONS = tuple(o for o, _ in BACKUP_LIST_OPTIONS + BACKUP_SCALAR_OPTIONS + BACKUP_DURATION_OPTIONS) + (
+BACKUP_SPEC_OPTIONS = tuple(pair[0] for pair in BACKUP_LIST_OPTIONS + BACKUP_SCALAR_OPTIONS + BACKUP_DURATION_OPTIONS) + (
     "label_selector",
     "or_label_selectors",
     "hooks",
@@ -394,7 +394,7 @@ def _selectors(params):
 # --------------------------------------------------------------------------- hooks and ordering
 
 def _camel(key):
-    head, _, tail = key.partition("_")
+    head, dummy, tail = key.partition("_")
     if not tail:
         return key
     return head + "".join(part[:1].upper() + part[1:] for part in tail.split("_"))

@@ -37,7 +37,7 @@ class FakeKube(object):
                 labels = obj["metadata"].get("labels") or {}
                 ok = True
                 for req in label_selector.split(","):
-                    k, _, v = req.partition("=")
+                    k, dummy, v = req.partition("=")
                     if labels.get(k) != v:
                         ok = False
                 if not ok:

@@ -40,7 +40,7 @@ def test_second_run_is_unchanged_despite_velero_mutations():
     spec = specs.build_backup_spec({"included_resources": ["pods"]})
     objects.ensure_backup(kube, "b1", spec)
     velero_starts(kube, "b1")
-    changed, obj, _ = objects.ensure_backup(kube, "b1", spec)
+    changed, obj, dummy = objects.ensure_backup(kube, "b1", spec)
     assert not changed and len(kube.writes) == 1
 
 
@@ -65,7 +65,7 @@ def test_different_spec_under_same_name_is_a_clear_conflict():
 
 def test_check_mode_writes_nothing():
     kube = kube_with_bsl()
-    changed, obj, _ = objects.ensure_backup(kube, "b1", {}, check_mode=True)
+    changed, obj, dummy = objects.ensure_backup(kube, "b1", {}, check_mode=True)
     assert changed and obj["metadata"]["name"] == "b1" and kube.writes == []
 
 
@@ -229,7 +229,7 @@ def test_location_secret_compared_not_shown():
     assert changed and secret_action == "create"
     assert "SECRET" not in json.dumps(diff) and "SECRET" not in json.dumps(obj)
     assert objects.plan_secret(kube, "loc-credentials", "cloud", content) == (None, None)
-    action, _ = objects.plan_secret(kube, "loc-credentials", "cloud", objects.credentials_file("AKID", "OTHER"))
+    action, dummy = objects.plan_secret(kube, "loc-credentials", "cloud", objects.credentials_file("AKID", "OTHER"))
     assert action == "replace"
     again = objects.ensure_location(kube, "backupstoragelocations", "BackupStorageLocation", "loc", spec)
     assert again[0] is False

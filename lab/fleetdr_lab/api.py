@@ -1191,6 +1191,8 @@ class ClusterApi:
             raise method_not_allowed()
         if path.watch_prefix and verb != "watch":
             raise method_not_allowed()
+        if rt.namespaced and path.namespace is None and verb not in ("list", "watch"):
+            raise method_not_allowed()  # the all-namespaces path only reads
         if verb == "create" and path.name is not None and path.sub is None:
             raise method_not_allowed()
         if verb in ("update", "patch", "delete") and path.name is None:

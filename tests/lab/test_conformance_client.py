@@ -190,6 +190,11 @@ def test_unknown_resource_and_disallowed_verb(api, ns):
     status, body = raw(api, "POST", f"/api/v1/namespaces/{ns}/configmaps/x",
                              body={"metadata": {"name": "x"}})
     assert status == 405
+    # the all-namespaces path of a namespaced resource only lists and watches
+    status, body = raw(api, "POST", "/api/v1/configmaps", body={"metadata": {"name": "x"}})
+    assert status == 405
+    status, body = raw(api, "DELETE", "/api/v1/configmaps")
+    assert status == 405
 
 
 def test_bad_bodies_are_400(api, ns):

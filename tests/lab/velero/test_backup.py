@@ -173,6 +173,31 @@ def test_bucket_files_and_tarball_layout(velero):
     assert "level=info" in log and name in log
 
 
+def watch_phases(v, name, create) -> list[str]:
+    """Run `create()` and return the distinct phases the backup went through, via a watch."""
+    rv = v.custom.list_namespaced_custom_object("velero.io", "v1", v.namespace, "backups")["metadata"]["resourceVersion"]
+    seen, done = [], threading.Event()
+
+    def run():
+        w = k8s_watch.Watch()
+        for ev in w.stream(v.custom.list_namespaced_custom_object, "velero.io", "v1", v.namespace, "backups",
+                           resource_version=rv, timeout_seconds=60):
+            if ev["object"]["metadata"]["name"] != name:
+                continue
+            phase = (ev["object"].get("status") or {}).get("phase", "")
+            if phase and (not seen or seen[-1] != phase):
+                seen.append(phase)
+            if phase in ("Completed", "PartiallyFailed", "Failed", "FailedValidation"):
+                w.stop()
+                break
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    create()
+    assert done.wait(60)
+    return seen
+
+
 def test_failed_item_makes_backup_partially_failed_with_results(velero):
     ns = velero.unique("bk-fail")
     make_namespace(velero, ns)
@@ -180,7 +205,9 @@ def test_failed_item_makes_backup_partially_failed_with_results(velero):
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "broken", "annotations": {"fleetdr.lab/fail-backup": "true"}}})
     name = velero.unique("partial")
-    b = velero.backup(name, {"includedNamespaces": [ns]})
+    phases = watch_phases(velero, name, lambda: velero.create_backup(name, {"includedNamespaces": [ns]}))
+    assert phases == ["Queued", "ReadyToStart", "InProgress", "FinalizingPartiallyFailed", "PartiallyFailed"]
+    b = velero.get("backups", name)
     assert b["status"]["phase"] == "PartiallyFailed"
     assert b["status"]["errors"] == 1
     assert b["status"].get("failureReason") is None
@@ -230,6 +257,12 @@ def test_failed_validation(velero, spec, message):
     assert "startTimestamp" not in st and "completionTimestamp" not in st
     assert st["expiration"]  # set even for FailedValidation (GC deletes them later)
     assert velero.bucket_keys(velero.backup_prefix(name)) == []
+
+
+def test_failed_validation_phase_path(velero):
+    name = velero.unique("fv-path")
+    phases = watch_phases(velero, name, lambda: velero.create_backup(name, {"storageLocation": "missing"}))
+    assert phases == ["Queued", "ReadyToStart", "FailedValidation"]
 
 
 def test_read_only_bsl_blocks_backup_creation(velero):

@@ -188,3 +188,21 @@ def test_opt_out_mode_respects_excludes_annotation(velero, lab):
     assert pvbs[0]["status"]["phase"] == "Completed"
     assert pvbs[0]["status"]["message"] == "volume was empty so no snapshot was taken"
     assert "snapshotID" not in pvbs[0]["status"]
+
+
+def test_backup_without_node_agent_is_partially_failed(private_velero):
+    """Velero installed without --use-node-agent: an opted-in volume is an error, not a PVB."""
+    import gzip
+    velero = private_velero
+    kube = Kube(velero)
+    ns = uid("fsna")
+    kube.namespace(ns)
+    pod = make_app(kube, ns, annotations={"backup.velero.io/backup-volumes": "data"})
+    name = uid("fsna")
+    velero.create_backup(name, {"includedNamespaces": [ns]})
+    b = velero.wait_backup(name)
+    assert b["status"]["phase"] == "PartiallyFailed"
+    assert pvbs_of(velero, name) == []
+    results = json.loads(gzip.decompress(velero.read_object(f"{velero.backup_prefix(name)}{name}-results.gz")))
+    errors = results["errors"]["namespaces"][ns]
+    assert any(f"daemonset pod not found in running state in node {pod.spec.node_name}" in e for e in errors), errors

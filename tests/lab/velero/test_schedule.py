@@ -1,5 +1,8 @@
 """Schedules (SEMANTICS 7) driven by the lab clock: `fleetdr-lab clock advance` instead of waiting.
 
+Tests that move the clock use a private Velero in the scratch lab, so the shared lab's clock
+stays put.
+
 Absence checks use a witness: a `@every 1m` schedule whose name sorts after the subject's. The
 schedule controller re-checks every schedule (in name order, one worker) after each clock
 advance, so once the witness has fired for an advance the subject was evaluated for it too.
@@ -44,7 +47,15 @@ def schedules(velero):
         velero.delete("schedules", name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def moving(private_velero, scratch_lab):
+    """(velero, lab, empty namespace) where the clock may be advanced."""
+    ns = uid("sched-ns")
+    Kube(private_velero).namespace(ns)
+    return private_velero, scratch_lab, ns
+
+
+@pytest.fixture
 def empty_ns(velero):
     ns = uid("sched-ns")
     Kube(velero).namespace(ns)
@@ -83,11 +94,11 @@ def test_invalid_cron_fails_validation(velero, schedules, cron, message):
     assert s["status"]["validationErrors"] == [message]
 
 
-def test_schedule_fires_at_first_tick_on_the_lab_clock(velero, lab, schedules, empty_ns):
+def test_schedule_fires_at_first_tick_on_the_lab_clock(moving):
+    velero, lab, empty_ns = moving
     name = uid("nightly")
     template = {"includedNamespaces": [empty_ns], "ttl": "24h0m0s", "metadata": {"labels": {"tier": "gold"}}}
     created = create_schedule(velero, name, "@every 10m", template, useOwnerReferencesInBackup=True)
-    schedules.append(name)
     s = wait_phase(velero, name, "Enabled")
     assert s["spec"]["skipImmediately"] is False          # written out on the first reconcile
     assert "lastBackup" not in s["status"]
@@ -116,7 +127,9 @@ def test_schedule_fires_at_first_tick_on_the_lab_clock(velero, lab, schedules, e
     assert velero.wait_backup(b["metadata"]["name"])["status"]["phase"] == "Completed"
 
 
-def test_paused_schedule_is_not_reconciled(velero, lab, schedules, empty_ns):
+def test_paused_schedule_is_not_reconciled(moving):
+    velero, lab, empty_ns = moving
+    schedules = []
     name = uid("paused")
     create_schedule(velero, name, "@every 1m", {"includedNamespaces": [empty_ns]}, paused=True)
     schedules.append(name)
@@ -133,7 +146,9 @@ def test_paused_schedule_is_not_reconciled(velero, lab, schedules, empty_ns):
     poll(lambda: schedule_backups(velero, name), what="backup after unpause")
 
 
-def test_tick_is_skipped_while_a_backup_of_the_schedule_is_in_progress(velero, lab, schedules, empty_ns):
+def test_tick_is_skipped_while_a_backup_of_the_schedule_is_in_progress(moving):
+    velero, lab, empty_ns = moving
+    schedules = []
     name = uid("busy")
     create_schedule(velero, name, "@every 10m", {"includedNamespaces": [empty_ns]})
     schedules.append(name)

@@ -10,7 +10,6 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
-from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
 

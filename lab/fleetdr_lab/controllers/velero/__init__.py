@@ -3,4 +3,6 @@
 `install(cluster)` registers the watcher that runs a VeleroServer while Velero is installed.
 """
 from . import server  # noqa: F401  (imported first: it defines the base the sub-modules use)
-from .server import CONTROLLERS, SERVERS, VeleroController, VeleroServer, install  # noqa: F401
+from .server import CONTROLLERS, SERVERS, VeleroController, VeleroServer, install
+
+__all__ = ["CONTROLLERS", "SERVERS", "VeleroController", "VeleroServer", "install", "server"]

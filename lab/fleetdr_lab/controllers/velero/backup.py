@@ -23,7 +23,7 @@ from .filters import (EXCLUDE_LABEL, OLD_NEW_MIXED, SNAPSHOT_CLUSTER_RESOURCE, S
                       validate_resource_lists, validate_scoped_lists)
 from .layout import versions_to_write
 from .s3 import ObjectStoreError, run_blocking
-from .server import GROUP, VeleroController, label_safe, parse_time
+from .server import GROUP, VeleroController, label_safe
 from .tarball import BACKUP_FORMAT_VERSION, TarballWriter
 
 PLURAL = "backups"

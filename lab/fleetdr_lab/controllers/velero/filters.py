@@ -237,7 +237,7 @@ CONDITION_KEYS = ("capacity", "storageClass", "nfs", "csi", "volumeTypes", "pvcL
 def parse_quantity(text) -> float:
     m = _QUANTITY.match(str(text))
     if not m:
-        raise ValueError(f"quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+        raise ValueError("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
     return float(m.group(1)) * _QUANTITY_FACTORS[m.group(2)]
 
 

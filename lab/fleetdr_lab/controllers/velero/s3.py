@@ -323,8 +323,8 @@ def make_backup_store(store, namespace: str, bsl: dict,
     if not endpoint:
         # Without s3Url the plugin asks AWS for the bucket region; the lab never leaves loopback.
         raise ObjectStoreError(rpc_error(
-            f"unable to determine bucket's region: operation error S3: HeadBucket, "
-            f"failed to resolve service endpoint (lab: s3Url is required)"))
+            "unable to determine bucket's region: operation error S3: HeadBucket, "
+            "failed to resolve service endpoint (lab: s3Url is required)"))
     if not endpoint.startswith(("http://", "https://")):
         raise ObjectStoreError(rpc_error(f"invalid s3Url {endpoint}, URL must start with http(s)://"))
     if not _is_loopback(endpoint):

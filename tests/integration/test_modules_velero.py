@@ -264,6 +264,24 @@ def test_restore_with_mapping_modifiers_and_policies(play, velero, app):
     assert "fleetdr-change-storage-class" not in velero_state(velero)["configmaps"]
 
 
+def test_restore_from_schedule_uses_its_newest_completed_backup(play, lab, velero, app):
+    from kubernetes import client as k8s
+
+    from labctl import cli_command
+
+    schedule, target = unique("rsched"), unique("fromsched")
+    advance = " ".join(cli_command() + ["clock", "advance", "1h", "--dir", str(lab.dir)])
+    dummy, t = play.run("schedule_restore.yml", {"schedule_name": schedule, "app_namespace": app, "target_namespace": target,
+                                                 "clock_advance_command": advance})
+    backups = t["Wait for the schedule's backup to complete"]["backups"]
+    restored = t["Restore the newest Completed backup of the schedule"]
+    assert restored["result"]["phase"] == "Completed"
+    assert restored["result"]["backup_name"] == backups[0]["name"] and backups[0]["name"].startswith(schedule + "-")
+    assert restored["restore"]["metadata"]["name"].startswith(schedule + "-restore-")
+    settings = k8s.CoreV1Api(velero.api_client).read_namespaced_config_map("settings", target)
+    assert settings.data == {"color": "blue"}
+
+
 # ------------------------------------------------------------------------------ velero_location / velero_info
 
 def test_location_available_unavailable_and_info(play, lab, velero):

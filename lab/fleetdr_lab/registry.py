@@ -6,6 +6,7 @@ resources, the CRD's schemas and printer columns.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 # Verb lists exactly as kube-apiserver's discovery reports them.
@@ -289,7 +290,6 @@ class Registry:
 def version_priority(v: str):
     """Sort key giving Kubernetes version priority: GA > beta > alpha, higher numbers first,
     then non-kube-like versions alphabetically."""
-    import re
     m = re.fullmatch(r"v(\d+)(?:(alpha|beta)(\d+))?", v)
     if not m:
         return (3, 0, 0, v)

@@ -226,7 +226,7 @@ class FieldSelector:
                 raise SelectorError(f"invalid selector: '{text}'; can't understand '{part}'")
         return cls(reqs)
 
-    def check_supported(self, supported: set[str], kind: str = "") -> None:
+    def check_supported(self, supported: set[str]) -> None:
         for r in self.requirements:
             if r.field not in supported:
                 raise SelectorError(f'field label not supported: {r.field}')

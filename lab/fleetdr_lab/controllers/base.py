@@ -120,6 +120,7 @@ class Controller:
         self.store = cluster.store
         self._queue: asyncio.Queue | None = None
         self._pending: set = set()
+        self._soon: set = set()
         self._tasks: list[asyncio.Task] = []
         if not self.name:
             self.name = type(self).__name__
@@ -211,6 +212,18 @@ class Controller:
 
     def enqueue_after(self, delay: float, key):
         timers().call_later(delay, self.enqueue, key)
+
+    def enqueue_soon(self, key, delay: float = 0.05):
+        """Enqueue key once after delay, however many times this is called meanwhile: a burst of
+        events (a namespace emptying, 300 pods starting) costs one reconcile, not one each."""
+        if key in self._soon:
+            return
+        self._soon.add(key)
+
+        def fire():
+            self._soon.discard(key)
+            self.enqueue(key)
+        timers().call_later(delay, fire)
 
     def on_event(self, etype: str, obj: dict):
         for key in self.keys_for(etype, obj) or ():

@@ -12,11 +12,12 @@ import copy
 import ipaddress
 import random
 
-from .base import Controller, is_deleting, meta, pod_is_ready, pod_is_terminal, selector_matches
+from .base import Controller, is_deleting, meta, pod_is_ready, pod_is_terminal
 
 SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
 NODE_PORT_RANGE = (30000, 32767)
 LB_POOL = ipaddress.ip_network("172.18.255.0/24")
+ENDPOINTS_BATCH_SECONDS = 0.05
 
 
 def _invalid(name, field, value, message):
@@ -149,9 +150,12 @@ class ServiceController(Controller):
         ns = m.get("namespace")
         if obj.get("kind") == "Service":
             return [(ns, m.get("name"))]
-        # a pod changed (its labels may have, too): every service with a selector in its namespace
-        return [(ns, meta(s)["name"]) for s in self.store.list("", "services", namespace=ns)["items"]
-                if (s.get("spec") or {}).get("selector")]
+        # a pod changed (its labels may have, too): every service with a selector in its
+        # namespace, batched like the endpoints controller's update batching
+        for s in self.store.list("", "services", namespace=ns)["items"]:
+            if (s.get("spec") or {}).get("selector"):
+                self.enqueue_soon((ns, meta(s)["name"]), ENDPOINTS_BATCH_SECONDS)
+        return []
 
     def reconcile(self, key):
         ns, name = key
@@ -192,9 +196,9 @@ class ServiceController(Controller):
 
     def _endpoints(self, svc, selector):
         ns, name = meta(svc)["namespace"], meta(svc)["name"]
-        pods = [p for p in self.store.list("", "pods", namespace=ns)["items"]
-                if selector_matches({"matchLabels": selector}, meta(p).get("labels"))
-                and not pod_is_terminal(p) and not is_deleting(p)
+        pods = [p for p in self.store.list("", "pods", namespace=ns, label_selector=",".join(
+                    f"{k}={v}" for k, v in sorted(selector.items())))["items"]
+                if not pod_is_terminal(p) and not is_deleting(p)
                 and (p.get("status") or {}).get("podIP")]
         subsets: dict[tuple, dict] = {}
         for pod in sorted(pods, key=lambda p: meta(p)["name"]):

@@ -16,6 +16,7 @@ import math
 import random
 import re
 
+from ..selectors import selector_string
 from .base import (Controller, controller_ref, is_deleting, meta, owned_by, owner_reference,
                    pod_is_active, pod_is_ready, pod_is_terminal, rfc3339, selector_matches,
                    set_condition, template_hash, timers, log)
@@ -197,6 +198,8 @@ class WorkloadController(Controller):
         self._unschedulable: set[tuple] = set()     # pod keys waiting for a fitting node
         self._kubelet_timers: dict[tuple, object] = {}
         self._next_ip: dict[str, int] = {}
+        self._node_pods: dict[str, set] = {}
+        self._node_ips: dict[str, dict[str, tuple]] = {}
 
     # ------------------------------------------------------------------ events -> keys
     def keys_for(self, etype, obj):
@@ -209,6 +212,7 @@ class WorkloadController(Controller):
             keys = [("ReplicaSet", ns, name)]
             return keys + self._owner_keys(obj, "Deployment")
         if kind == "Pod":
+            self._track_pod(etype, obj)
             keys = [] if etype == "DELETED" else [("Pod", ns, name)]
             if etype == "DELETED":
                 self._unschedulable.discard(("Pod", ns, name))
@@ -223,6 +227,29 @@ class WorkloadController(Controller):
                     for p in self.store.list("", "pods", namespace=ns)["items"]
                     if not (p.get("spec") or {}).get("nodeName") and name in pod_claims(p)]
         return []
+
+    def _track_pod(self, etype, pod):
+        """Which pods (and pod IPs) each node has, from the pod stream: the scheduler's spread
+        and the IPAM's free addresses without listing every pod of the cluster."""
+        m = meta(pod)
+        key = ("Pod", m.get("namespace"), m.get("name"))
+        node = (pod.get("spec") or {}).get("nodeName")
+        ip = (pod.get("status") or {}).get("podIP")
+        gone = etype == "DELETED" or pod_is_terminal(pod)
+        # events may be older than our own bookkeeping (bound/allocated since): an event without
+        # a node or IP does not undo a reservation; only the pod's end or a different value does
+        for n, keys in list(self._node_pods.items()):
+            if key in keys and (gone or (node and n != node)):
+                keys.discard(key)
+        for n, ips in self._node_ips.items():
+            for a, k in list(ips.items()):
+                if k == key and (gone or (node and n != node) or (ip and a != ip)):
+                    del ips[a]
+        if gone or not node:
+            return
+        self._node_pods.setdefault(node, set()).add(key)
+        if ip and not (pod.get("spec") or {}).get("hostNetwork"):
+            self._node_ips.setdefault(node, {})[ip] = key
 
     def _owner_keys(self, obj, *kinds):
         """The controller owning obj, or - for an orphan - every owner kind that might adopt it."""
@@ -269,8 +296,12 @@ class WorkloadController(Controller):
         """Objects of group/plural controlled by owner, adopting matching orphans (as real)."""
         ns = meta(owner)["namespace"]
         selector = (owner.get("spec") or {}).get("selector")
+        # only what the selector selects: copies stay proportional to the owner's own objects
+        label_selector = selector_string(selector) if selector and (
+            selector.get("matchLabels") or selector.get("matchExpressions")) else None
         out = []
-        for obj in self.store.list(group, plural, namespace=ns)["items"]:
+        for obj in self.store.list(group, plural, namespace=ns,
+                                   label_selector=label_selector)["items"]:
             if owned_by(obj, owner):
                 out.append(obj)
             elif (controller_ref(obj) is None and not is_deleting(obj)
@@ -810,12 +841,9 @@ class WorkloadController(Controller):
             return self._unschedulable_status(
                 pod, f"0/{total} nodes are available: {total} node(s) didn't match Pod's node "
                      f"affinity/selector.{tail}")
-        load = {meta(n)["name"]: 0 for n in fitting}
-        for p in self.store.list("", "pods")["items"]:
-            n = (p.get("spec") or {}).get("nodeName")
-            if n in load and not pod_is_terminal(p):
-                load[n] += 1
+        load = {meta(n)["name"]: len(self._node_pods.get(meta(n)["name"], ())) for n in fitting}
         node_name = min(sorted(load), key=lambda n: load[n])
+        self._node_pods.setdefault(node_name, set()).add(key)
         self._unschedulable.discard(key)
         binding = {"apiVersion": "v1", "kind": "Binding",
                    "metadata": {"name": name, "namespace": ns, "uid": m.get("uid")},
@@ -853,9 +881,8 @@ class WorkloadController(Controller):
         cidr = (node.get("spec") or {}).get("podCIDR") or f"10.244.{index}.0/24"
         return host_ip, ipaddress.ip_network(cidr, strict=False)
 
-    def _allocate_pod_ip(self, node_name, network) -> str:
-        used = {(p.get("status") or {}).get("podIP") for p in self.store.list("", "pods")["items"]
-                if (p.get("spec") or {}).get("nodeName") == node_name and not pod_is_terminal(p)}
+    def _allocate_pod_ip(self, node_name, network, key) -> str:
+        used = self._node_ips.setdefault(node_name, {})
         hosts = network.num_addresses - 2
         start = self._next_ip.get(node_name, 1)
         for i in range(hosts):
@@ -865,6 +892,7 @@ class WorkloadController(Controller):
             ip = str(network.network_address + offset)
             if ip not in used:
                 self._next_ip[node_name] = offset + 1
+                used[ip] = key
                 return ip
         raise RuntimeError(f"pod CIDR {network} of node {node_name} is exhausted")
 
@@ -882,7 +910,7 @@ class WorkloadController(Controller):
         host_ip, network = self._node_addresses(node_name)
         status = copy.deepcopy(pod.get("status") or {})
         pod_ip = host_ip if spec.get("hostNetwork") else (status.get("podIP")
-                                                           or self._allocate_pod_ip(node_name, network))
+                                                           or self._allocate_pod_ip(node_name, network, key))
         order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
         blocking = self._blocking_init_container(pod)
         if blocking:

@@ -218,3 +218,31 @@ def test_init_restore_hooks_from_spec_and_annotations(velero):
     annotated = kube.core.read_namespaced_pod("annotated", target)   # annotations win over the spec
     assert [(c.name, c.image, c.command) for c in annotated.spec.init_containers] == \
         [("prepare", "alpine:3.20", ["/bin/sh", "-c", "echo ok"])]
+
+
+def test_post_restore_exec_hooks_counted_and_failures_are_errors(velero):
+    kube = Kube(velero)
+    ns = uid("exec")
+    kube.namespace(ns)
+    for name, pod_annotations in (("ok", {"post.hook.restore.velero.io/command": '["/bin/sh", "-c", "date"]',
+                                          "post.hook.restore.velero.io/wait-for-ready": "true"}),
+                                  ("broken", {})):
+        kube.core.create_namespaced_pod(ns, {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": name}, "annotations": pod_annotations},
+            "spec": {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"]}]}})
+    backup = uid("execb")
+    run_backup(velero, backup, {"includedNamespaces": [ns]})
+    target, name = uid("exect"), uid("execr")
+    r = restore(velero, name, {
+        "backupName": backup, "namespaceMapping": {ns: target},
+        "hooks": {"resources": [{"name": "migrate", "includedNamespaces": [ns],
+                                 "labelSelector": {"matchLabels": {"app": "broken"}},
+                                 "postHooks": [{"exec": {"container": "nope", "command": ["true"],
+                                                         "onError": "Continue"}}]}]}})
+    st = r["status"]
+    assert st["hookStatus"] == {"hooksAttempted": 2, "hooksFailed": 1}
+    assert st["phase"] == "PartiallyFailed" and st["errors"] == 1
+    errors = restore_file(velero, name, "results.gz")["errors"]["namespaces"][target]
+    assert errors == [f'hook migrate in container nope in pod {target}/broken not executed: '
+                      f'no such container: "nope"']

@@ -15,7 +15,7 @@ from . import fsbackup
 from .filters import (IncludesExcludes, glob_match, has_wildcard, resolve_resource_name,
                       validate_resource_lists)
 from .modifiers import ModifierError, apply_modifiers, parse_resource_modifiers
-from .restore_actions import ActionError, run_actions
+from .restore_actions import ActionError, _hook_applies, _parse_command, run_actions
 from .s3 import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe, parse_time
 from .tarball import read_backup_tarball
@@ -132,6 +132,9 @@ class RestoreRun:
         self.restored: dict[tuple[str, str, str], tuple[str, str, str]] = {}   # key -> (gv/Kind, ns/name, action)
         self.pvs_to_provision: set[str] = set()
         self.pvr_names: list[str] = []
+        self.exec_hooks: list[dict] = []      # post-restore exec hooks of restored pods
+        self.hooks_attempted = 0
+        self.hooks_failed = 0
         self.total_items = 0
         self._last_progress = 0.0
         registry = self.store.registry
@@ -405,9 +408,76 @@ class RestoreRun:
         self.log("info", f"Restored {gr} {target_ns + '/' if target_ns else ''}{name}")
         self._restore_status(gr, group, plural, target_ns, name, obj, version)
         if gr == "pods":
+            self._collect_exec_hooks(obj, target_ns)
             pvbs = self.pvbs_for_pod(obj)
             if pvbs and self.fs_restore_volumes(obj):
                 self.pvr_names += fsbackup.create_pod_volume_restores(self, self.restore, created, pvbs, namespace)
+
+    # ---- post-restore exec hooks (14.2) -----------------------------------------------------
+    def _collect_exec_hooks(self, pod: dict, target_ns: str):
+        """Annotations (post.hook.restore.velero.io/*) win over spec.hooks for a pod."""
+        meta = pod["metadata"]
+        ann = meta.get("annotations") or {}
+        prefix = "post.hook.restore.velero.io/"
+        hooks = []
+        if ann.get(prefix + "command"):
+            hooks.append({"hookName": "<from-annotation>", "container": ann.get(prefix + "container"),
+                          "command": _parse_command(ann[prefix + "command"]),
+                          "onError": ann.get(prefix + "on-error") or "Continue",
+                          "waitTimeout": ann.get(prefix + "wait-timeout"),
+                          "waitForReady": ann.get(prefix + "wait-for-ready") == "true"})
+        else:
+            for rh in (self.spec.get("hooks") or {}).get("resources") or []:
+                if not _hook_applies(rh, "pods", meta.get("namespace", ""), meta.get("labels") or {}, self):
+                    continue
+                for hook in rh.get("postHooks") or []:
+                    if hook.get("exec"):
+                        hooks.append(dict(hook["exec"], hookName=rh.get("name", "")))
+        for h in hooks:
+            h["namespace"], h["pod"] = target_ns, meta["name"]
+            self.exec_hooks.append(h)
+
+    async def run_exec_hooks(self):
+        """The lab cannot exec into containers: a hook 'runs' once its container is running (or
+        ready with waitForReady) and fails when the container does not exist or never gets there."""
+        from .config import parse_duration
+        clock = self.server.clock
+        for h in self.exec_hooks:
+            self.hooks_attempted += 1
+            try:
+                wait = parse_duration(h["waitTimeout"]).total_seconds() if h.get("waitTimeout") else 0
+            except ValueError:
+                wait = 0
+            deadline = clock.time() + (wait or self.server.config.resource_timeout.total_seconds())
+            error = None
+            while True:
+                pod = self.store.get_or_none("", "pods", h["namespace"], h["pod"])
+                if pod is None:
+                    error = "pod not found"
+                    break
+                names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+                container = h.get("container") or (names[0] if names else "")
+                if not h.get("command"):
+                    error = "command is required"
+                    break
+                if container not in names:
+                    error = f'no such container: "{container}"'
+                    break
+                cs = next((c for c in (pod.get("status") or {}).get("containerStatuses") or []
+                           if c.get("name") == container), {})
+                if (cs.get("state") or {}).get("running") and (cs.get("ready") or not h.get("waitForReady")):
+                    self.log("info", f"hook {h['hookName']} in container {container} in pod "
+                                     f"{h['namespace']}/{h['pod']} executed")
+                    break
+                if clock.time() >= deadline:
+                    error = f"timed out waiting for container {container} to be " \
+                            f"{'ready' if h.get('waitForReady') else 'running'}"
+                    break
+                await asyncio.sleep(0.1)
+            if error:
+                self.hooks_failed += 1
+                self.error(h["namespace"], f"hook {h['hookName']} in container {h.get('container') or ''} "
+                                           f"in pod {h['namespace']}/{h['pod']} not executed: {error}")
 
     def _restore_status(self, gr, group, plural, ns, name, backed_up: dict, version):
         """6.9: status only when restoreStatus selects the type or the object asks for it."""
@@ -749,8 +819,20 @@ class RestoreController(VeleroController):
             "phase": "FinalizingPartiallyFailed" if errors_n else "Finalizing",
             "progress": {"totalItems": done, "itemsRestored": done},
             "warnings": warnings_n, "errors": errors_n}})
-        # the restore-finalizer controller's step
+        # the restore-finalizer controller's step: wait for exec hooks, add their errors
         await asyncio.sleep(0)
-        self.patch("restores", name, {"status": {
-            "phase": "PartiallyFailed" if errors_n else "Completed",
-            "completionTimestamp": self.now()}})
+        final = {}
+        if run.exec_hooks:
+            await run.run_exec_hooks()
+            final["hookStatus"] = {"hooksAttempted": run.hooks_attempted, "hooksFailed": run.hooks_failed}
+            if run.errors.count() != errors_n:
+                errors_n = run.errors.count()
+                final["errors"] = errors_n
+                try:
+                    await run_blocking(bstore.put_object, lay.restore_results_key(name), gzip_json(
+                        {"errors": run.errors.to_json(), "warnings": run.warnings.to_json()}))
+                except ObjectStoreError:
+                    self.log.warning("re-uploading results of %s failed", name)
+        final.update({"phase": "PartiallyFailed" if errors_n else "Completed",
+                      "completionTimestamp": self.now()})
+        self.patch("restores", name, {"status": final})

@@ -344,3 +344,38 @@ def test_download_request_presigns_backup_files(velero):
     assert query["X-Amz-Expires"] == ["600"] and query["X-Amz-Signature"]
     assert url.netloc == urllib.parse.urlparse(velero.bsl_config["s3Url"]).netloc
     velero.delete("downloadrequests", dr["metadata"]["name"])
+
+
+def _running_pod(v, ns, name, annotations=None, labels=None):
+    v.core.create_namespaced_pod(ns, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations or {}, "labels": labels or {}},
+        "spec": {"containers": [{"name": "app", "image": "busybox", "command": ["sleep", "infinity"]}]}})
+    v.wait_for(lambda: v.core.read_namespaced_pod(name, ns).status.phase == "Running", what=f"pod {name} Running")
+
+
+def test_backup_hooks_status_and_failures(velero):
+    ns = velero.unique("bk-hooks")
+    make_namespace(velero, ns, configmaps=())
+    _running_pod(velero, ns, "good", annotations={
+        "pre.hook.backup.velero.io/command": '["/bin/sh", "-c", "sync"]',
+        "pre.hook.backup.velero.io/container": "app"}, labels={"hooked": "yes"})
+    _running_pod(velero, ns, "strict", annotations={
+        "pre.hook.backup.velero.io/command": "fsfreeze", "pre.hook.backup.velero.io/container": "sidecar",
+        "pre.hook.backup.velero.io/on-error": "Fail"})
+    name = velero.unique("hooks")
+    b = velero.backup(name, {"includedNamespaces": [ns], "hooks": {"resources": [{
+        "name": "post-check", "labelSelector": {"matchLabels": {"hooked": "yes"}},
+        "post": [{"exec": {"container": "missing", "command": ["true"]}}]}]}})
+    st = b["status"]
+    assert st["phase"] == "PartiallyFailed"
+    # good: annotation pre hook ok + spec post hook failed; strict: annotation pre hook failed
+    assert st["hookStatus"] == {"hooksAttempted": 3, "hooksFailed": 2}
+    root = velero.backup_prefix(name)
+    members = tar_members(velero.read_object(root + f"{name}.tar.gz"))
+    assert f"resources/pods/namespaces/{ns}/good.json" in members
+    # a pre hook failing with onError: Fail keeps the pod out of the tarball, not out of the list
+    assert f"resources/pods/namespaces/{ns}/strict.json" not in members
+    assert f"{ns}/strict" in gunzip_json(velero.read_object(root + f"{name}-resource-list.json.gz"))["v1/Pod"]
+    errors = gunzip_json(velero.read_object(root + f"{name}-results.gz"))["errors"]["namespaces"][ns]
+    assert ' resource: /pods name: /strict message: /Error executing hook error: /no such container: "sidecar"' in errors

@@ -138,6 +138,9 @@ class BackupRequest:
         self.entries: list[LogEntry] = []
         self.pod_volume_backups: list[dict] = []
         self.volume_infos: list[dict] = []
+        self.hooks_attempted = 0
+        self.hooks_failed = 0
+        self.listed_only: dict[tuple, dict] = {}
 
     def _log(self, level, msg, **fields):
         self.entries.append(LogEntry(level, msg, fields, self.controller.now()))
@@ -458,7 +461,7 @@ class BackupController(VeleroController):
             return writer.finish()
 
         resource_list: dict[str, list[str]] = {}
-        for (gr, ns, iname, ver), obj in written.items():
+        for (gr, ns, iname, ver), obj in list(written.items()) + list(req.listed_only.items()):
             k = f"{obj.get('apiVersion')}/{obj.get('kind')}"
             resource_list.setdefault(k, []).append(f"{ns}/{iname}" if ns else iname)
         for k in resource_list:
@@ -469,7 +472,8 @@ class BackupController(VeleroController):
         final_phase = "FinalizingPartiallyFailed" if n_errors else "Finalizing"
         status = {"phase": final_phase,
                   "progress": {"totalItems": len(backed_up), "itemsBackedUp": len(backed_up)},
-                  "hookStatus": {},
+                  "hookStatus": {k: v for k, v in (("hooksAttempted", req.hooks_attempted),
+                                                     ("hooksFailed", req.hooks_failed)) if v},
                   "warnings": n_warnings or None, "errors": n_errors or None}
         current = self.get(PLURAL, name) or b
         snapshot = json.loads(json.dumps(current))
@@ -527,6 +531,10 @@ class BackupController(VeleroController):
                               f"{(item.namespace + '/') if item.namespace else ''}{item.name}"
             req.log_error("Error backing up item", **fields)
             return
+        if item.gr == "pods" and not run_pod_hooks(req, collector, obj, "pre"):
+            # a pre hook failed with onError: Fail -> listed as backed up, not written (14.1)
+            req.listed_only[(item.gr, item.namespace, item.name, item.version)] = obj
+            return
         # Related items first, then the item itself (item_backupper.go writes after its actions).
         for related in collector.related(item):
             await self._backup_item(req, collector, related, written, backed_up)
@@ -534,6 +542,8 @@ class BackupController(VeleroController):
         if item.gr == "pods":
             await self._pod_volumes(req, collector, obj)
         written[(item.gr, item.namespace, item.name, item.version)] = obj
+        if item.gr == "pods":
+            run_pod_hooks(req, collector, obj, "post")
 
     def _pvb_volume_info(self, pod: dict, pvb: dict) -> dict:
         """One `-volumeinfo.json.gz` entry for a file-system backed-up volume."""
@@ -585,6 +595,77 @@ class BackupController(VeleroController):
                 req.log_error(f"pod volume backup failed: {st.get('message', '')}",
                               namespace=pod["metadata"]["namespace"], name=pod["metadata"]["name"],
                               resource="pods")
+
+
+HOOK_PREFIXES = {"pre": ("pre.hook.backup.velero.io/", "hook.backup.velero.io/"),
+                 "post": ("post.hook.backup.velero.io/",)}
+
+
+def _annotation_hook(pod: dict, phase: str) -> dict | None:
+    ann = (pod.get("metadata") or {}).get("annotations") or {}
+    for prefix in HOOK_PREFIXES[phase]:
+        command = ann.get(prefix + "command")
+        if command:
+            try:
+                parsed = json.loads(command)
+                command = parsed if isinstance(parsed, list) else [command]
+            except ValueError:
+                command = [command]
+            return {"container": ann.get(prefix + "container", ""), "command": command,
+                    "onError": ann.get(prefix + "on-error", ""), "timeout": ann.get(prefix + "timeout", "")}
+    return None
+
+
+def _spec_hooks(spec: dict, pod: dict, phase: str) -> list[tuple[str, dict]]:
+    """(hook-resource name, exec) for spec.hooks.resources matching this pod."""
+    out = []
+    m = pod["metadata"]
+    for rh in ((spec.get("hooks") or {}).get("resources") or []):
+        if not IncludesExcludes(rh.get("includedNamespaces"), rh.get("excludedNamespaces")).should_include(m["namespace"]):
+            continue
+        res = IncludesExcludes(rh.get("includedResources"), rh.get("excludedResources"))
+        if not (res.should_include("pods") or res.should_include("pod") or res.should_include("po")):
+            continue
+        sel = selector_from(rh.get("labelSelector"))
+        if sel is not None and not sel.matches(m.get("labels") or {}):
+            continue
+        for h in rh.get(phase) or []:
+            if h.get("exec"):
+                out.append((rh.get("name", ""), h["exec"]))
+    return out
+
+
+def run_pod_hooks(req: "BackupRequest", collector: "ItemCollector", pod: dict, phase: str) -> bool:
+    """Backup exec hooks of a pod (14.1). The lab cannot exec into containers: a hook "runs" when
+    its container exists and is running in a Running pod, and fails like Velero's executor
+    otherwise. Returns False when a pre hook failed with onError: Fail."""
+    if (pod.get("status") or {}).get("phase") != "Running":
+        return True
+    m = pod["metadata"]
+    annotated = _annotation_hook(pod, phase)
+    hooks = [("<from-annotation>", annotated)] if annotated else _spec_hooks(collector.spec, pod, phase)
+    containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    running = {cs.get("name") for cs in (pod.get("status") or {}).get("containerStatuses") or []
+               if (cs.get("state") or {}).get("running")}
+    for source, hook in hooks:
+        req.hooks_attempted += 1
+        container = hook.get("container") or (containers[0] if containers else "")
+        if not hook.get("command"):
+            error = "command is required"
+        elif container not in containers:
+            error = f'no such container: "{container}"'
+        elif container not in running:
+            error = f'container "{container}" is not running'
+        else:
+            req.log_info("running exec hook", namespace=m["namespace"], name=m["name"], resource="pods",
+                         hookName=source, hookPhase=phase, hookContainer=container)
+            continue
+        req.hooks_failed += 1
+        req.log_error("Error executing hook", namespace=m["namespace"], name=m["name"], resource="pods",
+                      error=error)
+        if hook.get("onError") == "Fail":
+            return phase != "pre"
+    return True
 
 
 def select_fs_volumes(pod: dict, spec: dict, pvcs_included: bool, policies=None, store=None) -> list[str]:

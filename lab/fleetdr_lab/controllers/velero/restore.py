@@ -15,7 +15,7 @@ from . import fsbackup
 from .filters import (IncludesExcludes, glob_match, has_wildcard, resolve_resource_name,
                       validate_resource_lists)
 from .modifiers import ModifierError, apply_modifiers, parse_resource_modifiers
-from .restore_actions import ActionError, _hook_applies, _parse_command, run_actions
+from .restore_actions import ActionError, hook_applies, parse_command, run_actions
 from .s3 import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe, parse_time
 from .tarball import read_backup_tarball
@@ -422,13 +422,13 @@ class RestoreRun:
         hooks = []
         if ann.get(prefix + "command"):
             hooks.append({"hookName": "<from-annotation>", "container": ann.get(prefix + "container"),
-                          "command": _parse_command(ann[prefix + "command"]),
+                          "command": parse_command(ann[prefix + "command"]),
                           "onError": ann.get(prefix + "on-error") or "Continue",
                           "waitTimeout": ann.get(prefix + "wait-timeout"),
                           "waitForReady": ann.get(prefix + "wait-for-ready") == "true"})
         else:
             for rh in (self.spec.get("hooks") or {}).get("resources") or []:
-                if not _hook_applies(rh, "pods", meta.get("namespace", ""), meta.get("labels") or {}, self):
+                if not hook_applies(rh, "pods", meta.get("namespace", ""), meta.get("labels") or {}, self):
                     continue
                 for hook in rh.get("postHooks") or []:
                     if hook.get("exec"):

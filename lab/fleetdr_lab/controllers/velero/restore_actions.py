@@ -138,7 +138,7 @@ INIT_HOOK_NAME = "init.hook.restore.velero.io/container-name"
 INIT_HOOK_COMMAND = "init.hook.restore.velero.io/command"
 
 
-def _parse_command(text: str) -> list[str]:
+def parse_command(text: str) -> list[str]:
     """A JSON array string, or a single command."""
     text = (text or "").strip()
     if text.startswith("["):
@@ -151,7 +151,7 @@ def _parse_command(text: str) -> list[str]:
     return [text] if text else []
 
 
-def _hook_applies(selector: dict, gr: str, namespace: str, labels: dict, run) -> bool:
+def hook_applies(selector: dict, gr: str, namespace: str, labels: dict, run) -> bool:
     from .filters import IncludesExcludes, resolve_resource_name
     from ...selectors import LabelSelector
     if not IncludesExcludes(selector.get("includedNamespaces"), selector.get("excludedNamespaces")).should_include(namespace):
@@ -175,10 +175,10 @@ def init_restore_hook_action(item, gr, run):
     if annotations.get(INIT_HOOK_IMAGE):
         name = annotations.get(INIT_HOOK_NAME) or f"velero-restore-init-{secrets.token_hex(4)}"
         hooks.append({"name": name, "image": annotations[INIT_HOOK_IMAGE],
-                      "command": _parse_command(annotations.get(INIT_HOOK_COMMAND, ""))})
+                      "command": parse_command(annotations.get(INIT_HOOK_COMMAND, ""))})
     else:
         for rh in ((run.restore.get("spec") or {}).get("hooks") or {}).get("resources") or []:
-            if not _hook_applies(rh, gr, meta.get("namespace", ""), meta.get("labels") or {}, run):
+            if not hook_applies(rh, gr, meta.get("namespace", ""), meta.get("labels") or {}, run):
                 continue
             for hook in rh.get("postHooks") or []:
                 init = hook.get("init") or {}

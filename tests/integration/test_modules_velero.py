@@ -78,13 +78,17 @@ def collections(tmp_path_factory):
     root = tmp_path_factory.mktemp("collections")
     (root / "ansible_collections" / "fleetdr").mkdir(parents=True)
     (root / "ansible_collections" / "fleetdr" / "kube").symlink_to(REPO)
-    for base in ansible_collections.__path__:
-        core = Path(base) / "kubernetes" / "core"
-        if (core / "MANIFEST.json").exists():
-            (root / "ansible_collections" / "kubernetes").mkdir()
-            (root / "ansible_collections" / "kubernetes" / "core").symlink_to(core)
-            return root
-    pytest.skip("kubernetes.core is not installed")
+    # kubernetes.core for the modules, ansible.posix for the json stdout callback.
+    for namespace, name in (("kubernetes", "core"), ("ansible", "posix")):
+        for base in ansible_collections.__path__:
+            source = Path(base) / namespace / name
+            if (source / "MANIFEST.json").exists():
+                (root / "ansible_collections" / namespace).mkdir(exist_ok=True)
+                (root / "ansible_collections" / namespace / name).symlink_to(source)
+                break
+        else:
+            pytest.skip("{0}.{1} is not installed".format(namespace, name))
+    return root
 
 
 class Play(object):

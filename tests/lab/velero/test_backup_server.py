@@ -119,3 +119,16 @@ def test_processed_status_requests_expire_after_a_minute(private_velero):
     name = ssr(v)["metadata"]["name"]
     v.lab.cli("clock", "advance", "2m")
     v.wait_for(lambda: v.get_or_none("serverstatusrequests", name) is None, what="SSR deleted after expiry")
+
+
+def test_restic_uploader_is_refused_since_1_17(private_velero):
+    v = private_velero
+    dep = v.apps.read_namespaced_deployment("velero", v.namespace)
+    args = [a for a in dep.spec.template.spec.containers[0].args if not a.startswith("--uploader-type")]
+    v.apps.patch_namespaced_deployment("velero", v.namespace, {"spec": {"template": {"spec": {"containers": [
+        {"name": "velero", "args": args + ["--uploader-type=restic"]}]}}}})
+    v.wait_for(lambda: not server_running(v), what="server not running with --uploader-type=restic")
+    name = v.unique("restic")
+    v.create_backup(name, {})
+    assert not server_running(v)   # still not running once the Deployment change has settled
+    assert not v.get("backups", name).get("status")

@@ -185,6 +185,12 @@ class VeleroServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self):
+        from .backup import version_tuple
+        if version_tuple(self.version) >= (1, 17, 0) and self.config.uploader_type != "kopia":
+            # the real binary exits at start-up (the pod crash-loops): nothing runs
+            self.log.error('velero server %s refuses to start: invalid uploader type "%s", only "kopia" '
+                           "is supported", self.version, self.config.uploader_type)
+            return
         SERVERS[self.cluster.name] = self
         self.log.info("velero server %s starting in namespace %s", self.version, self.namespace)
         try:

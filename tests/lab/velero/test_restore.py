@@ -379,3 +379,14 @@ def test_include_cluster_resources_semantics(velero):
     assert restored({"namespaceMapping": {ns: uid("ricrt")}}) is True
     assert restored({"includedNamespaces": [ns], "includeClusterResources": True,
                      "namespaceMapping": {ns: uid("ricrt")}}) is True
+
+
+def test_existing_service_with_taken_node_port_is_a_warning(velero, source):
+    """preserveNodePorts onto the live Service: the port clash counts as "already exists"."""
+    ns, name = source["ns"], uid("rsvc")
+    r = restore(velero, name, {"backupName": source["backup"], "includedResources": ["services"],
+                               "preserveNodePorts": True})
+    assert r["status"]["phase"] == "Completed", r["status"]
+    assert r["status"].get("errors", 0) == 0
+    warnings = restore_file(velero, name, "results.gz")["warnings"]["namespaces"][ns]
+    assert any(w.startswith("could not restore, Service:web already exists") for w in warnings), warnings

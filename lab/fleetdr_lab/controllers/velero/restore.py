@@ -393,7 +393,11 @@ class RestoreRun:
         try:
             created = self.store.create(group, plural, target_ns, item)
         except ApiError as exc:
-            if exc.code == 409 and exc.reason == "AlreadyExists":
+            exists = exc.code == 409 and exc.reason == "AlreadyExists"
+            if not exists and gr == "services" and "provided port is already allocated" in str(exc.message):
+                # Velero treats a node-port clash of a Service that is already there as "exists"
+                exists = self.store.get_or_none(group, plural, target_ns, name) is not None
+            if exists:
                 self._existing(gr, group, plural, target_ns, name, item, version, result_ns, obj)
                 return
             self._record(gr, target_ns, name, obj, "failed")

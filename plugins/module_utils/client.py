@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import threading
 import time
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ApiError
@@ -48,6 +49,9 @@ DEFAULT_RETRIES = 5
 
 class _ParamsHolder(object):
     """Stands in for a module when a client is built from plain params (fleet threads)."""
+
+    server_side_dry_run = False
+    check_mode = False
 
     def __init__(self, params):
         self.params = params
@@ -293,10 +297,19 @@ def current_context(params):
         return None
 
 
+# kubernetes.core's factory loads kubeconfigs into the kubernetes library's *global* default
+# Configuration before copying it; two threads building clients at once could swap clusters.
+_FACTORY_LOCK = threading.Lock()
+
+
 def client_from_params(params, module=None, namespace=None, cluster=None):
-    """Build a KubeClient from kubernetes.core auth params (``module`` may be None)."""
+    """Build a KubeClient from kubernetes.core auth params (``module`` may be None).
+
+    Safe to call from several threads (the fleet runner builds one client per cluster).
+    """
     holder = module if module is not None else _ParamsHolder(params)
-    k8s_client = get_api_client(module=holder)
+    with _FACTORY_LOCK:
+        k8s_client = get_api_client(module=holder)
     api_client = k8s_client.client.client
     return KubeClient(
         api_client,

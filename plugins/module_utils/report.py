@@ -201,7 +201,7 @@ def normalize_cluster(result):
         for step in (result.get("timeline") or [])
     ]
     reason = result.get("reason")
-    return {
+    entry = {
         "name": str(name),
         "labels": dict((str(k), str(v)) for k, v in (result.get("labels") or {}).items()),
         "verdict": verdict,
@@ -217,6 +217,9 @@ def normalize_cluster(result):
         "duration_s": None if duration is None else round(float(duration), 3),
         "timeline": timeline,
     }
+    if result.get("details") is not None:  # operation-specific data (e.g. status listings), json only
+        entry["details"] = copy.deepcopy(result["details"])
+    return entry
 
 
 def overall_verdict(clusters):

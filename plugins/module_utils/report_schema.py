@@ -52,6 +52,7 @@ CLUSTER_SCHEMA = {
         },
         "warnings": _TEXTS,
         "errors": _TEXTS,
+        "details": {"type": "object"},
         "started": _TIMESTAMP,
         "finished": _TIMESTAMP,
         "duration_s": _DURATION,

@@ -1,0 +1,280 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdr.kube contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Controller-side fleet runner (documentation in plugins/modules/fleet_run.py).
+
+One task drives every selected cluster concurrently through module_utils (one thread per
+cluster, waits by watch), then builds and writes the report. Per-cluster results come back
+keyed by inventory host so the playbook can set each host's facts from them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import os
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.text.converters import to_native
+from ansible.plugins.action import ActionBase
+from ansible.utils.display import Display
+
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
+from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import cluster_from_hostvars, run_fleet
+from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
+    FAIL_ON_CHOICES,
+    RENDERERS,
+    ReportError,
+    build_report,
+    exit_decision,
+    render_table,
+    stats_data,
+    utcnow,
+    validate_report,
+    write_report,
+)
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (
+    BACKUP_SPEC_MUTUALLY_EXCLUSIVE,
+    backup_spec_argspec,
+)
+
+try:
+    from ansible_collections.fleetdr.kube.plugins.module_utils.velero import fleet_ops
+    FLEET_OPS_ERROR = None
+except ImportError as exc:  # kubernetes / kubernetes.core missing on the controller
+    fleet_ops = None
+    FLEET_OPS_ERROR = exc
+
+display = Display()
+
+OPERATIONS = ("backup", "restore", "migrate", "schedule", "status", "installed")
+
+ARGUMENT_SPEC = dict(
+    operation=dict(type="str", required=True, choices=list(OPERATIONS)),
+    name=dict(type="str", default=""),
+    options=dict(type="dict", default={}),
+    option_vars=dict(type="list", elements="str", default=[]),
+    hosts=dict(type="list", elements="str"),
+    cluster_selector=dict(type="dict", default={}),
+    source=dict(type="str"),
+    velero_namespace=dict(type="str", default="velero"),
+    wait_timeout=dict(type="int", default=600),
+    deadline=dict(type="int", default=1800),
+    max_workers=dict(type="int"),
+    report_dir=dict(type="path", default="fleetdr-reports"),
+    report_path=dict(type="path"),
+    formats=dict(type="list", elements="str", default=sorted(RENDERERS), choices=sorted(RENDERERS)),
+    fail_on=dict(type="str", default="any", choices=list(FAIL_ON_CHOICES)),
+)
+
+RESTORE_OPTIONS = dict(
+    included_namespaces=dict(type="list", elements="str"),
+    excluded_namespaces=dict(type="list", elements="str"),
+    included_resources=dict(type="list", elements="str"),
+    excluded_resources=dict(type="list", elements="str"),
+    include_cluster_resources=dict(type="bool"),
+    label_selector=dict(type="raw"),
+    or_label_selectors=dict(type="list", elements="raw"),
+    namespace_mapping=dict(type="dict"),
+    existing_resource_policy=dict(type="str", choices=["none", "update"]),
+    restore_pvs=dict(type="bool"),
+    preserve_node_ports=dict(type="bool"),
+    item_operation_timeout=dict(type="str"),
+    hooks=dict(type="dict"),
+)
+COMMON_OPTIONS = dict(labels=dict(type="dict"), allow_partially_failed=dict(type="bool", default=False))
+MIGRATE_RESTORE_KEYS = ("namespace_mapping", "existing_resource_policy", "restore_pvs", "preserve_node_ports")
+
+
+def option_specs(operation):
+    """(argument spec, mutually exclusive groups) of ``options`` for one operation."""
+    spec = dict(COMMON_OPTIONS)
+    exclusive = []
+    if operation in ("backup", "schedule", "migrate"):
+        spec.update(backup_spec_argspec())
+        exclusive.extend(BACKUP_SPEC_MUTUALLY_EXCLUSIVE)
+    if operation == "restore":
+        spec.update(RESTORE_OPTIONS)
+        spec.update(backup_name=dict(type="str"), schedule_name=dict(type="str"),
+                    storage_class_mapping=dict(type="dict"), image_registry_mapping=dict(type="dict"),
+                    resource_modifier_rules=dict(type="list", elements="dict"))
+        exclusive.extend([("backup_name", "schedule_name"), ("label_selector", "or_label_selectors")])
+    if operation == "migrate":
+        spec.update(dict((key, RESTORE_OPTIONS[key]) for key in MIGRATE_RESTORE_KEYS))
+        spec.update(storage_class_mapping=dict(type="dict"), image_registry_mapping=dict(type="dict"))
+    if operation == "schedule":
+        spec.update(schedule=dict(type="str"), state=dict(type="str", default="present", choices=["present", "absent"]),
+                    paused=dict(type="bool", default=False), from_backup=dict(type="str"),
+                    skip_immediately=dict(type="bool"))
+    if operation == "status":
+        spec.update(max_backup_age_s=dict(type="int"))
+    return spec, exclusive
+
+
+def validate_options(operation, name, raw, source=None):
+    """Every input checked before the first API call; returns the params FleetRun carries."""
+    spec, exclusive = option_specs(operation)
+    validator = ArgumentSpecValidator(spec, mutually_exclusive=exclusive or None)
+    checked = validator.validate(dict(raw or {}))
+    if checked.error_messages:
+        raise ValidationError("options", "; ".join(checked.error_messages))
+    params = dict(checked.validated_parameters)
+    if operation == "restore" and not name:
+        source = params.get("backup_name") or params.get("schedule_name") or ""
+        material = specs.canonical_json(dict((k, v) for k, v in sorted(params.items()) if k not in ("labels",)))
+        name = names.make_name(source, "restore", names.short_hash(material, 8))
+    params["run_name"] = name
+    if operation not in ("status", "installed"):
+        if not name:
+            raise ValidationError("name", "a name is required for a fleet {0}".format(operation))
+        names.validate_object_name(name, "name", max_length=names.MAX_NAME)
+    params["labels"] = names.validate_labels(params.get("labels"), "labels")
+    if operation in ("backup", "migrate") or (operation == "schedule" and params["state"] == "present" and not params.get("from_backup")):
+        params["backup_spec"] = specs.build_backup_spec(params)
+    if operation == "schedule" and params["state"] == "present":
+        if params.get("from_backup") and any(params.get(k) is not None for k in backup_spec_argspec()):
+            raise ValidationError("from_backup", "takes the backup's own options; do not combine it with backup options")
+        if params.get("from_backup"):
+            names.validate_object_name(params["from_backup"], "from_backup")
+        params["schedule"] = specs.validate_cron(params.get("schedule"), "schedule")
+    if operation in ("restore", "migrate"):
+        restore = dict((key, params.get(key)) for key in RESTORE_OPTIONS if key in params)
+        specs.build_restore_spec(restore, "placeholder")
+        params["restore_options"] = restore
+        specs.validate_mapping(params.get("storage_class_mapping"), "storage_class_mapping", "storage class")
+        specs.validate_mapping(params.get("image_registry_mapping"), "image_registry_mapping", "image part")
+    if operation == "restore":
+        if not params.get("backup_name") and not params.get("schedule_name"):
+            raise ValidationError("backup_name", "one of backup_name or schedule_name is required")
+        source_option = "backup_name" if params.get("backup_name") else "schedule_name"
+        names.validate_object_name(params[source_option], source_option)
+        params["resource_modifier_rules"] = specs.validate_resource_modifier_rules(params.get("resource_modifier_rules"))
+    if operation == "migrate":
+        if not source:
+            raise ValidationError("source", "migrate needs the source cluster (an inventory host)")
+        params["source"] = source
+    return params
+
+
+def selector_matches(selector, labels):
+    return all(str(labels.get(str(key))) == str(value) for key, value in (selector or {}).items())
+
+
+def default_report_dir(base, operation, name):
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    label = "-".join(part for part in (operation, name) if part)
+    return os.path.join(base, "{0}-{1}".format(label, stamp))
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _VALID_ARGS = frozenset(ARGUMENT_SPEC)
+
+    def _clusters(self, args, task_vars):
+        hostvars = task_vars.get("hostvars") or {}
+        hosts = args["hosts"] if args["hosts"] is not None else list(task_vars.get("ansible_play_hosts") or [])
+        clusters, secrets = [], []
+        for host in hosts:
+            if host not in hostvars:
+                raise ValidationError("hosts", "'{0}' is not an inventory host".format(host))
+            hv = hostvars[host]
+            values = dict((key, hv.get(key)) for key in (
+                "fleetdr_kubeconfig", "fleetdr_context", "fleetdr_host", "fleetdr_api_key", "fleetdr_ca_cert",
+                "fleetdr_validate_certs", "fleetdr_cluster_labels", "fleetdr_storage_class_map",
+                "fleetdr_image_registry_map"))
+            cluster = cluster_from_hostvars(host, values)
+            if not selector_matches(args["cluster_selector"], cluster["labels"]):
+                continue
+            cluster["storage_class_map"] = values.get("fleetdr_storage_class_map") or {}
+            cluster["image_registry_map"] = values.get("fleetdr_image_registry_map") or {}
+            if values.get("fleetdr_api_key"):
+                secrets.append(str(values["fleetdr_api_key"]))
+            clusters.append(cluster)
+        return clusters, secrets
+
+    def _options_from_vars(self, option_vars, task_vars):
+        """Options given as play variables (extra vars, AWX survey answers); unset or empty ones are left out."""
+        options = {}
+        for key in option_vars:
+            if key in task_vars:
+                value = self._templar.template(task_vars[key])
+                if value not in (None, ""):
+                    options[key] = value
+        return options
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        del validation
+        if fleet_ops is None:
+            raise AnsibleActionFail("fleetdr.kube.fleet_run needs the kubernetes Python library and the kubernetes.core "
+                                    "collection on the controller: {0}".format(to_native(FLEET_OPS_ERROR)))
+        operation, name = args["operation"], args["name"]
+        options = self._options_from_vars(args["option_vars"], task_vars or {})
+        options.update(args["options"])
+        try:
+            params = validate_options(operation, name, options, args["source"])
+            name = params.pop("run_name")
+            clusters, secrets = self._clusters(args, task_vars or {})
+        except ValidationError as exc:
+            raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc.msg)),
+                                    result=dict(option=exc.option))
+        if not clusters:
+            raise AnsibleActionFail("no cluster selected (hosts {0}, cluster_selector {1})".format(
+                args["hosts"] or "of the play", args["cluster_selector"] or "none"))
+
+        run = fleet_ops.FleetRun(operation, name, params, args["velero_namespace"], args["wait_timeout"], self._task.check_mode)
+        if operation == "migrate":
+            cluster_names = [c["name"] for c in clusters]
+            if args["source"] not in cluster_names:
+                raise AnsibleActionFail("Invalid input, nothing was changed: source '{0}' is not among the selected "
+                                        "clusters ({1})".format(args["source"], ", ".join(cluster_names)), result=dict(option="source"))
+            targets = [n for n in cluster_names if n != args["source"]]
+            if not targets:
+                raise AnsibleActionFail("Invalid input, nothing was changed: migrate needs at least one target besides "
+                                        "the source", result=dict(option="source"))
+            operation_fn = fleet_ops.op_migrate(run, args["source"], targets)
+        else:
+            operation_fn = getattr(fleet_ops, "op_" + operation)(run)
+
+        started = utcnow()
+        cluster_results = run_fleet(clusters, operation_fn, deadline_s=args["deadline"], max_workers=args["max_workers"])
+        report_options = dict((k, v) for k, v in params.items() if k not in ("backup_spec", "restore_options"))
+        if operation == "migrate":
+            report_options["targets"] = [c["name"] for c in clusters if c["name"] != args["source"]]
+        secret_values = list(run.secret_values) + secrets
+        try:
+            report = build_report(operation, name, cluster_results, options=report_options, started=started,
+                                  finished=utcnow(), secret_values=secret_values)
+            validate_report(report)
+            fail, summary = exit_decision(report, args["fail_on"])
+            paths = {}
+            directory = args["report_path"] or default_report_dir(args["report_dir"], operation, name)
+            if not self._task.check_mode:
+                paths = write_report(report, os.path.abspath(directory), args["formats"])
+        except (ReportError, OSError, ValueError) as exc:
+            raise AnsibleActionFail("Failed to build or write the fleet report: {0}".format(to_native(exc)))
+
+        table = render_table(report)
+        display.display(table)
+        by_host = dict((entry["name"], dict(entry, changed=bool(run.changed.get(entry["name"])))) for entry in report["clusters"])
+        result.update(
+            changed=any(run.changed.values()),
+            report=report,
+            clusters=by_host,
+            paths=paths,
+            report_dir=os.path.abspath(directory) if paths else None,
+            table=table,
+            stats=dict(stats_data(report), report_dir=os.path.abspath(directory) if paths else None),
+            fail=fail,
+            msg=summary,
+            failed_clusters=[c["name"] for c in report["clusters"] if c["verdict"] in ("failed", "partially_failed")],
+        )
+        return result

@@ -218,3 +218,49 @@ def test_helm_values_render_without_installing(fleet_lab, play):
     api, client = k8s(fleet_lab, "c2")
     with api:
         assert get_or_none(client.CoreV1Api(api).read_namespace, "velero") is None
+
+
+def test_server_manifest_follows_velero_install(collections, tmp_path):
+    """server.yml.j2 rendered alone (no lab): init container names, pull policies, args, node-agent."""
+    role = REPO / "roles" / "velero"
+    out = tmp_path / "server.yml"
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(textwrap.dedent("""
+        - hosts: localhost
+          gather_facts: false
+          vars_files: [{defaults}, {vars}]
+          tasks:
+            - ansible.builtin.copy:
+                content: "{{{{ lookup('ansible.builtin.template', '{template}') }}}}"
+                dest: {out}
+                mode: "0644"
+    """).format(defaults=role / "defaults/main.yml", vars=role / "vars/main.yml",
+                template=role / "templates/server.yml.j2", out=out))
+    overrides = tmp_path / "overrides.yml"  # extra vars: above the role files' precedence
+    overrides.write_text(yaml.safe_dump({
+        "velero_version": "latest",
+        "velero_plugins": ["registry.example.com:5000/velero/velero-plugin-for-aws:v1.13.0",
+                           "velero/velero-plugin-for-csi@sha256:0123"],
+        "velero_features": ["EnableCSI", "EnableAPIGroupVersions"],
+        "velero_default_volumes_to_fs_backup": True,
+        "velero_node_agent": True,
+    }))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", "-e",
+                           "ansible_python_interpreter=%s" % sys.executable, "-e", "@%s" % overrides, str(playbook)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    deployment, daemonset = list(yaml.safe_load_all(out.read_text()))
+    pod = deployment["spec"]["template"]["spec"]
+    assert [(c["name"], c["imagePullPolicy"]) for c in pod["initContainers"]] == [
+        ("velero-velero-plugin-for-aws", "IfNotPresent"), ("velero-velero-plugin-for-csi", "Always")]
+    server = pod["containers"][0]
+    assert server["image"] == "velero/velero:latest" and server["imagePullPolicy"] == "Always"
+    assert server["args"] == ["server", "--features=EnableCSI,EnableAPIGroupVersions", "--uploader-type=kopia",
+                              "--default-volumes-to-fs-backup=true"]
+    assert {"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "/credentials/cloud"} in server["env"]
+    assert deployment["spec"]["selector"] == {"matchLabels": {"deploy": "velero"}}
+    assert daemonset["kind"] == "DaemonSet" and daemonset["metadata"]["name"] == "node-agent"
+    agent = daemonset["spec"]["template"]["spec"]
+    assert agent["containers"][0]["args"] == ["node-agent", "server", "--features=EnableCSI,EnableAPIGroupVersions"]
+    assert agent["securityContext"] == {"runAsUser": 0}

@@ -238,3 +238,9 @@ def test_timestamps_normalise_to_utc():
     assert rpt.to_timestamp(datetime.datetime(2026, 1, 1, 13, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=1)))) \
         == "2026-01-01T12:00:00.000Z"
     assert rpt.seconds_between("2026-01-01T12:00:00Z", "2026-01-01T12:00:02.5Z") == 2.5
+
+
+def test_operation_details_are_kept_in_the_document():
+    report = rpt.build_report("status", "x", [{"name": "c1", "details": {"backups": [{"name": "b1"}]}}])
+    assert report["clusters"][0]["details"] == {"backups": [{"name": "b1"}]}
+    assert "details" not in rpt.build_report("status", "x", [{"name": "c1"}])["clusters"][0]

@@ -154,3 +154,15 @@ def test_bsl_needs_the_object_store_plugin(scratch_lab, velero_installer):
                                  "unable to locate ObjectStore plugin named velero.io/aws")
     finally:
         v.uninstall()
+
+
+def test_crds_as_kubectl_sees_them(velero, lab):
+    out = lab.kubectl("api-resources", "--api-group=velero.io", "--no-headers", context=velero.cluster).stdout
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert len(rows) == 13
+    assert rows["backupstoragelocations"][1] == "bsl" and rows["serverstatusrequests"][1] == "ssr"
+    assert rows["volumesnapshotlocations"][1] == "vsl"
+    assert {r[-1] for r in rows.values()} >= {"Backup", "DataUpload", "DataDownload"}
+    # no /status subresource: status written on the main resource is kept
+    crd = velero.ext.read_custom_resource_definition("backups.velero.io")
+    assert not (crd.spec.versions[0].subresources and crd.spec.versions[0].subresources.status)

@@ -5,8 +5,8 @@ import gzip
 
 import pytest
 
-from test_restore_support import (Kube, all_messages, poll, restore, restore_file, restore_prefix,
-                                  run_backup, uid)
+from test_restore_support import (Kube, all_messages, create_restore, poll, restore, restore_file,
+                                  restore_prefix, run_backup, uid)
 
 
 @pytest.fixture(scope="module")
@@ -390,3 +390,23 @@ def test_existing_service_with_taken_node_port_is_a_warning(velero, source):
     assert r["status"].get("errors", 0) == 0
     warnings = restore_file(velero, name, "results.gz")["warnings"]["namespaces"][ns]
     assert any(w.startswith("could not restore, Service:web already exists") for w in warnings), warnings
+
+
+def test_phases_seen_through_a_watch(velero, source):
+    """InProgress -> Finalizing -> Completed, each written as its own update (watched from the
+    creation's resourceVersion, so no update can be missed)."""
+    from kubernetes import watch
+    name = uid("rw")
+    created = create_restore(velero, name, {"backupName": source["backup"],
+                                            "namespaceMapping": {source["ns"]: uid("rwt")}})
+    seen = []
+    w = watch.Watch()
+    for ev in w.stream(velero.custom.list_namespaced_custom_object, "velero.io", "v1", velero.namespace,
+                       "restores", field_selector=f"metadata.name={name}",
+                       resource_version=created["metadata"]["resourceVersion"], timeout_seconds=60):
+        phase = (ev["object"].get("status") or {}).get("phase")
+        if phase and (not seen or seen[-1] != phase):
+            seen.append(phase)
+        if phase in ("Completed", "PartiallyFailed", "Failed", "FailedValidation"):
+            w.stop()
+    assert seen == ["InProgress", "Finalizing", "Completed"], seen

@@ -10,6 +10,7 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
+from kubernetes import client as k8s_client
 from kubernetes import watch as k8s_watch
 
 
@@ -102,7 +103,10 @@ def test_start_of_backup_spec_mutation_and_status(velero):
     assert meta["labels"]["velero.io/storage-location"] == "default"
     assert meta["annotations"]["velero.io/resource-timeout"] == "10m0s"
     assert meta["annotations"]["velero.io/source-cluster-k8s-major-version"] == "1"
-    assert "velero.io/source-cluster-k8s-gitversion" in meta["annotations"]
+    v = k8s_client.VersionApi(velero.api_client).get_code()
+    version = {"gitVersion": v.git_version, "minor": v.minor}
+    assert meta["annotations"]["velero.io/source-cluster-k8s-gitversion"] == version["gitVersion"]
+    assert meta["annotations"]["velero.io/source-cluster-k8s-minor-version"] == version["minor"]
     assert st["version"] == 1 and st["formatVersion"] == "1.1.0"
     assert ts(st["expiration"]) - ts(st["startTimestamp"]) == timedelta(hours=720)
     assert st["completionTimestamp"] >= st["startTimestamp"]

@@ -181,7 +181,12 @@ class VeleroServer:
         return [p for p in pods if pod_is_ready(p) and not p["metadata"].get("deletionTimestamp")]
 
     def k8s_version(self) -> dict:
-        return {"gitVersion": "v1.32.0", "major": "1", "minor": "32"}
+        """What discovery's /version says (the source-cluster annotations of a backup)."""
+        try:
+            from ...api import KUBE_VERSION
+            return {k: KUBE_VERSION[k] for k in ("gitVersion", "major", "minor")}
+        except (ImportError, KeyError):
+            return {"gitVersion": "v1.32.0", "major": "1", "minor": "32"}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self):

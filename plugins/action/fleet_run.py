@@ -191,8 +191,11 @@ class ActionModule(ActionBase):
             cluster = cluster_from_hostvars(host, values)
             if not selector_matches(args["cluster_selector"], cluster["labels"]):
                 continue
-            cluster["storage_class_map"] = values.get("fleetdr_storage_class_map") or {}
-            cluster["image_registry_map"] = values.get("fleetdr_image_registry_map") or {}
+            for var, key, what in (("fleetdr_storage_class_map", "storage_class_map", "storage class"),
+                                   ("fleetdr_image_registry_map", "image_registry_map", "image part")):
+                if values.get(var):
+                    specs.validate_mapping(values[var], "{0} of {1}".format(var, host), what)
+                cluster[key] = values.get(var) or {}
             if values.get("fleetdr_api_key"):
                 secrets.append(str(values["fleetdr_api_key"]))
             clusters.append(cluster)
@@ -245,7 +248,7 @@ class ActionModule(ActionBase):
             operation_fn = getattr(fleet_ops, "op_" + operation)(run)
 
         started = utcnow()
-        cluster_results = run_fleet(clusters, operation_fn, deadline_s=args["deadline"], max_workers=args["max_workers"])
+        cluster_results = run_fleet(clusters, fleet_ops.with_final_phase(operation_fn), deadline_s=args["deadline"], max_workers=args["max_workers"])
         report_options = dict((k, v) for k, v in params.items() if k not in ("backup_spec", "restore_options"))
         if operation == "migrate":
             report_options["targets"] = [c["name"] for c in clusters if c["name"] != args["source"]]

@@ -95,6 +95,22 @@ def connect(cluster, run):
         return client_from_params(params, module=_AuthHolder(params), namespace=run.velero_namespace, cluster=cluster["name"])
 
 
+def with_final_phase(operation):
+    """Close each cluster's timeline with its final phase (Failed when the operation raised)."""
+    def wrapped(cluster, recorder):
+        try:
+            partial = operation(cluster, recorder)
+        except SkipCluster:
+            raise
+        except Exception:
+            recorder.phase("Failed")
+            raise
+        if partial and partial.get("phase"):
+            recorder.phase("Failed" if partial.get("verdict") == "failed" else partial["phase"])
+        return partial
+    return wrapped
+
+
 # --------------------------------------------------------------------------- pre-flight
 
 def _image_version(deployment):
@@ -241,8 +257,8 @@ def _cluster_mappings(cluster, run):
     image = dict(run.params.get("image_registry_mapping") or {})
     image.update(cluster.get("image_registry_map") or {})
     return {
-        objects.STORAGE_CLASS_PLUGIN: ("fleetdr_storage_class_map", specs.validate_mapping(storage, "fleetdr_storage_class_map", "storage class")),
-        objects.IMAGE_NAME_PLUGIN: ("fleetdr_image_registry_map", specs.validate_mapping(image, "fleetdr_image_registry_map", "image part")),
+        objects.STORAGE_CLASS_PLUGIN: ("fleetdr_storage_class_map", specs.validate_mapping(storage or None, "fleetdr_storage_class_map", "storage class")),
+        objects.IMAGE_NAME_PLUGIN: ("fleetdr_image_registry_map", specs.validate_mapping(image or None, "fleetdr_image_registry_map", "image part")),
     }
 
 

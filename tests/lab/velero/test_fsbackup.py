@@ -82,10 +82,14 @@ def test_fs_backup_creates_pvbs_and_deduplicates(velero, lab, fsapp):
     total = sum(len(d) for d in fsapp["files"].values())
     phases_seen = []
 
+    # watch from a resourceVersion taken before the backup exists: no update can be missed
+    start_rv = velero.custom.list_namespaced_custom_object(GROUP, VERSION, velero.namespace,
+                                                           "podvolumebackups")["metadata"]["resourceVersion"]
+
     def watch_pvbs(stop):
         w = watch.Watch()
-        for ev in w.stream(velero.custom.list_namespaced_custom_object, GROUP, VERSION, "velero",
-                           "podvolumebackups", timeout_seconds=60):
+        for ev in w.stream(velero.custom.list_namespaced_custom_object, GROUP, VERSION, velero.namespace,
+                           "podvolumebackups", resource_version=start_rv, timeout_seconds=60):
             obj = ev["object"]
             if (obj.get("spec") or {}).get("pod", {}).get("namespace") == ns:
                 phases_seen.append((obj.get("status") or {}).get("phase"))

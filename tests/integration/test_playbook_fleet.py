@@ -1,0 +1,341 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet playbooks (fleetdr.kube.install/backup/restore/migrate/schedule/status) against a lab.
+
+One private 3-cluster lab for the module (the playbooks own namespace `velero` everywhere);
+tests run in file order and build on each other: bad input -> install -> backup/restore round
+trip (PVC data by sha256) -> migrate c1 -> c2,c3 with the source unchanged -> a down target
+and a target without Velero fail alone -> schedule idempotence -> status -> secret scan of
+everything the runs printed or wrote.
+"""
+
+import base64
+import concurrent.futures
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "lab"))
+from labctl import LabHandle  # noqa: E402
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+pytestmark = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-playbook not installed next to python")
+
+OUTPUTS = []  # every stdout/stderr of the module's runs, for the secret scan
+
+
+def _velero_install_class():
+    """The lab tests' API-level Velero installer (faster than the role; the role is tested below)."""
+    spec = importlib.util.spec_from_file_location("fleetdr_velero_helper", REPO / "tests" / "lab" / "velero" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.VeleroInstall
+
+
+@pytest.fixture(scope="module")
+def fleet_lab(tmp_path_factory):
+    handle = LabHandle.up(tmp_path_factory.mktemp("playbook-lab"), clusters=3)
+    try:
+        yield handle
+    finally:
+        handle.down()
+
+
+@pytest.fixture(scope="module")
+def with_velero(fleet_lab):
+    install = _velero_install_class()
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda c: install(fleet_lab, c, prefix=c, version="v1.18.1", node_agent=True).install(wait=True),
+                      fleet_lab.clusters))
+    return fleet_lab
+
+
+@pytest.fixture(scope="module")
+def collections(tmp_path_factory):
+    """fleetdr.kube (this checkout) next to the kubernetes.core the ansible package bundles."""
+    import ansible_collections
+
+    root = tmp_path_factory.mktemp("collections")
+    (root / "ansible_collections" / "fleetdr").mkdir(parents=True)
+    (root / "ansible_collections" / "fleetdr" / "kube").symlink_to(REPO)
+    for base in ansible_collections.__path__:
+        core = Path(base) / "kubernetes" / "core"
+        if (core / "MANIFEST.json").exists():
+            (root / "ansible_collections" / "kubernetes").mkdir()
+            (root / "ansible_collections" / "kubernetes" / "core").symlink_to(core)
+            break
+    else:
+        pytest.skip("kubernetes.core is not installed")
+    return root
+
+
+class Runner:
+    def __init__(self, lab, collections, work):
+        self.lab, self.collections, self.work = lab, collections, work
+        secrets = work / "secrets.yml"
+        secrets.write_text(yaml.safe_dump({
+            "velero_s3_access_key_id": lab.s3["access_key_id"],
+            "velero_s3_secret_access_key": lab.s3["secret_access_key"],
+        }))
+        self.secrets = secrets
+
+    def __call__(self, playbook, *extra, check_rc=None):
+        env = dict(os.environ)
+        env.update({
+            "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
+            "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORKS": "5",
+        })
+        cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(self.lab.inventory), "fleetdr.kube." + playbook, *extra]
+        proc = subprocess.run(cmd, cwd=self.work, env=env, capture_output=True, text=True, timeout=600)
+        OUTPUTS.append(proc.stdout + proc.stderr)
+        if check_rc is not None:
+            assert proc.returncode == check_rc, proc.stdout[-8000:] + proc.stderr[-3000:]
+        return proc
+
+    def report(self, operation, name):
+        """The newest report directory of that run, with its parsed report.json."""
+        dirs = sorted((self.work / "fleetdr-reports").glob("%s-%s-*" % (operation, name)))
+        assert dirs, "no report for %s %s" % (operation, name)
+        return dirs[-1], json.loads((dirs[-1] / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def play(fleet_lab, collections, tmp_path_factory):
+    return Runner(fleet_lab, collections, tmp_path_factory.mktemp("playbook-work"))
+
+
+def recap(proc):
+    hosts = {}
+    for line in proc.stdout.split("PLAY RECAP")[-1].splitlines():
+        match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
+        if match:
+            hosts[match.group(1)] = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2)))
+    return hosts
+
+
+def custom(lab, cluster):
+    from kubernetes import client
+
+    return client.CustomObjectsApi(lab.api(cluster))
+
+
+def core(lab, cluster):
+    from kubernetes import client
+
+    return client.CoreV1Api(lab.api(cluster))
+
+
+def velero_objects(lab, cluster, plural):
+    return custom(lab, cluster).list_namespaced_custom_object("velero.io", "v1", "velero", plural)["items"]
+
+
+def by_name(report):
+    return dict((c["name"], c) for c in report["clusters"])
+
+
+def pvc_sha(lab, cluster, namespace="busybox", pvc="busybox-data"):
+    out = lab.cli("volume", "ls", "--cluster", cluster, "-n", namespace, "--pvc", pvc, "--sha256").stdout
+    return dict((parts[2], parts[1]) for parts in (line.split() for line in out.splitlines()) if len(parts) == 3)
+
+
+def wait_namespace_gone(lab, cluster, namespace):
+    from kubernetes import watch
+
+    api = core(lab, cluster)
+    names = [ns.metadata.name for ns in api.list_namespace().items]
+    if namespace not in names:
+        return
+    stream = watch.Watch().stream(api.list_namespace, field_selector="metadata.name=" + namespace, timeout_seconds=60)
+    for event in stream:
+        if event["type"] == "DELETED":
+            return
+    raise AssertionError("namespace %s was not deleted on %s" % (namespace, cluster))
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def test_bad_input_fails_before_any_api_call(fleet_lab, play):
+    # Velero is not even installed yet: a run that reached a cluster would fail differently.
+    proc = play("backup", "-e", "backup_name=ok", "-e", "wait_timeout=soon", check_rc=2)
+    assert "wait_timeout" in proc.stdout and "Validate the inputs" in proc.stdout
+    assert "Back up every selected cluster" not in proc.stdout
+
+    proc = play("backup", "-e", "backup_name=Not_A_Name", check_rc=2)
+    assert "Invalid input, nothing was changed" in proc.stdout and "name" in proc.stdout
+
+    proc = play("backup", "-e", "backup_name=ok", "-e", "ttl=forever", check_rc=2)
+    assert "Invalid input" in proc.stdout and "ttl" in proc.stdout
+
+    proc = play("schedule", "-e", "schedule_name=nightly", "-e", "schedule='61 * * * *'", check_rc=2)
+    assert "Invalid input" in proc.stdout and "schedule" in proc.stdout
+
+    proc = play("migrate", "-e", "migrate_name=mv", "-e", "source_cluster=nowhere", check_rc=2)
+    assert "source 'nowhere' is not among the selected clusters" in proc.stdout
+    assert not (play.work / "fleetdr-reports").exists()  # nothing ran, nothing reported
+
+
+def test_backup_restore_round_trip_with_volume_data(fleet_lab, with_velero, play):
+    lab = fleet_lab
+    lab.cli("seed", "--cluster", "c1", "busybox")
+    lab.cli("seed", "--cluster", "c1", "database")
+    lab.cli("volume", "put", "--cluster", "c1", "-n", "busybox", "--pvc", "busybox-data", "--text", "fleet data 1", "data/one.txt")
+    before = pvc_sha(lab, "c1")
+    assert "data/one.txt" in before
+
+    # Only the prod cluster (c1) is selected by label.
+    proc = play("backup", "-e", "backup_name=rt1", "-e", "included_namespaces=busybox,database",
+                "-e", "default_volumes_to_fs_backup=true", "-e", '{"fleetdr_cluster_selector": {"env": "prod"}}', check_rc=0)
+    assert "CLUSTER" in proc.stdout and "rt1" in proc.stdout  # the compact table
+    directory, report = play.report("backup", "rt1")
+    assert [c["name"] for c in report["clusters"]] == ["c1"]
+    c1 = report["clusters"][0]
+    assert c1["verdict"] == "succeeded" and c1["object"] == {"kind": "Backup", "namespace": "velero", "name": "rt1-c1"}
+    backup = custom(lab, "c1").get_namespaced_custom_object("velero.io", "v1", "velero", "backups", "rt1-c1")
+    assert backup["status"]["phase"] == "Completed"
+    assert backup["metadata"]["labels"]["fleetdr.kube/operation-name"] == "rt1"
+    assert c1["items"] == {"total": backup["status"]["progress"]["totalItems"], "done": backup["status"]["progress"]["itemsBackedUp"]}
+    assert [step["phase"] for step in c1["timeline"]] == ["Preflight", "BackupInProgress", "Completed"]
+
+    # The report validates against its schema and the junit file has one case per cluster.
+    import jsonschema
+    from ansible_collections.fleetdr.kube.plugins.module_utils.report_schema import REPORT_SCHEMA
+
+    jsonschema.validate(report, REPORT_SCHEMA)
+    junit = ET.parse(directory / "junit.xml").getroot()
+    assert [case.get("name") for case in junit.iter("testcase")] == ["c1"]
+    assert (directory / "report.html").read_text().count("<tr") >= 2
+
+    core(lab, "c1").delete_namespace("busybox")
+    wait_namespace_gone(lab, "c1", "busybox")
+    play("restore", "-e", "backup_name=rt1", "-e", "restore_name=rt1-back", "-e", "included_namespaces=busybox", "--limit", "c1", check_rc=0)
+    directory, report = play.report("restore", "rt1-back")
+    assert by_name(report)["c1"]["verdict"] == "succeeded"
+    restore = custom(lab, "c1").get_namespaced_custom_object("velero.io", "v1", "velero", "restores", "rt1-back-c1")
+    assert restore["status"]["phase"] == "Completed" and restore["spec"]["backupName"] == "rt1-c1"
+    assert pvc_sha(lab, "c1") == before
+
+
+def _namespace_state(lab, cluster, namespace):
+    state = {}
+    api = core(lab, cluster)
+    for kind, items in (("cm", api.list_namespaced_config_map(namespace).items),
+                        ("pvc", api.list_namespaced_persistent_volume_claim(namespace).items),
+                        ("svc", api.list_namespaced_service(namespace).items)):
+        for item in items:
+            state[(kind, item.metadata.name)] = (item.metadata.uid, item.metadata.resource_version)
+    ns = api.read_namespace(namespace)
+    state[("ns", namespace)] = (ns.metadata.uid, ns.metadata.resource_version)
+    return state
+
+
+def test_migrate_to_two_targets_leaves_the_source_unchanged(fleet_lab, play):
+    lab = fleet_lab
+    source_before = _namespace_state(lab, "c1", "busybox")
+    data = pvc_sha(lab, "c1")
+    proc = play("migrate", "-e", "migrate_name=mv1", "-e", "source_cluster=c1", "-e", "included_namespaces=busybox",
+                "-e", "default_volumes_to_fs_backup=true", check_rc=0)
+    assert recap(proc)["c2"]["failed"] == 0
+    directory, report = play.report("migrate", "mv1")
+    clusters = by_name(report)
+    assert report["verdict"] == "succeeded"
+    assert [s["phase"] for s in clusters["c1"]["timeline"]] == ["Preflight", "sourceReady", "BackupInProgress", "Completed"]
+    for target in ("c2", "c3"):
+        entry = clusters[target]
+        assert [s["phase"] for s in entry["timeline"]] == ["Preflight", "sourceReady", "BackupInProgress", "RestoreInProgress", "Completed"]
+        assert entry["object"]["kind"] == "Restore" and entry["location"] == "fleetdr-from-c1"
+        bsl = custom(lab, target).get_namespaced_custom_object("velero.io", "v1", "velero", "backupstoragelocations", "fleetdr-from-c1")
+        assert bsl["spec"]["accessMode"] == "ReadOnly" and bsl["spec"]["objectStorage"]["prefix"] == "c1"
+        assert pvc_sha(lab, target) == data
+    assert _namespace_state(lab, "c1", "busybox") == source_before
+
+
+def test_down_target_and_missing_velero_fail_alone(fleet_lab, play):
+    lab = fleet_lab
+    # c3 loses Velero, c2 goes down; c1 still backs up.
+    apps_api = __import__("kubernetes").client.AppsV1Api(lab.api("c3"))
+    apps_api.delete_namespaced_deployment("velero", "velero")
+    lab.cli("fault", "c2", "down")
+    try:
+        proc = play("backup", "-e", "backup_name=partial1", "-e", "included_namespaces=busybox", check_rc=2)
+    finally:
+        lab.cli("fault", "c2", "clear")
+    counts = recap(proc)
+    assert counts["c1"]["failed"] == 0 and counts["c2"]["failed"] == 1 and counts["c3"]["failed"] == 1
+    directory, report = play.report("backup", "partial1")
+    clusters = by_name(report)
+    assert report["verdict"] == "partially_failed"
+    assert clusters["c1"]["verdict"] == "succeeded"
+    assert clusters["c2"]["verdict"] == "failed" and clusters["c2"]["phase"] == "Failed" and clusters["c2"]["reason"]
+    assert clusters["c3"]["verdict"] == "failed" and "Velero is not installed" in clusters["c3"]["reason"]
+    cases = dict((case.get("name"), case) for case in ET.parse(directory / "junit.xml").getroot().iter("testcase"))
+    assert sorted(cases) == ["c1", "c2", "c3"]
+    assert cases["c1"].find("failure") is None and cases["c3"].find("failure") is not None
+
+    # fail_on never: same truth in the report, exit 0.
+    play("status", "-e", "fail_on=never", check_rc=0)
+    directory, report = play.report("status", "status")
+    assert by_name(report)["c3"]["verdict"] == "failed"
+
+
+def test_install_playbook_repairs_a_cluster_and_reports_it(fleet_lab, play):
+    # c3 lost its Velero Deployment above: the install playbook (role fleetdr.kube.velero) puts it back.
+    proc = play("install", "-e", "@%s" % play.secrets, "-e", "velero_node_agent=true", "-e", "velero_bsl_prefix=c3",
+                "--limit", "c3", check_rc=0)
+    assert recap(proc)["c3"]["failed"] == 0
+    directory, report = play.report("installed", "velero")
+    assert [c["name"] for c in report["clusters"]] == ["c3"]
+    c3 = report["clusters"][0]
+    assert c3["verdict"] == "succeeded" and c3["phase"] == "Installed"
+    assert c3["details"]["location_phase"] == "Available" and c3["details"]["velero_version"] == "v1.18.1"
+
+
+def test_schedule_second_run_changes_nothing(fleet_lab, play):
+    args = ("-e", "schedule_name=nightly", "-e", "schedule='0 2 * * *'", "-e", "included_namespaces=busybox")
+    first = play("schedule", *args, check_rc=0)
+    assert "changed: [c1]" in first.stdout
+    second = play("schedule", *args, check_rc=0)
+    directory, report = play.report("schedule", "nightly")
+    assert all(c["details"]["changed"] is False for c in report["clusters"])
+    assert "changed: [c1]" not in second.stdout
+    for cluster in ("c1", "c2", "c3"):
+        schedules = velero_objects(fleet_lab, cluster, "schedules")
+        assert [s["metadata"]["name"] for s in schedules] == ["nightly-" + cluster]
+    play("schedule", *args, "-e", "paused=true", check_rc=0)
+    assert all(s["spec"]["paused"] for s in velero_objects(fleet_lab, "c2", "schedules"))
+    play("schedule", "-e", "schedule_name=nightly", "-e", "state=absent", check_rc=0)
+    assert velero_objects(fleet_lab, "c2", "schedules") == []
+
+
+def test_status_lists_the_fleet(fleet_lab, play):
+    play("status", "-e", "fail_on=never", check_rc=0)
+    directory, report = play.report("status", "status")
+    c1 = by_name(report)["c1"]
+    names = [b["name"] for b in c1["details"]["backups"]]
+    assert "rt1-c1" in names and "mv1-c1" in names
+    assert c1["details"]["newest_good_backup_age_s"] is not None
+    assert [loc["name"] for loc in by_name(report)["c2"]["details"]["locations"]] == ["default", "fleetdr-from-c1"]
+
+
+def test_no_secret_in_any_output(fleet_lab, play):
+    play("backup", "-vvv", "-e", "backup_name=scan1", "-e", "included_namespaces=busybox", "--limit", "c1", check_rc=0)
+    secrets = [fleet_lab.s3["secret_access_key"]] + [c["token"] for c in fleet_lab.state["clusters"]]
+    secrets += [base64.b64encode(s.encode()).decode() for s in secrets]
+    texts = list(OUTPUTS)
+    for path in (play.work / "fleetdr-reports").rglob("*"):
+        if path.is_file():
+            texts.append(path.read_text(errors="replace"))
+    assert len(texts) > 10
+    for secret in secrets:
+        assert not any(secret in text for text in texts), "a secret leaked into an output"

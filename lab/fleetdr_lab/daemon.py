@@ -512,4 +512,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Run as `python -m fleetdr_lab.daemon`: make `import fleetdr_lab.daemon` return this very
+    # module, so routes registered by controllers land in the table the control server uses.
+    sys.modules.setdefault("fleetdr_lab.daemon", sys.modules[__name__])
     sys.exit(main())

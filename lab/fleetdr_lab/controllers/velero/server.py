@@ -370,25 +370,13 @@ def register_control_routes() -> None:
     global _routes_registered
     if _routes_registered:
         return
-    import sys
     from .sync import sync_control_route
-    modules = []
-    # The lab process runs `python -m fleetdr_lab.daemon`: its route table lives in __main__,
-    # and importing fleetdr_lab.daemon would give a second, unused copy of the module.
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "fleetdr_lab.daemon":
-        modules.append(main)
-    else:
-        try:
-            from ... import daemon
-            modules.append(daemon)
-        except ImportError:
-            return
-    for module in modules:
-        register = getattr(module, "register_control_route", None)
-        if register is not None:
-            register("POST", "/velero/sync", sync_control_route)
-            _routes_registered = True
+    try:
+        from ... import daemon
+    except ImportError:
+        return
+    daemon.register_control_route("POST", "/velero/sync", sync_control_route)
+    _routes_registered = True
 
 
 # ---- the sub-controllers a server runs, in start order. Part B appends its classes here. ----

@@ -181,6 +181,8 @@ def test_schedule_name_resolves_newest_completed_backup(velero, source):
     velero.wait_backup(newer)
     for b in (older, newer):
         velero.patch("backups", b, {"metadata": {"labels": {"velero.io/schedule-name": schedule}}})
+    # startTimestamps have second precision: make the order unambiguous
+    velero.patch("backups", older, {"status": {"startTimestamp": "2020-01-01T00:00:00Z"}})
     r = restore(velero, uid("rs"), {"scheduleName": schedule, "namespaceMapping": {ns: uid("rsn")}})
     assert r["status"]["phase"] == "Completed"
     assert r["spec"]["backupName"] == newer

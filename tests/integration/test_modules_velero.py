@@ -288,9 +288,9 @@ def test_restore_from_schedule_uses_its_newest_completed_backup(play, lab, veler
 def test_location_available_unavailable_and_info(play, lab, velero):
     name = unique("loc")
     s3 = lab.s3
-    dummy, t = play.run("location.yml", {"location_name": name, "location_prefix": "modules/" + name,
-                                     "s3_access_key_id": s3["access_key_id"], "s3_secret_access_key": s3["secret_access_key"],
-                                     "s3_bad_secret": "not-the-secret"})
+    extra = {"location_name": name, "location_prefix": "modules/" + name, "s3_access_key_id": s3["access_key_id"],
+             "s3_secret_access_key": s3["secret_access_key"], "s3_bad_secret": "not-the-secret"}
+    dummy, t = play.run("location.yml", extra)
     assert t["Location with good credentials (check mode)"]["changed"] is True
     good = t["Location with good credentials"]
     assert good["changed"] is True and good["result"]["phase"] == "Available" and good["secret"] == "create"

@@ -317,6 +317,13 @@ def test_schedule_second_run_changes_nothing(fleet_lab, play):
     play("schedule", "-e", "schedule_name=nightly", "-e", "state=absent", check_rc=0)
     assert velero_objects(fleet_lab, "c2", "schedules") == []
 
+    # from_backup: the instant fleet backup rt1 (c1 only) becomes a schedule with its options.
+    play("schedule", "-e", "schedule_name=from-rt1", "-e", "from_backup=rt1", "-e", "schedule='0 3 * * *'",
+         "--limit", "c1", check_rc=0)
+    schedule = custom(fleet_lab, "c1").get_namespaced_custom_object("velero.io", "v1", "velero", "schedules", "from-rt1-c1")
+    assert schedule["spec"]["template"]["includedNamespaces"] == ["busybox", "database"]
+    assert schedule["spec"]["template"]["defaultVolumesToFsBackup"] is True
+
 
 def test_status_lists_the_fleet(fleet_lab, play):
     play("status", "-e", "fail_on=never", check_rc=0)

@@ -539,10 +539,8 @@ def op_status(run):
         newest = max(good, key=lambda b: (b.get("status") or {}).get("completionTimestamp") or "") if good else None
         newest_age = _age_seconds((newest.get("status") or {}).get("completionTimestamp"), now) if newest else None
         unavailable = [loc["metadata"]["name"] for loc in locations if (loc.get("status") or {}).get("phase") != "Available"]
-        bad_backups = [b["metadata"]["name"] for b in backups
-                       if (b.get("status") or {}).get("phase") in ("Failed", "PartiallyFailed", "FailedValidation")]
-        warnings = ["backup {0} ended {1}".format(n, next((b.get("status") or {}).get("phase") for b in backups
-                                                         if b["metadata"]["name"] == n)) for n in bad_backups]
+        warnings = ["backup {0} ended {1}".format(b["metadata"]["name"], b["status"]["phase"]) for b in backups
+                    if (b.get("status") or {}).get("phase") in ("Failed", "PartiallyFailed", "FailedValidation")]
         errors = ["BackupStorageLocation {0} is not Available".format(n) for n in unavailable]
         max_age = run.params.get("max_backup_age_s")
         verdict = "succeeded"

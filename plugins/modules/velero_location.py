@@ -111,6 +111,10 @@ options:
     description: Fail the task when Velero reports the backup storage location V(Unavailable).
     type: bool
     default: true
+notes:
+  - Velero validates a location when it is created and when its spec changes. A change of credentials
+    alone is checked at Velero's next periodic validation (O(validation_frequency)); the module then
+    reports the phase Velero currently shows.
 seealso:
   - module: fleetdr.kube.velero_info
 """
@@ -300,8 +304,10 @@ def main():
         previous_validation = ((before or {}).get("status") or {}).get("lastValidationTime")
         changed, obj, diff, secret_action = objects.ensure_location(client, plural, kind, params["name"], spec, labels, secret_plan, module.check_mode)
         if params["type"] == "backup" and params["wait"] and not module.check_mode:
+            # Velero validates on create and on spec changes; a Secret-only change is picked up
+            # at its next periodic validation, so that case reports the current state.
             try:
-                obj = objects.wait_location_validated(client, params["name"], previous_validation if changed else None, params["wait_timeout"])
+                obj = objects.wait_location_validated(client, params["name"], previous_validation if diff else None, params["wait_timeout"])
             except WaitTimeout as exc:
                 raise WaitTimeout(exc.msg + " (is the Velero server running?)", last=exc.last, changed=changed,
                                   result=results.normalize(exc.last, kind, client))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: fleet backup wall time and controller CPU for 1, 10, 50 and 100 lab clusters.
 
-One lab of 100 clusters (in .bench-lab, stopped at the end); Velero is installed on every
+One lab of 100 clusters (in a temporary directory, stopped at the end); Velero is installed on every
 cluster through the API (the test helper) to keep set-up time sane. For each size N the same
 backup (namespace default) runs twice with `--limit c1..cN`:
   fleet  - playbooks/backup.yml: one controller-side task, one thread per cluster, watch waits;
@@ -19,6 +19,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,11 +50,12 @@ def measure(cmd, env, cwd):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10,50,100")
-    parser.add_argument("--lab-dir", default=str(REPO / ".bench-lab"))
+    parser.add_argument("--lab-dir", default=None, help="default: a new temporary directory")
     parser.add_argument("--out", default=str(REPO / "bench-results" / "fleet.json"))
     parser.add_argument("--skip-naive", action="store_true")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
+    args.lab_dir = args.lab_dir or tempfile.mkdtemp(prefix="fleetdr-bench-")
     lab = LabHandle.up(args.lab_dir, clusters=max(sizes))
     work = Path(args.lab_dir) / "work"
     work.mkdir(exist_ok=True)

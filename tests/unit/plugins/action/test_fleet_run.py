@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""fleet_run's input checks and the migrate helpers (no cluster needed)."""
+
+import pytest
+
+from ansible_collections.fleetdr.kube.plugins.action.fleet_run import selector_matches, validate_options
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet_ops import (
+    minor_version,
+    readonly_location_spec,
+)
+
+
+@pytest.mark.parametrize("operation,name,options,source,option", [
+    ("backup", "", {}, None, "name"),
+    ("backup", "Bad_Name", {}, None, "name"),
+    ("backup", "ok", {"ttl": "forever"}, None, "ttl"),
+    ("backup", "ok", {"wait": True}, None, "options"),  # unknown option
+    ("backup", "ok", {"included_namespaces": "a,b", "label_selector": "app=x", "or_label_selectors": ["a=b"]}, None, "options"),
+    ("restore", "", {}, None, "backup_name"),
+    ("restore", "", {"backup_name": "b", "existing_resource_policy": "replace"}, None, "options"),
+    ("schedule", "nightly", {"schedule": "61 * * * *"}, None, "schedule"),
+    ("schedule", "nightly", {"schedule": "0 2 * * *", "from_backup": "b", "ttl": "1h"}, None, "from_backup"),
+    ("migrate", "mv", {}, None, "source"),
+    ("migrate", "mv", {"namespace_mapping": {"a": "B_"}}, "c1", "namespace_mapping"),
+])
+def test_bad_input_names_the_option(operation, name, options, source, option):
+    with pytest.raises(ValidationError) as info:
+        validate_options(operation, name, options, source)
+    assert info.value.option == option
+
+
+def test_survey_strings_are_converted():
+    params = validate_options("backup", "nightly", {"included_namespaces": "shop, db", "default_volumes_to_fs_backup": "true"})
+    assert params["backup_spec"]["includedNamespaces"] == ["shop", "db"]
+    assert params["backup_spec"]["defaultVolumesToFsBackup"] is True
+
+
+def test_restore_default_name_is_deterministic():
+    first = validate_options("restore", "", {"backup_name": "nightly", "included_namespaces": ["shop"]})
+    again = validate_options("restore", "", {"backup_name": "nightly", "included_namespaces": ["shop"]})
+    other = validate_options("restore", "", {"backup_name": "nightly", "included_namespaces": ["db"]})
+    assert first["run_name"] == again["run_name"] != other["run_name"]
+    assert first["run_name"].startswith("nightly-restore-")
+
+
+def test_selector_matches_labels():
+    labels = {"env": "prod", "region": "eu-west"}
+    assert selector_matches({}, labels)
+    assert selector_matches({"env": "prod"}, labels)
+    assert not selector_matches({"env": "prod", "region": "us-east"}, labels)
+
+
+def test_readonly_location_reads_the_source_prefix_with_the_target_credentials():
+    source = {"spec": {"provider": "aws", "objectStorage": {"bucket": "fleetdr", "prefix": "c1"},
+                       "config": {"region": "us-east-1"}, "credential": {"name": "src-creds", "key": "cloud"}, "default": True}}
+    target = {"spec": {"credential": {"name": "cloud-credentials", "key": "cloud"}}}
+    spec = readonly_location_spec(source, target)
+    assert spec["accessMode"] == "ReadOnly" and spec["default"] is False
+    assert spec["objectStorage"] == {"bucket": "fleetdr", "prefix": "c1"}
+    assert spec["credential"] == {"name": "cloud-credentials", "key": "cloud"}
+
+
+def test_minor_version():
+    assert minor_version("v1.18.1") == (1, 18)
+    assert minor_version(None) is None and minor_version("latest") is None

@@ -17,8 +17,6 @@ import datetime
 import os
 import threading
 
-import yaml
-
 from ansible_collections.fleetdr.kube.plugins.module_utils.client import client_from_params, with_retries
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
@@ -31,6 +29,11 @@ try:
     import kubernetes
 except ImportError:  # pragma: no cover - reported by the caller
     kubernetes = None
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - kubernetes needs it; without it the path is passed on
+    yaml = None
 
 # kubernetes.core's client factory loads a kubeconfig into the library-wide default
 # configuration and copies it back: two threads doing that at once can swap clusters.
@@ -107,7 +110,7 @@ def _kubeconfig_dict(path, cache):
 def connect(cluster, run):
     params = dict(cluster.get("auth") or {})
     params["velero_namespace"] = run.velero_namespace
-    if isinstance(params.get("kubeconfig"), str):
+    if isinstance(params.get("kubeconfig"), str) and yaml is not None:
         params["kubeconfig"] = _kubeconfig_dict(params["kubeconfig"], run.kubeconfigs)
     with _CLIENT_LOCK:
         return client_from_params(params, module=_AuthHolder(params), namespace=run.velero_namespace, cluster=cluster["name"])

@@ -487,7 +487,7 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px}
 .badge{display:inline-block;padding:2px 8px;border-radius:10px;font-weight:600;font-size:12px}
 table{border-collapse:collapse;font-size:13px;width:100%}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f6f8fa} td.num{text-align:right;white-space:nowrap}
+th{background:#f6f8fa} td.num{text-align:right;white-space:nowrap} td.slowest{font-weight:700}
 .totals span{margin-right:16px;font-size:14px}
 details{margin:4px 0} summary{cursor:pointer;font-weight:600}
 ul{margin:4px 0 8px 20px;padding:0} li.err{color:#cf222e} li.warn{color:#9a6700}
@@ -501,8 +501,9 @@ def _esc(value):
 
 
 def _badge(verdict):
-    fg, bg = _VERDICT_COLOURS.get(verdict, _VERDICT_COLOURS["skipped"])
-    return '<span class="badge" style="color:%s;background:%s">%s</span>' % (fg, bg, _esc(verdict))
+    # solid verdict colour with white text: stands out on the tinted table rows too
+    fg = _VERDICT_COLOURS.get(verdict, _VERDICT_COLOURS["skipped"])[0]
+    return '<span class="badge" style="color:#ffffff;background:%s">%s</span>' % (fg, _esc(verdict))
 
 
 def _timeline_svg(report):
@@ -536,6 +537,9 @@ def _timeline_svg(report):
     for index, cluster in enumerate(rows):
         y = top + index * row_h
         fg = _VERDICT_COLOURS.get(cluster["verdict"], _VERDICT_COLOURS["skipped"])[0]
+        # one group per cluster: a lane that tools (and tests) can find by cluster name
+        parts.append('<g class="lane" data-cluster="%s" data-verdict="%s">' % (
+            _esc(cluster["name"]), _esc(cluster["verdict"])))
         parts.append('<text x="%d" y="%d" text-anchor="end" fill="%s">%s</text>' % (
             label_w - 6, y + row_h - 5, fg, _esc(cluster["name"])))
         finished = cluster["finished"] or report["finished"]
@@ -552,12 +556,13 @@ def _timeline_svg(report):
         parts.append('<text x="%.1f" y="%d" fill="%s">%s%s</text>' % (
             end_x + 4, y + row_h - 5, fg, _esc(_fmt_duration(cluster["duration_s"])),
             "" if cluster["verdict"] == "succeeded" else " " + _esc(cluster["verdict"])))
+        parts.append("</g>")
     legend_y = top + row_h * len(rows) + 24
     x = label_w
     for phase, colour in colours.items():
         parts.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/>' % (x, legend_y - 9, colour))
         parts.append('<text x="%d" y="%d">%s</text>' % (x + 14, legend_y, _esc(phase)))
-        x += 24 + 7 * len(phase)
+        x += 22 + 6 * len(phase)  # about 11px-font text width
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -567,15 +572,19 @@ def render_html(report):
     totals = report["totals"]
     title = "%s %s" % (report["operation"], report["name"])
     rows = []
+    durations = [cluster["duration_s"] for cluster in report["clusters"] if cluster["duration_s"] is not None]
+    slowest = max(durations) if len(durations) > 1 else None
     for cluster in report["clusters"]:
         fg, bg = _VERDICT_COLOURS.get(cluster["verdict"], _VERDICT_COLOURS["skipped"])
         labels = ", ".join("%s=%s" % item for item in sorted(cluster["labels"].items()))
         rows.append(
             '<tr style="background:%s"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>'
-            '<td class="num">%s</td><td class="num">%d</td><td class="num">%d</td><td class="num">%s</td><td>%s</td></tr>' % (
+            '<td class="num">%s</td><td class="num">%d</td><td class="num">%d</td><td class="num%s">%s</td><td>%s</td></tr>' % (
                 bg, _esc(cluster["name"]), _esc(labels), _badge(cluster["verdict"]), _esc(cluster["phase"]),
                 _esc(_fmt_object(cluster["object"])), _esc(cluster["location"]), _esc(_fmt_items(cluster["items"])),
-                len(cluster["warnings"]), len(cluster["errors"]), _esc(_fmt_duration(cluster["duration_s"])),
+                len(cluster["warnings"]), len(cluster["errors"]),
+                " slowest" if slowest is not None and cluster["duration_s"] == slowest else "",
+                _esc(_fmt_duration(cluster["duration_s"])),
                 _esc(cluster["reason"]),
             ))
         del fg

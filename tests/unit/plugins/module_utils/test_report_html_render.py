@@ -82,7 +82,7 @@ class ProxyRecorder:
     def _serve(self):
         while True:
             try:
-                conn, _ = self.server.accept()
+                conn = self.server.accept()[0]
             except OSError:
                 return
             with conn:
@@ -179,7 +179,7 @@ def png_pixels(path):
         elif kind == b"IDAT":
             idat += body
         position += 12 + length
-    width, height, depth, colour_type, _, _, interlace = header
+    width, height, depth, colour_type, interlace = header[:4] + header[6:]
     assert depth == 8 and colour_type in (2, 6) and interlace == 0, header
     channels = 4 if colour_type == 6 else 3
     raw = zlib.decompress(idat)
@@ -245,7 +245,7 @@ def test_rendered_timeline_has_one_lane_per_cluster(rendered):
     assert len(svgs) == 1
     lanes = list(svgs[0].iter("g"))
     lanes = [lane for lane in lanes if lane.attrs.get("class") == "lane"]
-    assert [lane.attrs.get("data-cluster") for lane in lanes] == [name for name, _ in CLUSTERS]
+    assert [lane.attrs.get("data-cluster") for lane in lanes] == [cluster[0] for cluster in CLUSTERS]
     for lane in lanes:  # each lane draws its three phases
         titles = [title.all_text() for title in lane.iter("title")]
         assert [title.split(":")[1].split(" for ")[0].strip() for title in titles] == ["New", "InProgress", "Finalizing"]

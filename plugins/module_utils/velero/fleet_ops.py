@@ -17,7 +17,7 @@ import datetime
 import os
 import threading
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.client import client_from_params, with_retries
+from ansible_collections.fleetdr.kube.plugins.module_utils.client import KubeClient, client_from_params, with_retries
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import parse_timestamp
@@ -107,8 +107,48 @@ def _kubeconfig_dict(path, cache):
         return cache[path]
 
 
+# Auth options the direct path below handles; anything else (client certs given as options,
+# username/password, proxies, impersonation) goes through kubernetes.core's factory.
+_DIRECT_AUTH = frozenset(("kubeconfig", "context", "host", "api_key", "ca_cert", "validate_certs"))
+
+
+def _direct_api_client(params, run):
+    """An independent ApiClient per cluster, built without kubernetes.core's factory.
+
+    The factory loads into the library-wide default configuration (so it must be serialised) and
+    builds a DynamicClient whose discovery costs requests per cluster; the fleet needs neither,
+    and serialising it made client set-up most of a 100-cluster run.
+    """
+    kubeconfig = params.get("kubeconfig")
+    if kubeconfig:
+        if not isinstance(kubeconfig, dict):
+            kubeconfig = _kubeconfig_dict(kubeconfig, run.kubeconfigs)
+        api_client = kubernetes.config.new_client_from_config_dict(
+            kubeconfig, context=params.get("context"), persist_config=False)
+        configuration = api_client.configuration
+        if params.get("host"):
+            configuration.host = params["host"]
+    else:
+        configuration = kubernetes.client.Configuration()
+        configuration.host = params["host"]
+        api_client = None
+    if params.get("api_key"):
+        configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
+    if params.get("ca_cert"):
+        configuration.ssl_ca_cert = params["ca_cert"]
+    if params.get("validate_certs") is not None:
+        configuration.verify_ssl = bool(params["validate_certs"])
+    return api_client or kubernetes.client.ApiClient(configuration)
+
+
 def connect(cluster, run):
     params = dict(cluster.get("auth") or {})
+    if (params.get("kubeconfig") or params.get("host")) and set(params) <= _DIRECT_AUTH and yaml is not None:
+        context = params.get("context")
+        if not context and isinstance(params.get("kubeconfig"), str):
+            context = _kubeconfig_dict(params["kubeconfig"], run.kubeconfigs).get("current-context")
+        return KubeClient(_direct_api_client(params, run), namespace=run.velero_namespace,
+                          context=context, cluster=cluster["name"])
     params["velero_namespace"] = run.velero_namespace
     if isinstance(params.get("kubeconfig"), str) and yaml is not None:
         params["kubeconfig"] = _kubeconfig_dict(params["kubeconfig"], run.kubeconfigs)

@@ -8,7 +8,7 @@ import uuid
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-WAIT_SECONDS = 30
+WAIT_SECONDS = 60
 
 
 class Apis:

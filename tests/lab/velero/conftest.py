@@ -48,7 +48,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+def wait_for(predicate, timeout: float = 90.0, interval: float = 0.1, what: str = "condition"):
     """Poll `predicate()` until it returns a truthy value; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last = None

@@ -29,7 +29,7 @@ def link(target, link_path):
 def main():
     root = Path(sys.argv[1]) / "ansible_collections"
     link(REPO, root / "fleetdr" / "kube")
-    for ns, name in (("kubernetes", "core"), ("ansible", "utils"), ("community", "general")):
+    for ns, name in (("kubernetes", "core"), ("ansible", "utils"), ("ansible", "posix"), ("community", "general")):
         link(bundled(ns, name), root / ns / name)
 
 

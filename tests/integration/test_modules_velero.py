@@ -70,27 +70,6 @@ def velero(lab):
     return install
 
 
-@pytest.fixture(scope="module")
-def collections(tmp_path_factory):
-    """fleetdr.kube (this checkout) next to the kubernetes.core the ansible package bundles."""
-    import ansible_collections
-
-    root = tmp_path_factory.mktemp("collections")
-    (root / "ansible_collections" / "fleetdr").mkdir(parents=True)
-    (root / "ansible_collections" / "fleetdr" / "kube").symlink_to(REPO)
-    # kubernetes.core for the modules, ansible.posix for the json stdout callback.
-    for namespace, name in (("kubernetes", "core"), ("ansible", "posix")):
-        for base in ansible_collections.__path__:
-            source = Path(base) / namespace / name
-            if (source / "MANIFEST.json").exists():
-                (root / "ansible_collections" / namespace).mkdir(exist_ok=True)
-                (root / "ansible_collections" / namespace / name).symlink_to(source)
-                break
-        else:
-            pytest.skip("{0}.{1} is not installed".format(namespace, name))
-    return root
-
-
 class Play(object):
     """Runs a playbook against the lab's c1 and indexes task results by task name."""
 

@@ -27,31 +27,10 @@ pytestmark = pytest.mark.skipif(not MOLECULE.exists(), reason="molecule not inst
 
 
 @pytest.fixture(scope="module")
-def collections_path(tmp_path_factory):
-    """ANSIBLE_COLLECTIONS_PATH from the environment (the Makefile's build tree), else a private tree."""
-    if os.environ.get("ANSIBLE_COLLECTIONS_PATH"):
-        return os.environ["ANSIBLE_COLLECTIONS_PATH"]
-    import ansible_collections
-
-    root = tmp_path_factory.mktemp("collections")
-    (root / "ansible_collections" / "fleetdr").mkdir(parents=True)
-    (root / "ansible_collections" / "fleetdr" / "kube").symlink_to(REPO)
-    for base in ansible_collections.__path__:
-        core = Path(base) / "kubernetes" / "core"
-        if (core / "MANIFEST.json").exists():
-            (root / "ansible_collections" / "kubernetes").mkdir()
-            (root / "ansible_collections" / "kubernetes" / "core").symlink_to(core)
-            break
-    else:
-        pytest.skip("kubernetes.core is not installed")
-    return str(root)
-
-
-@pytest.fixture(scope="module")
-def molecule_run(collections_path):
+def molecule_run(collections):
     env = dict(os.environ)
     env.update({
-        "ANSIBLE_COLLECTIONS_PATH": collections_path,
+        "ANSIBLE_COLLECTIONS_PATH": str(collections),
         # molecule calls ansible-config/ansible-playbook and the scenario calls fleetdr-lab: all in this venv.
         "PATH": os.pathsep.join([str(BIN), env.get("PATH", "")]),
         "NO_COLOR": "1",

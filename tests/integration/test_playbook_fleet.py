@@ -59,25 +59,6 @@ def with_velero(fleet_lab):
     return fleet_lab
 
 
-@pytest.fixture(scope="module")
-def collections(tmp_path_factory):
-    """fleetdr.kube (this checkout) next to the kubernetes.core the ansible package bundles."""
-    import ansible_collections
-
-    root = tmp_path_factory.mktemp("collections")
-    (root / "ansible_collections" / "fleetdr").mkdir(parents=True)
-    (root / "ansible_collections" / "fleetdr" / "kube").symlink_to(REPO)
-    for base in ansible_collections.__path__:
-        core = Path(base) / "kubernetes" / "core"
-        if (core / "MANIFEST.json").exists():
-            (root / "ansible_collections" / "kubernetes").mkdir()
-            (root / "ansible_collections" / "kubernetes" / "core").symlink_to(core)
-            break
-    else:
-        pytest.skip("kubernetes.core is not installed")
-    return root
-
-
 class Runner:
     def __init__(self, lab, collections, work):
         self.lab, self.collections, self.work = lab, collections, work

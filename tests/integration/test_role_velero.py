@@ -39,25 +39,6 @@ def fleet_lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def collections(tmp_path_factory):
-    """fleetdr.kube (this checkout) next to the kubernetes.core the ansible package bundles."""
-    import ansible_collections
-
-    root = tmp_path_factory.mktemp("collections")
-    (root / "ansible_collections" / "fleetdr").mkdir(parents=True)
-    (root / "ansible_collections" / "fleetdr" / "kube").symlink_to(REPO)
-    for base in ansible_collections.__path__:
-        core = Path(base) / "kubernetes" / "core"
-        if (core / "MANIFEST.json").exists():
-            (root / "ansible_collections" / "kubernetes").mkdir()
-            (root / "ansible_collections" / "kubernetes" / "core").symlink_to(core)
-            break
-    else:
-        pytest.skip("kubernetes.core is not installed")
-    return root
-
-
-@pytest.fixture(scope="module")
 def play(fleet_lab, collections, tmp_path_factory):
     work = tmp_path_factory.mktemp("role-velero-play")
     s3 = fleet_lab.s3

@@ -76,8 +76,11 @@ def retry_after(exc):
 class Waiter(object):
     """Runs one wait; ``clock`` and ``sleep`` are injectable for tests."""
 
-    def __init__(self, source, predicate, timeout, description="object", clock=time.monotonic, sleep=time.sleep, backoff=None, on_event=None):
+    def __init__(self, source, predicate, timeout, description="object", clock=time.monotonic, sleep=time.sleep, backoff=None, on_event=None,
+                 initial=None):
         self.source = source
+        # The object as a write just returned it: the watch starts from its resourceVersion, no list first.
+        self.initial = initial
         self.predicate = predicate
         self.timeout = timeout
         self.description = description
@@ -108,7 +111,11 @@ class Waiter(object):
 
     def wait(self):
         deadline = self.clock() + self.timeout
-        resource_version = None
+        resource_version = _rv(self.initial)
+        if resource_version is not None:
+            self.last = self.initial
+            if self.predicate(self.last):
+                return self.last
         while True:
             if resource_version is None:
                 try:

@@ -14,7 +14,6 @@ import concurrent.futures
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -26,6 +25,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from labctl import LabHandle  # noqa: E402
+from fleet_helpers import namespace_state, recap  # noqa: E402
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 pytestmark = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-playbook not installed next to python")
@@ -96,13 +96,6 @@ def play(fleet_lab, collections, tmp_path_factory):
     return Runner(fleet_lab, collections, tmp_path_factory.mktemp("playbook-work"))
 
 
-def recap(proc):
-    hosts = {}
-    for line in proc.stdout.split("PLAY RECAP")[-1].splitlines():
-        match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
-        if match:
-            hosts[match.group(1)] = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2)))
-    return hosts
 
 
 def custom(lab, cluster):
@@ -208,22 +201,11 @@ def test_backup_restore_round_trip_with_volume_data(fleet_lab, with_velero, play
     assert pvc_sha(lab, "c1") == before
 
 
-def _namespace_state(lab, cluster, namespace):
-    state = {}
-    api = core(lab, cluster)
-    for kind, items in (("cm", api.list_namespaced_config_map(namespace).items),
-                        ("pvc", api.list_namespaced_persistent_volume_claim(namespace).items),
-                        ("svc", api.list_namespaced_service(namespace).items)):
-        for item in items:
-            state[(kind, item.metadata.name)] = (item.metadata.uid, item.metadata.resource_version)
-    ns = api.read_namespace(namespace)
-    state[("ns", namespace)] = (ns.metadata.uid, ns.metadata.resource_version)
-    return state
 
 
 def test_migrate_to_two_targets_leaves_the_source_unchanged(fleet_lab, play):
     lab = fleet_lab
-    source_before = _namespace_state(lab, "c1", "busybox")
+    source_before = namespace_state(core(lab, "c1"), "busybox")
     data = pvc_sha(lab, "c1")
     proc = play("migrate", "-e", "migrate_name=mv1", "-e", "source_cluster=c1", "-e", "included_namespaces=busybox",
                 "-e", "default_volumes_to_fs_backup=true", check_rc=0)
@@ -239,7 +221,7 @@ def test_migrate_to_two_targets_leaves_the_source_unchanged(fleet_lab, play):
         bsl = custom(lab, target).get_namespaced_custom_object("velero.io", "v1", "velero", "backupstoragelocations", "fleetdr-from-c1")
         assert bsl["spec"]["accessMode"] == "ReadOnly" and bsl["spec"]["objectStorage"]["prefix"] == "c1"
         assert pvc_sha(lab, target) == data
-    assert _namespace_state(lab, "c1", "busybox") == source_before
+    assert namespace_state(core(lab, "c1"), "busybox") == source_before
 
 
 def test_down_target_and_missing_velero_fail_alone(fleet_lab, play):

@@ -31,6 +31,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from labctl import LabHandle  # noqa: E402
+from fleet_helpers import namespace_state, recap  # noqa: E402
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 pytestmark = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-playbook not installed next to python")
@@ -103,13 +104,6 @@ def out(proc):
     return "rc=%s\n%s\n%s" % (proc.returncode, proc.stdout[-8000:], proc.stderr[-3000:])
 
 
-def recap(proc):
-    hosts = {}
-    for line in proc.stdout.split("PLAY RECAP")[-1].splitlines():
-        match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
-        if match:
-            hosts[match.group(1)] = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2)))
-    return hosts
 
 
 def by_name(report):
@@ -303,22 +297,10 @@ def test_restore_from_schedule_without_a_completed_backup_fails_that_cluster(lab
 # 2. migrate: the target's Velero version must match the source's minor version
 
 
-def _namespace_state(lab_handle, cluster, namespace):
-    api = _core(lab_handle, cluster)
-    state = {}
-    for kind, items in (("cm", api.list_namespaced_config_map(namespace).items),
-                        ("secret", api.list_namespaced_secret(namespace).items),
-                        ("svc", api.list_namespaced_service(namespace).items),
-                        ("sa", api.list_namespaced_service_account(namespace).items)):
-        for item in items:
-            state[(kind, item.metadata.name)] = (item.metadata.uid, item.metadata.resource_version)
-    ns = api.read_namespace(namespace)
-    state[("ns", namespace)] = (ns.metadata.uid, ns.metadata.resource_version)
-    return state
 
 
 def test_migrate_fails_only_the_target_with_another_velero_minor(lab, play):
-    source_before = _namespace_state(lab, "c1", APP)
+    source_before = namespace_state(_core(lab, "c1"), APP, kinds=("cm", "secret", "svc", "sa"))
     assert ("cm", "settings") in source_before
     proc = play("migrate", "-e", "migrate_name=mvv", "-e", "source_cluster=c1", "-e", "included_namespaces=%s" % APP)
     assert proc.returncode != 0, out(proc)  # fail_on defaults to any
@@ -349,7 +331,7 @@ def test_migrate_fails_only_the_target_with_another_velero_minor(lab, play):
     # The source was only read: one Backup there, and every object in the namespace unchanged.
     backup = _velero_get(lab, "c1", "backups", "mvv-c1")
     assert backup is not None and backup["status"]["phase"] == "Completed"
-    assert _namespace_state(lab, "c1", APP) == source_before
+    assert namespace_state(_core(lab, "c1"), APP, kinds=("cm", "secret", "svc", "sa")) == source_before
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ The lab is private to this module: the role owns namespace `velero` on every clu
 
 import base64
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from labctl import LabHandle  # noqa: E402
+from fleet_helpers import recap  # noqa: E402
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 CRDS = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "roles/velero/files/crds").glob("*.yaml"))
@@ -75,14 +75,6 @@ def play(fleet_lab, collections, tmp_path_factory):
     return run
 
 
-def recap(proc):
-    """{host: {ok, changed, failed, ...}} from the PLAY RECAP."""
-    hosts = {}
-    for line in proc.stdout.split("PLAY RECAP")[-1].splitlines():
-        match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
-        if match:
-            hosts[match.group(1)] = dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", match.group(2)))
-    return hosts
 
 
 def k8s(fleet_lab, cluster):

@@ -17,6 +17,13 @@ import datetime
 import os
 import threading
 
+try:
+    from urllib.parse import urlparse
+    from urllib.request import getproxies
+except ImportError:  # pragma: no cover - Python 2 controllers are not supported by kubernetes.core 6
+    from urlparse import urlparse
+    from urllib import getproxies
+
 from ansible_collections.fleetdr.kube.plugins.module_utils.client import KubeClient, client_from_params, with_retries
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
@@ -74,6 +81,7 @@ class FleetRun(object):
         self.changed = {}  # cluster -> bool
         self.lock = threading.Lock()
         self.kubeconfigs = {}  # path -> parsed kubeconfig, shared by the cluster threads
+        self.proxies = getproxies()  # the proxy environment, read once for all clusters
         # migrate coordination
         self.preflight_done = {}
         self.source_backup = None  # (ok, backup object or reason)
@@ -112,6 +120,19 @@ def _kubeconfig_dict(path, cache):
 _DIRECT_AUTH = frozenset(("kubeconfig", "context", "host", "api_key", "ca_cert", "validate_certs"))
 
 
+def _new_configuration(run):
+    """A Configuration that does not read the proxy environment itself.
+
+    kubernetes >= 35 reads it in the constructor and again on every host change (~5 ms per
+    cluster with Ansible's environment); the run reads it once. Returns (configuration, proxies
+    to apply, or None when this kubernetes version leaves proxies to the caller).
+    """
+    try:
+        return kubernetes.client.Configuration(proxy="", no_proxy=""), run.proxies
+    except TypeError:  # older clients take no proxy arguments and read no environment
+        return kubernetes.client.Configuration(), None
+
+
 def _direct_api_client(params, run):
     """An independent ApiClient per cluster, built without kubernetes.core's factory.
 
@@ -119,26 +140,26 @@ def _direct_api_client(params, run):
     builds a DynamicClient whose discovery costs requests per cluster; the fleet needs neither,
     and serialising it made client set-up most of a 100-cluster run.
     """
+    configuration, proxies = _new_configuration(run)
     kubeconfig = params.get("kubeconfig")
     if kubeconfig:
         if not isinstance(kubeconfig, dict):
             kubeconfig = _kubeconfig_dict(kubeconfig, run.kubeconfigs)
-        api_client = kubernetes.config.new_client_from_config_dict(
-            kubeconfig, context=params.get("context"), persist_config=False)
-        configuration = api_client.configuration
-        if params.get("host"):
-            configuration.host = params["host"]
-    else:
-        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config_from_dict(
+            kubeconfig, context=params.get("context"), client_configuration=configuration, persist_config=False)
+    if params.get("host"):
         configuration.host = params["host"]
-        api_client = None
     if params.get("api_key"):
         configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
     if params.get("ca_cert"):
         configuration.ssl_ca_cert = params["ca_cert"]
     if params.get("validate_certs") is not None:
         configuration.verify_ssl = bool(params["validate_certs"])
-    return api_client or kubernetes.client.ApiClient(configuration)
+    if proxies and not configuration.proxy:  # a kubeconfig proxy-url wins, as in the library
+        configuration.proxy = proxies.get(urlparse(configuration.host).scheme) or proxies.get("all")
+        configuration.no_proxy = proxies.get("no")
+    # The ApiClient builds its connection pool from the configuration: overrides go in first.
+    return kubernetes.client.ApiClient(configuration)
 
 
 def connect(cluster, run):
@@ -185,15 +206,20 @@ def _image_version(deployment):
 
 def velero_deployment(client):
     """The Velero server Deployment, or None when Velero is not installed; raises when unreachable."""
-    apps = kubernetes.client.AppsV1Api(client.api_client)
+    # One retry and a short timeout: an unreachable cluster should fail its pre-flight quickly.
+    return with_retries(
+        lambda: _missing_as_none(client._json_request, "GET", "/apis/apps/v1/namespaces/{0}/deployments/velero".format(client.namespace),
+                                 _request_timeout=15),
+        "Reading Deployment {0}/velero".format(client.namespace), retries=1)
+
+
+def _missing_as_none(fn, *args, **kwargs):
     try:
-        obj = with_retries(lambda: apps.read_namespaced_deployment("velero", client.namespace, _request_timeout=15),
-                           "Reading Deployment {0}/velero".format(client.namespace), retries=1)
-    except FleetdrError as exc:
+        return fn(*args, **kwargs)
+    except Exception as exc:
         if getattr(exc, "status", None) == 404:
             return None
         raise
-    return client.api_client.sanitize_for_serialization(obj)
 
 
 def minor_version(version):
@@ -285,10 +311,10 @@ def run_backup(client, run, recorder, cluster_name, location_name, labels=None):
     all_labels = dict(run.params.get("labels") or {})
     all_labels.update(labels or names.ownership_labels(run.operation, run.name, cluster_name))
     recorder.phase("BackupInProgress")
-    changed, obj, diff = objects.ensure_backup(client, name, spec, all_labels, run.check_mode)
+    changed, obj, diff = objects.ensure_backup(client, name, spec, all_labels, run.check_mode, location_checked=True)
     del diff
     if not run.check_mode:
-        obj = objects.wait_backup(client, name, timeout_for(run, recorder))
+        obj = objects.wait_backup(client, name, timeout_for(run, recorder), initial=obj)
     result = results.normalize(obj, "Backup", client)
     if not run.check_mode:
         results.attach_details(result, client, location_name, run.secret_values)

@@ -132,12 +132,18 @@ def check_storage_location(client, name, option="storage_location"):
 
 # --------------------------------------------------------------------------- backups
 
-def ensure_backup(client, name, spec, labels=None, check_mode=False):
-    """Create the Backup unless it exists; an existing one with another spec is a conflict."""
-    existing = client.get("backups", name)
-    if existing is not None:
-        return _existing_backup(client, name, spec, labels, existing, check_mode)
-    check_storage_location(client, spec.get("storageLocation"))
+def ensure_backup(client, name, spec, labels=None, check_mode=False, location_checked=False):
+    """Create the Backup unless it exists; an existing one with another spec is a conflict.
+
+    ``location_checked``: the caller has just found the location Available, so create at once and
+    compare with an existing Backup only when the create conflicts (one request instead of three).
+    """
+    if check_mode or not location_checked:
+        existing = client.get("backups", name)
+        if existing is not None:
+            return _existing_backup(client, name, spec, labels, existing, check_mode)
+    if not location_checked:
+        check_storage_location(client, spec.get("storageLocation"))
     annotations = {names.ANNOTATION_REQUESTED_SPEC: specs.canonical_json(spec)}
     body = velero_object("Backup", name, client.namespace, spec, labels, annotations)
     diff = {"before": {}, "after": {"metadata": body["metadata"], "spec": spec}}
@@ -183,8 +189,8 @@ def backup_done(obj):
     return obj is not None and (obj.get("status") or {}).get("phase") in specs.BACKUP_TERMINAL_PHASES
 
 
-def wait_backup(client, name, timeout):
-    return wait_for(client.watch_source("backups", name), backup_done, timeout, "Backup {0} to finish".format(name))
+def wait_backup(client, name, timeout, initial=None):
+    return wait_for(client.watch_source("backups", name), backup_done, timeout, "Backup {0} to finish".format(name), initial=initial)
 
 
 def delete_backup(client, name, wait=True, timeout=600, check_mode=False):

@@ -176,3 +176,27 @@ def test_stream_timeout_is_the_remaining_time():
                                           (ConnectionResetError(), True), (ValueError(), False)])
 def test_is_transient(exc, expected):
     assert waiter.is_transient(exc) is expected
+
+
+def test_initial_object_starts_the_watch_without_a_read():
+    clock = FakeClock()
+    source = ScriptedSource([], [[("MODIFIED", obj("InProgress", 6)), ("MODIFIED", obj("Completed", 7))]])
+    w = waiter.Waiter(source, done, 60, "backup b", clock=clock.clock, sleep=clock.sleep, initial=obj("New", 5))
+    assert w.wait()["metadata"]["resourceVersion"] == "7"
+    assert source.get_calls == 0 and source.stream_calls[0][0] == "5"
+
+
+def test_initial_object_already_done_returns_at_once():
+    clock = FakeClock()
+    source = ScriptedSource([], [])
+    w = waiter.Waiter(source, done, 60, "backup b", clock=clock.clock, sleep=clock.sleep, initial=obj("Completed", 5))
+    assert w.wait()["status"]["phase"] == "Completed"
+    assert source.get_calls == 0 and source.stream_calls == []
+
+
+def test_initial_object_then_gone_re_reads():
+    clock = FakeClock()
+    source = ScriptedSource([(obj("Completed", 9), "9")], [[waiter.Gone("too old")]])
+    w = waiter.Waiter(source, done, 60, "backup b", clock=clock.clock, sleep=clock.sleep, initial=obj("New", 5))
+    assert w.wait()["metadata"]["resourceVersion"] == "9"
+    assert source.get_calls == 1

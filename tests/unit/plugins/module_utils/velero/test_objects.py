@@ -233,3 +233,43 @@ def test_location_secret_compared_not_shown():
     assert action == "replace"
     again = objects.ensure_location(kube, "backupstoragelocations", "BackupStorageLocation", "loc", spec)
     assert again[0] is False
+
+
+class CountingKube(FakeKube):
+    """FakeKube that counts reads, to show which requests a path makes."""
+
+    def __init__(self):
+        super(CountingKube, self).__init__()
+        self.reads = []
+
+    def get(self, plural, name, namespace=None):
+        self.reads.append(("get", plural, name))
+        return super(CountingKube, self).get(plural, name, namespace)
+
+    def list(self, plural, label_selector=None, field_selector=None, namespace=None):
+        self.reads.append(("list", plural))
+        return super(CountingKube, self).list(plural, label_selector, field_selector, namespace)
+
+
+def test_location_checked_creates_without_reading_first():
+    kube = CountingKube()
+    changed, obj, dummy = objects.ensure_backup(kube, "b1", {"includedNamespaces": ["a"]}, location_checked=True)
+    assert changed and kube.writes == [("create", "backups", "b1")]
+    assert kube.reads == []  # neither the Backup nor the location was read again
+    assert obj["metadata"]["resourceVersion"]  # the waiter starts its watch from here
+
+
+def test_location_checked_conflict_still_compares_with_the_existing_backup():
+    kube = CountingKube()
+    objects.ensure_backup(kube, "b1", {"includedNamespaces": ["a"]}, location_checked=True)
+    velero_starts(kube, "b1")
+    changed, obj, dummy = objects.ensure_backup(kube, "b1", {"includedNamespaces": ["a"]}, location_checked=True)
+    assert not changed and obj["status"]["phase"] == "Completed" and len(kube.writes) == 1
+    with pytest.raises(ConflictError):
+        objects.ensure_backup(kube, "b1", {"includedNamespaces": ["b"]}, location_checked=True)
+
+
+def test_location_checked_in_check_mode_writes_nothing():
+    kube = CountingKube()
+    changed, obj, dummy = objects.ensure_backup(kube, "b1", {}, check_mode=True, location_checked=True)
+    assert changed and kube.writes == [] and kube.reads == [("get", "backups", "b1")]

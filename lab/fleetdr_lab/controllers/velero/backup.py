@@ -85,7 +85,11 @@ class BackupQueueController(VeleroController):
                          if (x.get("status") or {}).get("phase") == "Queued"]
             self.patch(PLURAL, key, {"status": {"phase": "Queued",
                                                 "queuePosition": max(positions, default=0) + 1}})
-        self.dequeue()
+        # Velero re-examines the queue when a backup arrives or leaves the running phases; the
+        # many progress updates of a running backup change nothing for the queue (and listing
+        # every Backup on each of them made a busy cluster's queue quadratic).
+        if b is None or (b.get("status") or {}).get("phase", "") not in ACTIVE_PHASES:
+            self.dequeue()
 
     async def resync(self):
         self.dequeue()

@@ -2,7 +2,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Helpers shared by the integration tests that run playbooks against a lab."""
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 
 class Recap(dict):
@@ -45,3 +50,39 @@ def namespace_state(core_api, namespace, kinds=("cm", "pvc", "svc")):
     ns = core_api.read_namespace(namespace)
     state[("ns", namespace)] = (ns.metadata.uid, ns.metadata.resource_version)
     return state
+
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+
+class PlaybookRunner(object):
+    """Runs ``ansible-playbook fleetdr.kube.<playbook>`` on a lab's inventory from a work directory.
+
+    ``outputs`` (a list) collects every stdout+stderr, for secret scans.
+    """
+
+    def __init__(self, lab, collections, work, outputs=None):
+        assert ANSIBLE_PLAYBOOK.exists(), "ansible-playbook is not installed next to %s" % sys.executable
+        self.lab, self.collections, self.work = lab, collections, work
+        self.outputs = outputs if outputs is not None else []
+
+    def __call__(self, playbook, *extra, check_rc=None):
+        env = dict(os.environ)
+        env.update({
+            "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
+            "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORKS": "5",
+        })
+        cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(self.lab.inventory), "fleetdr.kube." + playbook, *extra]
+        proc = subprocess.run(cmd, cwd=self.work, env=env, capture_output=True, text=True, timeout=600, check=False)
+        self.outputs.append(proc.stdout + proc.stderr)
+        if check_rc is not None:
+            assert proc.returncode == check_rc, proc.stdout[-8000:] + proc.stderr[-3000:]
+        return proc
+
+    def report(self, operation, name):
+        """The newest report directory of that run, with its parsed report.json."""
+        dirs = sorted((self.work / "fleetdr-reports").glob("%s-%s-*" % (operation, name)))
+        assert dirs, "no report for %s %s" % (operation, name)
+        return dirs[-1], json.loads((dirs[-1] / "report.json").read_text())

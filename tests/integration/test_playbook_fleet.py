@@ -12,9 +12,6 @@ everything the runs printed or wrote.
 import base64
 import concurrent.futures
 import importlib.util
-import json
-import os
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -25,10 +22,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from labctl import LabHandle  # noqa: E402
-from fleet_helpers import namespace_state, recap  # noqa: E402
+from fleet_helpers import PlaybookRunner, namespace_state, recap  # noqa: E402
 
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
-pytestmark = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-playbook not installed next to python")
 
 OUTPUTS = []  # every stdout/stderr of the module's runs, for the secret scan
 
@@ -59,36 +54,16 @@ def with_velero(fleet_lab):
     return fleet_lab
 
 
-class Runner:
+class Runner(PlaybookRunner):
+    """PlaybookRunner with the lab's S3 keys in a vars file (for the install playbook)."""
+
     def __init__(self, lab, collections, work):
-        self.lab, self.collections, self.work = lab, collections, work
-        secrets = work / "secrets.yml"
-        secrets.write_text(yaml.safe_dump({
+        super().__init__(lab, collections, work, outputs=OUTPUTS)
+        self.secrets = work / "secrets.yml"
+        self.secrets.write_text(yaml.safe_dump({
             "velero_s3_access_key_id": lab.s3["access_key_id"],
             "velero_s3_secret_access_key": lab.s3["secret_access_key"],
         }))
-        self.secrets = secrets
-
-    def __call__(self, playbook, *extra, check_rc=None):
-        env = dict(os.environ)
-        env.update({
-            "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
-            "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORKS": "5",
-        })
-        cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(self.lab.inventory), "fleetdr.kube." + playbook, *extra]
-        proc = subprocess.run(cmd, cwd=self.work, env=env, capture_output=True, text=True, timeout=600, check=False)
-        OUTPUTS.append(proc.stdout + proc.stderr)
-        if check_rc is not None:
-            assert proc.returncode == check_rc, proc.stdout[-8000:] + proc.stderr[-3000:]
-        return proc
-
-    def report(self, operation, name):
-        """The newest report directory of that run, with its parsed report.json."""
-        dirs = sorted((self.work / "fleetdr-reports").glob("%s-%s-*" % (operation, name)))
-        assert dirs, "no report for %s %s" % (operation, name)
-        return dirs[-1], json.loads((dirs[-1] / "report.json").read_text())
 
 
 @pytest.fixture(scope="module")

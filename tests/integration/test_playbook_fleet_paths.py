@@ -19,10 +19,7 @@ order:
 import concurrent.futures
 import datetime
 import importlib.util
-import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,10 +28,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from labctl import LabHandle  # noqa: E402
-from fleet_helpers import namespace_state, recap  # noqa: E402
+from fleet_helpers import PlaybookRunner, namespace_state, recap  # noqa: E402
 
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
-pytestmark = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-playbook not installed next to python")
 
 VERSIONS = {"c1": "v1.18.1", "c2": "v1.18.0", "c3": "v1.17.2"}
 SCHEDULE = "daily"  # fleet schedule name; its Schedule on cluster X is daily-X
@@ -73,31 +68,9 @@ def lab(tmp_path_factory):
         handle.down()
 
 
-class Runner:
-    def __init__(self, lab_handle, collections, work):
-        self.lab, self.collections, self.work = lab_handle, collections, work
-
-    def __call__(self, playbook, *extra):
-        env = dict(os.environ)
-        env.update({
-            "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
-            "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
-            "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORKS": "5",
-        })
-        cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(self.lab.inventory), "fleetdr.kube." + playbook, *extra]
-        return subprocess.run(cmd, cwd=self.work, env=env, capture_output=True, text=True, timeout=600, check=False)
-
-    def report(self, operation, name):
-        """The newest report directory of that run, parsed report.json."""
-        dirs = sorted((self.work / "fleetdr-reports").glob("%s-%s-*" % (operation, name)))
-        assert dirs, "no report for %s %s" % (operation, name)
-        return json.loads((dirs[-1] / "report.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def play(lab, collections, tmp_path_factory):
-    return Runner(lab, collections, tmp_path_factory.mktemp("paths-work"))
+    return PlaybookRunner(lab, collections, tmp_path_factory.mktemp("paths-work"))
 
 
 def out(proc):
@@ -264,7 +237,7 @@ def test_restore_from_schedule_picks_the_newest_completed_backup(lab, play):
     assert proc.returncode == 0, out(proc)
     assert all(counts["failed"] == 0 for counts in recap(proc).values()), out(proc)
 
-    report = play.report("restore", "from-daily")
+    report = play.report("restore", "from-daily")[1]
     assert report["verdict"] == "succeeded"
     clusters = by_name(report)
     assert sorted(clusters) == ["c1", "c2", "c3"]
@@ -288,7 +261,7 @@ def test_restore_from_schedule_without_a_completed_backup_fails_that_cluster(lab
     proc = play("restore", "-e", "schedule_name=never-fired", "-e", "restore_name=from-never",
                 "-e", "fail_on=never", "--limit", "c1")
     assert proc.returncode == 0, out(proc)
-    entry = by_name(play.report("restore", "from-never"))["c1"]
+    entry = by_name(play.report("restore", "from-never")[1])["c1"]
     assert entry["verdict"] == "failed" and "never-fired-c1" in entry["reason"], entry
     assert _velero_get(lab, "c1", "restores", "from-never-c1") is None
 
@@ -307,7 +280,7 @@ def test_migrate_fails_only_the_target_with_another_velero_minor(lab, play):
     counts = recap(proc)
     assert counts["c1"]["failed"] == 0 and counts["c2"]["failed"] == 0 and counts["c3"]["failed"] == 1, out(proc)
 
-    report = play.report("migrate", "mvv")
+    report = play.report("migrate", "mvv")[1]
     clusters = by_name(report)
     assert report["verdict"] == "partially_failed"
     assert clusters["c1"]["verdict"] == "succeeded" and clusters["c1"]["phase"] == "Completed"
@@ -340,7 +313,7 @@ def test_migrate_fails_only_the_target_with_another_velero_minor(lab, play):
 
 def _backup(play, name, fail_on, *extra):
     proc = play("backup", "-e", "backup_name=%s" % name, "-e", "included_namespaces=%s" % SHOP, "-e", "fail_on=%s" % fail_on, *extra)
-    return proc, by_name(play.report("backup", name))
+    return proc, by_name(play.report("backup", name)[1])
 
 
 def test_fail_on_with_one_failing_cluster_and_with_all_failing(lab, play):
@@ -354,7 +327,7 @@ def test_fail_on_with_one_failing_cluster_and_with_all_failing(lab, play):
         assert (proc.returncode == 0) is rc_zero, "fail_on=%s\n%s" % (fail_on, out(proc))
         assert clusters["c1"]["verdict"] == "succeeded" and clusters["c2"]["verdict"] == "succeeded", clusters
         assert clusters["c3"]["verdict"] == "failed" and "Velero is not installed" in clusters["c3"]["reason"], clusters["c3"]
-        assert play.report("backup", name)["verdict"] == "partially_failed"
+        assert play.report("backup", name)[1]["verdict"] == "partially_failed"
         counts = recap(proc)
         assert counts["c1"]["failed"] == 0 and counts["c2"]["failed"] == 0, out(proc)
         assert counts["c3"]["failed"] == (0 if rc_zero else 1), out(proc)
@@ -365,7 +338,7 @@ def test_fail_on_with_one_failing_cluster_and_with_all_failing(lab, play):
     # Every cluster fails (c3 has no Velero, c1 and c2 are asked for a location they lack).
     proc, clusters = _backup(play, "fo-all-failed", "all", "-e", "storage_location=nowhere")
     assert proc.returncode != 0, out(proc)
-    assert play.report("backup", "fo-all-failed")["verdict"] == "failed"
+    assert play.report("backup", "fo-all-failed")[1]["verdict"] == "failed"
     assert all(entry["verdict"] == "failed" for entry in clusters.values()) and len(clusters) == 3, clusters
     assert "nowhere" in clusters["c1"]["reason"] and "nowhere" in clusters["c2"]["reason"]
     assert all(counts["failed"] == 1 for counts in recap(proc).values()), out(proc)
@@ -375,5 +348,5 @@ def test_fail_on_with_one_failing_cluster_and_with_all_failing(lab, play):
     # The same all-failed run with fail_on=never still exits 0; the report still says failed.
     proc, clusters = _backup(play, "fo-never-all-failed", "never", "-e", "storage_location=nowhere")
     assert proc.returncode == 0, out(proc)
-    assert play.report("backup", "fo-never-all-failed")["verdict"] == "failed"
+    assert play.report("backup", "fo-never-all-failed")[1]["verdict"] == "failed"
     assert all(entry["verdict"] == "failed" for entry in clusters.values())

@@ -31,19 +31,7 @@ def _load_velero_fixture_module():
     return module
 
 
-def _ansible_playbook():
-    candidate = Path(sys.executable).with_name("ansible-playbook")
-    if candidate.exists():
-        return [str(candidate)]
-    try:
-        import ansible  # noqa: F401
-    except ImportError:
-        return None
-    return [sys.executable, "-c", "import sys; from ansible.cli.playbook import main; sys.argv[0] = 'ansible-playbook'; main()"]
-
-
-ANSIBLE_PLAYBOOK = _ansible_playbook()
-pytestmark = pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible-core is not installed")
+ANSIBLE_PLAYBOOK = [str(Path(sys.executable).with_name("ansible-playbook"))]
 
 
 def unique(prefix):

@@ -23,7 +23,6 @@ MOLECULE = BIN / "molecule"
 SCENARIO = "fleet"
 STEPS = ["destroy", "syntax", "create", "converge", "idempotence", "verify", "destroy"]
 
-pytestmark = pytest.mark.skipif(not MOLECULE.exists(), reason="molecule not installed next to python")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ from fleet_helpers import recap  # noqa: E402
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 CRDS = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "roles/velero/files/crds").glob("*.yaml"))
 
-pytestmark = pytest.mark.skipif(not ANSIBLE_PLAYBOOK.exists(), reason="ansible-playbook not installed next to python")
 
 
 @pytest.fixture(scope="module")

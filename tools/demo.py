@@ -36,12 +36,32 @@ def lab(*args, capture=False):
     return proc.stdout if capture else None
 
 
-def kubectl(context, *args, check=True):
-    proc = subprocess.run(["kubectl", "--kubeconfig", str(LAB_DIR / "kubeconfig"), "--context", context, *args],
-                          text=True, capture_output=True)
-    if check and proc.returncode != 0:
-        sys.exit("kubectl %s failed: %s" % (" ".join(args), proc.stderr))
-    return proc
+def core_api(context):
+    """CoreV1Api for one lab cluster (the kubernetes client from the venv: kubectl is not required)."""
+    from kubernetes import client, config
+
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(LAB_DIR / "kubeconfig"), context=context))
+
+
+def wait_namespaced(context, kind, namespace, name, done, timeout):
+    """Watch one object until done(obj) (an absent object is None); exit on timeout."""
+    from kubernetes import watch
+
+    api = core_api(context)
+    list_fn = getattr(api, "list_namespaced_" + kind) if namespace else getattr(api, "list_" + kind)
+    args = (namespace,) if namespace else ()
+    listed = list_fn(*args, field_selector="metadata.name=" + name)
+    if done(listed.items[0] if listed.items else None):
+        return
+    for event in watch.Watch().stream(list_fn, *args, field_selector="metadata.name=" + name,
+                                      resource_version=listed.metadata.resource_version, timeout_seconds=timeout):
+        if done(None if event["type"] == "DELETED" else event["object"]):
+            return
+    sys.exit("%s %s/%s on %s: not done within %ss" % (kind, namespace or "-", name, context, timeout))
+
+
+def namespace_exists(context, name):
+    return bool(core_api(context).list_namespace(field_selector="metadata.name=" + name).items)
 
 
 def playbook(name, *extra):
@@ -97,7 +117,8 @@ def main():
     step("Seed busybox (with a file in its PVC) and database on c1")
     lab("seed", "--cluster", "c1", "busybox")
     lab("seed", "--cluster", "c1", "database")
-    kubectl("c1", "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/busybox-data", "-n", "busybox", "--timeout=60s")
+    wait_namespaced("c1", "persistent_volume_claim", "busybox", "busybox-data",
+                    lambda pvc: pvc is not None and pvc.status.phase == "Bound", 60)
     lab("volume", "put", "--cluster", "c1", "-n", "busybox", "--pvc", "busybox-data",
         "--text", "fleetdr demo %s\n" % stamp, FILE_IN_PVC)
     original = sha_of("c1")
@@ -111,14 +132,15 @@ def main():
 
     step("Migrate busybox c1 -> c2, c3")
     extra = []
-    if any(kubectl(c, "get", "namespace", "busybox", check=False).returncode == 0 for c in ("c2", "c3")):
+    if any(namespace_exists(c, "busybox") for c in ("c2", "c3")):
         extra = ["-e", "existing_resource_policy=update"]  # a previous demo left busybox on the targets
     migrate = "demo-mv-%s" % stamp
     playbook("migrate", "-e", "migrate_name=" + migrate, "-e", "source_cluster=c1", "-e", "included_namespaces=busybox",
              "-e", "default_volumes_to_fs_backup=true", *extra)
 
     step("Delete busybox on c1, then restore it from the fleet backup")
-    kubectl("c1", "delete", "namespace", "busybox", "--wait=true", "--timeout=120s")
+    core_api("c1").delete_namespace("busybox")
+    wait_namespaced("c1", "namespace", None, "busybox", lambda ns: ns is None, 120)
     restore = "demo-rs-%s" % stamp
     playbook("restore", "-e", "backup_name=" + backup, "-e", "restore_name=" + restore,
              "-e", "included_namespaces=busybox", "--limit", "c1")

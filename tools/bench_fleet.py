@@ -127,8 +127,8 @@ def main():
     out.write_text(json.dumps(result, indent=2) + "\n")
     print("\n%-6s %8s %10s %12s %11s %10s" % ("shape", "clusters", "wall_s", "ctrl_cpu_s", "lab_cpu_s", "s3_cpu_s"))
     for r in rows:
-        print("%-6s %8d %10.2f %12.2f %11.2f %10.2f" % (r["shape"], r["clusters"], r["wall_s"], r["controller_cpu_s"],
-                                                       r["lab_cpu_s"], r["s3_cpu_s"]))
+        values = (r["shape"], r["clusters"], r["wall_s"], r["controller_cpu_s"], r["lab_cpu_s"], r["s3_cpu_s"])
+        print("%-6s %8d %10.2f %12.2f %11.2f %10.2f" % values)
     print("\nfleet wall(%d)/wall(1) = %s (target <= 1.5); written to %s" % (max(sizes), ratio, out))
 
 

@@ -24,7 +24,6 @@ SCENARIO = "fleet"
 STEPS = ["destroy", "syntax", "create", "converge", "idempotence", "verify", "destroy"]
 
 
-
 @pytest.fixture(scope="module")
 def molecule_run(collections):
     env = dict(os.environ)

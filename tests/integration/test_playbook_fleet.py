@@ -71,8 +71,6 @@ def play(fleet_lab, collections, tmp_path_factory):
     return Runner(fleet_lab, collections, tmp_path_factory.mktemp("playbook-work"))
 
 
-
-
 def custom(lab, cluster):
     from kubernetes import client
 
@@ -174,8 +172,6 @@ def test_backup_restore_round_trip_with_volume_data(fleet_lab, with_velero, play
     restore = custom(lab, "c1").get_namespaced_custom_object("velero.io", "v1", "velero", "restores", "rt1-back-c1")
     assert restore["status"]["phase"] == "Completed" and restore["spec"]["backupName"] == "rt1-c1"
     assert pvc_sha(lab, "c1") == before
-
-
 
 
 def test_migrate_to_two_targets_leaves_the_source_unchanged(fleet_lab, play):

@@ -77,8 +77,6 @@ def out(proc):
     return "rc=%s\n%s\n%s" % (proc.returncode, proc.stdout[-8000:], proc.stderr[-3000:])
 
 
-
-
 def by_name(report):
     return dict((c["name"], c) for c in report["clusters"])
 
@@ -268,8 +266,6 @@ def test_restore_from_schedule_without_a_completed_backup_fails_that_cluster(lab
 
 # --------------------------------------------------------------------------------------------
 # 2. migrate: the target's Velero version must match the source's minor version
-
-
 
 
 def test_migrate_fails_only_the_target_with_another_velero_minor(lab, play):

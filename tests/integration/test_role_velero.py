@@ -26,7 +26,6 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 CRDS = sorted(yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "roles/velero/files/crds").glob("*.yaml"))
 
 
-
 @pytest.fixture(scope="module")
 def fleet_lab(tmp_path_factory):
     directory = tmp_path_factory.mktemp("role-velero-lab")
@@ -72,8 +71,6 @@ def play(fleet_lab, collections, tmp_path_factory):
 
     run.work = work
     return run
-
-
 
 
 def k8s(fleet_lab, cluster):

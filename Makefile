@@ -15,7 +15,7 @@ export PATH := $(BIN):$(PATH)
 help:
 	@echo "make demo   - bring up a 3-cluster lab and run backup -> migrate -> restore with a report"
 	@echo "make test   - everything CI runs: lint, sanity, unit, lab and integration tests"
-	@echo "make bench  - fleet benchmarks (1/10/50/100 clusters); make bench-lab - lab benchmarks"
+	@echo "make bench  - fleet benchmarks (1/10/50/100 clusters); make bench-lab - lab benchmarks (API, watch, 100 emulated backups)"
 
 venv: $(STAMP)
 
@@ -54,6 +54,7 @@ bench: collections
 
 bench-lab: venv
 	$(BIN)/python lab/bench/bench_lab.py
+	$(BIN)/python lab/bench/bench_backups.py
 
 clean:
 	-$(BIN)/fleetdr-lab down --dir .lab 2>/dev/null

@@ -59,27 +59,22 @@ class _BodyReader:
         self._rfile = rfile
         self.remaining = length
 
-    def read(self, size: int = -1) -> bytes:
+    def _take(self, reader, size) -> bytes:
         if self.remaining <= 0:
             return b""
         if size is None or size < 0 or size > self.remaining:
             size = self.remaining
-        data = self._rfile.read(size)
+        data = reader(size)
         self.remaining -= len(data)
         if not data:
             self.remaining = 0
         return data
 
+    def read(self, size: int = -1) -> bytes:
+        return self._take(self._rfile.read, size)
+
     def readline(self, size: int = -1) -> bytes:
-        if self.remaining <= 0:
-            return b""
-        if size is None or size < 0 or size > self.remaining:
-            size = self.remaining
-        data = self._rfile.readline(size)
-        self.remaining -= len(data)
-        if not data:
-            self.remaining = 0
-        return data
+        return self._take(self._rfile.readline, size)
 
     def readinto(self, buf) -> int:
         data = self.read(len(buf))

@@ -12,13 +12,17 @@ order:
    pick the newest *Completed* backup per cluster.
 2. migrate c1 -> c2 (v1.18.0), c3 (v1.17.2): c3 fails its version pre-flight and gets nothing,
    c2 completes, the source is unchanged.
-3. fail_on any / all / never with one failing cluster (c3 without Velero) and with every
+3. restore with per-cluster transforms from inventory host variables (a second inventory source
+   gives c2 an image-registry and a storage-class map): c2's restored objects are rewritten, c1's
+   are not.
+4. fail_on any / all / never with one failing cluster (c3 without Velero) and with every
    cluster failing: exit status, recap and report verdicts.
 """
 
 import concurrent.futures
 import datetime
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -304,7 +308,63 @@ def test_migrate_fails_only_the_target_with_another_velero_minor(lab, play):
 
 
 # --------------------------------------------------------------------------------------------
-# 3. fail_on decides the exit status; the report tells the same truth every time
+# 3. per-cluster transforms from inventory host variables
+
+
+def _make_web(lab_handle, cluster):
+    _core(lab_handle, cluster).create_namespace({"metadata": {"name": "web"}})
+    _core(lab_handle, cluster).create_namespaced_persistent_volume_claim("web", {
+        "metadata": {"name": "web-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard", "resources": {"requests": {"storage": "1Gi"}}}})
+    _apps(lab_handle, cluster).create_namespaced_deployment("web", {
+        "metadata": {"name": "web", "labels": {"app": "web"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "docker.io/library/nginx:1.27"}]}}}})
+
+
+def test_restore_applies_each_clusters_transforms_from_inventory_vars(lab, play):
+    for cluster in ("c1", "c2"):
+        _make_web(lab, cluster)
+    play("backup", "-e", "backup_name=xf", "-e", "included_namespaces=web", "--limit", "c1,c2", check_rc=0)
+    for cluster in ("c1", "c2"):
+        _core(lab, cluster).delete_namespace("web")
+    for cluster in ("c1", "c2"):
+        wait_for(lambda cluster=cluster: not _core(lab, cluster).list_namespace(field_selector="metadata.name=web").items,
+                 timeout=120, what="namespace web to be deleted on " + cluster)
+
+    # Velero's change-storage-class action fails an item whose new class does not exist.
+    from kubernetes import client as k8s_client
+
+    k8s_client.StorageV1Api(_api(lab, "c2")).create_storage_class({
+        "metadata": {"name": "fast"}, "provisioner": "fleetdr.lab/hostpath", "volumeBindingMode": "WaitForFirstConsumer"})
+
+    # Host variables of c2 only, from a second inventory source merged with the lab's.
+    extra_inventory = play.work / "transforms.yml"
+    extra_inventory.write_text(json.dumps({"all": {"hosts": {"c2": {
+        "fleetdr_image_registry_map": {"docker.io": "mirror.example.com"},
+        "fleetdr_storage_class_map": {"standard": "fast"}}}}}))
+    proc = play("restore", "-i", str(extra_inventory), "-e", "backup_name=xf", "-e", "restore_name=xf-back",
+                "--limit", "c1,c2", check_rc=0)
+    report = play.report("restore", "xf-back")[1]
+    assert [c["verdict"] for c in report["clusters"]] == ["succeeded", "succeeded"], out(proc)
+
+    def image(cluster):
+        return _apps(lab, cluster).read_namespaced_deployment("web", "web").spec.template.spec.containers[0].image
+
+    def storage_class(cluster):
+        return _core(lab, cluster).read_namespaced_persistent_volume_claim("web-data", "web").spec.storage_class_name
+
+    assert image("c2") == "mirror.example.com/library/nginx:1.27" and storage_class("c2") == "fast"
+    assert image("c1") == "docker.io/library/nginx:1.27" and storage_class("c1") == "standard"
+    # the mappings travel as Velero's plugin ConfigMaps, on c2 only
+    assert _core(lab, "c1").list_namespaced_config_map("velero", label_selector="velero.io/change-image-name=RestoreItemAction").items == []
+    maps = _core(lab, "c2").list_namespaced_config_map("velero", label_selector="velero.io/change-image-name=RestoreItemAction").items
+    assert len(maps) == 1 and "mirror.example.com" in "".join(maps[0].data.values())
+
+
+# --------------------------------------------------------------------------------------------
+# 4. fail_on decides the exit status; the report tells the same truth every time
 
 
 def _backup(play, name, fail_on, *extra):

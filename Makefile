@@ -10,7 +10,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collections lint sanity pytest test demo demo-down bench bench-lab clean
+.PHONY: help venv collections browser lint sanity pytest test demo demo-down bench bench-lab clean
 
 help:
 	@echo "make demo   - bring up a 3-cluster lab and run backup -> migrate -> restore with a report"
@@ -38,7 +38,11 @@ lint: collections
 sanity: collections
 	$(BIN)/python tools/sanity.py
 
-pytest: collections
+# The HTML report is checked in a real browser: Debian's chromium (needs root to install).
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+pytest: collections browser
 	$(BIN)/python -m pytest
 
 test: lint sanity pytest

@@ -2,12 +2,11 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """report.html as a browser shows it: rendered by headless Chromium (Debian's ``chromium``).
 
-Without chromium the tests skip, except in CI (env CI set) where they fail: .ci/run installs it.
+`make test` installs it (target browser); without it these tests fail.
 """
 
 import datetime
 import html.parser
-import os
 import shutil
 import socket
 import struct
@@ -59,11 +58,7 @@ def cluster_result(name, verdict, end):
 @pytest.fixture(scope="module")
 def chromium():
     path = shutil.which("chromium")
-    if path is None:
-        message = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must install it (.ci/run)")
-        pytest.skip(message)
+    assert path, "Debian's chromium is not installed: `make test` installs it (make browser)"
     return path
 
 

@@ -175,18 +175,20 @@ class KubeClient(object):
             path, method, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"],
             response_type="object", _return_http_data_only=True, _preload_content=True, _request_timeout=_request_timeout)
 
-    def _core(self, action, method, path, body=None, query=None, missing_ok=False):
+    def _core(self, action, method, path, body=None, query=None, missing_ok=False, retries=None, timeout=None):
         """A retried request on a built-in object; None on 404 when ``missing_ok``."""
         try:
-            return self._call(action, self._json_request, method, path, body=body, query=query)
+            return with_retries(
+                lambda: self._json_request(method, path, body=body, query=query, _request_timeout=timeout or self.request_timeout),
+                action, retries=self.retries if retries is None else retries)
         except ApiError as exc:
             if missing_ok and exc.status == 404:
                 return None
             raise
 
-    def get_raw(self, path, action=None):
+    def get_raw(self, path, action=None, retries=None, timeout=None):
         """GET any API path (e.g. /apis/apps/v1/namespaces/velero/deployments/velero); None when absent."""
-        return self._core(action or "Reading {0}".format(path), "GET", path, missing_ok=True)
+        return self._core(action or "Reading {0}".format(path), "GET", path, missing_ok=True, retries=retries, timeout=timeout)
 
     # ---- Velero custom objects (no /status subresource: status travels with the object)
     def get(self, plural, name, namespace=None):

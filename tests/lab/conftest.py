@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ctrl_helpers import Apis, delete_namespace, make_namespace, unique  # noqa: E402
 from labctl import LabHandle  # noqa: E402
 
 SESSION_CLUSTERS = 3
@@ -84,3 +85,20 @@ def lab_factory(tmp_path):
         yield factory
     finally:
         factory.close()
+
+
+@pytest.fixture(scope="module")
+def apis(lab):
+    """Typed API clients (ctrl_helpers.Apis) for cluster c1 of the session lab."""
+    a = Apis(lab.api("c1"))
+    yield a
+    a.close()
+
+
+@pytest.fixture
+def ns(apis, request):
+    """A fresh namespace in c1 for one test, named after its module, deleted afterwards."""
+    name = unique(request.module.__name__.rsplit(".", 1)[-1].replace("test_", "").replace("_", "")[:10])
+    make_namespace(apis.core, name)
+    yield name
+    delete_namespace(apis.core, name)

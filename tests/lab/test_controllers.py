@@ -5,27 +5,10 @@ from __future__ import annotations
 import ipaddress
 import threading
 
-import pytest
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from ctrl_helpers import (Apis, cond, delete_namespace, deployment, deployment_ready, gone,
-                          make_namespace, pvc, unique, wait_for)
-
-
-@pytest.fixture(scope="module")
-def apis(lab):
-    a = Apis(lab.api("c1"))
-    yield a
-    a.close()
-
-
-@pytest.fixture
-def ns(apis):
-    name = unique("wl")
-    make_namespace(apis.core, name)
-    yield name
-    delete_namespace(apis.core, name)
+from ctrl_helpers import (Apis, cond, delete_namespace, deployment, deployment_ready, gone, make_namespace, pvc, unique, wait_for)
 
 
 # ---------------------------------------------------------------------- Deployment

@@ -7,23 +7,7 @@ import pytest
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from ctrl_helpers import (Apis, delete_namespace, deployment, deployment_ready, gone,
-                          make_namespace, pvc, unique, wait_for)
-
-
-@pytest.fixture(scope="module")
-def apis(lab):
-    a = Apis(lab.api("c1"))
-    yield a
-    a.close()
-
-
-@pytest.fixture
-def ns(apis):
-    name = unique("lc")
-    make_namespace(apis.core, name)
-    yield name
-    delete_namespace(apis.core, name)
+from ctrl_helpers import (delete_namespace, deployment, deployment_ready, gone, make_namespace, pvc, unique, wait_for)
 
 
 def _ready_deployment(apis, ns, replicas=2):

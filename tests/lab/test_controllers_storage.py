@@ -2,24 +2,7 @@
 binding (how Velero restores volumes), reclaim policies and the protection finalizers."""
 from __future__ import annotations
 
-import pytest
-
-from ctrl_helpers import (Apis, delete_namespace, gone, make_namespace, pvc, unique, wait_for)
-
-
-@pytest.fixture(scope="module")
-def apis(lab):
-    a = Apis(lab.api("c1"))
-    yield a
-    a.close()
-
-
-@pytest.fixture
-def ns(apis):
-    name = unique("st")
-    make_namespace(apis.core, name)
-    yield name
-    delete_namespace(apis.core, name)
+from ctrl_helpers import gone, pvc, unique, wait_for
 
 
 def _bound(apis, ns, name):

@@ -7,14 +7,7 @@ import os
 
 import pytest
 
-from ctrl_helpers import Apis, delete_namespace, make_namespace, pvc, unique, wait_for
-
-
-@pytest.fixture(scope="module")
-def apis(lab):
-    a = Apis(lab.api("c1"))
-    yield a
-    a.close()
+from ctrl_helpers import delete_namespace, make_namespace, pvc, unique, wait_for
 
 
 @pytest.fixture(scope="module")

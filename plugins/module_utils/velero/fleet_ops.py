@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - Python 2 controllers are not supported
     from urlparse import urlparse
     from urllib import getproxies
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.client import KubeClient, client_from_params, with_retries
+from ansible_collections.fleetdr.kube.plugins.module_utils.client import KubeClient, client_from_params
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import parse_timestamp
@@ -42,9 +42,8 @@ try:
 except ImportError:  # pragma: no cover - kubernetes needs it; without it the path is passed on
     yaml = None
 
-# kubernetes.core's client factory loads a kubeconfig into the library-wide default
-# configuration and copies it back: two threads doing that at once can swap clusters.
-_CLIENT_LOCK = threading.Lock()
+# The cluster threads share one parsed copy of each kubeconfig file (see _kubeconfig_dict).
+_KUBECONFIG_LOCK = threading.Lock()
 
 PREFLIGHT_TIMEOUT = 30
 # Velero's sync ticker is 1m; a short per-BSL period makes the read-only location resync soon after.
@@ -53,18 +52,6 @@ READONLY_SYNC_PERIOD = "10s"
 
 class PreflightError(FleetdrError):
     """A cluster is not ready for the operation (the message says why)."""
-
-
-class _AuthHolder(object):
-    """What kubernetes.core's get_api_client reads from a module, for a thread without one."""
-
-    server_side_dry_run = False
-
-    def __init__(self, params):
-        self.params = params
-
-    def requires(self, dependency, minimum=None, reason=None):
-        return None
 
 
 class FleetRun(object):
@@ -108,7 +95,7 @@ def _kubeconfig_dict(path, cache):
     kubernetes' loader does costs ~40 ms per cluster, serialised, which is most of a large
     fleet's start-up."""
     path = os.path.expanduser(path)
-    with _CLIENT_LOCK:
+    with _KUBECONFIG_LOCK:
         if path not in cache:
             with open(path) as handle:
                 cache[path] = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -173,8 +160,7 @@ def connect(cluster, run):
     params["velero_namespace"] = run.velero_namespace
     if isinstance(params.get("kubeconfig"), str) and yaml is not None:
         params["kubeconfig"] = _kubeconfig_dict(params["kubeconfig"], run.kubeconfigs)
-    with _CLIENT_LOCK:
-        return client_from_params(params, module=_AuthHolder(params), namespace=run.velero_namespace, cluster=cluster["name"])
+    return client_from_params(params, namespace=run.velero_namespace, cluster=cluster["name"])  # serialised there
 
 
 def with_final_phase(operation):
@@ -207,19 +193,8 @@ def _image_version(deployment):
 def velero_deployment(client):
     """The Velero server Deployment, or None when Velero is not installed; raises when unreachable."""
     # One retry and a short timeout: an unreachable cluster should fail its pre-flight quickly.
-    return with_retries(
-        lambda: _missing_as_none(client._json_request, "GET", "/apis/apps/v1/namespaces/{0}/deployments/velero".format(client.namespace),
-                                 _request_timeout=15),
-        "Reading Deployment {0}/velero".format(client.namespace), retries=1)
-
-
-def _missing_as_none(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except Exception as exc:
-        if getattr(exc, "status", None) == 404:
-            return None
-        raise
+    return client.get_raw("/apis/apps/v1/namespaces/{0}/deployments/velero".format(client.namespace),
+                          "Reading Deployment {0}/velero".format(client.namespace), retries=1, timeout=15)
 
 
 def minor_version(version):

@@ -101,6 +101,18 @@ def _label_changes(want, have):
     return dict((k, v) for k, v in (want or {}).items() if have.get(k) != v)
 
 
+def _updated_object(existing, have, new_spec, label_patch):
+    """``existing`` with ``new_spec`` and the label changes applied, and the diff of that change."""
+    before_labels = (existing.get("metadata") or {}).get("labels") or {}
+    after_labels = dict(before_labels, **label_patch)
+    diff = {"before": {"metadata": {"labels": before_labels}, "spec": have},
+            "after": {"metadata": {"labels": after_labels}, "spec": new_spec}}
+    updated = copy.deepcopy(existing)
+    updated["spec"] = new_spec
+    updated["metadata"]["labels"] = after_labels
+    return updated, diff
+
+
 # --------------------------------------------------------------------------- locations
 
 def check_storage_location(client, name, option="storage_location"):
@@ -295,13 +307,7 @@ def ensure_schedule(client, name, spec, labels=None, check_mode=False):
         return False, existing, {}
     if spec["template"].get("storageLocation") != (have.get("template") or {}).get("storageLocation"):
         check_storage_location(client, spec["template"].get("storageLocation"))
-    before_labels = (existing.get("metadata") or {}).get("labels") or {}
-    after_labels = dict(before_labels, **label_patch)
-    diff = {"before": {"metadata": {"labels": before_labels}, "spec": have},
-            "after": {"metadata": {"labels": after_labels}, "spec": new_spec}}
-    updated = copy.deepcopy(existing)
-    updated["spec"] = new_spec
-    updated["metadata"]["labels"] = after_labels
+    updated, diff = _updated_object(existing, have, new_spec, label_patch)
     if check_mode:
         return True, updated, diff
     return True, client.replace("schedules", name, updated), diff
@@ -507,13 +513,7 @@ def ensure_location(client, plural, kind, name, spec, labels=None, secret_plan=N
         if secret_action and not check_mode:
             _apply_secret(client, secret_action, secret_body)
         return bool(secret_action), existing, {}, secret_action
-    before_labels = (existing.get("metadata") or {}).get("labels") or {}
-    after_labels = dict(before_labels, **label_patch)
-    diff = {"before": {"metadata": {"labels": before_labels}, "spec": have},
-            "after": {"metadata": {"labels": after_labels}, "spec": new_spec}}
-    updated = copy.deepcopy(existing)
-    updated["spec"] = new_spec
-    updated["metadata"]["labels"] = after_labels
+    updated, diff = _updated_object(existing, have, new_spec, label_patch)
     if check_mode:
         return True, updated, diff, secret_action
     _apply_secret(client, secret_action, secret_body)

@@ -87,7 +87,8 @@ RESTORE_OPTIONS = dict(
     item_operation_timeout=dict(type="str"),
     hooks=dict(type="dict"),
 )
-COMMON_OPTIONS = dict(labels=dict(type="dict"), allow_partially_failed=dict(type="bool", default=False))
+COMMON_OPTIONS = dict(labels=dict(type="dict"), allow_partially_failed=dict(type="bool", default=False),
+                      allow_missing_volume_data=dict(type="bool", default=False))
 MIGRATE_RESTORE_KEYS = ("namespace_mapping", "existing_resource_policy", "restore_pvs", "preserve_node_ports")
 
 
@@ -106,7 +107,8 @@ def option_specs(operation):
         exclusive.extend([("backup_name", "schedule_name"), ("label_selector", "or_label_selectors")])
     if operation == "migrate":
         spec.update(dict((key, RESTORE_OPTIONS[key]) for key in MIGRATE_RESTORE_KEYS))
-        spec.update(storage_class_mapping=dict(type="dict"), image_registry_mapping=dict(type="dict"))
+        spec.update(storage_class_mapping=dict(type="dict"), image_registry_mapping=dict(type="dict"),
+                    keep_source_location=dict(type="bool", default=False))
     if operation == "schedule":
         spec.update(schedule=dict(type="str"), state=dict(type="str", default="present", choices=["present", "absent"]),
                     paused=dict(type="bool", default=False), from_backup=dict(type="str"),

@@ -138,6 +138,58 @@ class ObjectWatchSource(object):
             watcher.stop()
 
 
+class SelectionWatchSource(object):
+    """A ``waiter`` source for a set of custom objects chosen by label selector.
+
+    The waited-on "object" is the set: ``{"metadata": {"resourceVersion": rv}, "items": {name: obj}}``,
+    read by one list and kept current from the watch, so a predicate can ask "are all of these here
+    yet" without polling.
+    """
+
+    def __init__(self, client, plural, label_selector, namespace=None):
+        self.client = client
+        self.plural = plural
+        self.label_selector = label_selector
+        self.namespace = namespace or client.namespace
+        self.items = {}
+
+    def _state(self, resource_version):
+        return {"metadata": {"resourceVersion": resource_version}, "items": dict(self.items)}
+
+    def get(self):
+        result = self.client.custom.list_namespaced_custom_object(
+            VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural, label_selector=self.label_selector,
+            _request_timeout=self.client.request_timeout)
+        self.items = dict((item["metadata"]["name"], item) for item in result.get("items") or [])
+        resource_version = (result.get("metadata") or {}).get("resourceVersion")
+        return self._state(resource_version), resource_version
+
+    def stream(self, resource_version, timeout_seconds):
+        watcher = k8s_watch.Watch()
+        try:
+            for event in watcher.stream(
+                self.client.custom.list_namespaced_custom_object,
+                VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural,
+                label_selector=self.label_selector,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+                _request_timeout=(self.client.request_timeout, timeout_seconds + 15),
+            ):
+                obj = event["object"]
+                version = (obj.get("metadata") or {}).get("resourceVersion")
+                if event["type"] == "BOOKMARK":
+                    yield "BOOKMARK", obj
+                    continue
+                if event["type"] == "DELETED":
+                    self.items.pop(obj["metadata"]["name"], None)
+                else:
+                    self.items[obj["metadata"]["name"]] = obj
+                yield "MODIFIED", self._state(version)
+        finally:
+            watcher.stop()
+
+
 class KubeClient(object):
     """Typed, retried calls against one cluster, scoped to the Velero namespace."""
 
@@ -245,6 +297,9 @@ class KubeClient(object):
     def watch_source(self, plural, name, namespace=None):
         return ObjectWatchSource(self, plural, name, namespace)
 
+    def selection_source(self, plural, label_selector, namespace=None):
+        return SelectionWatchSource(self, plural, label_selector, namespace)
+
     # ---- core objects (Secrets, ConfigMaps, Namespaces)
     def _core_path(self, plural, namespace, name=None):
         path = "/api/v1/namespaces/{0}/{1}".format(namespace or self.namespace, plural)
@@ -279,6 +334,14 @@ class KubeClient(object):
 
     def delete_configmap(self, name, namespace=None):
         return self._core("Deleting ConfigMap {0}".format(name), "DELETE", self._core_path("configmaps", namespace, name), missing_ok=True)
+
+    def list_core(self, plural, namespace=None, label_selector=None):
+        """Built-in objects of one kind (pods, persistentvolumeclaims, ...) in a namespace, or in all
+        namespaces when ``namespace`` is ``"*"``."""
+        path = "/api/v1/" + plural if namespace == "*" else self._core_path(plural, namespace)
+        result = self._core("Listing {0}".format(plural), "GET", path,
+                            query={"labelSelector": label_selector} if label_selector else None)
+        return (result or {}).get("items") or []
 
     def namespace_exists(self, name):
         return self._core("Reading Namespace {0}".format(name), "GET", "/api/v1/namespaces/" + name, missing_ok=True) is not None

@@ -217,6 +217,8 @@ def normalize_cluster(result):
         "duration_s": None if duration is None else round(float(duration), 3),
         "timeline": timeline,
     }
+    if result.get("volumes") is not None:  # what happened to each PVC's data
+        entry["volumes"] = [dict(volume) for volume in result["volumes"]]
     if result.get("details") is not None:  # operation-specific data (e.g. status listings), json only
         entry["details"] = copy.deepcopy(result["details"])
     return entry
@@ -377,6 +379,27 @@ def _headline(report):
     )
 
 
+def volume_rows(report):
+    """(cluster, namespace/pvc, result, bytes, object, reason) for every volume of every cluster."""
+    rows = []
+    for cluster in report["clusters"]:
+        for volume in cluster.get("volumes") or []:
+            if volume["moved"]:
+                outcome = "moved"
+            elif volume["requested"]:
+                outcome = "NOT MOVED"
+            else:
+                outcome = "not requested"
+            obj = volume.get("object") or {}
+            rows.append((cluster["name"], "%s/%s" % (volume["namespace"], volume["pvc"]), outcome,
+                         "-" if volume.get("bytes") is None else str(volume["bytes"]),
+                         "%s %s" % (obj.get("kind"), obj.get("name")) if obj else "-", volume.get("reason") or ""))
+    return rows
+
+
+VOLUME_HEADER = ("CLUSTER", "PVC", "DATA", "BYTES", "BY", "REASON")
+
+
 def render_json(report):
     return json.dumps(report, indent=2) + "\n"
 
@@ -393,11 +416,17 @@ def render_table(report, reason_width=60):
             cluster["name"], cluster["verdict"], cluster["phase"] or "-", _fmt_items(cluster["items"]),
             _fmt_duration(cluster["duration_s"]), reason,
         ))
-    widths = [max([len(header[i])] + [len(row[i]) for row in rows]) for i in range(len(header))]
-    lines = [_headline(report)]
-    for row in [header] + rows:
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    lines = [_headline(report)] + _fixed_width(header, rows)
+    volumes = [row[:5] + (row[5] if len(row[5]) <= reason_width else row[5][:reason_width - 3] + "...",)
+               for row in volume_rows(report)]
+    if volumes:
+        lines += ["", "Volume data:"] + _fixed_width(VOLUME_HEADER, volumes)
     return "\n".join(lines) + "\n"
+
+
+def _fixed_width(header, rows):
+    widths = [max([len(header[i])] + [len(row[i]) for row in rows]) for i in range(len(header))]
+    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in [header] + rows]
 
 
 def _md_cell(value):
@@ -424,6 +453,10 @@ def render_markdown(report):
             cluster["location"], _fmt_items(cluster["items"]), len(cluster["warnings"]), len(cluster["errors"]),
             _fmt_duration(cluster["duration_s"]), cluster["reason"],
         )))
+    volumes = volume_rows(report)
+    if volumes:
+        lines += ["", "## Volume data", "", "| Cluster | PVC | Data | Bytes | By | Reason |", "|---|---|---|---|---|---|"]
+        lines += ["| %s |" % " | ".join(_md_cell(cell) for cell in row) for row in volumes]
     details = [cluster for cluster in report["clusters"] if cluster["errors"] or cluster["warnings"]]
     if details:
         lines += ["", "## Errors and warnings"]
@@ -463,6 +496,8 @@ def render_junit(report):
         elif cluster["verdict"] == "skipped":
             ET.SubElement(case, "skipped", message=reason)
         out = ["phase: %s" % (cluster["phase"] or "-")]
+        out += ["volume %s: %s%s" % (row[1], row[2], " (%s)" % row[5] if row[5] else "")
+                for row in volume_rows({"clusters": [cluster]})]
         out += ["%s %s" % (step["at"], step["phase"]) for step in cluster["timeline"]]
         out += ["warning: %s" % text for text in cluster["warnings"]]
         ET.SubElement(case, "system-out").text = "\n".join(out)
@@ -618,6 +653,16 @@ def render_html(report):
         "<h2>Timeline</h2>",
         _timeline_svg(report),
     ]
+    volumes = volume_rows(report)
+    if volumes:
+        colours = {"moved": _VERDICT_COLOURS["succeeded"][1], "NOT MOVED": _VERDICT_COLOURS["failed"][1]}
+        body += ["<h2>Volume data</h2>",
+                 "<table class=\"volumes\"><thead><tr><th>Cluster</th><th>PVC</th><th>Data</th><th>Bytes</th><th>By</th>"
+                 "<th>Reason</th></tr></thead><tbody>%s</tbody></table>" % "".join(
+                     '<tr style="background:%s" data-cluster="%s" data-data="%s"><td>%s</td><td>%s</td><td>%s</td>'
+                     '<td class="num">%s</td><td>%s</td><td>%s</td></tr>' % (
+                         colours.get(row[2], _VERDICT_COLOURS["skipped"][1]), _esc(row[0]), _esc(row[2]),
+                         *[_esc(cell) for cell in row]) for row in volumes)]
     if details:
         body += ["<h2>Errors and warnings</h2>"] + details
     if report["options"]:

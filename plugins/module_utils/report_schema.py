@@ -20,6 +20,24 @@ _TIMESTAMP = {"type": ["string", "null"]}
 _DURATION = {"type": ["number", "null"], "minimum": 0}
 _TEXTS = {"type": "array", "items": {"type": "string"}}
 
+# What happened to one PVC's data (module_utils/velero/volumes.py makes these).
+VOLUME_SCHEMA = {
+    "type": "object",
+    "required": ["namespace", "pvc", "requested", "moved", "reason"],
+    "properties": {
+        "namespace": {"type": "string"},
+        "pvc": {"type": "string"},
+        "pod": {"type": ["string", "null"]},
+        "volume": {"type": ["string", "null"]},
+        "requested": {"type": "boolean"},
+        "moved": {"type": "boolean"},
+        "bytes": {"type": ["integer", "null"], "minimum": 0},
+        "snapshot_id": {"type": ["string", "null"]},
+        "object": {"type": ["object", "null"]},
+        "reason": {"type": ["string", "null"]},
+    },
+}
+
 CLUSTER_SCHEMA = {
     "type": "object",
     "required": [
@@ -53,6 +71,7 @@ CLUSTER_SCHEMA = {
         "warnings": _TEXTS,
         "errors": _TEXTS,
         "details": {"type": "object"},
+        "volumes": {"type": "array", "items": VOLUME_SCHEMA},
         "started": _TIMESTAMP,
         "finished": _TIMESTAMP,
         "duration_s": _DURATION,

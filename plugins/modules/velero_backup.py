@@ -60,6 +60,12 @@ options:
       - By default the task fails for any final phase other than V(Completed).
     type: bool
     default: false
+  allow_missing_volume_data:
+    description:
+      - Treat a backup whose requested volume data did not move as success.
+      - By default the task fails and names each such PVC with the reason (RV(result.volumes)).
+    type: bool
+    default: false
 notes:
   - The module runs on the controller (C(ansible_connection=local)) and talks to the cluster API.
   - boto3 is needed only to read error details of backups that did not fully succeed.
@@ -135,6 +141,21 @@ result:
     failure_reason: {description: Why the backup V(Failed)., type: str, returned: always}
     storage_location: {description: BackupStorageLocation used., type: str, returned: always}
     succeeded: {description: Phase V(Completed) and no errors., type: bool, returned: always}
+    volumes:
+      description:
+        - Each PVC in scope with what happened to its data.
+        - C(requested) says the data was asked for (file-system backup by default or by pod annotation), C(moved)
+          that it arrived; C(reason) says why not (pod not Running, no pod mounts it, not opted in, PVC already
+          existed, PodVolumeBackup failed).
+      type: list
+      elements: dict
+      returned: when O(wait=true) and the backup finished
+      sample: [{namespace: shop, pvc: data, pod: web-0, volume: data, requested: true, moved: true, bytes: 16,
+                snapshot_id: 5f1e, object: {kind: PodVolumeBackup, name: backup-x1}, reason: null}]
+    verdict:
+      description: V(succeeded), V(partially_failed) (also when requested volume data did not move) or V(failed).
+      type: str
+      returned: when O(wait=true) and the backup finished
     messages:
       description: Error and warning texts from Velero's results file in object storage.
       type: dict
@@ -160,7 +181,7 @@ diff:
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run, velero_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volumes
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (
     BACKUP_SPEC_MUTUALLY_EXCLUSIVE,
     backup_spec_argspec,
@@ -179,6 +200,7 @@ def argspec():
         state={"type": "str", "choices": ["present", "absent"], "default": "present"},
         labels={"type": "dict"},
         allow_partially_failed={"type": "bool", "default": False},
+        allow_missing_volume_data={"type": "bool", "default": False},
     )
     return spec
 
@@ -206,13 +228,12 @@ def present(module, client, spec, labels):
         except WaitTimeout as exc:
             raise WaitTimeout(exc.msg, last=exc.last, changed=changed, result=results.normalize(exc.last, "Backup", client))
     out = finish(module, client, obj, changed, diff)
-    phase = out["result"]["phase"]
-    if params["wait"] and not module.check_mode:
-        ok = ("Completed", "PartiallyFailed") if params["allow_partially_failed"] else ("Completed",)
-        if phase not in ok:
-            reason = out["result"]["failure_reason"] or "; ".join(out["result"]["validation_errors"]) or (
-                "{0} errors, {1} warnings".format(out["result"]["errors"], out["result"]["warnings"]))
-            raise FleetdrError("Backup {0} ended {1}: {2}".format(params["name"], phase, reason), **out)
+    result = out["result"]
+    if params["wait"] and not module.check_mode and obj is not None:
+        result["volumes"] = volumes.backup_volumes(client, obj)
+        result["verdict"], reason = results.verdict(result, params["allow_partially_failed"], params["allow_missing_volume_data"])
+        if result["verdict"] != "succeeded":
+            raise FleetdrError("Backup {0} ended {1}: {2}".format(params["name"], result["phase"], reason), **out)
     return out
 
 

@@ -128,6 +128,12 @@ options:
     description: Treat a restore that ended V(PartiallyFailed) as success.
     type: bool
     default: false
+  allow_missing_volume_data:
+    description:
+      - Treat a restore whose requested volume data did not move as success.
+      - By default the task fails and names each such PVC with the reason (RV(result.volumes)).
+    type: bool
+    default: false
 notes:
   - Objects that already exist produce warnings, not errors; the warning texts are returned in
     RV(result.messages).
@@ -175,6 +181,21 @@ result:
     progress: {description: Items total and restored., type: dict, returned: always}
     warnings: {description: Number of warnings., type: int, returned: always}
     errors: {description: Number of errors., type: int, returned: always}
+    volumes:
+      description:
+        - Each PVC in scope with what happened to its data.
+        - C(requested) says the data was asked for (file-system backup by default or by pod annotation), C(moved)
+          that it arrived; C(reason) says why not (pod not Running, no pod mounts it, not opted in, PVC already
+          existed, PodVolumeRestore failed).
+      type: list
+      elements: dict
+      returned: when O(wait=true) and the restore finished
+      sample: [{namespace: shop, pvc: data, pod: web-0, volume: data, requested: true, moved: true, bytes: 16,
+                snapshot_id: 5f1e, object: {kind: PodVolumeRestore, name: restore-x1}, reason: null}]
+    verdict:
+      description: V(succeeded), V(partially_failed) (also when requested volume data did not move) or V(failed).
+      type: str
+      returned: when O(wait=true) and the restore finished
     messages:
       description: Error and warning texts from the restore's results file in object storage.
       type: dict
@@ -196,7 +217,8 @@ diff:
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run, velero_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, spec as specs
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volumes
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import common_argspec, wait_argspec
 
 
@@ -225,6 +247,7 @@ def argspec():
         hooks={"type": "dict"},
         labels={"type": "dict"},
         allow_partially_failed={"type": "bool", "default": False},
+        allow_missing_volume_data={"type": "bool", "default": False},
     )
     return spec
 
@@ -273,6 +296,11 @@ def main():
         if existing is not None and params["schedule_name"]:
             # The schedule may have made newer backups since; the existing restore keeps its own.
             spec["backupName"] = backup_name
+        backup = client.get("backups", backup_name)
+        pvbs = None
+        if params["wait"] and not module.check_mode and backup is not None:
+            # Every volume backup must be on the cluster before the Restore starts (it reads them once).
+            pvbs = results.synced_volume_backups(client, backup, params["wait_timeout"], no_log_values(module))
         changed, obj, diff, config_changes = objects.ensure_restore(
             client, name, spec, labels, plugin_mappings, rules, module.check_mode)
         if params["wait"] and not module.check_mode:
@@ -282,17 +310,15 @@ def main():
                 raise WaitTimeout(exc.msg, last=exc.last, changed=changed, result=results.normalize(exc.last, "Restore", client))
         result = results.normalize(obj, "Restore", client)
         if obj is not None and not module.check_mode:
-            backup = client.get("backups", backup_name)
             location = ((backup or {}).get("spec") or {}).get("storageLocation")
             results.attach_details(result, client, location, no_log_values(module))
         out = {"changed": changed, "result": result, "restore": obj, "config_changes": config_changes}
         if module._diff and diff:
             out["diff"] = diff
-        if params["wait"] and not module.check_mode:
-            ok = ("Completed", "PartiallyFailed") if params["allow_partially_failed"] else ("Completed",)
-            if result["phase"] not in ok:
-                reason = result["failure_reason"] or "; ".join(result["validation_errors"]) or (
-                    "{0} errors, {1} warnings".format(result["errors"], result["warnings"]))
+        if params["wait"] and not module.check_mode and obj is not None:
+            result["volumes"] = volumes.restore_volumes(client, obj, pvbs if pvbs is not None else volumes.backup_pvbs(client, backup_name))
+            result["verdict"], reason = results.verdict(result, params["allow_partially_failed"], params["allow_missing_volume_data"])
+            if result["verdict"] != "succeeded":
                 raise FleetdrError("Restore {0} ended {1}: {2}".format(name, result["phase"], reason), **out)
         return out
 

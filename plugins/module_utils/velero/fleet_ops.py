@@ -28,7 +28,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.client import KubeCli
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import parse_timestamp
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volumes
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
 
@@ -72,6 +72,7 @@ class FleetRun(object):
         # migrate coordination
         self.preflight_done = {}
         self.source_backup = None  # (ok, backup object or reason)
+        self.source_pvbs = []  # the source backup's PodVolumeBackups: what every target must receive
         self.cond = threading.Condition(self.lock)
 
     def mark_changed(self, cluster, changed):
@@ -239,16 +240,9 @@ def preflight(client, run, recorder, location_name=None):
 
 # --------------------------------------------------------------------------- result shaping
 
-def _verdict_of(phase, allow_partially_failed=False):
-    if phase == "Completed":
-        return "succeeded"
-    if phase == "PartiallyFailed":
-        return "succeeded" if allow_partially_failed else "partially_failed"
-    return "failed"
-
-
-def cluster_result(result, location=None, allow_partially_failed=False, phase=None):
-    """A report entry (partial) from a results.normalize() dict of a Backup or Restore."""
+def cluster_result(result, location=None, run=None, phase=None):
+    """A report entry (partial) from a results.normalize() dict of a Backup or Restore (with its volumes)."""
+    params = run.params if run is not None else {}
     messages = result.get("messages") or {}
     warnings = list(messages.get("warnings") or [])
     errors = list(messages.get("errors") or [])
@@ -257,17 +251,11 @@ def cluster_result(result, location=None, allow_partially_failed=False, phase=No
     if not errors and result.get("errors"):
         errors = ["{0} errors (texts unavailable: {1})".format(result["errors"], result.get("messages_error") or "none written")]
     errors.extend(result.get("validation_errors") or [])
-    velero_phase = result.get("phase")
-    verdict = _verdict_of(velero_phase, allow_partially_failed)
-    reason = None
-    if verdict != "succeeded":
-        reason = result.get("failure_reason") or "; ".join(result.get("validation_errors") or []) or (
-            "{0} {1} ended {2} ({3} errors, {4} warnings)".format(
-                result.get("kind"), result.get("name"), velero_phase, result.get("errors"), result.get("warnings")))
+    verdict, reason = results.verdict(result, params.get("allow_partially_failed"), params.get("allow_missing_volume_data"))
     progress = result.get("progress") or {}
-    return {
+    entry = {
         "verdict": verdict,
-        "phase": phase or velero_phase,
+        "phase": phase or result.get("phase"),
         "reason": reason,
         "object": {"kind": result.get("kind"), "namespace": result.get("namespace"), "name": result.get("name")},
         "location": location or result.get("storage_location"),
@@ -275,6 +263,9 @@ def cluster_result(result, location=None, allow_partially_failed=False, phase=No
         "warnings": warnings,
         "errors": errors,
     }
+    if result.get("volumes") is not None:
+        entry["volumes"] = result["volumes"]
+    return entry
 
 
 # --------------------------------------------------------------------------- backup
@@ -293,6 +284,8 @@ def run_backup(client, run, recorder, cluster_name, location_name, labels=None):
     result = results.normalize(obj, "Backup", client)
     if not run.check_mode:
         results.attach_details(result, client, location_name, run.secret_values)
+        if result["phase"] in specs.BACKUP_TERMINAL_PHASES:
+            result["volumes"] = volumes.backup_volumes(client, obj)
     return result, changed
 
 
@@ -306,7 +299,7 @@ def op_backup(run):
             return {"verdict": "succeeded", "phase": "WouldCreate" if changed else "Exists",
                     "object": {"kind": "Backup", "namespace": client.namespace, "name": result["name"]},
                     "location": pre["location"]}
-        return cluster_result(result, pre["location"], run.params.get("allow_partially_failed"))
+        return cluster_result(result, pre["location"], run)
     return operation
 
 
@@ -324,8 +317,12 @@ def _cluster_mappings(cluster, run):
     }
 
 
-def run_restore(client, run, recorder, cluster, backup_name, restore_name, location=None):
-    """Create the Restore of ``backup_name`` and wait; returns (partial report entry, restore obj, changed)."""
+def run_restore(client, run, recorder, cluster, backup_name, restore_name, location=None, pvbs=None):
+    """Create the Restore of ``backup_name`` and wait; returns (partial report entry, restore obj, changed).
+
+    ``pvbs``: the backup's PodVolumeBackups, already present on this cluster; each volume they
+    hold is accounted for in the entry's ``volumes``.
+    """
     params = dict(run.params["restore_options"])
     params["backup_name"] = backup_name
     spec = specs.build_restore_spec(params, backup_name)
@@ -342,7 +339,9 @@ def run_restore(client, run, recorder, cluster, backup_name, restore_name, locat
     obj = objects.wait_restore(client, restore_name, timeout_for(run, recorder))
     result = results.normalize(obj, "Restore", client)
     results.attach_details(result, client, location, run.secret_values)
-    return cluster_result(result, location, run.params.get("allow_partially_failed")), obj, changed
+    if result["phase"] in specs.RESTORE_TERMINAL_PHASES:
+        result["volumes"] = volumes.restore_volumes(client, obj, pvbs if pvbs is not None else volumes.backup_pvbs(client, backup_name))
+    return cluster_result(result, location, run), obj, changed
 
 
 def restore_name_for(run, cluster_name):
@@ -364,7 +363,9 @@ def op_restore(run):
             backup = objects.newest_completed_backup(client, schedule)
             backup_name = backup["metadata"]["name"]
         location = (backup.get("spec") or {}).get("storageLocation")
-        entry, obj, changed = run_restore(client, run, recorder, cluster, backup_name, restore_name_for(run, cluster["name"]), location)
+        pvbs = None if run.check_mode else results.synced_volume_backups(client, backup, timeout_for(run, recorder), run.secret_values)
+        entry, obj, changed = run_restore(client, run, recorder, cluster, backup_name, restore_name_for(run, cluster["name"]),
+                                          location, pvbs)
         run.mark_changed(cluster["name"], changed)
         return entry
     return operation
@@ -410,14 +411,17 @@ def _migrate_source(run, cluster, recorder, client, targets):
         raise PreflightError(reason)
     try:
         result, changed = run_backup(client, run, recorder, cluster["name"], run.params["source_location"])
+        entry = cluster_result(result, run.params["source_location"], run)
+        # What each target must hold before its restore may start (see volumes.wait_for_pvbs).
+        source_pvbs = volumes.backup_pvbs(client, result["name"]) if entry["verdict"] != "failed" else []
     except Exception as exc:
         with run.cond:
             run.source_backup = (False, "source backup failed: {0}".format(exc))
             run.cond.notify_all()
         raise
     run.mark_changed(cluster["name"], changed)
-    entry = cluster_result(result, run.params["source_location"], run.params.get("allow_partially_failed"))
     with run.cond:
+        run.source_pvbs = source_pvbs
         run.source_backup = (entry["verdict"] == "succeeded", result["name"] if entry["verdict"] == "succeeded" else
                              "source backup {0} ended {1}: {2}".format(result["name"], result["phase"], entry["reason"]))
         run.cond.notify_all()
@@ -426,20 +430,47 @@ def _migrate_source(run, cluster, recorder, client, targets):
     return entry
 
 
+def existing_pvcs(client, run):
+    """PVCs of the migrated namespaces that already exist on a target ("namespace/name")."""
+    found = []
+    for namespace in _target_namespaces(run):
+        found.extend("{0}/{1}".format(namespace, pvc["metadata"]["name"]) for pvc in client.list_core("persistentvolumeclaims", namespace))
+    return sorted(found)
+
+
+def _target_preflight(run, client, recorder):
+    """Velero ready, namespaces free (or a policy to restore over them), same Velero minor as the source."""
+    preflight(client, run, recorder)
+    if not run.params["restore_options"].get("existing_resource_policy"):
+        taken = [ns for ns in _target_namespaces(run) if client.namespace_exists(ns)]
+        if taken:
+            raise PreflightError("target namespaces already exist: {0} (set existing_resource_policy to restore over them)".format(
+                ", ".join(taken)))
+    version = minor_version(preflight_version(client))
+    want = minor_version(run.params.get("source_version"))
+    if version and want and version != want:
+        raise PreflightError("Velero version {0} differs from the source's {1}".format(
+            ".".join(map(str, version)), ".".join(map(str, want))))
+    return existing_pvcs(client, run)
+
+
+def _remove_source_location(client, run, location_name):
+    """Take the read-only location off the target, with the Backup objects synced through it.
+
+    Plain deletes, as ``velero backup-location delete`` does (pkg/cmd/cli/backuplocation/delete.go):
+    a DeleteBackupRequest would remove the source's backup from storage. Their PodVolumeBackups
+    go with them through ownerReferences. Returns True when something was deleted.
+    """
+    deleted = False
+    for backup in client.list("backups", label_selector="velero.io/storage-location={0}".format(names.label_value(location_name))):
+        deleted = client.delete("backups", backup["metadata"]["name"]) is not None or deleted
+    return client.delete("backupstoragelocations", location_name) is not None or deleted
+
+
 def _migrate_target(run, cluster, recorder, client, source_bsl):
     name = cluster["name"]
     try:
-        preflight(client, run, recorder)
-        if not run.params["restore_options"].get("existing_resource_policy"):
-            taken = [ns for ns in _target_namespaces(run) if client.namespace_exists(ns)]
-            if taken:
-                raise PreflightError("target namespaces already exist: {0} (set existing_resource_policy to restore over them)".format(
-                    ", ".join(taken)))
-        version = minor_version(preflight_version(client))
-        want = minor_version(run.params.get("source_version"))
-        if version and want and version != want:
-            raise PreflightError("Velero version {0} differs from the source's {1}".format(
-                ".".join(map(str, version)), ".".join(map(str, want))))
+        existing = _target_preflight(run, client, recorder)
     except Exception:
         with run.cond:
             run.preflight_done[name] = False
@@ -459,19 +490,31 @@ def _migrate_target(run, cluster, recorder, client, source_bsl):
     if not ok:
         raise FleetdrError(detail)
     backup_name = detail
+    restore_name = restore_name_for(run, name)
     recorder.phase("RestoreInProgress")
     location_name = names.make_name("fleetdr-from", run.params["source"])
-    target_bsl = objects.check_storage_location(client, None)
-    objects.ensure_location(client, "backupstoragelocations", "BackupStorageLocation", location_name,
-                            readonly_location_spec(source_bsl, target_bsl),
-                            names.ownership_labels(run.operation, run.name, name))
-    # Velero syncs a location on its own ticker (create events do not trigger one), so the Backup
-    # appears once the new read-only location was validated and synced.
-    wait_for(client.watch_source("backups", backup_name),
-             lambda obj: obj is not None and (obj.get("status") or {}).get("phase") in specs.BACKUP_TERMINAL_PHASES,
-             timeout_for(run, recorder), "Backup {0} to be synced from {1}".format(backup_name, run.params["source"]))
-    entry, obj, changed = run_restore(client, run, recorder, cluster, backup_name, restore_name_for(run, name), location_name)
+    done_before = client.get("restores", restore_name)
+    if done_before is None and not run.check_mode:
+        target_bsl = objects.check_storage_location(client, None)
+        objects.ensure_location(client, "backupstoragelocations", "BackupStorageLocation", location_name,
+                                readonly_location_spec(source_bsl, target_bsl),
+                                names.ownership_labels(run.operation, run.name, name))
+        # Velero syncs a location on its own ticker (create events do not trigger one), so the Backup
+        # appears once the new read-only location was validated and synced; its PodVolumeBackups
+        # come after it, and the Restore must not start before they are all here.
+        wait_for(client.watch_source("backups", backup_name),
+                 lambda obj: obj is not None and (obj.get("status") or {}).get("phase") in specs.BACKUP_TERMINAL_PHASES,
+                 timeout_for(run, recorder), "Backup {0} to be synced from {1}".format(backup_name, run.params["source"]))
+        volumes.wait_for_pvbs(client, backup_name, run.source_pvbs, timeout_for(run, recorder))
+    entry, obj, changed = run_restore(client, run, recorder, cluster, backup_name, restore_name, location_name, run.source_pvbs)
+    if not run.check_mode and not run.params.get("keep_source_location") and _remove_source_location(client, run, location_name):
+        changed = True
     run.mark_changed(name, changed)
+    if existing:
+        note = "PVCs that already existed on this cluster kept their own data (Velero never overwrites volume data): {0}".format(
+            ", ".join(existing))
+        entry.setdefault("warnings", []).insert(0, note)
+        entry["details"] = dict(entry.get("details") or {}, existing_pvcs=existing)
     if entry["verdict"] != "succeeded":
         return entry
     missing = [ns for ns in _target_namespaces(run) if not client.namespace_exists(ns)]
@@ -585,6 +628,24 @@ def _brief(obj, kind, client):
     return dict((k, res[k]) for k in keep if k in res)
 
 
+def own_backups(backups, locations, cluster_name):
+    """(this cluster's own backups, backups visible here through other clusters' storage).
+
+    A backup is another cluster's when it came in through a ReadOnly location (a migration's
+    fleetdr-from-<source>, a DR drill) or carries another cluster's fleetdr.kube/cluster label
+    (a shared bucket prefix): it says nothing about how fresh this cluster's backups are.
+    """
+    read_only = set(loc["metadata"]["name"] for loc in locations if (loc.get("spec") or {}).get("accessMode") == "ReadOnly")
+    mine = names.label_value(cluster_name)
+    own, synced = [], []
+    for backup in backups:
+        labels = backup["metadata"].get("labels") or {}
+        location = (backup.get("spec") or {}).get("storageLocation") or labels.get("velero.io/storage-location")
+        foreign = location in read_only or labels.get(names.LABEL_CLUSTER, mine) != mine
+        (synced if foreign else own).append(backup)
+    return own, synced
+
+
 def op_status(run):
     def operation(cluster, recorder):
         client = connect(cluster, run)
@@ -597,11 +658,12 @@ def op_status(run):
         restores = client.list("restores")
         schedules = client.list("schedules")
         now = datetime.datetime.now(datetime.timezone.utc)
-        good = [b for b in backups if (b.get("status") or {}).get("phase") == "Completed"]
+        own, synced = own_backups(backups, locations, cluster["name"])
+        good = [b for b in own if (b.get("status") or {}).get("phase") == "Completed"]
         newest = max(good, key=lambda b: (b.get("status") or {}).get("completionTimestamp") or "") if good else None
         newest_age = _age_seconds((newest.get("status") or {}).get("completionTimestamp"), now) if newest else None
         unavailable = [loc["metadata"]["name"] for loc in locations if (loc.get("status") or {}).get("phase") != "Available"]
-        warnings = ["backup {0} ended {1}".format(b["metadata"]["name"], b["status"]["phase"]) for b in backups
+        warnings = ["backup {0} ended {1}".format(b["metadata"]["name"], b["status"]["phase"]) for b in own
                     if (b.get("status") or {}).get("phase") in ("Failed", "PartiallyFailed", "FailedValidation")]
         errors = ["BackupStorageLocation {0} is not Available".format(n) for n in unavailable]
         max_age = run.params.get("max_backup_age_s")
@@ -610,7 +672,8 @@ def op_status(run):
         if unavailable:
             verdict, reason = "failed", errors[0]
         elif newest is None:
-            verdict, reason = "partially_failed", "no Completed backup on this cluster"
+            verdict, reason = "partially_failed", "no Completed backup of this cluster{0}".format(
+                " ({0} synced from other clusters' locations are not counted)".format(len(synced)) if synced else "")
         elif max_age and newest_age > max_age:
             verdict, reason = "partially_failed", "newest good backup is {0:.0f}s old (max {1}s)".format(newest_age, max_age)
         return {
@@ -619,14 +682,15 @@ def op_status(run):
             "reason": reason,
             "object": {"kind": "Backup", "namespace": client.namespace, "name": newest["metadata"]["name"]} if newest else None,
             "location": ", ".join(sorted(loc["metadata"]["name"] for loc in locations)) or None,
-            "items": {"total": len(backups), "done": len(good)},
+            "items": {"total": len(own), "done": len(good)},
             "warnings": warnings,
             "errors": errors,
             "details": {
                 "velero_version": _image_version(deployment),
                 "newest_good_backup": newest["metadata"]["name"] if newest else None,
                 "newest_good_backup_age_s": newest_age,
-                "backups": [_brief(b, "Backup", client) for b in backups],
+                "backups": [_brief(b, "Backup", client) for b in own],
+                "synced_backups": [_brief(b, "Backup", client) for b in synced],
                 "restores": [_brief(r, "Restore", client) for r in restores],
                 "schedules": [_brief(s, "Schedule", client) for s in schedules],
                 "locations": [_brief(loc, "BackupStorageLocation", client) for loc in locations],

@@ -23,6 +23,9 @@ from datetime import datetime
 
 import importlib.util
 
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import volumes
+
 # boto3 is imported only when a results file is read (it costs ~0.5 s per module start).
 HAS_BOTO3 = importlib.util.find_spec("boto3") is not None
 
@@ -97,6 +100,23 @@ def normalize(obj, kind, client=None):
         result["access_mode"] = spec.get("accessMode") or ("ReadWrite" if kind == "BackupStorageLocation" else None)
     result["succeeded"] = result["phase"] in SUCCESS_PHASES and not result["errors"]
     return result
+
+
+def verdict(result, allow_partially_failed=False, allow_missing_volume_data=False):
+    """(verdict, reason) of a finished Backup or Restore result, counting its volume data.
+
+    ``succeeded`` means the objects *and* the volume data asked for arrived: a Completed one that
+    left requested volume data behind (``result["volumes"]``) is ``partially_failed`` with the
+    volumes named, unless ``allow_missing_volume_data``.
+    """
+    phase = result.get("phase")
+    if phase == "Completed" or (phase == "PartiallyFailed" and allow_partially_failed):
+        shortfall = None if allow_missing_volume_data else volumes.shortfall_reason(result.get("volumes"))
+        return ("partially_failed", shortfall) if shortfall else ("succeeded", None)
+    reason = result.get("failure_reason") or "; ".join(result.get("validation_errors") or []) or (
+        "{0} {1} ended {2} ({3} errors, {4} warnings)".format(
+            result.get("kind"), result.get("name"), phase, result.get("errors"), result.get("warnings")))
+    return ("partially_failed" if phase == "PartiallyFailed" else "failed"), reason
 
 
 def needs_details(result):
@@ -199,13 +219,49 @@ def attach_details(result, client, location_name, secret_values=None):
     try:
         result["messages"] = read_results(client, result["kind"], result["name"], location_name, secret_values)
     except Exception as exc:  # the result is still useful without the texts
-        result["messages_error"] = "could not read Velero results from object storage: {0}".format(_safe_error(exc, secret_values))
+        result["messages_error"] = "could not read Velero results from object storage: {0}".format(safe_error(exc, secret_values))
     return result
 
 
-def _safe_error(exc, secret_values):
+def safe_error(exc, secret_values):
     text = str(exc)
     for value in secret_values or ():
         if value:
             text = text.replace(value, "********")
     return text
+
+
+def bucket_pod_volume_backups(client, location, backup_name, secret_values=None):
+    """The backup's PodVolumeBackups as Velero wrote them to ``<backup>-podvolumebackups.json.gz``
+    (pkg/persistence/object_store.go); [] when the file is absent (no file-system backup)."""
+    storage = (location.get("spec") or {}).get("objectStorage") or {}
+    root = (storage.get("prefix") or "").strip("/")
+    key = "backups/{0}/{0}-podvolumebackups.json.gz".format(backup_name)
+    s3 = location_s3_client(client, location, secret_values)
+    try:
+        body = s3.get_object(Bucket=(storage.get("bucket") or "").strip("/"), Key="{0}/{1}".format(root, key) if root else key)["Body"].read()
+    except Exception as exc:
+        if ((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code") in ("NoSuchKey", "404"):
+            return []
+        raise
+    return json.loads(gzip.decompress(body).decode("utf-8")) or []
+
+
+def synced_volume_backups(client, backup, timeout, secret_values=None):
+    """The backup's PodVolumeBackups, once every one of them is on this cluster.
+
+    The expected set is the bucket's copy, read with the location's own credentials: a Backup
+    synced from storage (from another cluster, or again after its object was deleted) is on the
+    cluster before its PodVolumeBackups are. Raises FleetdrError when they do not all arrive.
+    """
+    name = backup["metadata"]["name"]
+    location_name = (backup.get("spec") or {}).get("storageLocation") or ""
+    location = client.get("backupstoragelocations", location_name) if location_name else None
+    if location is None:  # its location is gone: the cluster's own PVBs are all there is
+        return volumes.backup_pvbs(client, name)
+    try:
+        expected = bucket_pod_volume_backups(client, location, name, secret_values)
+    except Exception as exc:
+        raise FleetdrError("could not read the volume backups of {0} from storage location {1}: {2}".format(
+            name, location_name, safe_error(exc, secret_values)))
+    return volumes.wait_for_pvbs(client, name, expected, timeout)

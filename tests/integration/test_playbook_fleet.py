@@ -189,8 +189,11 @@ def test_migrate_to_two_targets_leaves_the_source_unchanged(fleet_lab, play):
         entry = clusters[target]
         assert [s["phase"] for s in entry["timeline"]] == ["Preflight", "sourceReady", "BackupInProgress", "RestoreInProgress", "Completed"]
         assert entry["object"]["kind"] == "Restore" and entry["location"] == "fleetdr-from-c1"
-        bsl = custom(lab, target).get_namespaced_custom_object("velero.io", "v1", "velero", "backupstoragelocations", "fleetdr-from-c1")
-        assert bsl["spec"]["accessMode"] == "ReadOnly" and bsl["spec"]["objectStorage"]["prefix"] == "c1"
+        # the read-only location on the source's prefix served the restore and was removed after it
+        locations = custom(lab, target).list_namespaced_custom_object("velero.io", "v1", "velero", "backupstoragelocations")["items"]
+        assert [loc["metadata"]["name"] for loc in locations] == ["default"]
+        volume = [v for v in entry["volumes"] if (v["namespace"], v["pvc"]) == ("busybox", "busybox-data")]
+        assert len(volume) == 1 and volume[0]["moved"], entry
         assert pvc_sha(lab, target) == data
     assert namespace_state(core(lab, "c1"), "busybox") == source_before
 

@@ -244,3 +244,32 @@ def test_operation_details_are_kept_in_the_document():
     report = rpt.build_report("status", "x", [{"name": "c1", "details": {"backups": [{"name": "b1"}]}}])
     assert report["clusters"][0]["details"] == {"backups": [{"name": "b1"}]}
     assert "details" not in rpt.build_report("status", "x", [{"name": "c1"}])["clusters"][0]
+
+
+def _with_volumes():
+    moved = {"namespace": "shop", "pvc": "data", "pod": "web-0", "volume": "data", "requested": True, "moved": True,
+             "bytes": 16, "snapshot_id": "s1", "object": {"kind": "PodVolumeRestore", "name": "r-x"}, "reason": None}
+    stuck = dict(moved, pvc="logs", moved=False, bytes=None, object=None, reason="pod web-1 is not Running (phase Pending)")
+    return rpt.build_report("restore", "r", [
+        cluster("c1", volumes=[moved]),
+        cluster("c2", verdict="partially_failed", reason="volume data not moved: shop/logs", volumes=[moved, stuck]),
+    ])
+
+
+def test_volume_data_is_in_every_rendering():
+    report = _with_volumes()
+    assert [len(c["volumes"]) for c in report["clusters"]] == [1, 2]
+    markdown = rpt.render_markdown(report)
+    assert "## Volume data" in markdown
+    assert "| c2 | shop/logs | NOT MOVED | - | - | pod web-1 is not Running (phase Pending) |" in markdown
+    assert "| c1 | shop/data | moved | 16 | PodVolumeRestore r-x | - |" in markdown
+    page = rpt.render_html(report)
+    assert page.count('data-data="NOT MOVED"') == 1 and page.count('data-data="moved"') == 2
+    cases = dict((case.get("name"), case) for case in ET.fromstring(rpt.render_junit(report).split("\n", 1)[1]).iter("testcase"))
+    assert "volume shop/logs: NOT MOVED (pod web-1 is not Running (phase Pending))" in cases["c2"].find("system-out").text
+    table = rpt.render_table(report)
+    assert "Volume data:" in table and re.search(r"c2\s+shop/logs\s+NOT MOVED", table)
+
+
+def test_a_report_without_volumes_has_no_volume_section(mixed):
+    assert "Volume data" not in rpt.render_markdown(mixed) and "Volume data" not in rpt.render_table(mixed)

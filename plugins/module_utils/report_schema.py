@@ -20,7 +20,7 @@ _TIMESTAMP = {"type": ["string", "null"]}
 _DURATION = {"type": ["number", "null"], "minimum": 0}
 _TEXTS = {"type": "array", "items": {"type": "string"}}
 
-# What happened to one PVC's data (module_utils/velero/volumes.py makes these).
+# What happened to one PVC's data (module_utils/velero/volume_data.py makes these).
 VOLUME_SCHEMA = {
     "type": "object",
     "required": ["namespace", "pvc", "requested", "moved", "reason"],

@@ -181,7 +181,7 @@ diff:
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run, velero_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volumes
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (
     BACKUP_SPEC_MUTUALLY_EXCLUSIVE,
     backup_spec_argspec,
@@ -230,7 +230,7 @@ def present(module, client, spec, labels):
     out = finish(module, client, obj, changed, diff)
     result = out["result"]
     if params["wait"] and not module.check_mode and obj is not None:
-        result["volumes"] = volumes.backup_volumes(client, obj)
+        result["volumes"] = volume_data.backup_volumes(client, obj)
         result["verdict"], reason = results.verdict(result, params["allow_partially_failed"], params["allow_missing_volume_data"])
         if result["verdict"] != "succeeded":
             raise FleetdrError("Backup {0} ended {1}: {2}".format(params["name"], result["phase"], reason), **out)

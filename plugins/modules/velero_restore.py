@@ -217,7 +217,7 @@ diff:
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run, velero_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volumes
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import common_argspec, wait_argspec
 
@@ -316,7 +316,7 @@ def main():
         if module._diff and diff:
             out["diff"] = diff
         if params["wait"] and not module.check_mode and obj is not None:
-            result["volumes"] = volumes.restore_volumes(client, obj, pvbs if pvbs is not None else volumes.backup_pvbs(client, backup_name))
+            result["volumes"] = volume_data.restore_volumes(client, obj, pvbs if pvbs is not None else volume_data.backup_pvbs(client, backup_name))
             result["verdict"], reason = results.verdict(result, params["allow_partially_failed"], params["allow_missing_volume_data"])
             if result["verdict"] != "succeeded":
                 raise FleetdrError("Restore {0} ended {1}: {2}".format(name, result["phase"], reason), **out)

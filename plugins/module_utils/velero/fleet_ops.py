@@ -28,7 +28,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.client import KubeCli
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import parse_timestamp
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volumes
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
 
@@ -285,7 +285,7 @@ def run_backup(client, run, recorder, cluster_name, location_name, labels=None):
     if not run.check_mode:
         results.attach_details(result, client, location_name, run.secret_values)
         if result["phase"] in specs.BACKUP_TERMINAL_PHASES:
-            result["volumes"] = volumes.backup_volumes(client, obj)
+            result["volumes"] = volume_data.backup_volumes(client, obj)
     return result, changed
 
 
@@ -340,7 +340,7 @@ def run_restore(client, run, recorder, cluster, backup_name, restore_name, locat
     result = results.normalize(obj, "Restore", client)
     results.attach_details(result, client, location, run.secret_values)
     if result["phase"] in specs.RESTORE_TERMINAL_PHASES:
-        result["volumes"] = volumes.restore_volumes(client, obj, pvbs if pvbs is not None else volumes.backup_pvbs(client, backup_name))
+        result["volumes"] = volume_data.restore_volumes(client, obj, pvbs if pvbs is not None else volume_data.backup_pvbs(client, backup_name))
     return cluster_result(result, location, run), obj, changed
 
 
@@ -412,8 +412,8 @@ def _migrate_source(run, cluster, recorder, client, targets):
     try:
         result, changed = run_backup(client, run, recorder, cluster["name"], run.params["source_location"])
         entry = cluster_result(result, run.params["source_location"], run)
-        # What each target must hold before its restore may start (see volumes.wait_for_pvbs).
-        source_pvbs = volumes.backup_pvbs(client, result["name"]) if entry["verdict"] != "failed" else []
+        # What each target must hold before its restore may start (see volume_data.wait_for_pvbs).
+        source_pvbs = volume_data.backup_pvbs(client, result["name"]) if entry["verdict"] != "failed" else []
     except Exception as exc:
         with run.cond:
             run.source_backup = (False, "source backup failed: {0}".format(exc))
@@ -505,7 +505,7 @@ def _migrate_target(run, cluster, recorder, client, source_bsl):
         wait_for(client.watch_source("backups", backup_name),
                  lambda obj: obj is not None and (obj.get("status") or {}).get("phase") in specs.BACKUP_TERMINAL_PHASES,
                  timeout_for(run, recorder), "Backup {0} to be synced from {1}".format(backup_name, run.params["source"]))
-        volumes.wait_for_pvbs(client, backup_name, run.source_pvbs, timeout_for(run, recorder))
+        volume_data.wait_for_pvbs(client, backup_name, run.source_pvbs, timeout_for(run, recorder))
     entry, obj, changed = run_restore(client, run, recorder, cluster, backup_name, restore_name, location_name, run.source_pvbs)
     if not run.check_mode and not run.params.get("keep_source_location") and _remove_source_location(client, run, location_name):
         changed = True

@@ -24,7 +24,7 @@ from datetime import datetime
 import importlib.util
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero import volumes
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import volume_data
 
 # boto3 is imported only when a results file is read (it costs ~0.5 s per module start).
 HAS_BOTO3 = importlib.util.find_spec("boto3") is not None
@@ -111,7 +111,7 @@ def verdict(result, allow_partially_failed=False, allow_missing_volume_data=Fals
     """
     phase = result.get("phase")
     if phase == "Completed" or (phase == "PartiallyFailed" and allow_partially_failed):
-        shortfall = None if allow_missing_volume_data else volumes.shortfall_reason(result.get("volumes"))
+        shortfall = None if allow_missing_volume_data else volume_data.shortfall_reason(result.get("volumes"))
         return ("partially_failed", shortfall) if shortfall else ("succeeded", None)
     reason = result.get("failure_reason") or "; ".join(result.get("validation_errors") or []) or (
         "{0} {1} ended {2} ({3} errors, {4} warnings)".format(
@@ -258,10 +258,10 @@ def synced_volume_backups(client, backup, timeout, secret_values=None):
     location_name = (backup.get("spec") or {}).get("storageLocation") or ""
     location = client.get("backupstoragelocations", location_name) if location_name else None
     if location is None:  # its location is gone: the cluster's own PVBs are all there is
-        return volumes.backup_pvbs(client, name)
+        return volume_data.backup_pvbs(client, name)
     try:
         expected = bucket_pod_volume_backups(client, location, name, secret_values)
     except Exception as exc:
         raise FleetdrError("could not read the volume backups of {0} from storage location {1}: {2}".format(
             name, location_name, safe_error(exc, secret_values)))
-    return volumes.wait_for_pvbs(client, name, expected, timeout)
+    return volume_data.wait_for_pvbs(client, name, expected, timeout)

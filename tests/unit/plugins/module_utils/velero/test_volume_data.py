@@ -1,8 +1,8 @@
-"""Volume data accounting (module_utils/velero/volumes.py) and the verdict that counts it (results.verdict)."""
+"""Volume data accounting (module_utils/velero/volume_data.py) and the verdict that counts it (results.verdict)."""
 import pytest
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero import results, volumes
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import results, volume_data
 
 
 class Cluster(object):
@@ -71,14 +71,14 @@ def test_backup_accounts_for_moved_and_skipped_pvcs_with_velero_reasons():
         "pods": [pod("app", "web", "ok"), pod("app", "stuck", "pending", phase="Pending"),
                  pod("app", "tool", "optout", annotations={"backup.velero.io/backup-volumes-excludes": "data"})],
     }, velero={"podvolumebackups": [pvb("b1-x", "b1", "app", "web", "ok")]})
-    entries = dict((e["pvc"], e) for e in volumes.backup_volumes(cluster, backup()))
+    entries = dict((e["pvc"], e) for e in volume_data.backup_volumes(cluster, backup()))
     assert sorted(entries) == ["ok", "optout", "orphan", "pending"]
     assert entries["ok"]["moved"] and entries["ok"]["bytes"] == 16 and entries["ok"]["snapshot_id"] == "snap-1"
     assert entries["pending"]["requested"] and not entries["pending"]["moved"]
     assert "pod stuck is not Running (phase Pending)" in entries["pending"]["reason"]
     assert entries["orphan"]["requested"] and "no pod mounts it" in entries["orphan"]["reason"]
     assert not entries["optout"]["requested"] and "backup-volumes-excludes" in entries["optout"]["reason"]
-    reason = volumes.shortfall_reason(entries.values())
+    reason = volume_data.shortfall_reason(entries.values())
     assert reason.startswith("volume data not moved: ") and "app/pending" in reason and "app/orphan" in reason
     assert "app/optout" not in reason
 
@@ -87,14 +87,14 @@ def test_opt_in_mode_requests_only_annotated_volumes():
     cluster = Cluster(core={"persistentvolumeclaims": [pvc("app", "a"), pvc("app", "b")],
                             "pods": [pod("app", "p1", "a", phase="Pending", annotations={"backup.velero.io/backup-volumes": "data"}),
                                      pod("app", "p2", "b")]})
-    entries = dict((e["pvc"], e) for e in volumes.backup_volumes(cluster, backup(default_fs=False)))
+    entries = dict((e["pvc"], e) for e in volume_data.backup_volumes(cluster, backup(default_fs=False)))
     assert entries["a"]["requested"] and not entries["a"]["moved"]
     assert not entries["b"]["requested"] and "not opted in" in entries["b"]["reason"]
 
 
 def test_backup_that_excludes_pvcs_accounts_for_none():
     cluster = Cluster(core={"persistentvolumeclaims": [pvc("app", "a")], "pods": [pod("app", "p", "a")]})
-    assert volumes.backup_volumes(cluster, backup(excludedResources=["persistentvolumeclaims"])) == []
+    assert volume_data.backup_volumes(cluster, backup(excludedResources=["persistentvolumeclaims"])) == []
 
 
 def test_failed_pod_volume_backup_is_named_with_its_message():
@@ -102,7 +102,7 @@ def test_failed_pod_volume_backup_is_named_with_its_message():
     failed["status"]["message"] = "error running kopia backup: disk gone"
     cluster = Cluster(core={"persistentvolumeclaims": [pvc("app", "ok")], "pods": [pod("app", "web", "ok")]},
                       velero={"podvolumebackups": [failed]})
-    entry = volumes.backup_volumes(cluster, backup())[0]
+    entry = volume_data.backup_volumes(cluster, backup())[0]
     assert entry["requested"] and not entry["moved"] and "disk gone" in entry["reason"]
 
 
@@ -120,20 +120,20 @@ def test_restore_names_existing_pvcs_as_kept_and_counts_restored_bytes():
                                    pvc("moved", "data-db", created="2025-12-31T00:00:00Z")],
         "pods": [pod("moved", "db", "data-db", created="2025-12-31T00:00:00Z")]},
         velero={"podvolumerestores": [pvr]})
-    entries = dict((e["pvc"], e) for e in volumes.restore_volumes(cluster, restore(namespaceMapping={"app": "moved"}), pvbs))
+    entries = dict((e["pvc"], e) for e in volume_data.restore_volumes(cluster, restore(namespaceMapping={"app": "moved"}), pvbs))
     assert entries["data-web"]["moved"] and entries["data-web"]["bytes"] == 16 and entries["data-web"]["namespace"] == "moved"
     assert not entries["data-db"]["moved"] and "already existed" in entries["data-db"]["reason"]
 
 
 def test_restore_leaves_out_namespaces_it_does_not_restore():
     pvbs = [pvb("b1-a", "b1", "app", "web", "data-web")]
-    assert volumes.restore_volumes(Cluster(), restore(includedNamespaces=["other"]), pvbs) == []
+    assert volume_data.restore_volumes(Cluster(), restore(includedNamespaces=["other"]), pvbs) == []
 
 
 def test_wait_for_pvbs_returns_once_every_expected_one_arrived():
     expected = [pvb("b1-a", "b1", "app", "web", "a"), pvb("b1-b", "b1", "app", "db", "b")]
     cluster = Cluster(velero={"podvolumebackups": [expected[0]]}, events=[expected[1]])
-    got = volumes.wait_for_pvbs(cluster, "b1", expected, timeout=5)
+    got = volume_data.wait_for_pvbs(cluster, "b1", expected, timeout=5)
     assert sorted(p["metadata"]["name"] for p in got) == ["b1-a", "b1-b"]
 
 
@@ -141,7 +141,7 @@ def test_wait_for_pvbs_names_the_volumes_that_never_arrived():
     expected = [pvb("b1-a", "b1", "app", "web", "a"), pvb("b1-b", "b1", "app", "db", "b")]
     cluster = Cluster(velero={"podvolumebackups": [expected[0]]})
     with pytest.raises(FleetdrError) as info:
-        volumes.wait_for_pvbs(cluster, "b1", expected, timeout=1)
+        volume_data.wait_for_pvbs(cluster, "b1", expected, timeout=1)
     assert "app/b" in info.value.msg and "app/a" not in info.value.msg
 
 
@@ -155,7 +155,7 @@ def test_wait_for_pvbs_names_the_volumes_that_never_arrived():
 ])
 def test_verdict_counts_volume_data_that_did_not_move(phase, allow_pf, allow_missing, want):
     result = {"kind": "Backup", "name": "b1", "phase": phase, "errors": 0, "warnings": 0,
-              "volumes": [volumes._entry("app", "data", True, False, reason="pod web is not Running")]}
+              "volumes": [volume_data._entry("app", "data", True, False, reason="pod web is not Running")]}
     verdict, reason = results.verdict(result, allow_pf, allow_missing)
     assert verdict == want
     if want == "partially_failed" and phase == "Completed":
@@ -163,5 +163,5 @@ def test_verdict_counts_volume_data_that_did_not_move(phase, allow_pf, allow_mis
 
 
 def test_verdict_succeeds_when_all_data_moved():
-    result = {"kind": "Restore", "name": "r1", "phase": "Completed", "volumes": [volumes._entry("app", "data", True, True, size=4)]}
+    result = {"kind": "Restore", "name": "r1", "phase": "Completed", "volumes": [volume_data._entry("app", "data", True, True, size=4)]}
     assert results.verdict(result) == ("succeeded", None)

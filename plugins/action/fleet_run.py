@@ -23,16 +23,14 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
-from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import cluster_from_hostvars, run_fleet
+from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import CLUSTER_HOSTVARS, cluster_from_hostvars, run_and_report
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
     FAIL_ON_CHOICES,
     RENDERERS,
     ReportError,
-    build_report,
     exit_decision,
     render_table,
     stats_data,
-    utcnow,
     validate_report,
     write_report,
 )
@@ -41,6 +39,8 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (
     BACKUP_SPEC_MUTUALLY_EXCLUSIVE,
     backup_spec_argspec,
+    restore_spec_argspec,
+    restore_transform_argspec,
 )
 
 try:
@@ -72,21 +72,7 @@ ARGUMENT_SPEC = dict(
     fail_on=dict(type="str", default="any", choices=list(FAIL_ON_CHOICES)),
 )
 
-RESTORE_OPTIONS = dict(
-    included_namespaces=dict(type="list", elements="str"),
-    excluded_namespaces=dict(type="list", elements="str"),
-    included_resources=dict(type="list", elements="str"),
-    excluded_resources=dict(type="list", elements="str"),
-    include_cluster_resources=dict(type="bool"),
-    label_selector=dict(type="raw"),
-    or_label_selectors=dict(type="list", elements="raw"),
-    namespace_mapping=dict(type="dict"),
-    existing_resource_policy=dict(type="str", choices=["none", "update"]),
-    restore_pvs=dict(type="bool"),
-    preserve_node_ports=dict(type="bool"),
-    item_operation_timeout=dict(type="str"),
-    hooks=dict(type="dict"),
-)
+RESTORE_OPTIONS = restore_spec_argspec()
 COMMON_OPTIONS = dict(labels=dict(type="dict"), allow_partially_failed=dict(type="bool", default=False),
                       allow_missing_volume_data=dict(type="bool", default=False))
 MIGRATE_RESTORE_KEYS = ("namespace_mapping", "existing_resource_policy", "restore_pvs", "preserve_node_ports")
@@ -101,9 +87,8 @@ def option_specs(operation):
         exclusive.extend(BACKUP_SPEC_MUTUALLY_EXCLUSIVE)
     if operation == "restore":
         spec.update(RESTORE_OPTIONS)
-        spec.update(backup_name=dict(type="str"), schedule_name=dict(type="str"),
-                    storage_class_mapping=dict(type="dict"), image_registry_mapping=dict(type="dict"),
-                    resource_modifier_rules=dict(type="list", elements="dict"))
+        spec.update(restore_transform_argspec())
+        spec.update(backup_name=dict(type="str"), schedule_name=dict(type="str"))
         exclusive.extend([("backup_name", "schedule_name"), ("label_selector", "or_label_selectors")])
     if operation == "migrate":
         spec.update(dict((key, RESTORE_OPTIONS[key]) for key in MIGRATE_RESTORE_KEYS))
@@ -127,9 +112,7 @@ def validate_options(operation, name, raw, source=None):
         raise ValidationError("options", "; ".join(checked.error_messages))
     params = dict(checked.validated_parameters)
     if operation == "restore" and not name:
-        source = params.get("backup_name") or params.get("schedule_name") or ""
-        material = specs.canonical_json(dict((k, v) for k, v in sorted(params.items()) if k not in ("labels",)))
-        name = names.make_name(source, "restore", names.short_hash(material, 8))
+        name = specs.default_restore_name(params.get("backup_name") or params.get("schedule_name") or "", params)
     params["run_name"] = name
     if operation not in ("status", "installed"):
         if not name:
@@ -186,10 +169,7 @@ class ActionModule(ActionBase):
             if host not in hostvars:
                 raise ValidationError("hosts", "'{0}' is not an inventory host".format(host))
             hv = hostvars[host]
-            values = dict((key, hv.get(key)) for key in (
-                "fleetdr_kubeconfig", "fleetdr_context", "fleetdr_host", "fleetdr_api_key", "fleetdr_ca_cert",
-                "fleetdr_validate_certs", "fleetdr_cluster_labels", "fleetdr_storage_class_map",
-                "fleetdr_image_registry_map"))
+            values = dict((key, hv.get(key)) for key in CLUSTER_HOSTVARS)
             cluster = cluster_from_hostvars(host, values)
             if not selector_matches(args["cluster_selector"], cluster["labels"]):
                 continue
@@ -249,15 +229,13 @@ class ActionModule(ActionBase):
         else:
             operation_fn = getattr(fleet_ops, "op_" + operation)(run)
 
-        started = utcnow()
-        cluster_results = run_fleet(clusters, fleet_ops.with_final_phase(operation_fn), deadline_s=args["deadline"], max_workers=args["max_workers"])
         report_options = dict((k, v) for k, v in params.items() if k not in ("backup_spec", "restore_options"))
         if operation == "migrate":
             report_options["targets"] = [c["name"] for c in clusters if c["name"] != args["source"]]
-        secret_values = list(run.secret_values) + secrets
+        run.secret_values.update(secrets)  # the report masks these and every credential read during the run
         try:
-            report = build_report(operation, name, cluster_results, options=report_options, started=started,
-                                  finished=utcnow(), secret_values=secret_values)
+            report = run_and_report(operation, name, clusters, fleet_ops.with_final_phase(operation_fn), options=report_options,
+                                    deadline_s=args["deadline"], max_workers=args["max_workers"], secret_values=run.secret_values)
             validate_report(report)
             fail, summary = exit_decision(report, args["fail_on"])
             paths = {}

@@ -16,11 +16,18 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 import threading
-import time
+
+try:
+    from urllib.parse import urlparse
+    from urllib.request import getproxies
+except ImportError:  # pragma: no cover - Python 2 controllers are not supported by kubernetes.core 6
+    from urlparse import urlparse
+    from urllib import getproxies
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ApiError
-from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import Backoff, is_transient, retry_after
+from ansible_collections.fleetdr.kube.plugins.module_utils.retries import DEFAULT_RETRIES, with_retries
 
 try:
     import kubernetes
@@ -37,6 +44,11 @@ except ImportError as exc:
         status = None
 
 try:
+    import yaml
+except ImportError:  # pragma: no cover - kubernetes needs it; without it kubeconfig paths go to the factory
+    yaml = None
+
+try:
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
 
     HAS_K8S_CORE = True
@@ -45,7 +57,6 @@ except ImportError:
 
 VELERO_GROUP = "velero.io"
 VELERO_VERSION = "v1"
-DEFAULT_RETRIES = 5
 
 
 class _ParamsHolder(object):
@@ -59,48 +70,6 @@ class _ParamsHolder(object):
 
     def requires(self, dependency, minimum=None, reason=None):
         return None
-
-
-def api_error(exc, action):
-    """Translate a kubernetes ApiException into our ApiError with the server's message."""
-    status = getattr(exc, "status", None)
-    reason = getattr(exc, "reason", None)
-    body = getattr(exc, "body", None)
-    message = None
-    if body:
-        try:
-            import json
-
-            message = json.loads(body).get("message")
-        except Exception:
-            message = None
-    text = "{0} failed: {1}".format(action, message or reason or str(exc))
-    if status:
-        text += " (HTTP {0})".format(status)
-    return ApiError(text, status=status, reason=reason, body=message)
-
-
-def with_retries(fn, action, retries=DEFAULT_RETRIES, sleep=time.sleep, backoff=None):
-    """Call ``fn()``; retry transient failures; raise ApiError otherwise."""
-    backoff = backoff or Backoff()
-    attempt = 0
-    while True:
-        try:
-            return fn()
-        except ApiException as exc:
-            if is_transient(exc) and attempt < retries:
-                attempt += 1
-                sleep(backoff.next_delay(retry_after(exc)))
-                continue
-            raise api_error(exc, action)
-        except Exception as exc:
-            if is_transient(exc) and attempt < retries:
-                attempt += 1
-                sleep(backoff.next_delay())
-                continue
-            if is_transient(exc):
-                raise ApiError("{0} failed: {1}".format(action, exc))
-            raise
 
 
 class ObjectWatchSource(object):
@@ -381,3 +350,96 @@ def client_from_params(params, module=None, namespace=None, cluster=None):
         context=current_context(params),
         cluster=cluster,
     )
+
+
+# Inventory host variables -> kubernetes.core auth options (the inventory's way to name a cluster).
+HOSTVAR_AUTH = (
+    ("fleetdr_kubeconfig", "kubeconfig"),
+    ("fleetdr_context", "context"),
+    ("fleetdr_host", "host"),
+    ("fleetdr_api_key", "api_key"),
+    ("fleetdr_ca_cert", "ca_cert"),
+    ("fleetdr_validate_certs", "validate_certs"),
+)
+
+# Auth options the direct path handles; anything else (client certs given as options,
+# username/password, proxies, impersonation) goes through kubernetes.core's factory.
+_DIRECT_AUTH = frozenset(option for _var, option in HOSTVAR_AUTH)
+
+
+def auth_from_hostvars(hostvars):
+    """The kubernetes.core auth options among one inventory host's ``fleetdr_*`` variables."""
+    return dict((option, hostvars[var]) for var, option in HOSTVAR_AUTH if hostvars.get(var) not in (None, ""))
+
+
+class ClusterClients(object):
+    """Builds one KubeClient per cluster of a fleet run; safe to share between the cluster threads.
+
+    Each kubeconfig file is parsed once per run (libyaml when present: the pure-Python parse the
+    kubernetes loader does costs ~40 ms per cluster, serialised), the proxy environment is read
+    once, and each cluster gets an independent ApiClient without kubernetes.core's factory, which
+    loads into the library-wide default configuration (so it must be serialised) and builds a
+    DynamicClient whose discovery costs requests per cluster. Auth the direct path does not
+    handle falls back to the factory (client_from_params).
+    """
+
+    def __init__(self, namespace="velero"):
+        self.namespace = namespace
+        self.kubeconfigs = {}  # path -> parsed kubeconfig
+        self.proxies = getproxies()
+        self._lock = threading.Lock()
+
+    def kubeconfig(self, path):
+        path = os.path.expanduser(path)
+        with self._lock:
+            if path not in self.kubeconfigs:
+                with open(path) as handle:
+                    self.kubeconfigs[path] = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            return self.kubeconfigs[path]
+
+    def _configuration(self):
+        """A Configuration that does not read the proxy environment itself.
+
+        kubernetes >= 35 reads it in the constructor and again on every host change (~5 ms per
+        cluster with Ansible's environment). Returns (configuration, proxies to apply, or None
+        when this kubernetes version leaves proxies to the caller).
+        """
+        try:
+            return kubernetes.client.Configuration(proxy="", no_proxy=""), self.proxies
+        except TypeError:  # older clients take no proxy arguments and read no environment
+            return kubernetes.client.Configuration(), None
+
+    def _api_client(self, params):
+        configuration, proxies = self._configuration()
+        kubeconfig = params.get("kubeconfig")
+        if kubeconfig:
+            if not isinstance(kubeconfig, dict):
+                kubeconfig = self.kubeconfig(kubeconfig)
+            kubernetes.config.load_kube_config_from_dict(
+                kubeconfig, context=params.get("context"), client_configuration=configuration, persist_config=False)
+        if params.get("host"):
+            configuration.host = params["host"]
+        if params.get("api_key"):
+            configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
+        if params.get("ca_cert"):
+            configuration.ssl_ca_cert = params["ca_cert"]
+        if params.get("validate_certs") is not None:
+            configuration.verify_ssl = bool(params["validate_certs"])
+        if proxies and not configuration.proxy:  # a kubeconfig proxy-url wins, as in the library
+            configuration.proxy = proxies.get(urlparse(configuration.host).scheme) or proxies.get("all")
+            configuration.no_proxy = proxies.get("no")
+        # The ApiClient builds its connection pool from the configuration: overrides go in first.
+        return kubernetes.client.ApiClient(configuration)
+
+    def connect(self, cluster):
+        """A KubeClient for ``cluster`` ({name, auth}) in this run's namespace."""
+        params = dict(cluster.get("auth") or {})
+        if (params.get("kubeconfig") or params.get("host")) and set(params) <= _DIRECT_AUTH and yaml is not None:
+            context = params.get("context")
+            if not context and isinstance(params.get("kubeconfig"), str):
+                context = self.kubeconfig(params["kubeconfig"]).get("current-context")
+            return KubeClient(self._api_client(params), namespace=self.namespace, context=context, cluster=cluster["name"])
+        params["velero_namespace"] = self.namespace
+        if isinstance(params.get("kubeconfig"), str) and yaml is not None:
+            params["kubeconfig"] = self.kubeconfig(params["kubeconfig"])
+        return client_from_params(params, namespace=self.namespace, cluster=cluster["name"])  # serialised there

@@ -27,6 +27,7 @@ import concurrent.futures
 import threading
 import time
 
+from ansible_collections.fleetdr.kube.plugins.module_utils.client import HOSTVAR_AUTH, auth_from_hostvars
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
     build_report,
     normalize_cluster,
@@ -36,15 +37,9 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
 
 MAX_WORKERS_CAP = 128
 
-# Inventory host vars (see the lab's inventory and the playbooks) -> kubernetes.core auth options.
-HOSTVAR_AUTH = (
-    ("fleetdr_kubeconfig", "kubeconfig"),
-    ("fleetdr_context", "context"),
-    ("fleetdr_host", "host"),
-    ("fleetdr_api_key", "api_key"),
-    ("fleetdr_ca_cert", "ca_cert"),
-    ("fleetdr_validate_certs", "validate_certs"),
-)
+# Every inventory host variable a fleet run reads from a cluster's host.
+CLUSTER_HOSTVARS = tuple(var for var, _option in HOSTVAR_AUTH) + (
+    "fleetdr_cluster_labels", "fleetdr_storage_class_map", "fleetdr_image_registry_map")
 
 
 class SkipCluster(Exception):
@@ -105,7 +100,7 @@ def cluster_from_hostvars(name, hostvars):
     auth options found among the host's ``fleetdr_*`` variables.
     """
     hostvars = hostvars or {}
-    auth = dict((option, hostvars[var]) for var, option in HOSTVAR_AUTH if hostvars.get(var) not in (None, ""))
+    auth = auth_from_hostvars(hostvars)
     labels = hostvars.get("fleetdr_cluster_labels") or {}
     return {"name": str(name), "labels": dict((str(k), str(v)) for k, v in labels.items()), "auth": auth}
 

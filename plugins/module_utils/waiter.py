@@ -8,8 +8,8 @@ The waiter reads the object once (a list call, which also yields a
 resourceVersion), then follows a watch from that resourceVersion. When the
 stream ends (server timeout, dropped connection) it resumes from the last
 resourceVersion it saw; when that version has expired (410 Gone) it reads the
-object again. Transient API errors are retried with backoff and jitter. The
-whole wait is bounded by one deadline.
+object again. Transient API errors are retried with the policy in retries.py.
+The whole wait is bounded by one deadline.
 
 ``source`` is the seam: anything with ``get()`` -> (object or None,
 resourceVersion) and ``stream(resource_version, timeout_seconds)`` -> iterable
@@ -21,56 +21,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import random
 import time
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import WaitTimeout
+from ansible_collections.fleetdr.kube.plugins.module_utils.retries import Backoff, is_transient, retry_after
 
 
 class Gone(Exception):
     """The watch's resourceVersion is too old (HTTP 410); re-read the object."""
-
-
-class Backoff(object):
-    """Exponential backoff with full jitter, bounded by ``cap``."""
-
-    def __init__(self, base=0.5, cap=8.0, rand=None):
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-        self._rand = rand or random.random
-
-    def next_delay(self, hint=None):
-        ceiling = min(self.cap, self.base * (2 ** self.attempt))
-        self.attempt += 1
-        delay = ceiling * self._rand()
-        if hint is not None:
-            delay = max(delay, min(float(hint), self.cap))
-        return delay
-
-    def reset(self):
-        self.attempt = 0
-
-
-def is_transient(exc):
-    """429, 5xx, and connection-level failures are worth retrying."""
-    status = getattr(exc, "status", None)
-    if isinstance(status, int):
-        return status == 429 or 500 <= status <= 599
-    name = type(exc).__name__
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
-    # urllib3 errors, without importing urllib3 here.
-    return name in ("ProtocolError", "MaxRetryError", "NewConnectionError", "ReadTimeoutError", "IncompleteRead", "SSLError")
-
-
-def retry_after(exc):
-    headers = getattr(exc, "headers", None) or {}
-    try:
-        value = headers.get("Retry-After")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError, AttributeError):
-        return None
 
 
 class Waiter(object):

@@ -219,44 +219,28 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_cli
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import common_argspec, wait_argspec
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (
+    common_argspec,
+    restore_spec_argspec,
+    restore_transform_argspec,
+    wait_argspec,
+)
 
 
 def argspec():
     spec = common_argspec()
     spec.update(wait_argspec())
+    spec.update(restore_spec_argspec())
+    spec.update(restore_transform_argspec())
     spec.update(
         name={"type": "str"},
         backup_name={"type": "str"},
         schedule_name={"type": "str"},
-        included_namespaces={"type": "list", "elements": "str"},
-        excluded_namespaces={"type": "list", "elements": "str"},
-        included_resources={"type": "list", "elements": "str"},
-        excluded_resources={"type": "list", "elements": "str"},
-        include_cluster_resources={"type": "bool"},
-        label_selector={"type": "raw"},
-        or_label_selectors={"type": "list", "elements": "raw"},
-        namespace_mapping={"type": "dict"},
-        existing_resource_policy={"type": "str", "choices": ["none", "update"]},
-        restore_pvs={"type": "bool"},
-        preserve_node_ports={"type": "bool"},
-        item_operation_timeout={"type": "str"},
-        storage_class_mapping={"type": "dict"},
-        image_registry_mapping={"type": "dict"},
-        resource_modifier_rules={"type": "list", "elements": "dict"},
-        hooks={"type": "dict"},
         labels={"type": "dict"},
         allow_partially_failed={"type": "bool", "default": False},
         allow_missing_volume_data={"type": "bool", "default": False},
     )
     return spec
-
-
-def default_name(source, params):
-    """Deterministic: the same source and options give the same restore name."""
-    keys = sorted(k for k in argspec() if k not in common_argspec() and k not in ("wait", "wait_timeout", "name"))
-    material = specs.canonical_json(dict((k, params.get(k)) for k in keys))
-    return names.make_name(source, "restore", names.short_hash(material, 8))
 
 
 def main():
@@ -271,7 +255,7 @@ def main():
         params = module.params
         source_option = "backup_name" if params["backup_name"] else "schedule_name"
         names.validate_object_name(params[source_option], source_option, max_length=253)
-        name = params["name"] or default_name(params[source_option], params)
+        name = params["name"] or specs.default_restore_name(params[source_option], params)
         names.validate_object_name(name)
         labels = names.validate_labels(params["labels"])
         storage_map = specs.validate_mapping(params["storage_class_mapping"], "storage_class_mapping", "storage class")

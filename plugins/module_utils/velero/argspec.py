@@ -54,6 +54,30 @@ BACKUP_SPEC_ARG_SPEC = {
 
 BACKUP_SPEC_MUTUALLY_EXCLUSIVE = [("label_selector", "or_label_selectors")]
 
+# Options that shape a Restore's spec: velero_restore's and the fleet restore/migrate's.
+RESTORE_SPEC_ARG_SPEC = {
+    "included_namespaces": {"type": "list", "elements": "str"},
+    "excluded_namespaces": {"type": "list", "elements": "str"},
+    "included_resources": {"type": "list", "elements": "str"},
+    "excluded_resources": {"type": "list", "elements": "str"},
+    "include_cluster_resources": {"type": "bool"},
+    "label_selector": {"type": "raw"},
+    "or_label_selectors": {"type": "list", "elements": "raw"},
+    "namespace_mapping": {"type": "dict"},
+    "existing_resource_policy": {"type": "str", "choices": ["none", "update"]},
+    "restore_pvs": {"type": "bool"},
+    "preserve_node_ports": {"type": "bool"},
+    "item_operation_timeout": {"type": "str"},
+    "hooks": {"type": "dict"},
+}
+
+# Transforms applied through Velero's restore plugins and resource modifiers.
+RESTORE_TRANSFORM_ARG_SPEC = {
+    "storage_class_mapping": {"type": "dict"},
+    "image_registry_mapping": {"type": "dict"},
+    "resource_modifier_rules": {"type": "list", "elements": "dict"},
+}
+
 
 def common_argspec():
     """kubernetes.core's auth options plus the Velero namespace."""
@@ -68,3 +92,11 @@ def wait_argspec():
 
 def backup_spec_argspec():
     return copy.deepcopy(BACKUP_SPEC_ARG_SPEC)
+
+
+def restore_spec_argspec():
+    return copy.deepcopy(RESTORE_SPEC_ARG_SPEC)
+
+
+def restore_transform_argspec():
+    return copy.deepcopy(RESTORE_TRANSFORM_ARG_SPEC)

@@ -14,36 +14,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import os
 import threading
 
-try:
-    from urllib.parse import urlparse
-    from urllib.request import getproxies
-except ImportError:  # pragma: no cover - Python 2 controllers are not supported by kubernetes.core 6
-    from urlparse import urlparse
-    from urllib import getproxies
-
-from ansible_collections.fleetdr.kube.plugins.module_utils.client import KubeClient, client_from_params
+from ansible_collections.fleetdr.kube.plugins.module_utils.client import ClusterClients
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import parse_timestamp
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
-
-try:
-    import kubernetes
-except ImportError:  # pragma: no cover - reported by the caller
-    kubernetes = None
-
-try:
-    import yaml
-except ImportError:  # pragma: no cover - kubernetes needs it; without it the path is passed on
-    yaml = None
-
-# The cluster threads share one parsed copy of each kubeconfig file (see _kubeconfig_dict).
-_KUBECONFIG_LOCK = threading.Lock()
 
 PREFLIGHT_TIMEOUT = 30
 # Velero's sync ticker is 1m; a short per-BSL period makes the read-only location resync soon after.
@@ -67,8 +46,7 @@ class FleetRun(object):
         self.secret_values = set()  # credentials read while working; scrubbed from the report
         self.changed = {}  # cluster -> bool
         self.lock = threading.Lock()
-        self.kubeconfigs = {}  # path -> parsed kubeconfig, shared by the cluster threads
-        self.proxies = getproxies()  # the proxy environment, read once for all clusters
+        self.clients = ClusterClients(velero_namespace)
         # migrate coordination
         self.preflight_done = {}
         self.source_backup = None  # (ok, backup object or reason)
@@ -89,79 +67,6 @@ def timeout_for(run, recorder, cap=None):
     if remaining is not None:
         values.append(remaining)
     return max(int(min(values)), 1)
-
-
-def _kubeconfig_dict(path, cache):
-    """A kubeconfig file parsed once per run (libyaml when present): the pure-Python parse
-    kubernetes' loader does costs ~40 ms per cluster, serialised, which is most of a large
-    fleet's start-up."""
-    path = os.path.expanduser(path)
-    with _KUBECONFIG_LOCK:
-        if path not in cache:
-            with open(path) as handle:
-                cache[path] = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        return cache[path]
-
-
-# Auth options the direct path below handles; anything else (client certs given as options,
-# username/password, proxies, impersonation) goes through kubernetes.core's factory.
-_DIRECT_AUTH = frozenset(("kubeconfig", "context", "host", "api_key", "ca_cert", "validate_certs"))
-
-
-def _new_configuration(run):
-    """A Configuration that does not read the proxy environment itself.
-
-    kubernetes >= 35 reads it in the constructor and again on every host change (~5 ms per
-    cluster with Ansible's environment); the run reads it once. Returns (configuration, proxies
-    to apply, or None when this kubernetes version leaves proxies to the caller).
-    """
-    try:
-        return kubernetes.client.Configuration(proxy="", no_proxy=""), run.proxies
-    except TypeError:  # older clients take no proxy arguments and read no environment
-        return kubernetes.client.Configuration(), None
-
-
-def _direct_api_client(params, run):
-    """An independent ApiClient per cluster, built without kubernetes.core's factory.
-
-    The factory loads into the library-wide default configuration (so it must be serialised) and
-    builds a DynamicClient whose discovery costs requests per cluster; the fleet needs neither,
-    and serialising it made client set-up most of a 100-cluster run.
-    """
-    configuration, proxies = _new_configuration(run)
-    kubeconfig = params.get("kubeconfig")
-    if kubeconfig:
-        if not isinstance(kubeconfig, dict):
-            kubeconfig = _kubeconfig_dict(kubeconfig, run.kubeconfigs)
-        kubernetes.config.load_kube_config_from_dict(
-            kubeconfig, context=params.get("context"), client_configuration=configuration, persist_config=False)
-    if params.get("host"):
-        configuration.host = params["host"]
-    if params.get("api_key"):
-        configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
-    if params.get("ca_cert"):
-        configuration.ssl_ca_cert = params["ca_cert"]
-    if params.get("validate_certs") is not None:
-        configuration.verify_ssl = bool(params["validate_certs"])
-    if proxies and not configuration.proxy:  # a kubeconfig proxy-url wins, as in the library
-        configuration.proxy = proxies.get(urlparse(configuration.host).scheme) or proxies.get("all")
-        configuration.no_proxy = proxies.get("no")
-    # The ApiClient builds its connection pool from the configuration: overrides go in first.
-    return kubernetes.client.ApiClient(configuration)
-
-
-def connect(cluster, run):
-    params = dict(cluster.get("auth") or {})
-    if (params.get("kubeconfig") or params.get("host")) and set(params) <= _DIRECT_AUTH and yaml is not None:
-        context = params.get("context")
-        if not context and isinstance(params.get("kubeconfig"), str):
-            context = _kubeconfig_dict(params["kubeconfig"], run.kubeconfigs).get("current-context")
-        return KubeClient(_direct_api_client(params, run), namespace=run.velero_namespace,
-                          context=context, cluster=cluster["name"])
-    params["velero_namespace"] = run.velero_namespace
-    if isinstance(params.get("kubeconfig"), str) and yaml is not None:
-        params["kubeconfig"] = _kubeconfig_dict(params["kubeconfig"], run.kubeconfigs)
-    return client_from_params(params, namespace=run.velero_namespace, cluster=cluster["name"])  # serialised there
 
 
 def with_final_phase(operation):
@@ -291,7 +196,7 @@ def run_backup(client, run, recorder, cluster_name, location_name, labels=None):
 
 def op_backup(run):
     def operation(cluster, recorder):
-        client = connect(cluster, run)
+        client = run.clients.connect(cluster)
         pre = preflight(client, run, recorder, run.params["backup_spec"].get("storageLocation"))
         result, changed = run_backup(client, run, recorder, cluster["name"], pre["location"])
         run.mark_changed(cluster["name"], changed)
@@ -350,7 +255,7 @@ def restore_name_for(run, cluster_name):
 
 def op_restore(run):
     def operation(cluster, recorder):
-        client = connect(cluster, run)
+        client = run.clients.connect(cluster)
         preflight(client, run, recorder)
         if run.params.get("backup_name"):
             backup_name = names.fleet_object_name(run.params["backup_name"], cluster["name"])
@@ -539,7 +444,7 @@ def op_migrate(run, source_cluster, targets):
 
     def operation(cluster, recorder):
         try:
-            client = connect(cluster, run)
+            client = run.clients.connect(cluster)
             if cluster["name"] == run.params["source"]:
                 try:
                     pre = preflight(client, run, recorder, run.params["backup_spec"].get("storageLocation"))
@@ -580,7 +485,7 @@ def op_schedule(run):
     params = run.params
 
     def operation(cluster, recorder):
-        client = connect(cluster, run)
+        client = run.clients.connect(cluster)
         name = names.fleet_object_name(run.name, cluster["name"], max_length=names.MAX_SCHEDULE_NAME)
         obj_ref = {"kind": "Schedule", "namespace": client.namespace, "name": name}
         if params["state"] == "absent":
@@ -648,7 +553,7 @@ def own_backups(backups, locations, cluster_name):
 
 def op_status(run):
     def operation(cluster, recorder):
-        client = connect(cluster, run)
+        client = run.clients.connect(cluster)
         recorder.phase("Reading")
         deployment = velero_deployment(client)
         if deployment is None:
@@ -702,7 +607,7 @@ def op_status(run):
 def op_installed(run):
     """What the install left on each cluster: Velero version, server readiness and location phase."""
     def operation(cluster, recorder):
-        client = connect(cluster, run)
+        client = run.clients.connect(cluster)
         pre = preflight(client, run, recorder)
         bsl = pre["bsl"]
         return {"verdict": "succeeded", "phase": "Installed",

@@ -34,7 +34,7 @@ MANAGED_BY_VALUE = "fleetdr.kube"
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 
 
@@ -73,7 +73,7 @@ def make_name(*parts, **kwargs):
 def label_value(text):
     """A label-safe value for ``text`` (as Velero's GetValidName, but hashed with our length)."""
     text = str(text)
-    if len(text) <= MAX_NAME and _LABEL_VALUE.match(text):
+    if len(text) <= MAX_NAME and LABEL_VALUE.match(text):
         return text
     return make_name(text)
 
@@ -115,7 +115,7 @@ def validate_labels(labels, option="labels"):
         if not name or len(name) > MAX_NAME or not _LABEL_NAME.match(name):
             raise ValidationError(option, "label key '{0}' is not a valid label name".format(key))
         value = "" if value is None else str(value)
-        if len(value) > MAX_NAME or not _LABEL_VALUE.match(value):
+        if len(value) > MAX_NAME or not LABEL_VALUE.match(value):
             raise ValidationError(option, "value '{0}' of label '{1}' is not a valid label value".format(value, key))
     return dict((str(k), "" if v is None else str(v)) for k, v in labels.items())
 

@@ -27,7 +27,6 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.errors import (
 )
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, spec as specs
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.results import normalize
 
 API_VERSION = "velero.io/v1"
 
@@ -571,6 +570,3 @@ def server_status(client, timeout=30):
         except Exception:
             pass
 
-
-def summarize(obj, kind, client):
-    return normalize(obj, kind, client)

@@ -19,11 +19,11 @@ import base64
 import configparser
 import gzip
 import json
-from datetime import datetime
 
 import importlib.util
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError
+from ansible_collections.fleetdr.kube.plugins.module_utils.report import seconds_between
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import volume_data
 
 # boto3 is imported only when a results file is read (it costs ~0.5 s per module start).
@@ -32,22 +32,6 @@ HAS_BOTO3 = importlib.util.find_spec("boto3") is not None
 SUCCESS_PHASES = ("Completed", "Available", "Enabled", "Processed")
 # How many results-file entries a result carries per list (a bad restore can log thousands).
 MAX_MESSAGES = 50
-
-
-def parse_time(value):
-    if not value:
-        return None
-    try:
-        return datetime.strptime(value.replace("Z", "+00:00")[:25], "%Y-%m-%dT%H:%M:%S%z")
-    except ValueError:
-        return None
-
-
-def duration_seconds(start, end):
-    start_dt, end_dt = parse_time(start), parse_time(end)
-    if start_dt is None or end_dt is None:
-        return None
-    return (end_dt - start_dt).total_seconds()
 
 
 def normalize(obj, kind, client=None):
@@ -75,7 +59,7 @@ def normalize(obj, kind, client=None):
         },
         "started": started,
         "completed": completed,
-        "duration_s": duration_seconds(started, completed),
+        "duration_s": seconds_between(started, completed),
         "expiration": status.get("expiration"),
         "warnings": status.get("warnings", 0) or 0,
         "errors": status.get("errors", 0) or 0,

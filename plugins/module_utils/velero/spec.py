@@ -20,6 +20,7 @@ import re
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import RESTORE_SPEC_ARG_SPEC, RESTORE_TRANSFORM_ARG_SPEC
 
 import importlib.util
 
@@ -161,7 +162,6 @@ def normalize_duration(value, option):
 # --------------------------------------------------------------------------- label selectors
 
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VAL = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
@@ -171,7 +171,7 @@ def _check_key(key, option):
 
 
 def _check_value(value, key, option):
-    if not isinstance(value, str) or len(value) > 63 or not _LABEL_VAL.match(value):
+    if not isinstance(value, str) or len(value) > names.MAX_NAME or not names.LABEL_VALUE.match(value):
         raise ValidationError(option, "'{0}' is not a valid value for label '{1}'".format(value, key))
 
 
@@ -657,3 +657,11 @@ def validate_cron(expression, option="schedule"):
 
 def canonical_json(value):
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def default_restore_name(source, params):
+    """The Restore name when none is given: deterministic, so the same source and restore options
+    always name the same Restore (a re-run finds it instead of restoring again)."""
+    keys = sorted(set(RESTORE_SPEC_ARG_SPEC) | set(RESTORE_TRANSFORM_ARG_SPEC) | set(("backup_name", "schedule_name")))
+    material = canonical_json(dict((key, params.get(key)) for key in keys))
+    return names.make_name(source, "restore", names.short_hash(material, 8))

@@ -337,10 +337,3 @@ def shortfall_reason(entries):
         return None
     return "volume data not moved: " + summarize_names(
         "{0}/{1} ({2})".format(e["namespace"], e["pvc"], e["reason"]) for e in missing)
-
-
-def totals(entries):
-    entries = entries or []
-    return {"pvcs": len(entries), "moved": sum(1 for e in entries if e["moved"]),
-            "not_moved": len(data_not_moved(entries)),
-            "bytes": sum(e["bytes"] or 0 for e in entries if e["moved"])}

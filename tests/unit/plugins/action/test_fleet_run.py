@@ -65,3 +65,14 @@ def test_readonly_location_reads_the_source_prefix_with_the_target_credentials()
 def test_minor_version():
     assert minor_version("v1.18.1") == (1, 18)
     assert minor_version(None) is None and minor_version("latest") is None
+
+
+def test_fleet_restore_and_velero_restore_name_a_restore_alike():
+    from ansible_collections.fleetdr.kube.plugins.modules import velero_restore
+    from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec
+
+    options = {"backup_name": "nightly", "included_namespaces": ["shop"], "namespace_mapping": {"shop": "shop2"}}
+    module_params = dict((key, None) for key in velero_restore.argspec())
+    module_params.update(options)
+    assert validate_options("restore", "", options)["run_name"] == spec.default_restore_name("nightly", module_params)
+

@@ -1,63 +1,14 @@
-"""Retries and error translation of module_utils.client (no cluster needed)."""
+"""module_utils.client: how each cluster's API client is built, and plain-JSON requests on built-in objects
+(no cluster needed)."""
 import json
+import ssl
 
 import pytest
 
 kubernetes = pytest.importorskip("kubernetes")
 
-from kubernetes.client.rest import ApiException  # noqa: E402
-
 from ansible_collections.fleetdr.kube.plugins.module_utils import client  # noqa: E402
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ApiError  # noqa: E402
-
-
-def api_exception(status, message="boom", headers=None):
-    exc = ApiException(status=status, reason="Reason%d" % status)
-    exc.body = json.dumps({"kind": "Status", "message": message})
-    exc.headers = headers or {}
-    return exc
-
-
-class Flaky(object):
-    def __init__(self, failures, result="ok"):
-        self.failures = list(failures)
-        self.calls = 0
-        self.result = result
-
-    def __call__(self):
-        self.calls += 1
-        if self.failures:
-            raise self.failures.pop(0)
-        return self.result
-
-
-def test_transient_failures_are_retried_then_succeed():
-    sleeps = []
-    fn = Flaky([api_exception(503), api_exception(429, headers={"Retry-After": "2"}), ConnectionResetError("reset")])
-    assert client.with_retries(fn, "Reading x", sleep=sleeps.append) == "ok"
-    assert fn.calls == 4 and len(sleeps) == 3
-    assert sleeps[1] >= 2  # Retry-After is honoured
-
-
-def test_retries_are_bounded():
-    fn = Flaky([api_exception(500)] * 10)
-    with pytest.raises(ApiError) as err:
-        client.with_retries(fn, "Creating backups b1", retries=2, sleep=lambda s: None)
-    assert fn.calls == 3
-    assert err.value.status == 500 and "Creating backups b1 failed: boom (HTTP 500)" == err.value.msg
-
-
-def test_client_errors_are_not_retried_and_keep_the_server_message():
-    fn = Flaky([api_exception(422, "spec.ttl: Invalid value")])
-    with pytest.raises(ApiError) as err:
-        client.with_retries(fn, "Creating backups b1", sleep=lambda s: None)
-    assert fn.calls == 1 and err.value.status == 422 and "spec.ttl: Invalid value" in err.value.msg
-
-
-def test_other_exceptions_propagate_unchanged():
-    fn = Flaky([KeyError("x")])
-    with pytest.raises(KeyError):
-        client.with_retries(fn, "x", sleep=lambda s: None)
 
 
 class _ApiServer(object):
@@ -147,3 +98,45 @@ def test_builtin_requests_retry_transient_errors_and_report_others(api_server):
     with pytest.raises(ApiError) as err:
         api_server.kube.get_secret("creds")
     assert err.value.status == 403 and "Reading Secret creds" in err.value.msg and "try later" in err.value.msg
+
+
+def kubeconfig(server="https://10.0.0.1:6443", proxy_url=None):
+    cluster = {"server": server, "insecure-skip-tls-verify": False}
+    if proxy_url:
+        cluster["proxy-url"] = proxy_url
+    return {
+        "apiVersion": "v1", "kind": "Config", "current-context": "c1",
+        "clusters": [{"name": "c1", "cluster": cluster}],
+        "users": [{"name": "u1", "user": {"token": "secret-token"}}],
+        "contexts": [{"name": "c1", "context": {"cluster": "c1", "user": "u1"}}],
+    }
+
+
+def clients_with(proxies):
+    clients = client.ClusterClients()
+    clients.proxies = proxies
+    return clients
+
+
+def test_kubeconfig_server_and_token_reach_the_client():
+    api = clients_with({})._api_client({"kubeconfig": kubeconfig()})
+    assert api.configuration.host == "https://10.0.0.1:6443"
+    assert api.configuration.auth_settings()["BearerToken"]["value"] == "Bearer secret-token"
+    assert not api.configuration.proxy
+
+
+def test_overrides_are_applied_before_the_connection_pool_is_built():
+    api = clients_with({})._api_client({"kubeconfig": kubeconfig(), "validate_certs": False, "host": "https://10.9.9.9"})
+    assert api.configuration.host == "https://10.9.9.9"
+    assert api.rest_client.pool_manager.connection_pool_kw["cert_reqs"] == ssl.CERT_NONE
+
+
+def test_proxy_environment_read_once_per_run_applies_by_scheme_and_kubeconfig_proxy_wins():
+    proxies = {"https": "http://proxy:3128", "no": "internal.example"}
+    api = clients_with(proxies)._api_client({"kubeconfig": kubeconfig()})
+    assert api.configuration.proxy == "http://proxy:3128" and api.configuration.no_proxy == "internal.example"
+    api = clients_with(proxies)._api_client({"kubeconfig": kubeconfig(proxy_url="http://kc-proxy:8080")})
+    assert api.configuration.proxy == "http://kc-proxy:8080"
+    api = clients_with(proxies)._api_client({"host": "http://10.0.0.2:8080", "api_key": "t"})
+    assert not api.configuration.proxy  # only an https proxy was given
+    assert api.configuration.auth_settings()["BearerToken"]["value"] == "Bearer t"

@@ -1,7 +1,7 @@
 """Waiter behaviour with a fake watch source (our own seam): no real sleeping, no cluster."""
 import pytest
 
-from ansible_collections.fleetdr.kube.plugins.module_utils import waiter
+from ansible_collections.fleetdr.kube.plugins.module_utils import retries, waiter
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import WaitTimeout
 
 
@@ -64,7 +64,7 @@ def done(o):
 
 def make(source, clock, timeout=60):
     return waiter.Waiter(source, done, timeout, "backup b", clock=clock.clock, sleep=clock.sleep,
-                         backoff=waiter.Backoff(base=0.5, cap=4, rand=lambda: 1.0))
+                         backoff=retries.Backoff(base=0.5, cap=4, rand=lambda: 1.0))
 
 
 def test_returns_at_once_when_already_done():
@@ -170,12 +170,6 @@ def test_stream_timeout_is_the_remaining_time():
     source = ScriptedSource([(obj("InProgress", 5), "5")], [[("MODIFIED", obj("Completed", 6))]])
     make(source, clock, timeout=42).wait()
     assert source.stream_calls[0][1] == 42
-
-
-@pytest.mark.parametrize("exc,expected", [(ApiErr(429), True), (ApiErr(503), True), (ApiErr(404), False), (ApiErr(409), False),
-                                          (ConnectionResetError(), True), (ValueError(), False)])
-def test_is_transient(exc, expected):
-    assert waiter.is_transient(exc) is expected
 
 
 def test_initial_object_starts_the_watch_without_a_read():

@@ -71,13 +71,3 @@ def test_credentials_file_built_from_keys():
     assert content == "[default]\naws_access_key_id=AK\naws_secret_access_key=SK\n"
     with pytest.raises(ValidationError):
         velero_location.credentials_content(location_params(access_key_id="AK"))
-
-
-def test_default_restore_name_is_deterministic_and_short():
-    params = dict((k, None) for k in velero_restore.argspec())
-    params.update(backup_name="b" * 70, namespace_mapping={"a": "b"})
-    first = velero_restore.default_name(params["backup_name"], params)
-    assert first == velero_restore.default_name(params["backup_name"], dict(params))
-    assert len(first) <= 63
-    params["namespace_mapping"] = {"a": "c"}
-    assert velero_restore.default_name(params["backup_name"], params) != first

@@ -175,3 +175,11 @@ def test_valid_cron(good):
                                  "CRON_TZ=Mars/Base 0 * * * *", "a b c d e"])
 def test_invalid_cron_names_schedule_option(bad):
     fails("schedule", spec.validate_cron, bad)
+
+
+def test_default_restore_name_is_deterministic_and_short():
+    params = {"backup_name": "b" * 70, "namespace_mapping": {"a": "b"}}
+    first = spec.default_restore_name(params["backup_name"], params)
+    assert first == spec.default_restore_name(params["backup_name"], dict(params, labels={"x": "y"}, wait=False))
+    assert len(first) <= 63
+    assert spec.default_restore_name(params["backup_name"], dict(params, namespace_mapping={"a": "c"})) != first

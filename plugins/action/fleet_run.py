@@ -44,11 +44,11 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import
 )
 
 try:
-    from ansible_collections.fleetdr.kube.plugins.module_utils.velero import fleet_ops
-    FLEET_OPS_ERROR = None
+    from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet import backup, job as jobs, migrate, restore, schedule, status
+    OPERATION_IMPORT_ERROR = None
 except ImportError as exc:  # kubernetes / kubernetes.core missing on the controller
-    fleet_ops = None
-    FLEET_OPS_ERROR = exc
+    jobs = None
+    OPERATION_IMPORT_ERROR = exc
 
 display = Display()
 
@@ -198,9 +198,9 @@ class ActionModule(ActionBase):
         del tmp
         validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         del validation
-        if fleet_ops is None:
+        if jobs is None:
             raise AnsibleActionFail("fleetdr.kube.fleet_run needs the kubernetes Python library and the kubernetes.core "
-                                    "collection on the controller: {0}".format(to_native(FLEET_OPS_ERROR)))
+                                    "collection on the controller: {0}".format(to_native(OPERATION_IMPORT_ERROR)))
         operation, name = args["operation"], args["name"]
         options = self._options_from_vars(args["option_vars"], task_vars or {})
         options.update(args["options"])
@@ -215,7 +215,7 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("no cluster selected (hosts {0}, cluster_selector {1})".format(
                 args["hosts"] or "of the play", args["cluster_selector"] or "none"))
 
-        run = fleet_ops.FleetRun(operation, name, params, args["velero_namespace"], args["wait_timeout"], self._task.check_mode)
+        job = jobs.FleetJob(operation, name, params, args["velero_namespace"], args["wait_timeout"], self._task.check_mode)
         if operation == "migrate":
             cluster_names = [c["name"] for c in clusters]
             if args["source"] not in cluster_names:
@@ -225,17 +225,18 @@ class ActionModule(ActionBase):
             if not targets:
                 raise AnsibleActionFail("Invalid input, nothing was changed: migrate needs at least one target besides "
                                         "the source", result=dict(option="source"))
-            operation_fn = fleet_ops.op_migrate(run, args["source"], targets)
+            operation_fn = migrate.operation(job, args["source"], targets)
         else:
-            operation_fn = getattr(fleet_ops, "op_" + operation)(run)
+            operation_fn = {"backup": backup.operation, "restore": restore.operation, "schedule": schedule.operation,
+                            "status": status.operation, "installed": status.installed}[operation](job)
 
         report_options = dict((k, v) for k, v in params.items() if k not in ("backup_spec", "restore_options"))
         if operation == "migrate":
             report_options["targets"] = [c["name"] for c in clusters if c["name"] != args["source"]]
-        run.secret_values.update(secrets)  # the report masks these and every credential read during the run
+        job.secret_values.update(secrets)  # the report masks these and every credential read during the run
         try:
-            report = run_and_report(operation, name, clusters, fleet_ops.with_final_phase(operation_fn), options=report_options,
-                                    deadline_s=args["deadline"], max_workers=args["max_workers"], secret_values=run.secret_values)
+            report = run_and_report(operation, name, clusters, jobs.with_final_phase(operation_fn), options=report_options,
+                                    deadline_s=args["deadline"], max_workers=args["max_workers"], secret_values=job.secret_values)
             validate_report(report)
             fail, summary = exit_decision(report, args["fail_on"])
             paths = {}
@@ -247,9 +248,9 @@ class ActionModule(ActionBase):
 
         table = render_table(report)
         display.display(table)
-        by_host = dict((entry["name"], dict(entry, changed=bool(run.changed.get(entry["name"])))) for entry in report["clusters"])
+        by_host = dict((entry["name"], dict(entry, changed=bool(job.changed.get(entry["name"])))) for entry in report["clusters"])
         result.update(
-            changed=any(run.changed.values()),
+            changed=any(job.changed.values()),
             report=report,
             clusters=by_host,
             paths=paths,

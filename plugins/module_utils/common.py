@@ -53,7 +53,7 @@ def no_log_values(module):
     return inner.no_log_values
 
 
-def run(module, action, **context):
+def run_module(module, action, **context):
     """Run ``action()`` -> result dict and exit; every known error becomes fail_json with context."""
     try:
         result = action()

@@ -179,7 +179,7 @@ diff:
   type: dict
 """
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run, velero_module
+from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run_module, velero_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (
@@ -261,7 +261,7 @@ def main():
             return absent(module, client)
         return present(module, client, spec, labels)
 
-    run(module, action, name=module.params.get("name"))
+    run_module(module, action, name=module.params.get("name"))
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ objects:
   type: dict
 """
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run, velero_module
+from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run_module, velero_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import common_argspec
 
@@ -193,7 +193,7 @@ def main():
             out["objects"] = raw
         return out
 
-    run(module, action)
+    run_module(module, action)
 
 
 if __name__ == "__main__":

@@ -179,7 +179,9 @@ diff:
   type: dict
 """
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, run, velero_module
+import base64
+
+from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, run_module, velero_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, ValidationError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import common_argspec, wait_argspec
@@ -219,7 +221,8 @@ def build_spec(params):
     is_backup = params["type"] == "backup"
     if not params["provider"]:
         raise ValidationError("provider", "is required with state=present")
-    spec = {"provider": params["provider"]}
+    durations = {}
+    storage = None
     if is_backup:
         if not params["bucket"]:
             raise ValidationError("bucket", "is required for a backup storage location")
@@ -232,24 +235,17 @@ def build_spec(params):
         if params["prefix"]:
             storage["prefix"] = params["prefix"].strip("/")
         if params["bucket_ca_cert"]:
-            import base64
-
             storage["caCert"] = base64.b64encode(params["bucket_ca_cert"].encode("utf-8")).decode("ascii")
-        spec["objectStorage"] = storage
-        if params["access_mode"]:
-            spec["accessMode"] = params["access_mode"]
-        if params["default"] is not None:
-            spec["default"] = params["default"]
-        for option, key in (("backup_sync_period", "backupSyncPeriod"), ("validation_frequency", "validationFrequency")):
+        for option in ("backup_sync_period", "validation_frequency"):
             if params[option] is not None:
-                spec[key] = specs.normalize_duration(params[option], option)
+                durations[option] = specs.normalize_duration(params[option], option)
     else:
         for option in ("bucket", "prefix", "bucket_ca_cert", "access_mode", "default", "backup_sync_period", "validation_frequency"):
             if params[option] not in (None, False):
                 raise ValidationError(option, "applies only to type=backup")
-    if params["config"]:
-        spec["config"] = dict((str(k), _config_value(v)) for k, v in params["config"].items())
-    return spec
+    config = dict((str(k), _config_value(v)) for k, v in params["config"].items()) if params["config"] else None
+    return specs.location_spec(params["provider"], storage, config, access_mode=params["access_mode"] or None,
+                               default=params["default"] if is_backup else None, **durations)
 
 
 def _config_value(value):
@@ -320,7 +316,7 @@ def main():
             raise FleetdrError("BackupStorageLocation {0} is {1}: {2}".format(params["name"], result["phase"], reason), **out)
         return out
 
-    run(module, action, name=module.params.get("name"))
+    run_module(module, action, name=module.params.get("name"))
 
 
 if __name__ == "__main__":

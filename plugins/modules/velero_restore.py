@@ -215,7 +215,7 @@ diff:
   type: dict
 """
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run, velero_module
+from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run_module, velero_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
@@ -306,7 +306,7 @@ def main():
                 raise FleetdrError("Restore {0} ended {1}: {2}".format(name, result["phase"], reason), **out)
         return out
 
-    run(module, action, name=module.params.get("name"))
+    run_module(module, action, name=module.params.get("name"))
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ from datetime import datetime, timezone
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, run, velero_module
+from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, run_module, velero_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (
     BACKUP_SPEC_MUTUALLY_EXCLUSIVE,
@@ -214,7 +214,7 @@ def main():
             out["diff"] = diff
         return out
 
-    run(module, action, name=module.params.get("name"))
+    run_module(module, action, name=module.params.get("name"))
 
 
 if __name__ == "__main__":

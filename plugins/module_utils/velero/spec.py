@@ -557,6 +557,20 @@ def build_restore_spec(params, backup_name):
     return spec
 
 
+def location_spec(provider, object_storage=None, config=None, access_mode=None, default=None,
+                  backup_sync_period=None, validation_frequency=None, credential=None):
+    """The spec of a BackupStorageLocation (or, without object_storage, a VolumeSnapshotLocation):
+    the one place that knows Velero's field names for it (velero_location and migrate's read-only
+    location build theirs here)."""
+    spec = {"provider": provider}
+    for key, value in (("objectStorage", object_storage), ("accessMode", access_mode), ("default", default),
+                       ("backupSyncPeriod", backup_sync_period), ("validationFrequency", validation_frequency),
+                       ("config", config), ("credential", credential)):
+        if value is not None and value != {}:
+            spec[key] = value
+    return spec
+
+
 def validate_mapping(value, option, what):
     """A {old: new} mapping of non-empty strings (storage classes, image registries)."""
     if value is None:

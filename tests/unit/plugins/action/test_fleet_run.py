@@ -6,10 +6,8 @@ import pytest
 
 from ansible_collections.fleetdr.kube.plugins.action.fleet_run import selector_matches, validate_options
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet_ops import (
-    minor_version,
-    readonly_location_spec,
-)
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import minor_version
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.migrate import readonly_location_spec
 
 
 @pytest.mark.parametrize("operation,name,options,source,option", [

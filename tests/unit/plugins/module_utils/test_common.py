@@ -40,7 +40,7 @@ def outcome(exc=None, result=None):
         return result
 
     with pytest.raises(Exit):
-        common.run(module, action, name="b1")
+        common.run_module(module, action, name="b1")
     return module
 
 

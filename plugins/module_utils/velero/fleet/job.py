@@ -1,0 +1,166 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdr.kube contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""What every fleet operation shares: the job (run-wide inputs, validated once), its time budget,
+the Velero pre-flight of a cluster, and the shape of a cluster's result.
+
+Each operation module (backup, restore, migrate, schedule, status) has the signature
+fleet.run_fleet wants: ``operation(job)`` -> ``(cluster, recorder) -> partial result``. A
+cluster's failure raises (or returns verdict failed) and stays that cluster's result.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import threading
+
+from ansible_collections.fleetdr.kube.plugins.module_utils.client import ClusterClients
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
+from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import objects, results
+from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
+
+
+PREFLIGHT_TIMEOUT = 30
+
+
+class PreflightError(FleetdrError):
+    """A cluster is not ready for the operation (the message says why)."""
+
+
+class FleetJob(object):
+    """One fleet operation's inputs, validated once and read-only for the cluster threads; the
+    threads only add to ``changed`` (mark_changed) and ``secret_values``, under the lock."""
+
+    def __init__(self, operation, name, params, velero_namespace="velero", wait_timeout=600, check_mode=False):
+        self.operation = operation
+        self.name = name
+        self.params = params
+        self.velero_namespace = velero_namespace
+        self.wait_timeout = wait_timeout
+        self.check_mode = check_mode
+        self.secret_values = set()  # credentials read while working; scrubbed from the report
+        self.changed = {}  # cluster -> bool
+        self.lock = threading.Lock()
+        self.clients = ClusterClients(velero_namespace)
+
+    def mark_changed(self, cluster, changed):
+        with self.lock:
+            self.changed[cluster] = bool(self.changed.get(cluster)) or bool(changed)
+
+
+def timeout_for(job, recorder, cap=None):
+    """A wait timeout bounded by the operation's wait_timeout and the fleet deadline."""
+    values = [job.wait_timeout]
+    if cap is not None:
+        values.append(cap)
+    remaining = recorder.remaining()
+    if remaining is not None:
+        values.append(remaining)
+    return max(int(min(values)), 1)
+
+
+def with_final_phase(operation):
+    """Close each cluster's timeline with its final phase (Failed when the operation raised)."""
+    def wrapped(cluster, recorder):
+        try:
+            partial = operation(cluster, recorder)
+        except SkipCluster:
+            raise
+        except Exception:
+            recorder.phase("Failed")
+            raise
+        if partial and partial.get("phase"):
+            recorder.phase("Failed" if partial.get("verdict") == "failed" else partial["phase"])
+        return partial
+    return wrapped
+
+
+# --------------------------------------------------------------------------- pre-flight
+
+def image_version(deployment):
+    for container in ((deployment.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []:
+        if container.get("name") == "velero" or "velero/velero" in (container.get("image") or ""):
+            image = container.get("image") or ""
+            tail = image.rsplit("/", 1)[-1]
+            return tail.split(":", 1)[1].split("@")[0] if ":" in tail else None
+    return None
+
+
+def velero_deployment(client):
+    """The Velero server Deployment, or None when Velero is not installed; raises when unreachable."""
+    # One retry and a short timeout: an unreachable cluster should fail its pre-flight quickly.
+    return client.get_raw("/apis/apps/v1/namespaces/{0}/deployments/velero".format(client.namespace),
+                          "Reading Deployment {0}/velero".format(client.namespace), retries=1, timeout=15)
+
+
+def minor_version(version):
+    """'v1.18.1' -> (1, 18); None when it cannot be read."""
+    if not version:
+        return None
+    parts = version.lstrip("v").split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return None
+
+
+def preflight(client, job, recorder, location_name=None):
+    """Velero Deployment ready and the location Available; returns {version, location, bsl}."""
+    recorder.phase("Preflight")
+    deployment = velero_deployment(client)
+    if deployment is None:
+        raise PreflightError("Velero is not installed: Deployment velero not found in namespace {0}".format(client.namespace))
+    status = deployment.get("status") or {}
+    wanted = (deployment.get("spec") or {}).get("replicas", 1)
+    if not status.get("availableReplicas"):
+        raise PreflightError("Velero server is not ready: {0}/{1} replicas available in namespace {2}".format(
+            status.get("availableReplicas") or 0, wanted, client.namespace))
+    try:
+        location = objects.check_storage_location(client, location_name)
+    except FleetdrError as exc:
+        raise PreflightError(exc.msg)
+    name = location["metadata"]["name"]
+    if (location.get("status") or {}).get("phase") != "Available":
+        try:
+            location = wait_for(client.watch_source("backupstoragelocations", name),
+                                lambda obj: (obj or {}).get("status", {}).get("phase") in ("Available", "Unavailable"),
+                                timeout_for(job, recorder, PREFLIGHT_TIMEOUT), "BackupStorageLocation {0} to be validated".format(name))
+        except WaitTimeout:
+            raise PreflightError("BackupStorageLocation {0} was not validated within {1}s".format(name, PREFLIGHT_TIMEOUT))
+        if location["status"]["phase"] != "Available":
+            raise PreflightError("BackupStorageLocation {0} is Unavailable: {1}".format(
+                name, location["status"].get("message") or "no reason given"))
+    return {"version": image_version(deployment), "location": name, "bsl": location}
+
+
+# --------------------------------------------------------------------------- result shaping
+
+def cluster_result(result, location=None, job=None, phase=None):
+    """A report entry (partial) from a results.normalize() dict of a Backup or Restore (with its volumes)."""
+    params = job.params if job is not None else {}
+    messages = result.get("messages") or {}
+    warnings = list(messages.get("warnings") or [])
+    errors = list(messages.get("errors") or [])
+    if not warnings and result.get("warnings"):
+        warnings = ["{0} warnings (texts unavailable: {1})".format(result["warnings"], result.get("messages_error") or "none written")]
+    if not errors and result.get("errors"):
+        errors = ["{0} errors (texts unavailable: {1})".format(result["errors"], result.get("messages_error") or "none written")]
+    errors.extend(result.get("validation_errors") or [])
+    verdict, reason = results.verdict(result, params.get("allow_partially_failed"), params.get("allow_missing_volume_data"))
+    progress = result.get("progress") or {}
+    entry = {
+        "verdict": verdict,
+        "phase": phase or result.get("phase"),
+        "reason": reason,
+        "object": {"kind": result.get("kind"), "namespace": result.get("namespace"), "name": result.get("name")},
+        "location": location or result.get("storage_location"),
+        "items": {"total": progress.get("total_items"), "done": progress.get("items_done")},
+        "warnings": warnings,
+        "errors": errors,
+    }
+    if result.get("volumes") is not None:
+        entry["volumes"] = result["volumes"]
+    return entry

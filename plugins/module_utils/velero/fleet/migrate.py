@@ -1,0 +1,237 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, fleetdr.kube contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Migrate: the source backs up once; every target gets a read-only location on the source's prefix,
+waits for the backup and its PodVolumeBackups to sync, restores, and drops the location again."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import threading
+
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, volume_data
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.backup import run_backup
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import (
+    PreflightError,
+    cluster_result,
+    image_version,
+    minor_version,
+    preflight,
+    timeout_for,
+    velero_deployment,
+)
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.restore import restore_name_for, run_restore
+from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
+
+# Velero's sync ticker is 1m; a short per-BSL period makes the read-only location resync soon after.
+READONLY_SYNC_PERIOD = "10s"
+
+
+class Handoff(object):
+    """What the source and the target threads of one migration tell each other, under one condition."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.preflight_done = {}  # target -> passed its pre-flight
+        self.source = None  # the source's pre-flight: {version, location, bsl}
+        self.source_location = None
+        self.source_version = None
+        self.source_backup = None  # (ok, backup name or reason)
+        self.source_pvbs = []  # the source backup's PodVolumeBackups: what every target must receive
+
+
+def readonly_location_spec(source_bsl, target_bsl):
+    """A ReadOnly BSL on the source's bucket/prefix, using the target's own credentials Secret."""
+    source_spec = source_bsl.get("spec") or {}
+    target_spec = (target_bsl or {}).get("spec") or {}
+    return specs.location_spec(
+        source_spec.get("provider"), dict(source_spec.get("objectStorage") or {}), dict(source_spec.get("config") or {}),
+        access_mode="ReadOnly", default=False, backup_sync_period=READONLY_SYNC_PERIOD,
+        credential=target_spec.get("credential") or source_spec.get("credential"))
+
+
+def _target_namespaces(job):
+    options = job.params["restore_options"]
+    mapping = options.get("namespace_mapping") or {}
+    included = options.get("included_namespaces") or job.params["backup_spec"].get("includedNamespaces") or []
+    return [mapping.get(ns, ns) for ns in included if ns != "*" and "*" not in ns]
+
+
+def _migrate_source(job, handoff, cluster, recorder, client, targets):
+    """Back up the source once every target finished its pre-flight (and at least one passed)."""
+    with handoff.cond:
+        handoff.cond.wait_for(lambda: all(t in handoff.preflight_done for t in targets), timeout=timeout_for(job, recorder))
+        passed = [t for t in targets if handoff.preflight_done.get(t) is True]
+    if not passed:
+        reason = "no target passed its pre-flight; nothing was backed up"
+        with handoff.cond:
+            handoff.source_backup = (False, reason)
+            handoff.cond.notify_all()
+        raise PreflightError(reason)
+    try:
+        result, changed = run_backup(client, job, recorder, cluster["name"], handoff.source_location)
+        entry = cluster_result(result, handoff.source_location, job)
+        # What each target must hold before its restore may start (see volume_data.wait_for_pvbs).
+        source_pvbs = volume_data.backup_pvbs(client, result["name"]) if entry["verdict"] != "failed" else []
+    except Exception as exc:
+        with handoff.cond:
+            handoff.source_backup = (False, "source backup failed: {0}".format(exc))
+            handoff.cond.notify_all()
+        raise
+    job.mark_changed(cluster["name"], changed)
+    with handoff.cond:
+        handoff.source_pvbs = source_pvbs
+        handoff.source_backup = (entry["verdict"] == "succeeded", result["name"] if entry["verdict"] == "succeeded" else
+                             "source backup {0} ended {1}: {2}".format(result["name"], result["phase"], entry["reason"]))
+        handoff.cond.notify_all()
+    if entry["verdict"] == "succeeded":
+        entry["phase"] = "Completed"
+    return entry
+
+
+def existing_pvcs(client, job):
+    """PVCs of the migrated namespaces that already exist on a target ("namespace/name")."""
+    found = []
+    for namespace in _target_namespaces(job):
+        found.extend("{0}/{1}".format(namespace, pvc["metadata"]["name"]) for pvc in client.list_core("persistentvolumeclaims", namespace))
+    return sorted(found)
+
+
+def _target_preflight(job, handoff, client, recorder):
+    """Velero ready, namespaces free (or a policy to restore over them), same Velero minor as the source."""
+    preflight(client, job, recorder)
+    if not job.params["restore_options"].get("existing_resource_policy"):
+        taken = [ns for ns in _target_namespaces(job) if client.namespace_exists(ns)]
+        if taken:
+            raise PreflightError("target namespaces already exist: {0} (set existing_resource_policy to restore over them)".format(
+                ", ".join(taken)))
+    version = minor_version(preflight_version(client))
+    want = minor_version(job.params.get("source_version"))
+    if version and want and version != want:
+        raise PreflightError("Velero version {0} differs from the source's {1}".format(
+            ".".join(map(str, version)), ".".join(map(str, want))))
+    return existing_pvcs(client, job)
+
+
+def _remove_source_location(client, job, location_name):
+    """Take the read-only location off the target, with the Backup objects synced through it.
+
+    Plain deletes, as ``velero backup-location delete`` does (pkg/cmd/cli/backuplocation/delete.go):
+    a DeleteBackupRequest would remove the source's backup from storage. Their PodVolumeBackups
+    go with them through ownerReferences. Returns True when something was deleted.
+    """
+    deleted = False
+    for backup in client.list("backups", label_selector="velero.io/storage-location={0}".format(names.label_value(location_name))):
+        deleted = client.delete("backups", backup["metadata"]["name"]) is not None or deleted
+    return client.delete("backupstoragelocations", location_name) is not None or deleted
+
+
+def _migrate_target(job, handoff, cluster, recorder, client, source_bsl):
+    name = cluster["name"]
+    try:
+        existing = _target_preflight(job, handoff, client, recorder)
+    except Exception:
+        with handoff.cond:
+            handoff.preflight_done[name] = False
+            handoff.cond.notify_all()
+        raise
+    with handoff.cond:
+        handoff.preflight_done[name] = True
+        handoff.cond.notify_all()
+    recorder.phase("sourceReady")
+    recorder.phase("BackupInProgress")
+    with handoff.cond:
+        handoff.cond.wait_for(lambda: handoff.source_backup is not None, timeout=timeout_for(job, recorder))
+        outcome = handoff.source_backup
+    if outcome is None:
+        raise FleetdrError("the source backup did not finish in time")
+    ok, detail = outcome
+    if not ok:
+        raise FleetdrError(detail)
+    backup_name = detail
+    restore_name = restore_name_for(job, name)
+    recorder.phase("RestoreInProgress")
+    location_name = names.make_name("fleetdr-from", job.params["source"])
+    done_before = client.get("restores", restore_name)
+    if done_before is None and not job.check_mode:
+        target_bsl = objects.check_storage_location(client, None)
+        objects.ensure_location(client, "backupstoragelocations", "BackupStorageLocation", location_name,
+                                readonly_location_spec(source_bsl, target_bsl),
+                                names.ownership_labels(job.operation, job.name, name))
+        # Velero syncs a location on its own ticker (create events do not trigger one), so the Backup
+        # appears once the new read-only location was validated and synced; its PodVolumeBackups
+        # come after it, and the Restore must not start before they are all here.
+        wait_for(client.watch_source("backups", backup_name),
+                 lambda obj: obj is not None and (obj.get("status") or {}).get("phase") in specs.BACKUP_TERMINAL_PHASES,
+                 timeout_for(job, recorder), "Backup {0} to be synced from {1}".format(backup_name, job.params["source"]))
+        volume_data.wait_for_pvbs(client, backup_name, handoff.source_pvbs, timeout_for(job, recorder))
+    entry, obj, changed = run_restore(client, job, recorder, cluster, backup_name, restore_name, location_name, handoff.source_pvbs)
+    if not job.check_mode and not job.params.get("keep_source_location") and _remove_source_location(client, job, location_name):
+        changed = True
+    job.mark_changed(name, changed)
+    if existing:
+        note = "PVCs that already existed on this cluster kept their own data (Velero never overwrites volume data): {0}".format(
+            ", ".join(existing))
+        entry.setdefault("warnings", []).insert(0, note)
+        entry["details"] = dict(entry.get("details") or {}, existing_pvcs=existing)
+    if entry["verdict"] != "succeeded":
+        return entry
+    missing = [ns for ns in _target_namespaces(job) if not client.namespace_exists(ns)]
+    items = entry.get("items") or {}
+    if missing:
+        entry.update(verdict="failed", reason="restored namespaces missing on the target: {0}".format(", ".join(missing)))
+    elif items.get("total") is not None and items.get("done") != items.get("total"):
+        entry.update(verdict="failed", reason="restore reported {0} of {1} items".format(items.get("done"), items.get("total")))
+    else:
+        entry["phase"] = "Completed"
+    return entry
+
+
+def preflight_version(client):
+    deployment = velero_deployment(client)
+    return image_version(deployment) if deployment else None
+
+
+def operation(job, source_cluster, targets):
+    """Source backs up once; every target gets a read-only location, a sync and its restore in parallel."""
+    handoff = Handoff()
+
+    def operation(cluster, recorder):
+        try:
+            client = job.clients.connect(cluster)
+            if cluster["name"] == job.params["source"]:
+                try:
+                    pre = preflight(client, job, recorder, job.params["backup_spec"].get("storageLocation"))
+                except Exception as exc:
+                    with handoff.cond:
+                        handoff.source_backup = (False, "source pre-flight failed: {0}".format(exc))
+                        handoff.cond.notify_all()
+                    raise
+                with handoff.cond:
+                    handoff.source = pre
+                    handoff.source_location = pre["location"]
+                    handoff.source_version = pre["version"]
+                    handoff.cond.notify_all()
+                recorder.phase("sourceReady")
+                return _migrate_source(job, handoff, cluster, recorder, client, targets)
+            with handoff.cond:
+                handoff.cond.wait_for(lambda: handoff.source is not None or handoff.source_backup is not None, timeout=timeout_for(job, recorder))
+                source_bsl = (handoff.source or {}).get("bsl")
+            if source_bsl is None:
+                with handoff.cond:
+                    handoff.preflight_done[cluster["name"]] = False
+                    handoff.cond.notify_all()
+                detail = (handoff.source_backup or (False, "source not ready in time"))[1]
+                raise FleetdrError(detail)
+            return _migrate_target(job, handoff, cluster, recorder, client, source_bsl)
+        except Exception:
+            recorder.phase("Failed")
+            with handoff.cond:
+                handoff.preflight_done.setdefault(cluster["name"], False)
+                handoff.cond.notify_all()
+            raise
+    return operation

@@ -269,7 +269,10 @@ def test_status_lists_the_fleet(fleet_lab, play):
     names = [b["name"] for b in c1["details"]["backups"]]
     assert "rt1-c1" in names and "mv1-c1" in names
     assert c1["details"]["newest_good_backup_age_s"] is not None
-    assert [loc["name"] for loc in by_name(report)["c2"]["details"]["locations"]] == ["default", "fleetdr-from-c1"]
+    # the migration's read-only location is gone, and with it the source's backups synced through it
+    c2 = by_name(report)["c2"]
+    assert [loc["name"] for loc in c2["details"]["locations"]] == ["default"]
+    assert "mv1-c1" not in [b["name"] for b in c2["details"]["backups"] + c2["details"]["synced_backups"]]
 
 
 def test_no_secret_in_any_output(fleet_lab, play):

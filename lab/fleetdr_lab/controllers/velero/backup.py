@@ -1,4 +1,4 @@
-"""Backup queue + backup controllers (SEMANTICS 4, 5): phases, prepare patch, filters, upload.
+"""Backup queue + backup controllers: phases, prepare patch, filters, upload.
 
 Phases (1.18): "" -> Queued -> ReadyToStart -> FailedValidation | InProgress -> Finalizing[PartiallyFailed]
 -> Completed | PartiallyFailed, or Failed. Before 1.18 there is no queue (""/New -> InProgress).
@@ -6,6 +6,9 @@ Phases (1.18): "" -> Queued -> ReadyToStart -> FailedValidation | InProgress -> 
 Lab fault: an object annotated `fleetdr.lab/fail-backup: "true"` fails to back up: it is not written
 to the tarball, an error "Error backing up item" is logged under its namespace (in `-results.gz`)
 and the backup ends PartiallyFailed.
+
+Upstream source: Velero pkg/controller/backup_controller.go, backup_queue_controller.go,
+pkg/backup/backup.go.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""BackupStorageLocation controller: default handling and validation (SEMANTICS 8)."""
+"""BackupStorageLocation controller: default handling and validation.
+
+Upstream source: Velero pkg/controller/backup_storage_location_controller.go.
+"""
 from __future__ import annotations
 
 import json

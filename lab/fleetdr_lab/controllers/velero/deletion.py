@@ -1,4 +1,7 @@
-"""DeleteBackupRequest processing (SEMANTICS 11.2)."""
+"""DeleteBackupRequest processing.
+
+Upstream source: Velero pkg/controller/backup_deletion_controller.go, pkg/backup/delete_helpers.go.
+"""
 from __future__ import annotations
 
 import asyncio

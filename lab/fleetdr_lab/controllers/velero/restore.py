@@ -1,6 +1,9 @@
-"""Restore controller (SEMANTICS 6): validation, the restore of a backup tarball into the cluster,
+"""Restore controller: validation, the restore of a backup tarball into the cluster,
 file-system volume restores, the `restores/<name>/` files, the finalizer phases and the
-`restores.velero.io/external-resources-finalizer` clean-up on deletion."""
+`restores.velero.io/external-resources-finalizer` clean-up on deletion.
+
+Upstream source: Velero pkg/controller/restore_controller.go, pkg/restore/restore.go.
+"""
 from __future__ import annotations
 
 import asyncio

@@ -1,7 +1,9 @@
-"""Backup sync controller (SEMANTICS 10): bucket -> Backup CRs in every cluster sharing a BSL root.
+"""Backup sync controller: bucket -> Backup CRs in every cluster sharing a BSL root.
 
 Periodic (1m wall-time ticker gated per BSL by lastSyncedTime + period) plus the lab control route
 `POST /velero/sync {"cluster": name|null}` that syncs now, regardless of the period.
+
+Upstream source: Velero pkg/controller/backup_sync_controller.go.
 """
 from __future__ import annotations
 

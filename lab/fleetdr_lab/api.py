@@ -29,18 +29,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 log = logging.getLogger("fleetdr_lab.api")
 
-KUBE_VERSION = {
-    "major": "1",
-    "minor": "32",
-    "gitVersion": "v1.32.4-fleetdr",
-    "gitCommit": "59526cd4867447956156ae3a602fcbac10a2c335",
-    "gitTreeState": "clean",
-    "buildDate": "2025-04-22T16:02:27Z",
-    "goVersion": "go1.23.6",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
-
 # Paths that kubeadm's system:public-info-viewer role lets anonymous clients read.
 PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
 # kube-apiserver's default --min-request-timeout: a watch without timeoutSeconds lasts this long.
@@ -982,7 +970,7 @@ class ClusterApi:
             return web.Response(text="ok", content_type="text/plain")
         if head == "version" and len(parts) == 1:
             self.require_get(request)
-            return json_response(KUBE_VERSION)
+            return json_response(self.cluster.kube_version)
         if head == "openapi":
             return self.openapi(request, parts[1:])
         if head in ("api", "apis") and len(parts) == 1:

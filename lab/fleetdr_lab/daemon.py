@@ -4,16 +4,15 @@ Run by `fleetdr-lab up` as `python -m fleetdr_lab.daemon --dir DIR --clusters N 
 One asyncio loop serves every cluster; moto runs as a child process.
 
 Control channel (CLI -> lab): HTTP on 127.0.0.1:<control port>, `Authorization: Bearer <token>`,
-JSON bodies and answers. Other parts of the lab add routes with
+JSON bodies and answers. The routes are registered at the end of this module with
 
-    from fleetdr_lab.daemon import register_control_route, ControlError
     async def handler(lab, body):           # lab: Lab, body: parsed JSON (dict, {} if none)
         ...                                  # raise ControlError(404, "...") for errors
         return {"synced": 3}                 # any JSON-serialisable value
     register_control_route("POST", "/velero/sync", handler)
 
-Registration may happen at import time or later (e.g. from install_default_controllers);
-registering the same method+path again replaces the handler.
+registering the same method+path again replaces the handler. Parts below the daemon (the Velero
+emulator) never import it: the daemon wraps what they offer into routes.
 """
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ import argparse
 import asyncio
 import datetime as dt
 import errno
-import json
 import logging
 import os
 import secrets
@@ -37,6 +35,7 @@ from aiohttp import web
 from . import config, pki, seeds
 from .clock import Clock
 from .cluster import Cluster
+from .controllers.velero import sync as velero_sync
 from .objectstore import ObjectStore
 
 log = logging.getLogger("fleetdr_lab.daemon")
@@ -444,11 +443,23 @@ async def _shutdown(lab: Lab, body: dict):
     return {"stopping": True}
 
 
+async def _velero_sync(lab: Lab, body: dict):
+    """`POST /velero/sync {"cluster": name|null}`: sync every BSL of that cluster (or all) now."""
+    cluster = (body or {}).get("cluster")
+    if cluster:
+        lab.cluster(cluster)  # 404 for an unknown cluster
+    try:
+        return await velero_sync.sync_now(cluster)
+    except velero_sync.VeleroNotRunning as exc:
+        raise ControlError(409, f"velero is not running in cluster {str(exc)!r}",
+                           "velero_not_running") from None
+
+
 for _method, _path, _handler in (
         ("GET", "/status", _status), ("POST", "/seed", _seed), ("POST", "/fault", _fault),
         ("GET", "/clock", _clock_show), ("POST", "/clock/advance", _clock_advance),
         ("POST", "/s3/revoke", _s3_revoke), ("POST", "/s3/restore", _s3_restore),
-        ("POST", "/shutdown", _shutdown)):
+        ("POST", "/shutdown", _shutdown), ("POST", "/velero/sync", _velero_sync)):
     register_control_route(_method, _path, _handler)
 
 
@@ -512,7 +523,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as `python -m fleetdr_lab.daemon`: make `import fleetdr_lab.daemon` return this very
-    # module, so routes registered by controllers land in the table the control server uses.
-    sys.modules.setdefault("fleetdr_lab.daemon", sys.modules[__name__])
     sys.exit(main())

@@ -1,6 +1,7 @@
 """Names, labels, per-kind defaulting and validation, CRD schema pruning/defaulting.
 
-Validators return lists of FieldError; the Store turns a non-empty list into a 422 Invalid
+The (group, plural) tables DEFAULTERS, INITIAL_STATUS and VALIDATORS are read by the built-in
+kinds' strategies (strategies.py). Validators return lists of FieldError; the Store turns a non-empty list into a 422 Invalid
 whose message and details.causes have the shapes k8s.io/apimachinery's field.Error gives.
 """
 from __future__ import annotations
@@ -489,12 +490,6 @@ INITIAL_STATUS = {
 }
 
 
-def apply_defaults(group: str, plural: str, obj: dict) -> None:
-    fn = DEFAULTERS.get((group, plural))
-    if fn:
-        fn(obj)
-
-
 # ---- per-kind validation ---------------------------------------------------------------
 
 
@@ -681,14 +676,6 @@ VALIDATORS = {
          .get("template") or {}).get("spec"), "spec.jobTemplate.spec.template.spec"),
     ("apiextensions.k8s.io", "customresourcedefinitions"): _validate_crd,
 }
-
-
-def validate_object(group: str, plural: str, obj: dict) -> list[FieldError]:
-    errs = validate_metadata(group, plural, obj.get("metadata") or {})
-    fn = VALIDATORS.get((group, plural))
-    if fn:
-        errs += fn(obj)
-    return errs
 
 
 # ---- CRD structural schemas: pruning, defaulting, validation ----------------------------

@@ -8,7 +8,7 @@ Secret `cloud-credentials` (key `cloud`), BSL `default`, Deployment `velero`, Da
 
 Fixtures:
 - `velero_factory`: `install(lab, cluster, **options) -> VeleroInstall`; installs done through it are
-  uninstalled when the session ends (session-scoped, shared by part A and part B tests).
+  uninstalled when the session ends (session-scoped, shared by every Velero test).
 - `velero`: Velero (with node-agent) in c1 of the session lab, BSL prefix `velero/c1`.
 - `velero_c2`: the same in c2 (prefix `velero/c2`).
 `VeleroInstall` has helpers to create/read/wait on Velero objects (waits poll with a deadline;

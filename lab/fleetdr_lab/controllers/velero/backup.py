@@ -127,7 +127,7 @@ class LogEntry:
 
 
 class BackupRequest:
-    """Everything about one running backup; passed to part B's fsbackup hook as `ctx`.
+    """Everything about one running backup; passed to fsbackup's hook as `ctx`.
 
     Attributes: server, store (Store), backup (the Backup dict as last written), name, bsl (dict),
     backup_store (s3.BackupStore), plus `log_info/log_warning/log_error(msg, **fields)`; log fields
@@ -545,7 +545,7 @@ class BackupController(VeleroController):
         # Related items first, then the item itself (item_backupper.go writes after its actions).
         for related in collector.related(item):
             await self._backup_item(req, collector, related, written, backed_up)
-        # pod volumes through the node-agent (part B)
+        # pod volumes through the node-agent (fsbackup.py)
         if item.gr == "pods":
             await self._pod_volumes(req, collector, obj)
         written[(item.gr, item.namespace, item.name, item.version)] = obj

@@ -5,11 +5,11 @@ Deployment named `velero` whose container image is `[<registry>/]velero/velero:<
 `.../velero:<tag>`) has a Ready pod (replicas 0 -> no pod -> nothing progresses). The server's
 version comes from the tag and its flags from the container args (config.py).
 
-Seams for part B (restore, schedule, node-agent):
+Seams for the sub-controllers (backup, restore, schedule, node-agent, ...):
 - `VeleroController`: base with handles `server`, `config`, `store`, `clock`, `s3` (see below);
   override `keys_for`/`reconcile` (level-triggered work queue, keys are object names in the Velero
   namespace by default) and/or `resync()` (called every `resync_seconds` of wall time).
-- `CONTROLLERS`: the list of controller classes a server starts, in order. Append yours there.
+- `CONTROLLERS`: the list of controller classes a server starts, in order.
 - `VeleroServer.backup_store(bsl)` / `backup_store_for(bsl_name)` -> s3.BackupStore (blocking methods;
   call them through `s3.run_blocking`).
 """
@@ -182,11 +182,7 @@ class VeleroServer:
 
     def k8s_version(self) -> dict:
         """What discovery's /version says (the source-cluster annotations of a backup)."""
-        try:
-            from ...api import KUBE_VERSION
-            return {k: KUBE_VERSION[k] for k in ("gitVersion", "major", "minor")}
-        except (ImportError, KeyError):
-            return {"gitVersion": "v1.32.0", "major": "1", "minor": "32"}
+        return {k: self.cluster.kube_version[k] for k in ("gitVersion", "major", "minor")}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self):
@@ -358,28 +354,11 @@ class VeleroInstallWatcher(Controller):
 
 
 def install(cluster) -> None:
-    """Register the Velero install watcher on a cluster (from install_default_controllers)."""
+    """Register the Velero install watcher on a cluster (the cluster calls this)."""
     cluster.add_controller(VeleroInstallWatcher(cluster))
-    register_control_routes()
 
 
-_routes_registered = False
-
-
-def register_control_routes() -> None:
-    global _routes_registered
-    if _routes_registered:
-        return
-    from .sync import sync_control_route
-    try:
-        from ... import daemon
-    except ImportError:
-        return
-    daemon.register_control_route("POST", "/velero/sync", sync_control_route)
-    _routes_registered = True
-
-
-# ---- the sub-controllers a server runs, in start order. Part B appends its classes here. ----
+# ---- the sub-controllers a server runs, in start order ----
 from .status_request import ServerStatusRequestController  # noqa: E402
 from .bsl import BackupStorageLocationController  # noqa: E402
 from .backup import BackupQueueController, BackupController  # noqa: E402
@@ -387,6 +366,9 @@ from .sync import BackupSyncController  # noqa: E402
 from .gc import GCController  # noqa: E402
 from .deletion import BackupDeletionController  # noqa: E402
 from .download_request import DownloadRequestController  # noqa: E402
+from .restore import RestoreController  # noqa: E402
+from .schedule import ScheduleController  # noqa: E402
+from .fsbackup import NodeAgentController  # noqa: E402
 
 CONTROLLERS: list[type[VeleroController]] = [
     ServerStatusRequestController,
@@ -397,10 +379,7 @@ CONTROLLERS: list[type[VeleroController]] = [
     GCController,
     BackupDeletionController,
     DownloadRequestController,
+    RestoreController,
+    ScheduleController,
+    NodeAgentController,
 ]
-# Part B: restore / schedule / node-agent controllers go below, e.g.
-# from .restore import RestoreController; CONTROLLERS.append(RestoreController)
-from .restore import RestoreController  # noqa: E402  (part B)
-from .schedule import ScheduleController  # noqa: E402  (part B)
-from .fsbackup import NodeAgentController  # noqa: E402  (part B)
-CONTROLLERS += [RestoreController, ScheduleController, NodeAgentController]

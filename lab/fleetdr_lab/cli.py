@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import config, seeds
+from . import labdir, seeds
 from .clock import format_duration, parse_duration
 
 EXIT_OK = 0
@@ -84,8 +84,8 @@ def _pid_is_lab(pid: int) -> bool:
 
 def running_state(lab_dir: str | Path) -> dict | None:
     """lab.json of a running lab in lab_dir, or None if no lab is running there."""
-    paths = config.LabPaths.of(lab_dir)
-    state = config.read_state(paths)
+    paths = labdir.LabPaths.of(lab_dir)
+    state = labdir.read_state(paths)
     if not state or state.get("state") not in ("ready", "starting"):
         return None
     if not _pid_is_lab(int(state.get("pid") or 0)):
@@ -94,9 +94,9 @@ def running_state(lab_dir: str | Path) -> dict | None:
 
 
 def not_running_message(lab_dir: str | Path) -> str:
-    paths = config.LabPaths.of(lab_dir)
+    paths = labdir.LabPaths.of(lab_dir)
     message = f"no lab is running in {paths.dir}"
-    stale = config.read_state(paths)
+    stale = labdir.read_state(paths)
     if stale and stale.get("state") in ("ready", "starting"):
         # lab.json says running but the process is gone: it died without shutting down.
         message += (f" (its process {stale.get('pid')} exited without `down`: "
@@ -177,7 +177,7 @@ def _readyz(server: str, token: str, ctx: ssl.SSLContext) -> str | None:
         conn.close()
 
 
-def verify_lab(paths: config.LabPaths, state: dict, deadline: float) -> None:
+def verify_lab(paths: labdir.LabPaths, state: dict, deadline: float) -> None:
     """Every cluster answers /readyz over TLS (verified against the lab CA) and S3 is up."""
     ctx = ssl.create_default_context(cafile=str(paths.ca_cert))
     pending = list(state["clusters"])
@@ -247,7 +247,7 @@ def cmd_up(args) -> int:
                                 cwd=str(paths.dir), env=env)
     deadline = started + READY_TIMEOUT_BASE + READY_TIMEOUT_PER_CLUSTER * args.clusters
     while True:
-        state = config.read_state(paths)
+        state = labdir.read_state(paths)
         if state and state.get("pid") == proc.pid:
             if state["state"] == "ready":
                 break
@@ -277,7 +277,7 @@ def cmd_up(args) -> int:
     return EXIT_OK
 
 
-def _print_summary(paths: config.LabPaths, state: dict, limit: int = 10) -> None:
+def _print_summary(paths: labdir.LabPaths, state: dict, limit: int = 10) -> None:
     s3 = state["s3"]
     print(f"  dir         {paths.dir}")
     print(f"  kubeconfig  {paths.kubeconfig}  (contexts "
@@ -292,7 +292,7 @@ def _print_summary(paths: config.LabPaths, state: dict, limit: int = 10) -> None
         print(f"  ... {len(state['clusters']) - limit} more (fleetdr-lab status)")
 
 
-def _log_tail(paths: config.LabPaths, lines: int) -> str:
+def _log_tail(paths: labdir.LabPaths, lines: int) -> str:
     try:
         return "\n".join(paths.log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -560,8 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.dir = getattr(args, "dir", None) or os.environ.get("FLEETDR_LAB_DIR") \
-        or config.DEFAULT_DIR
-    args.paths = config.LabPaths.of(args.dir)
+        or labdir.DEFAULT_DIR
+    args.paths = labdir.LabPaths.of(args.dir)
     try:
         return int(args.func(args) or 0)
     except CliError as exc:

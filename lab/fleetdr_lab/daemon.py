@@ -32,11 +32,11 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from . import config, pki, seeds
+from . import labdir, pki, seeds
 from .clock import Clock
 from .cluster import Cluster
 from .controllers.velero import sync as velero_sync
-from .objectstore import ObjectStore
+from .s3_service import ObjectStore
 
 log = logging.getLogger("fleetdr_lab.daemon")
 
@@ -93,7 +93,7 @@ class Lab:
 
     def __init__(self, directory: Path, clusters: int, nodes: int = 1,
                  base_port: int | None = None):
-        self.paths = config.LabPaths.of(directory)
+        self.paths = labdir.LabPaths.of(directory)
         self.dir = self.paths.dir
         self.n_clusters = clusters
         self.nodes = nodes
@@ -156,8 +156,8 @@ class Lab:
         try:
             ca = pki.load_or_create_ca(self.paths.ca_cert, self.paths.ca_key)
             serving = pki.make_serving_cert(ca)
-            config.write_atomic(self.paths.serving_cert, serving.cert_pem)
-            config.write_atomic(self.paths.serving_key, serving.key_pem, 0o600)
+            labdir.write_atomic(self.paths.serving_cert, serving.cert_pem)
+            labdir.write_atomic(self.paths.serving_key, serving.key_pem, 0o600)
             ssl_ctx = pki.server_ssl_context(self.paths.serving_cert, self.paths.serving_key)
 
             for i in range(self.n_clusters):
@@ -179,7 +179,7 @@ class Lab:
             raise
 
         self.ca_pem = ca.cert_pem
-        config.write_client_files(self.paths, [c.describe() for c in self.clusters.values()],
+        labdir.write_client_files(self.paths, [c.describe() for c in self.clusters.values()],
                                   ca.cert_pem, self.objectstore.info(),
                                   self.objectstore.credentials_file())
         for cluster in self.clusters.values():
@@ -279,7 +279,7 @@ class Lab:
                          if self.objectstore.admin_access_key_id else None),
             **extra,
         }
-        config.write_json(self.paths.state, doc, 0o600)
+        labdir.write_json(self.paths.state, doc, 0o600)
 
     def write_failure(self, message: str, exit_code: int, **extra) -> None:
         self._write_state("failed", error=message, exit_code=exit_code, **extra)
@@ -487,13 +487,13 @@ async def run(lab: Lab) -> int:
 
 
 async def _quiet_shutdown(lab: Lab) -> None:
-    state = config.read_state(lab.paths)
+    state = labdir.read_state(lab.paths)
     try:
         await lab.shutdown()
     except Exception:
         log.exception("clean-up after failed start")
     if state is not None:  # keep the failure, not "stopped", for `up` to report
-        config.write_json(lab.paths.state, state, 0o600)
+        labdir.write_json(lab.paths.state, state, 0o600)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--base-port", type=int, default=None)
     args = parser.parse_args(argv)
-    paths = config.LabPaths.of(args.dir)
+    paths = labdir.LabPaths.of(args.dir)
     paths.dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=os.environ.get("FLEETDR_LAB_LOG_LEVEL", "INFO"),
@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[logging.FileHandler(paths.log)],
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    config.write_atomic(paths.pid, f"{os.getpid()}\n")
+    labdir.write_atomic(paths.pid, f"{os.getpid()}\n")
     lab = Lab(paths.dir, args.clusters, args.nodes, args.base_port)
     logging.getLogger().addHandler(ErrorCollector(lab))
     code = asyncio.run(run(lab))

@@ -95,8 +95,8 @@ class _Api:
 
 
 def _api(lab_dir, cluster: str):
-    from . import config as labconfig
-    paths = labconfig.LabPaths.of(lab_dir)
+    from . import labdir
+    paths = labdir.LabPaths.of(lab_dir)
     kubeconfig = paths.kubeconfig
     if not kubeconfig.exists():
         raise VolumeError(EXIT_NOT_RUNNING, f"no lab in {paths.dir} (no kubeconfig)")

@@ -1,7 +1,7 @@
 """Controllers that run inside every emulated cluster (see base.Controller)."""
 from __future__ import annotations
 
-from .gc import GarbageCollector
+from .garbage_collector import GarbageCollector
 from .namespaces import NamespaceController
 from .serviceaccounts import ServiceAccountController
 from .services import ServiceController

@@ -19,13 +19,13 @@ import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from .config import format_duration, parse_duration
+from .server_config import format_duration, parse_duration
 from .filters import (EXCLUDE_LABEL, OLD_NEW_MIXED, SNAPSHOT_CLUSTER_RESOURCE, SNAPSHOT_NS_RESOURCE,
                       IncludesExcludes, ResourceFilter, ResourcePolicies, expand_namespaces, selector_from,
                       uses_new_filters, uses_old_filters, validate_namespace_lists,
                       validate_resource_lists, validate_scoped_lists)
 from .layout import versions_to_write
-from .s3 import ObjectStoreError, run_blocking
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe
 from .tarball import BACKUP_FORMAT_VERSION, TarballWriter
 
@@ -130,7 +130,7 @@ class BackupRequest:
     """Everything about one running backup; passed to fsbackup's hook as `ctx`.
 
     Attributes: server, store (Store), backup (the Backup dict as last written), name, bsl (dict),
-    backup_store (s3.BackupStore), plus `log_info/log_warning/log_error(msg, **fields)`; log fields
+    backup_store (backup_store.BackupStore), plus `log_info/log_warning/log_error(msg, **fields)`; log fields
     `namespace`, `resource`, `name`, `error` shape `-results.gz` entries as Velero does.
     """
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from .config import parse_duration
-from .s3 import ObjectStoreError, run_blocking
+from .server_config import parse_duration
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, parse_time
 
 PLURAL = "backupstoragelocations"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from .s3 import ObjectStoreError, run_blocking
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe, parse_time
 
 PLURAL = "deletebackuprequests"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from .s3 import ObjectStoreError, run_blocking
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, parse_time
 
 PLURAL = "downloadrequests"

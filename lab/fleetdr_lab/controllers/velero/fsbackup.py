@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 
 from .fs_repository import RESTORE_MARKER_DIR, FsRepository, Progress, RepositoryError
-from .s3 import ObjectStoreError, run_blocking
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe, now_rfc3339
 
 log = logging.getLogger("fleetdr_lab.velero.fs")
@@ -151,7 +151,7 @@ async def _wait_terminal(ctx, plural: str, names: list[str], timeout_seconds: fl
 
 
 def _timeout_seconds(ctx, obj: dict) -> float:
-    from .config import parse_duration
+    from .server_config import parse_duration
     text = (obj["metadata"].get("annotations") or {}).get("velero.io/pod-volume-timeout")
     if text:
         try:

@@ -3,15 +3,15 @@
 Velero "runs" in a lab cluster exactly when a user installed it: every velero.io CRD exists, and a
 Deployment named `velero` whose container image is `[<registry>/]velero/velero:<tag>` (or any
 `.../velero:<tag>`) has a Ready pod (replicas 0 -> no pod -> nothing progresses). The server's
-version comes from the tag and its flags from the container args (config.py).
+version comes from the tag and its flags from the container args (server_config.py).
 
 Seams for the sub-controllers (backup, restore, schedule, node-agent, ...):
 - `VeleroController`: base with handles `server`, `config`, `store`, `clock`, `s3` (see below);
   override `keys_for`/`reconcile` (level-triggered work queue, keys are object names in the Velero
   namespace by default) and/or `resync()` (called every `resync_seconds` of wall time).
 - `CONTROLLERS`: the list of controller classes a server starts, in order.
-- `VeleroServer.backup_store(bsl)` / `backup_store_for(bsl_name)` -> s3.BackupStore (blocking methods;
-  call them through `s3.run_blocking`).
+- `VeleroServer.backup_store(bsl)` / `backup_store_for(bsl_name)` -> backup_store.BackupStore (blocking methods;
+  call them through `backup_store.run_blocking`).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import logging
 from datetime import datetime, timezone
 
 from ..base import Controller, pod_is_ready, rfc3339, selector_matches
-from .config import ServerConfig, config_from_deployment, image_tag
-from .s3 import DEFAULT_CREDENTIALS_SECRET, BackupStore, make_backup_store
+from .server_config import ServerConfig, config_from_deployment, image_tag
+from .backup_store import DEFAULT_CREDENTIALS_SECRET, BackupStore, make_backup_store
 
 log = logging.getLogger("fleetdr_lab.velero")
 
@@ -161,7 +161,7 @@ class VeleroServer:
         if "/" not in provider:
             provider = f"velero.io/{provider}"
         if provider not in self.object_store_plugins():
-            from .s3 import ObjectStoreError
+            from .backup_store import ObjectStoreError
             raise ObjectStoreError(f"unable to locate ObjectStore plugin named {provider}")
         return make_backup_store(self.store, self.namespace, bsl, self.default_secret)
 
@@ -171,7 +171,7 @@ class VeleroServer:
     def backup_store_for(self, bsl_name: str) -> BackupStore:
         bsl = self.get_bsl(bsl_name)
         if bsl is None:
-            from .s3 import ObjectStoreError
+            from .backup_store import ObjectStoreError
             raise ObjectStoreError(f'backupstoragelocations.velero.io "{bsl_name}" not found')
         return self.backup_store(bsl)
 
@@ -363,7 +363,7 @@ from .status_request import ServerStatusRequestController  # noqa: E402
 from .bsl import BackupStorageLocationController  # noqa: E402
 from .backup import BackupQueueController, BackupController  # noqa: E402
 from .sync import BackupSyncController  # noqa: E402
-from .gc import GCController  # noqa: E402
+from .backup_gc import GCController  # noqa: E402
 from .deletion import BackupDeletionController  # noqa: E402
 from .download_request import DownloadRequestController  # noqa: E402
 from .restore import RestoreController  # noqa: E402

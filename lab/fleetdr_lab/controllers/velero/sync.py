@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .config import parse_duration
-from .s3 import ObjectStoreError, run_blocking
+from .server_config import parse_duration
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, SERVERS, VeleroController, label_safe, parse_time
 
 IN_FLIGHT_PREFIXES = ("WaitingForPluginOperations", "Finalizing")

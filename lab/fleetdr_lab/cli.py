@@ -1,15 +1,14 @@
 """`fleetdr-lab`: start, inspect, seed, break and stop an emulated Kubernetes fleet.
 
-Sub-command modules of other lab parts (e.g. fleetdr_lab.volumes.add_cli) reuse
-`require_running(args.dir)` and `control(state, method, path, body)` from here; a handler
-returns the process exit code and may raise `CliError(code, message)`.
+Sub-command modules of other lab parts (fleetdr_lab.volumes.add_cli) add their sub-commands to
+the parser; a handler returns the process exit code and may raise `CliError(code, message)` (or
+the module's own error with .code and .message, e.g. volumes.VolumeError).
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
 import http.client
-import importlib
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import labdir, seeds
+from . import labdir, seeds, volumes
 from .clock import format_duration, parse_duration
 
 EXIT_OK = 0
@@ -544,15 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = ssub.add_parser(action, help=text, parents=[common])
         sp.set_defaults(func=cmd_s3, subparser=sp)
 
-    try:
-        volumes = importlib.import_module(f"{__package__}.volumes")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.volumes":
-            raise
-    else:
-        add_cli = getattr(volumes, "add_cli", None)
-        if add_cli is not None:
-            add_cli(sub)
+    volumes.add_cli(sub)
     return parser
 
 
@@ -564,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     args.paths = labdir.LabPaths.of(args.dir)
     try:
         return int(args.func(args) or 0)
-    except CliError as exc:
+    except (CliError, volumes.VolumeError) as exc:
         print(f"fleetdr-lab: error: {exc.message}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:

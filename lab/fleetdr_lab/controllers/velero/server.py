@@ -354,7 +354,9 @@ class VeleroInstallWatcher(Controller):
 
 
 def install(cluster) -> None:
-    """Register the Velero install watcher on a cluster (the cluster calls this)."""
+    """Register the Velero install watcher on a cluster (the cluster calls this), and the
+    restore-wait init container's gate with the kubelet emulation."""
+    register_init_container_gate("restore-wait", restore_wait_satisfied)
     cluster.add_controller(VeleroInstallWatcher(cluster))
 
 
@@ -368,7 +370,8 @@ from .deletion import BackupDeletionController  # noqa: E402
 from .download_request import DownloadRequestController  # noqa: E402
 from .restore import RestoreController  # noqa: E402
 from .schedule import ScheduleController  # noqa: E402
-from .fsbackup import NodeAgentController  # noqa: E402
+from .fsbackup import NodeAgentController, restore_wait_satisfied  # noqa: E402
+from ..workloads import register_init_container_gate  # noqa: E402
 
 CONTROLLERS: list[type[VeleroController]] = [
     ServerStatusRequestController,

@@ -1,15 +1,14 @@
 """`fleetdr-lab`: start, inspect, seed, break and stop an emulated Kubernetes fleet.
 
-Sub-command modules of other lab parts (e.g. fleetdr_lab.volumes.add_cli) reuse
-`require_running(args.dir)` and `control(state, method, path, body)` from here; a handler
-returns the process exit code and may raise `CliError(code, message)`.
+Sub-command modules of other lab parts (fleetdr_lab.volumes.add_cli) add their sub-commands to
+the parser; a handler returns the process exit code and may raise `CliError(code, message)` (or
+the module's own error with .code and .message, e.g. volumes.VolumeError).
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
 import http.client
-import importlib
 import json
 import os
 import signal
@@ -21,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import config, seeds
+from . import labdir, seeds, volumes
 from .clock import format_duration, parse_duration
 
 EXIT_OK = 0
@@ -84,8 +83,8 @@ def _pid_is_lab(pid: int) -> bool:
 
 def running_state(lab_dir: str | Path) -> dict | None:
     """lab.json of a running lab in lab_dir, or None if no lab is running there."""
-    paths = config.LabPaths.of(lab_dir)
-    state = config.read_state(paths)
+    paths = labdir.LabPaths.of(lab_dir)
+    state = labdir.read_state(paths)
     if not state or state.get("state") not in ("ready", "starting"):
         return None
     if not _pid_is_lab(int(state.get("pid") or 0)):
@@ -94,9 +93,9 @@ def running_state(lab_dir: str | Path) -> dict | None:
 
 
 def not_running_message(lab_dir: str | Path) -> str:
-    paths = config.LabPaths.of(lab_dir)
+    paths = labdir.LabPaths.of(lab_dir)
     message = f"no lab is running in {paths.dir}"
-    stale = config.read_state(paths)
+    stale = labdir.read_state(paths)
     if stale and stale.get("state") in ("ready", "starting"):
         # lab.json says running but the process is gone: it died without shutting down.
         message += (f" (its process {stale.get('pid')} exited without `down`: "
@@ -177,7 +176,7 @@ def _readyz(server: str, token: str, ctx: ssl.SSLContext) -> str | None:
         conn.close()
 
 
-def verify_lab(paths: config.LabPaths, state: dict, deadline: float) -> None:
+def verify_lab(paths: labdir.LabPaths, state: dict, deadline: float) -> None:
     """Every cluster answers /readyz over TLS (verified against the lab CA) and S3 is up."""
     ctx = ssl.create_default_context(cafile=str(paths.ca_cert))
     pending = list(state["clusters"])
@@ -247,7 +246,7 @@ def cmd_up(args) -> int:
                                 cwd=str(paths.dir), env=env)
     deadline = started + READY_TIMEOUT_BASE + READY_TIMEOUT_PER_CLUSTER * args.clusters
     while True:
-        state = config.read_state(paths)
+        state = labdir.read_state(paths)
         if state and state.get("pid") == proc.pid:
             if state["state"] == "ready":
                 break
@@ -277,7 +276,7 @@ def cmd_up(args) -> int:
     return EXIT_OK
 
 
-def _print_summary(paths: config.LabPaths, state: dict, limit: int = 10) -> None:
+def _print_summary(paths: labdir.LabPaths, state: dict, limit: int = 10) -> None:
     s3 = state["s3"]
     print(f"  dir         {paths.dir}")
     print(f"  kubeconfig  {paths.kubeconfig}  (contexts "
@@ -292,7 +291,7 @@ def _print_summary(paths: config.LabPaths, state: dict, limit: int = 10) -> None
         print(f"  ... {len(state['clusters']) - limit} more (fleetdr-lab status)")
 
 
-def _log_tail(paths: config.LabPaths, lines: int) -> str:
+def _log_tail(paths: labdir.LabPaths, lines: int) -> str:
     try:
         return "\n".join(paths.log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -544,15 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp = ssub.add_parser(action, help=text, parents=[common])
         sp.set_defaults(func=cmd_s3, subparser=sp)
 
-    try:
-        volumes = importlib.import_module(f"{__package__}.volumes")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.volumes":
-            raise
-    else:
-        add_cli = getattr(volumes, "add_cli", None)
-        if add_cli is not None:
-            add_cli(sub)
+    volumes.add_cli(sub)
     return parser
 
 
@@ -560,11 +551,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.dir = getattr(args, "dir", None) or os.environ.get("FLEETDR_LAB_DIR") \
-        or config.DEFAULT_DIR
-    args.paths = config.LabPaths.of(args.dir)
+        or labdir.DEFAULT_DIR
+    args.paths = labdir.LabPaths.of(args.dir)
     try:
         return int(args.func(args) or 0)
-    except CliError as exc:
+    except (CliError, volumes.VolumeError) as exc:
         print(f"fleetdr-lab: error: {exc.message}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:

@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .api import make_app
+from .controllers import install_default_controllers
+from .controllers.velero import install as install_velero
+from .strategies import new_store
+
 if TYPE_CHECKING:  # pragma: no cover
     from .daemon import Lab
 
@@ -22,6 +27,18 @@ BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-leas
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 APISERVER_IP = "10.0.0.10"
 CONTROLLER_RESTART_DELAY = 1.0
+# What GET /version answers (and the Velero emulator records as the source cluster's version).
+KUBE_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.4-fleetdr",
+    "gitCommit": "59526cd4867447956156ae3a602fcbac10a2c335",
+    "gitTreeState": "clean",
+    "buildDate": "2025-04-22T16:02:27Z",
+    "goVersion": "go1.23.6",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 SHUTDOWN_TIMEOUT = 1.0
 
 
@@ -44,28 +61,6 @@ class Faults:
         return asdict(self)
 
 
-def make_store(clock):
-    """Build a Store bound to the lab clock."""
-    from .store import Store
-    params = inspect.signature(Store).parameters
-    store = Store(clock=clock) if "clock" in params else Store()
-    store.clock = clock
-    return store
-
-
-def _fallback_app(cluster: "Cluster") -> web.Application:
-    # Used only while api.py is not available: health endpoints so the process model can be
-    # exercised; real clients need fleetdr_lab.api.
-    async def ok(_request):
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/readyz", ok)
-    app.router.add_get("/livez", ok)
-    app.router.add_get("/healthz", ok)
-    return app
-
-
 class Cluster:
     def __init__(self, lab: "Lab", name: str, index: int, nodes: int = 1, port: int = 0,
                  token: str | None = None):
@@ -80,12 +75,8 @@ class Cluster:
         self.data_dir: Path = lab.dir / "volumes" / name
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = logging.getLogger(f"fleetdr_lab.cluster.{name}")
-        try:
-            self.store = make_store(lab.clock)
-        except ImportError as exc:
-            # Only while store.py has not landed: the process model still runs.
-            self.log.warning("fleetdr_lab.store not available (%s): cluster has no store", exc)
-            self.store = None
+        self.kube_version = KUBE_VERSION
+        self.store = new_store(clock=lab.clock)
         self.controllers: list = []
         self._controller_tasks: list[asyncio.Task] = []
         self._started = False
@@ -106,8 +97,6 @@ class Cluster:
     # -- bootstrap ---------------------------------------------------------------------------
     def bootstrap(self) -> None:
         store = self.store
-        if store is None:
-            return
         for ns in BOOTSTRAP_NAMESPACES:
             store.apply_object({"apiVersion": "v1", "kind": "Namespace",
                                 "metadata": {"name": ns}})
@@ -206,18 +195,9 @@ class Cluster:
             self._controller_tasks.append(self._spawn(ctrl))
 
     def install_controllers(self) -> None:
-        try:
-            from . import controllers
-        except ImportError:  # pragma: no cover - package missing only when broken
-            self.log.exception("importing fleetdr_lab.controllers failed")
-            return
-        install = getattr(controllers, "install_default_controllers", None)
-        if install is None:
-            return
-        try:
-            install(self)
-        except Exception as exc:
-            self.log.exception("installing controllers failed")
+        """The built-in control plane, then the in-cluster software (Velero's install watcher)."""
+        install_default_controllers(self)
+        install_velero(self)
 
     def start_controllers(self) -> None:
         self._started = True
@@ -260,11 +240,6 @@ class Cluster:
 
     # -- HTTPS site --------------------------------------------------------------------------
     def build_app(self) -> web.Application:
-        try:
-            from .api import make_app
-        except ImportError as exc:
-            self.log.warning("fleetdr_lab.api not available (%s): serving health checks only", exc)
-            return _fallback_app(self)
         return make_app(self)
 
     async def start_site(self, ssl_context: ssl.SSLContext) -> None:

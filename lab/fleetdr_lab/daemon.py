@@ -4,16 +4,15 @@ Run by `fleetdr-lab up` as `python -m fleetdr_lab.daemon --dir DIR --clusters N 
 One asyncio loop serves every cluster; moto runs as a child process.
 
 Control channel (CLI -> lab): HTTP on 127.0.0.1:<control port>, `Authorization: Bearer <token>`,
-JSON bodies and answers. Other parts of the lab add routes with
+JSON bodies and answers. The routes are registered at the end of this module with
 
-    from fleetdr_lab.daemon import register_control_route, ControlError
     async def handler(lab, body):           # lab: Lab, body: parsed JSON (dict, {} if none)
         ...                                  # raise ControlError(404, "...") for errors
         return {"synced": 3}                 # any JSON-serialisable value
     register_control_route("POST", "/velero/sync", handler)
 
-Registration may happen at import time or later (e.g. from install_default_controllers);
-registering the same method+path again replaces the handler.
+registering the same method+path again replaces the handler. Parts below the daemon (the Velero
+emulator) never import it: the daemon wraps what they offer into routes.
 """
 from __future__ import annotations
 
@@ -21,7 +20,6 @@ import argparse
 import asyncio
 import datetime as dt
 import errno
-import json
 import logging
 import os
 import secrets
@@ -34,10 +32,11 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from . import config, pki, seeds
+from . import labdir, pki, seeds
 from .clock import Clock
 from .cluster import Cluster
-from .objectstore import ObjectStore
+from .controllers.velero import sync as velero_sync
+from .s3_service import ObjectStore
 
 log = logging.getLogger("fleetdr_lab.daemon")
 
@@ -94,7 +93,7 @@ class Lab:
 
     def __init__(self, directory: Path, clusters: int, nodes: int = 1,
                  base_port: int | None = None):
-        self.paths = config.LabPaths.of(directory)
+        self.paths = labdir.LabPaths.of(directory)
         self.dir = self.paths.dir
         self.n_clusters = clusters
         self.nodes = nodes
@@ -157,8 +156,8 @@ class Lab:
         try:
             ca = pki.load_or_create_ca(self.paths.ca_cert, self.paths.ca_key)
             serving = pki.make_serving_cert(ca)
-            config.write_atomic(self.paths.serving_cert, serving.cert_pem)
-            config.write_atomic(self.paths.serving_key, serving.key_pem, 0o600)
+            labdir.write_atomic(self.paths.serving_cert, serving.cert_pem)
+            labdir.write_atomic(self.paths.serving_key, serving.key_pem, 0o600)
             ssl_ctx = pki.server_ssl_context(self.paths.serving_cert, self.paths.serving_key)
 
             for i in range(self.n_clusters):
@@ -180,7 +179,7 @@ class Lab:
             raise
 
         self.ca_pem = ca.cert_pem
-        config.write_client_files(self.paths, [c.describe() for c in self.clusters.values()],
+        labdir.write_client_files(self.paths, [c.describe() for c in self.clusters.values()],
                                   ca.cert_pem, self.objectstore.info(),
                                   self.objectstore.credentials_file())
         for cluster in self.clusters.values():
@@ -280,7 +279,7 @@ class Lab:
                          if self.objectstore.admin_access_key_id else None),
             **extra,
         }
-        config.write_json(self.paths.state, doc, 0o600)
+        labdir.write_json(self.paths.state, doc, 0o600)
 
     def write_failure(self, message: str, exit_code: int, **extra) -> None:
         self._write_state("failed", error=message, exit_code=exit_code, **extra)
@@ -444,11 +443,23 @@ async def _shutdown(lab: Lab, body: dict):
     return {"stopping": True}
 
 
+async def _velero_sync(lab: Lab, body: dict):
+    """`POST /velero/sync {"cluster": name|null}`: sync every BSL of that cluster (or all) now."""
+    cluster = (body or {}).get("cluster")
+    if cluster:
+        lab.cluster(cluster)  # 404 for an unknown cluster
+    try:
+        return await velero_sync.sync_now(cluster)
+    except velero_sync.VeleroNotRunning as exc:
+        raise ControlError(409, f"velero is not running in cluster {str(exc)!r}",
+                           "velero_not_running") from None
+
+
 for _method, _path, _handler in (
         ("GET", "/status", _status), ("POST", "/seed", _seed), ("POST", "/fault", _fault),
         ("GET", "/clock", _clock_show), ("POST", "/clock/advance", _clock_advance),
         ("POST", "/s3/revoke", _s3_revoke), ("POST", "/s3/restore", _s3_restore),
-        ("POST", "/shutdown", _shutdown)):
+        ("POST", "/shutdown", _shutdown), ("POST", "/velero/sync", _velero_sync)):
     register_control_route(_method, _path, _handler)
 
 
@@ -476,13 +487,13 @@ async def run(lab: Lab) -> int:
 
 
 async def _quiet_shutdown(lab: Lab) -> None:
-    state = config.read_state(lab.paths)
+    state = labdir.read_state(lab.paths)
     try:
         await lab.shutdown()
     except Exception:
         log.exception("clean-up after failed start")
     if state is not None:  # keep the failure, not "stopped", for `up` to report
-        config.write_json(lab.paths.state, state, 0o600)
+        labdir.write_json(lab.paths.state, state, 0o600)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -492,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--base-port", type=int, default=None)
     args = parser.parse_args(argv)
-    paths = config.LabPaths.of(args.dir)
+    paths = labdir.LabPaths.of(args.dir)
     paths.dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=os.environ.get("FLEETDR_LAB_LOG_LEVEL", "INFO"),
@@ -500,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         handlers=[logging.FileHandler(paths.log)],
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    config.write_atomic(paths.pid, f"{os.getpid()}\n")
+    labdir.write_atomic(paths.pid, f"{os.getpid()}\n")
     lab = Lab(paths.dir, args.clusters, args.nodes, args.base_port)
     logging.getLogger().addHandler(ErrorCollector(lab))
     code = asyncio.run(run(lab))
@@ -512,7 +523,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as `python -m fleetdr_lab.daemon`: make `import fleetdr_lab.daemon` return this very
-    # module, so routes registered by controllers land in the table the control server uses.
-    sys.modules.setdefault("fleetdr_lab.daemon", sys.modules[__name__])
     sys.exit(main())

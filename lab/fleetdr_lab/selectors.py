@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .names import label_key_errors, label_value_errors
+
 
 class SelectorError(ValueError):
     pass
@@ -181,14 +183,12 @@ class _LabelParser:
 
     @staticmethod
     def _check_key(key: str):
-        from .validation import label_key_errors
         errs = label_key_errors(key)
         if errs:
             raise SelectorError(f"unable to parse requirement: Invalid value: {key!r}: {errs[0]}")
 
     @staticmethod
     def _check_value(value: str):
-        from .validation import label_value_errors
         errs = label_value_errors(value)
         if errs:
             raise SelectorError(f"unable to parse requirement: Invalid value: {value!r}: {errs[0]}")

@@ -60,7 +60,8 @@ class ApiError(Exception):
         return f"ApiError({self.code}, {self.reason!r}, {self.message!r})"
 
 
-def _gr_details(gr: str, name: str) -> dict:
+def details_for(gr: str, name: str) -> dict:
+    """The details of a Status about one object of group-resource gr."""
     plural, _, group = gr.partition(".")
     d = {"name": name}
     if group:
@@ -70,16 +71,16 @@ def _gr_details(gr: str, name: str) -> dict:
 
 
 def not_found(gr: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{gr} "{name}" not found', _gr_details(gr, name))
+    return ApiError(404, "NotFound", f'{gr} "{name}" not found', details_for(gr, name))
 
 
 def already_exists(gr: str, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{gr} "{name}" already exists', _gr_details(gr, name))
+    return ApiError(409, "AlreadyExists", f'{gr} "{name}" already exists', details_for(gr, name))
 
 
 def conflict(gr: str, name: str, msg: str) -> ApiError:
     return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {gr} "{name}": {msg}',
-                    _gr_details(gr, name))
+                    details_for(gr, name))
 
 
 def invalid(kind: str, name: str, causes: list) -> ApiError:
@@ -158,22 +159,6 @@ def _path_set(obj: dict, dotted: str, value) -> None:
     for part in parts[:-1]:
         cur = cur.setdefault(part, {})
     cur[parts[-1]] = value
-
-
-def _without(d: dict, keys: set) -> dict:
-    return {k: v for k, v in d.items() if k not in keys}
-
-
-def _pod_spec_core(spec: dict) -> dict:
-    """The part of a pod spec an update may not change (images, deadlines, tolerations and
-    the node binding are excluded; binding goes through pods/binding)."""
-    core = _without(spec, {"activeDeadlineSeconds", "tolerations", "schedulingGates",
-                           "terminationGracePeriodSeconds", "nodeName"})
-    for field in ("containers", "initContainers"):
-        if isinstance(core.get(field), list):
-            core[field] = [_without(c, {"image"}) if isinstance(c, dict) else c
-                           for c in core[field]]
-    return core
 
 
 def _has_descendant(paths: set, p: tuple) -> bool:
@@ -310,6 +295,84 @@ class Watch:
         return self._render(self._items.popleft())
 
 
+# ---- per-resource strategies ------------------------------------------------------------
+
+
+class Strategy:
+    """What the Store does differently for one resource: kube-apiserver's per-resource REST
+    strategy plus the admission plugins that apply to it. The Store calls these hooks at fixed
+    points of its verbs and knows nothing else about kinds; every hook defaults to the
+    behaviour of a plain resource. Registered with `Store.register`."""
+
+    def decode(self, obj: dict) -> None:
+        """Refuse a body that cannot be decoded as this kind (raise ApiError 400)."""
+
+    def reset_status(self, obj: dict) -> None:
+        """PrepareForCreate of a resource with a status subresource: the status a create gets."""
+        obj.pop("status", None)
+
+    def prepare_for_update(self, new: dict, old: dict) -> None:
+        """PrepareForUpdate of the main resource: keep fields only subresources change."""
+
+    def admit(self, store: "Store", obj: dict, old: dict | None) -> None:
+        """Defaulting and mutating admission on create (old None) and update; may raise."""
+
+    def validate(self, obj: dict) -> list:
+        """FieldErrors of obj (metadata and CRD schemas are the Store's)."""
+        return []
+
+    def validate_update(self, obj: dict, old: dict) -> list:
+        """FieldErrors of an update (immutable fields)."""
+        return []
+
+    def finish(self, store: "Store", obj: dict, old: dict | None) -> None:
+        """Fields the server computes once obj is valid (a CRD's status)."""
+
+    def written(self, store: "Store", obj: dict, old: dict | None) -> None:
+        """After a create or a main-resource update is stored (a CRD registers its types)."""
+
+    def removing(self, store: "Store", obj: dict) -> None:
+        """Before obj leaves storage (a CRD's objects go first)."""
+
+    def update_subresource(self, subresource: str, old: dict, body: dict) -> dict:
+        """The new object for an update of a subresource other than status/scale."""
+        raise method_not_allowed()
+
+    def create_subresource(self, store: "Store", rt: ResourceType, namespace: str | None,
+                           current: dict, body: dict, subresource: str, dry_run: bool) -> dict:
+        """POST to a subresource of current (a copy of the stored object)."""
+        raise method_not_allowed()
+
+    def check_delete(self, rt: ResourceType, obj: dict) -> None:
+        """Refuse a delete (raise ApiError)."""
+
+    def grace_period(self, obj: dict, requested: int | None) -> int:
+        """Seconds a deletion waits before the object goes (0: at once)."""
+        return 0
+
+    def holds_removal(self, obj: dict) -> bool:
+        """True while obj must stay although it has no finalizers left."""
+        return False
+
+    def mark_deleting(self, new: dict, old: dict) -> None:
+        """Changes besides deletionTimestamp when a deletion has to wait."""
+
+
+PLAIN = Strategy()
+
+
+class Admission:
+    """An admission plugin: sees the writes of every resource (after the resource's own
+    strategy has defaulted the object) and picks what it handles. Registered with
+    `Store.register` without a resource."""
+
+    def check_create(self, store: "Store", rt: ResourceType, namespace: str, name: str) -> None:
+        """Refuse a create in namespace (namespaced resources only; raise ApiError)."""
+
+    def admit(self, store: "Store", rt: ResourceType, obj: dict, old: dict | None) -> None:
+        """Mutate or refuse a create (old None) or main-resource update."""
+
+
 # ---- the store --------------------------------------------------------------------------
 
 
@@ -327,17 +390,29 @@ class Store:
         self._watchers: set[Watch] = set()
         self._subscribers: list[tuple[Callable, str | None, str | None]] = []
         self._watch_max_pending = watch_max_pending
-        self._service_ips: set[str] = set()
-        self._node_ports: set[int] = set()
-        # Admission hooks (workloads owner): fn(store, rt, obj, old) called on every create/update
-        # of the main resource after defaulting, before validation; may mutate obj or raise ApiError.
-        self.admission_hooks: list[Callable] = []
+        self._strategies: dict[tuple[str, str], Strategy] = {}
+        self._plugins: list[Admission] = []
         # id(stored object) -> (object, its pickle): stored objects are immutable, so the
         # pickle taken at write time makes every later copy a single pickle.loads
         self._blobs: dict[int, tuple[dict, bytes]] = {}
 
+    def register(self, handler: Strategy | Admission, group: str | None = None,
+                 plural: str | None = None) -> None:
+        """The one way kinds plug into the store: a Strategy for resource (group, plural), or,
+        without a resource, an Admission plugin for every resource (run in registration order)."""
+        if plural is None:
+            if not isinstance(handler, Admission):
+                raise TypeError("a handler registered for every resource must be an Admission")
+            self._plugins.append(handler)
+        else:
+            self._strategies[(group or "", plural)] = handler
+
+    def _strategy(self, rt: ResourceType) -> Strategy:
+        return self._strategies.get((rt.group, rt.plural), PLAIN)
+
     # ---- small helpers
-    def _now(self, plus_seconds: int = 0) -> str:
+    def timestamp(self, plus_seconds: int = 0) -> str:
+        """The lab clock's time (plus some seconds) as an RFC 3339 timestamp."""
         t = self.clock.now().astimezone(timezone.utc) + timedelta(seconds=plus_seconds)
         return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -555,7 +630,8 @@ class Store:
             meta["name"] = candidate
         if rt.namespaced:
             meta["namespace"] = ns
-            self._check_namespace_usable(rt, ns, meta.get("name", ""))
+            for plugin in self._plugins:
+                plugin.check_create(self, rt, ns, meta.get("name", ""))
         else:
             meta.pop("namespace", None)
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
@@ -563,31 +639,23 @@ class Store:
         if managed_fields:
             meta["managedFields"] = managed_fields
         meta["uid"] = str(uuid.uuid4())
-        meta["creationTimestamp"] = self._now()
+        meta["creationTimestamp"] = self.timestamp()
         if rt.has_generation:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
-        if rt.has_status and (rt.group, rt.plural) != ("", "nodes"):
-            init = validation.INITIAL_STATUS.get((rt.group, rt.plural))
-            if init is not None:
-                obj["status"] = init()
-            else:
-                obj.pop("status", None)
+        strategy = self._strategy(rt)
+        if rt.has_status:
+            strategy.reset_status(obj)
         self._admit(rt, obj, None, field_validation)
         name = meta["name"]
         if self._stored(rt, ns, name) is not None:
             raise already_exists(rt.group_resource, name)
-        if rt.group == "apiextensions.k8s.io" and rt.plural == "customresourcedefinitions":
-            obj["status"] = self._crd_status(obj, None)
         if dry_run:
             return self._out(rt, obj)
-        if (rt.group, rt.plural) == ("", "services"):
-            self._reserve_service(obj)
         meta["resourceVersion"] = self._next_rv()
         self._put(rt, obj)
-        if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
-            self._register_crd(obj, None)
+        strategy.written(self, obj, None)
         self._emit("ADDED", rt, obj)
         return self._out(rt, obj)
 
@@ -693,7 +761,7 @@ class Store:
 
     def _apply_entry(self, rt: ResourceType, manager: str | None, fields: set) -> dict:
         return {"manager": manager or "unknown", "operation": "Apply",
-                "apiVersion": rt.api_version, "time": self._now(), "fieldsType": "FieldsV1",
+                "apiVersion": rt.api_version, "time": self.timestamp(), "fieldsType": "FieldsV1",
                 "fieldsV1": to_fields_v1(fields)}
 
     def _server_side_apply(self, rt: ResourceType, live: dict, applied: dict,
@@ -722,7 +790,7 @@ class Store:
             msg = (f"Apply failed with {n} conflict{'s' if n > 1 else ''}: conflict"
                    f"{'s' if n > 1 else ''} with \"{by}\" using {rt.api_version}: "
                    + (paths[0] if n == 1 else "\n- " + "\n- ".join(paths)))
-            details = _gr_details(rt.group_resource, live["metadata"]["name"])
+            details = details_for(rt.group_resource, live["metadata"]["name"])
             details["causes"] = [{"reason": "FieldManagerConflict",
                                   "message": f'conflict with "{m}" using {rt.api_version}',
                                   "field": path_string(p)} for m, p in conflicts]
@@ -773,23 +841,15 @@ class Store:
         if propagation_policy not in (None, "Foreground", "Background", "Orphan"):
             raise invalid("DeleteOptions", "", [validation.not_supported(
                 "propagationPolicy", propagation_policy, ["Foreground", "Background", "Orphan"])])
-        is_ns = (rt.group, rt.plural) == ("", "namespaces")
-        if is_ns and name in ("default", "kube-system", "kube-public"):
-            raise forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
-                            _gr_details("namespaces", name))
-        if is_ns and meta.get("deletionTimestamp"):
-            raise conflict(rt.group_resource, name,
-                           "The system is ensuring all content is removed from this namespace. "
-                           "Upon completion, this namespace will automatically be purged by the "
-                           "system.")
+        strategy = self._strategy(rt)
+        strategy.check_delete(rt, old)
         finalizers = list(meta.get("finalizers") or [])
         gc_finalizer = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(
             propagation_policy)
         if gc_finalizer and gc_finalizer not in finalizers:
             finalizers.append(gc_finalizer)
-        grace = self._grace_period(rt, old, grace_period_seconds)
-        pending = (bool(finalizers) or grace > 0
-                   or bool(is_ns and (old.get("spec") or {}).get("finalizers")))
+        grace = strategy.grace_period(old, grace_period_seconds)
+        pending = bool(finalizers) or grace > 0 or strategy.holds_removal(old)
         if pending:
             current_grace = meta.get("deletionGracePeriodSeconds")
             if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []) \
@@ -801,10 +861,9 @@ class Store:
                 new["metadata"]["finalizers"] = finalizers
             if current_grace is None or grace < current_grace:
                 # graceful deletion (running pods): the kubelet confirms once the grace ends
-                new["metadata"]["deletionTimestamp"] = self._now(grace)
+                new["metadata"]["deletionTimestamp"] = self.timestamp(grace)
                 new["metadata"]["deletionGracePeriodSeconds"] = grace
-            if is_ns:
-                new["status"] = dict(old.get("status") or {}, phase="Terminating")
+            strategy.mark_deleting(new, old)
             if dry_run:
                 return self._out(rt, new), False
             new["metadata"]["resourceVersion"] = self._next_rv()
@@ -815,20 +874,6 @@ class Store:
             return self._deleted_answer(rt, old), True
         self._remove(rt, old)
         return self._deleted_answer(rt, old), True
-
-    @staticmethod
-    def _grace_period(rt: ResourceType, obj: dict, requested: int | None) -> int:
-        """Seconds a deletion waits: only pods bound to a node and not finished wait (for the
-        kubelet); everything else goes at once."""
-        if (rt.group, rt.plural) != ("", "pods"):
-            return 0
-        spec = obj.get("spec") or {}
-        if not spec.get("nodeName") or (obj.get("status") or {}).get("phase") in (
-                "Succeeded", "Failed"):
-            return 0
-        grace = requested if requested is not None else spec.get(
-            "terminationGracePeriodSeconds", 30)
-        return max(0, int(grace))
 
     def _deleted_answer(self, rt: ResourceType, obj: dict) -> dict:
         if rt.return_deleted_object:
@@ -900,12 +945,7 @@ class Store:
                               f"({rt.kind})")
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
-        if rt.kind in ("Secret", "ConfigMap") and rt.group == "":
-            if rt.kind == "Secret" or obj.get("binaryData"):
-                problem = validation.base64_error(rt.kind, obj)
-                if problem:
-                    raise bad_request(f'{rt.kind} in version "v1" cannot be handled as a '
-                                      f'{rt.kind}: {problem}')
+        self._strategy(rt).decode(obj)
         if not isinstance(obj.get("metadata", {}), dict):
             raise bad_request("metadata must be an object")
         return obj
@@ -919,45 +959,15 @@ class Store:
                 raise bad_request("the namespace of the provided object does not match the "
                                   "namespace sent on the request")
 
-    def _check_namespace_usable(self, rt: ResourceType, ns: str, name: str) -> None:
-        nsobj = self._data.get(("", "namespaces"), {}).get("", {}).get(ns)
-        if nsobj is None:
-            raise not_found("namespaces", ns)
-        if nsobj["metadata"].get("deletionTimestamp") or \
-                (nsobj.get("status") or {}).get("phase") == "Terminating":
-            msg = (f'{rt.group_resource} "{name}" is forbidden: unable to create new content in '
-                   f"namespace {ns} because it is being terminated")
-            details = _gr_details(rt.group_resource, name)
-            details["causes"] = [{"reason": "NamespaceTerminating", "message": msg.split(
-                "forbidden: ", 1)[1], "field": "metadata.namespace"}]
-            raise forbidden(msg, details)
-
     def _admit(self, rt: ResourceType, obj: dict, old: dict | None,
                field_validation: str | None = None) -> None:
         """Defaulting, admission plugins and validation; raises 422 Invalid.
         field_validation "Strict" turns fields a CRD schema does not know into a 400 (what
         kubectl's default --validate=strict gets); otherwise they are pruned silently."""
-        key = (rt.group, rt.plural)
-        validation.apply_defaults(rt.group, rt.plural, obj)
-        for hook in self.admission_hooks:
-            hook(self, rt, obj, old)
-        if key == ("", "persistentvolumeclaims") and old is None:
-            spec = obj.setdefault("spec", {})
-            if "storageClassName" not in spec:
-                default_sc = self._default_storage_class()
-                if default_sc:
-                    spec["storageClassName"] = default_sc
-        elif key == ("", "pods") and old is None:
-            spec = obj.setdefault("spec", {})
-            if not spec.get("serviceAccountName"):
-                spec["serviceAccountName"] = spec.get("serviceAccount") or "default"
-            spec["serviceAccount"] = spec["serviceAccountName"]
-            spec.setdefault("enableServiceLinks", True)
-            spec.setdefault("priority", 0)
-            spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-            obj.setdefault("status", {})["qosClass"] = validation.qos_class(spec)
-        elif key == ("", "services"):
-            self._allocate_service(obj, old)
+        strategy = self._strategy(rt)
+        strategy.admit(self, obj, old)
+        for plugin in self._plugins:
+            plugin.admit(self, rt, obj, old)
         errs: list = []
         if not rt.builtin:
             schema = rt.schemas.get(rt.version) or {}
@@ -971,132 +981,13 @@ class Store:
                         + ", ".join(f'unknown field "{p}"' for p in dropped))
                 validation.default(obj, schema)
                 errs += validation.schema_errors(obj, schema)
-        errs = validation.validate_object(rt.group, rt.plural, obj) + errs
+        errs = (validation.validate_metadata(rt.group, rt.plural, obj.get("metadata") or {})
+                + strategy.validate(obj) + errs)
         if old is not None:
-            errs += self._immutable_errors(rt, obj, old)
+            errs += strategy.validate_update(obj, old)
         if errs:
             raise invalid(_qualified_kind(rt), obj["metadata"].get("name", ""), errs)
-
-    def _immutable_errors(self, rt, obj, old) -> list:
-        errs = []
-        key = (rt.group, rt.plural)
-        if key in {("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"),
-                   ("apps", "daemonsets"), ("batch", "jobs")}:
-            if (obj.get("spec") or {}).get("selector") != (old.get("spec") or {}).get("selector"):
-                errs.append(validation.invalid("spec.selector", (obj.get("spec") or {}).get(
-                    "selector"), "field is immutable"))
-        if key == ("apiextensions.k8s.io", "customresourcedefinitions"):
-            if obj["spec"].get("group") != old["spec"].get("group"):
-                errs.append(validation.invalid("spec.group", obj["spec"].get("group"),
-                                               "field is immutable"))
-        spec, ospec = obj.get("spec") or {}, old.get("spec") or {}
-        if key == ("", "persistentvolumeclaims"):
-            allowed = {"resources", "volumeAttributesClassName"}
-            if not ospec.get("volumeName"):
-                allowed.add("volumeName")      # the binder sets it once
-            if ospec.get("storageClassName") is None:
-                allowed.add("storageClassName")
-            if _without(spec, allowed) != _without(ospec, allowed):
-                errs.append(validation.forbidden(
-                    "spec", "spec is immutable after creation except resources.requests and "
-                            "volumeAttributesClassName for bound claims"))
-        if key == ("apps", "statefulsets"):
-            allowed = {"replicas", "ordinals", "template", "updateStrategy",
-                       "revisionHistoryLimit", "persistentVolumeClaimRetentionPolicy",
-                       "minReadySeconds"}
-            if _without(spec, allowed) != _without(ospec, allowed):
-                errs.append(validation.forbidden(
-                    "spec", "updates to statefulset spec for fields other than 'replicas', "
-                            "'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', "
-                            "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are "
-                            "forbidden"))
-        if key == ("", "pods") and (_pod_spec_core(spec) != _pod_spec_core(ospec) or (
-                ospec.get("nodeName") and spec.get("nodeName") != ospec["nodeName"])):
-            errs.append(validation.forbidden(
-                "spec", "pod updates may not change fields other than "
-                        "`spec.containers[*].image`,`spec.initContainers[*].image`,"
-                        "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to "
-                        "existing tolerations),`spec.terminationGracePeriodSeconds` (allow it "
-                        "to be set to 1 if it was previously negative)"))
-        if key == ("batch", "jobs") and spec.get("template") != ospec.get("template"):
-            errs.append(validation.invalid("spec.template", spec.get("template"),
-                                           "field is immutable"))
-        if key == ("", "services") and ospec.get("clusterIP") and \
-                spec.get("clusterIP") != ospec["clusterIP"] and spec.get("type") != "ExternalName":
-            errs.append(validation.invalid("spec.clusterIPs[0]", spec.get("clusterIPs"),
-                                           "may not change once set"))
-        if key == ("", "secrets") and old.get("type") != obj.get("type"):
-            errs.append(validation.invalid("type", obj.get("type"), "field is immutable"))
-        for k in (("", "secrets"), ("", "configmaps")):
-            if key == k and old.get("immutable") and (
-                    obj.get("data") != old.get("data")
-                    or obj.get("binaryData") != old.get("binaryData")):
-                errs.append(validation.forbidden(
-                    "data", "field is immutable when `immutable` is set"))
-        return errs
-
-    def _default_storage_class(self) -> str | None:
-        best = None
-        for obj in (self._data.get(("storage.k8s.io", "storageclasses"), {})
-                    .get("", {}).values()):
-            ann = obj["metadata"].get("annotations") or {}
-            if (ann.get("storageclass.kubernetes.io/is-default-class") == "true"
-                    or ann.get("storageclass.beta.kubernetes.io/is-default-class") == "true"):
-                # several defaults: the newest wins, as the admission plugin does since 1.28
-                key = (obj["metadata"]["creationTimestamp"], obj["metadata"]["name"])
-                if best is None or key > best[0]:
-                    best = (key, obj["metadata"]["name"])
-        return best[1] if best else None
-
-    def _allocate_service(self, obj: dict, old: dict | None) -> None:
-        spec = obj.setdefault("spec", {})
-        if old is not None:
-            # PUT without the allocated values keeps them (the service REST's
-            # patchAllocatedValues)
-            ospec = old.get("spec") or {}
-            for k in ("clusterIP", "clusterIPs"):
-                if not spec.get(k) and ospec.get(k):
-                    spec[k] = ospec[k]
-            oports = {(p.get("port"), p.get("protocol")): p.get("nodePort")
-                      for p in ospec.get("ports") or []}
-            for p in spec.get("ports") or []:
-                np = oports.get((p.get("port"), p.get("protocol")))
-                if np and not p.get("nodePort") and spec.get("type") in ("NodePort",
-                                                                         "LoadBalancer"):
-                    p["nodePort"] = np
-            return
-        if spec.get("type") == "ExternalName":
-            return
-        ip = spec.get("clusterIP")
-        if not ip:
-            n = 10
-            while True:
-                ip = f"10.96.{n // 250}.{n % 250 + 1}"
-                if ip not in self._service_ips:
-                    break
-                n += 1
-        elif ip != "None" and ip in self._service_ips:
-            raise invalid("Service", obj["metadata"].get("name", ""), [validation.invalid(
-                "spec.clusterIPs", [ip], "failed to allocate IP " + ip +
-                ": provided IP is already allocated")])
-        spec["clusterIP"] = ip
-        spec["clusterIPs"] = [ip]
-        if spec.get("type") in ("NodePort", "LoadBalancer"):
-            port = 30000
-            for p in spec.get("ports") or []:
-                if not p.get("nodePort"):
-                    while port in self._node_ports:
-                        port += 1
-                    p["nodePort"] = port
-                    self._node_ports.add(port)
-
-    def _reserve_service(self, obj: dict) -> None:
-        spec = obj.get("spec") or {}
-        if spec.get("clusterIP") and spec["clusterIP"] != "None":
-            self._service_ips.add(spec["clusterIP"])
-        for p in spec.get("ports") or []:
-            if p.get("nodePort"):
-                self._node_ports.add(p["nodePort"])
+        strategy.finish(self, obj, old)
 
     def _put(self, rt: ResourceType, obj: dict) -> None:
         m = obj["metadata"]
@@ -1109,19 +1000,13 @@ class Store:
 
     def _remove(self, rt: ResourceType, old: dict) -> None:
         """Drop old from storage and emit DELETED (at a new resourceVersion)."""
-        if (rt.group, rt.plural) == ("apiextensions.k8s.io", "customresourcedefinitions"):
-            self._unregister_crd(old)
+        self._strategy(rt).removing(self, old)
         m = old["metadata"]
         ns = m.get("namespace", "") if rt.namespaced else ""
         bucket = self._bucket(rt)
         self._blobs.pop(id(bucket.get(ns, {}).pop(m["name"], None)), None)
         if ns in bucket and not bucket[ns]:
             del bucket[ns]
-        if (rt.group, rt.plural) == ("", "services"):
-            spec = old.get("spec") or {}
-            self._service_ips.discard(spec.get("clusterIP"))
-            for p in spec.get("ports") or []:
-                self._node_ports.discard(p.get("nodePort"))
         gone_obj = dict(old)
         gone_obj["metadata"] = dict(m, resourceVersion=self._next_rv())
         self._emit("DELETED", rt, gone_obj)
@@ -1130,6 +1015,7 @@ class Store:
                        dry_run: bool, field_validation: str | None = None,
                        managed_fields: list | None = None) -> dict:
         """Shared tail of update and patch: merge server-owned fields, admit, store."""
+        strategy = self._strategy(rt)
         name = old["metadata"]["name"]
         meta = obj.get("metadata") or {}
         if not isinstance(meta, dict):
@@ -1145,13 +1031,8 @@ class Store:
             else:
                 new.pop("status", None)
             new["metadata"] = dict(old["metadata"])
-        elif subresource == "finalize":
-            new = dict(old)
-            new["spec"] = dict(old.get("spec") or {},
-                               finalizers=list((obj.get("spec") or {}).get("finalizers") or []))
-            new["metadata"] = dict(old["metadata"])
         elif subresource:
-            raise method_not_allowed()
+            new = strategy.update_subresource(subresource, old, obj)
         else:
             new = self._decode(rt, obj)
             nm = new.setdefault("metadata", {})
@@ -1186,12 +1067,8 @@ class Store:
                     new["status"] = old["status"]
                 else:
                     new.pop("status", None)
-            if (rt.group, rt.plural) == ("", "namespaces"):
-                new["spec"] = dict(new.get("spec") or {},
-                                   finalizers=list((old.get("spec") or {}).get("finalizers") or []))
+            strategy.prepare_for_update(new, old)
             self._admit(rt, new, old, field_validation)
-            if rt.group == "apiextensions.k8s.io" and rt.plural == "customresourcedefinitions":
-                new["status"] = self._crd_status(new, old)
             if rt.has_generation:
                 nm["generation"] = om.get("generation", 1) + (
                     0 if _content(new, rt.has_status) == _content(old, rt.has_status) else 1)
@@ -1202,14 +1079,12 @@ class Store:
             return self._out(rt, new)
         new["metadata"]["resourceVersion"] = self._next_rv()
         self._put(rt, new)
-        if rt.group == "apiextensions.k8s.io" and rt.plural == "customresourcedefinitions" \
-                and not subresource:
-            self._register_crd(new, old)
+        if not subresource:
+            strategy.written(self, new, old)
         self._emit("MODIFIED", rt, new, old)
         nm = new["metadata"]
-        ns_done = ((rt.group, rt.plural) != ("", "namespaces")
-                   or not (new.get("spec") or {}).get("finalizers"))
-        if nm.get("deletionTimestamp") and not nm.get("finalizers") and ns_done:
+        if nm.get("deletionTimestamp") and not nm.get("finalizers") and \
+                not strategy.holds_removal(new):
             self._remove(rt, new)
         return self._out(rt, new)
 
@@ -1253,60 +1128,14 @@ class Store:
         self._check_verb(rt, "create", subresource)
         name = (body.get("metadata") or {}).get("name", "")
         old = self._must(rt, namespace, name)
-        if subresource == "binding":
-            node = (body.get("target") or {}).get("name")
-            if (old.get("spec") or {}).get("nodeName"):
-                raise conflict(rt.group_resource, name, f"pod {name} is already assigned to "
-                               f"node \"{old['spec']['nodeName']}\"")
-            new = self._out(rt, old)
-            new["spec"]["nodeName"] = node
-            self._commit_update(rt, old, new, None, dry_run)
-            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "code": 201}
-        if subresource == "eviction":
-            self.delete(rt.group, rt.plural, namespace, name, dry_run=dry_run,
-                        preconditions=(body.get("deleteOptions") or {}).get("preconditions"))
-            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                    "code": 201}
-        raise method_not_allowed()
+        return self._strategy(rt).create_subresource(self, rt, namespace, self._out(rt, old),
+                                                     body, subresource, dry_run)
 
-    # ---- CRDs
-    def _crd_status(self, crd: dict, old: dict | None) -> dict:
-        names = crd["spec"]["names"]
-        accepted = {k: names[k] for k in ("plural", "singular", "shortNames", "kind", "listKind",
-                                          "categories") if names.get(k)}
-        now = self._now()
-        prev = {c["type"]: c for c in ((old or {}).get("status") or {}).get("conditions") or []}
-
-        def cond(t, reason, msg):
-            c = prev.get(t)
-            if c and c.get("status") == "True":
-                return c
-            return {"type": t, "status": "True", "lastTransitionTime": now, "reason": reason,
-                    "message": msg}
-        storage = next(v["name"] for v in crd["spec"]["versions"] if v.get("storage"))
-        stored = list(((old or {}).get("status") or {}).get("storedVersions") or [])
-        if storage not in stored:
-            stored.append(storage)
-        return {"conditions": [cond("NamesAccepted", "NoConflicts", "no conflicts found"),
-                               cond("Established", "InitialNamesAccepted",
-                                    "the initial names have been accepted")],
-                "acceptedNames": accepted, "storedVersions": stored}
-
-    def _register_crd(self, crd: dict, old: dict | None) -> None:
-        rt = self.registry.types_from_crd(crd)
-        if old is not None:
-            ospec = old["spec"]
-            if ospec["names"]["plural"] != rt.plural:
-                self.registry.remove(ospec["group"], ospec["names"]["plural"])
-        self.registry.add(rt)
-
-    def _unregister_crd(self, crd: dict) -> None:
-        group, plural = crd["spec"]["group"], crd["spec"]["names"]["plural"]
+    def drop_type(self, group: str, plural: str) -> None:
+        """Stop serving a type: its objects go first, each with a DELETED event."""
         rt = self.registry.get(group, plural)
-        if rt is None or rt.crd_name != crd["metadata"]["name"]:
+        if rt is None:
             return
-        # The CRD's objects go first, each with a DELETED event, as the cleanup controller does.
         for _, _, obj in list(self._iter(rt, None)):
             self._remove(rt, obj)
         self._data.pop((group, plural), None)

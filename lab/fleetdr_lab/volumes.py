@@ -23,6 +23,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path, PurePosixPath
 
+from . import labdir
+
 EXIT_FAILED = 1
 EXIT_BAD_PATH = 2
 EXIT_NOT_RUNNING = 4
@@ -95,8 +97,7 @@ class _Api:
 
 
 def _api(lab_dir, cluster: str):
-    from . import config as labconfig
-    paths = labconfig.LabPaths.of(lab_dir)
+    paths = labdir.LabPaths.of(lab_dir)
     kubeconfig = paths.kubeconfig
     if not kubeconfig.exists():
         raise VolumeError(EXIT_NOT_RUNNING, f"no lab in {paths.dir} (no kubeconfig)")
@@ -243,14 +244,12 @@ def add_cli(subparsers) -> None:
 
 
 def _run(fn):
-    """Map VolumeError onto the CLI's error convention (message on stderr, exit code)."""
-    from .cli import CliError
+    """Errors as VolumeError, which the CLI reports like its own (message on stderr, exit
+    code)."""
     try:
         return fn()
-    except VolumeError as e:
-        raise CliError(e.code, e.message) from None
     except (OSError, ValueError) as e:
-        raise CliError(EXIT_FAILED, str(e)) from None
+        raise VolumeError(EXIT_FAILED, str(e)) from None
 
 
 def _lab_dir(args):

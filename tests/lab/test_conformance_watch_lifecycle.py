@@ -15,18 +15,19 @@ aiohttp = pytest.importorskip("aiohttp")
 from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 
 from fleetdr_lab.api import make_app  # noqa: E402
-from fleetdr_lab.store import Store  # noqa: E402
+from fleetdr_lab.cluster import KUBE_VERSION  # noqa: E402
+from fleetdr_lab.strategies import new_store  # noqa: E402
 
 TOKEN = "in-process-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def make_cluster():
-    store = Store()
+    store = new_store()
     store.apply_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}})
     faults = types.SimpleNamespace(down=False, latency_ms=0, error_rate=0.0, error_code=500)
     cluster = types.SimpleNamespace(name="inproc", store=store, token=TOKEN, faults=faults,
-                                    port=0, labels={})
+                                    port=0, labels={}, kube_version=KUBE_VERSION)
     opened = []
     real_watch = store.watch
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from fleetdr_lab.clock import Clock
-from fleetdr_lab.controllers import admission, install_default_controllers
+from fleetdr_lab.controllers import install_default_controllers
 from fleetdr_lab.controllers.base import SAFE_ALPHANUMS, Timers, set_condition, template_hash
-from fleetdr_lab.controllers.storage import quantity_bytes
+from fleetdr_lab.controllers.storage import StorageProtection, quantity_bytes
 from fleetdr_lab.controllers.workloads import int_or_percent, node_fits, normalize_image
-from fleetdr_lab.store import ApiError, Store
+from fleetdr_lab.store import ApiError
+from fleetdr_lab.strategies import new_store
 
 
 def test_template_hash_is_stable_safe_and_template_sensitive():
@@ -72,8 +73,8 @@ def test_set_condition_keeps_times_when_unchanged():
 
 @pytest.fixture
 def store():
-    s = Store(clock=Clock())
-    s.admission_hooks.append(admission)
+    s = new_store(clock=Clock())
+    s.register(StorageProtection())
     for ns in ("default", "other"):
         s.create("", "namespaces", None, {"metadata": {"name": ns}})
     return s
@@ -147,7 +148,7 @@ class _Cluster:
     def __init__(self, directory):
         self.name = "unit"
         self.lab = _Lab(directory)
-        self.store = Store(clock=self.lab.clock)
+        self.store = new_store(clock=self.lab.clock)
         self.data_dir = Path(directory) / "volumes" / "unit"
         self.data_dir.mkdir(parents=True)
         self.controllers = []

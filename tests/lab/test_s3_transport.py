@@ -1,5 +1,5 @@
-"""The lab's S3 fast paths: the S3 child (fleetdr_lab.s3server) and the emulated Velero's signed
-HTTP transport (controllers/velero/s3.py SignedHttp).
+"""The lab's S3 fast paths: the S3 child (fleetdr_lab.s3_child_server) and the emulated Velero's signed
+HTTP transport (controllers/velero/backup_store.py SignedHttp).
 
 - SignedHttp signs exactly like botocore's S3SigV4Auth (same Authorization for the same request);
 - against the session lab's S3: objects written through it read back the same through boto3,
@@ -16,7 +16,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from fleetdr_lab.controllers.velero import s3 as vs3
+from fleetdr_lab.controllers.velero import backup_store as vs3
 
 
 @pytest.mark.parametrize("method,key,body,token", [

@@ -1,142 +1,15 @@
-"""Services: clusterIP / nodePort allocation (a synchronous admission step) and the endpoints
-controller (Endpoints from ready pods), plus a LoadBalancer "cloud" that hands out ingress IPs.
-
-Allocation follows the apiserver's service REST: clusterIP from 10.96.0.0/12 unless None
-(headless) or requested; a requested IP or nodePort that is taken or out of range is refused with
-422 Invalid and the apiserver's messages; NodePort/LoadBalancer ports without a nodePort get a free
-one in 30000-32767, unique in the cluster. On update, allocated values the body left out are kept.
-"""
+"""Services: the endpoints controller (Endpoints from ready pods) and a LoadBalancer "cloud" that
+hands out ingress IPs. clusterIP / nodePort allocation is the Service strategy's
+(strategies.py)."""
 from __future__ import annotations
 
 import copy
 import ipaddress
-import random
 
 from .base import Controller, is_deleting, meta, pod_is_ready, pod_is_terminal
 
-SERVICE_CIDR = ipaddress.ip_network("10.96.0.0/12")
-NODE_PORT_RANGE = (30000, 32767)
 LB_POOL = ipaddress.ip_network("172.18.255.0/24")
 ENDPOINTS_BATCH_SECONDS = 0.05
-
-
-def _invalid(name, field, value, message):
-    from ..store import invalid
-    from .. import validation
-    return invalid("Service", name, [validation.invalid(field, value, message)])
-
-
-def _used(store, exclude_uid=None):
-    ips, ports = set(), set()
-    for svc in store.list("", "services")["items"]:
-        if meta(svc).get("uid") == exclude_uid:
-            continue
-        spec = svc.get("spec") or {}
-        for ip in spec.get("clusterIPs") or [spec.get("clusterIP")]:
-            if ip and ip != "None":
-                ips.add(ip)
-        for p in spec.get("ports") or []:
-            if p.get("nodePort"):
-                ports.add(p["nodePort"])
-    return ips, ports
-
-
-def admit_service(store, obj: dict, old: dict | None) -> None:
-    """Allocate/validate clusterIP and nodePorts in place; raise ApiError 422 when refused."""
-    spec = obj.setdefault("spec", {})
-    name = meta(obj).get("name", "")
-    stype = spec.get("type") or "ClusterIP"
-    ospec = (old or {}).get("spec") or {}
-    used_ips, used_ports = _used(store, exclude_uid=meta(old).get("uid") if old else None)
-    if stype == "ExternalName":
-        spec.pop("clusterIP", None)
-        spec.pop("clusterIPs", None)
-        return
-    # clusterIP
-    ip = spec.get("clusterIP") or (spec.get("clusterIPs") or [None])[0]
-    if old is not None and not ip and ospec.get("clusterIP"):
-        ip = ospec["clusterIP"]  # PUT without the allocated value keeps it
-    if old is not None and ospec.get("clusterIP") and ip != ospec.get("clusterIP"):
-        raise _invalid(name, "spec.clusterIPs[0]", ip, "may not change once set")
-    if not ip:
-        ip = _free_ip(used_ips)
-    elif ip != "None" and not (old is not None and ip == ospec.get("clusterIP")):
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            raise _invalid(name, "spec.clusterIPs[0]", ip,
-                           "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)")
-        if addr not in SERVICE_CIDR:
-            raise _invalid(name, "spec.clusterIPs", [ip],
-                           f"failed to allocate IP {ip}: the provided IP ({ip}) is not in the "
-                           f"valid range. The range of valid IPs is {SERVICE_CIDR}")
-        if ip in used_ips:
-            raise _invalid(name, "spec.clusterIPs", [ip],
-                           f"failed to allocate IP {ip}: provided IP is already allocated")
-    spec["clusterIP"] = ip
-    spec["clusterIPs"] = [ip]
-    if ip != "None":
-        spec.setdefault("ipFamilies", ["IPv4"])
-        spec.setdefault("ipFamilyPolicy", "SingleStack")
-    # nodePorts
-    wants_node_ports = stype in ("NodePort", "LoadBalancer")
-    old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
-                 for p in ospec.get("ports") or [] if p.get("nodePort")}
-    old_set = set(old_ports.values())
-    taken_here = set()
-    for i, p in enumerate(spec.get("ports") or []):
-        np = p.get("nodePort")
-        if not wants_node_ports:
-            if np and np in old_set:
-                p.pop("nodePort")  # dropTypeDependentFields: type changed away from NodePort
-                continue
-            if np:
-                raise _invalid(name, f"spec.ports[{i}].nodePort", np,
-                               "may not be used when `type` is 'ClusterIP'")
-            continue
-        if not np:
-            np = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
-        if np:
-            if not NODE_PORT_RANGE[0] <= np <= NODE_PORT_RANGE[1]:
-                raise _invalid(name, f"spec.ports[{i}].nodePort", np,
-                               "provided port is not in the valid range. The range of valid "
-                               f"ports is {NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}")
-            if (np in used_ports and np not in old_set) or np in taken_here:
-                raise _invalid(name, f"spec.ports[{i}].nodePort", np,
-                               "provided port is already allocated")
-        else:
-            np = _free_port(used_ports | taken_here)
-        p["nodePort"] = np
-        taken_here.add(np)
-    if wants_node_ports:
-        spec.setdefault("externalTrafficPolicy", "Cluster")
-    spec.setdefault("internalTrafficPolicy", "Cluster")
-
-
-def _free_ip(used: set) -> str:
-    # random like the real bitmap allocator; .0 and .1 (the `kubernetes` Service) excluded
-    size = SERVICE_CIDR.num_addresses
-    for _ in range(64):
-        ip = str(SERVICE_CIDR.network_address + random.randrange(2, size - 1))
-        if ip not in used:
-            return ip
-    for off in range(2, size - 1):
-        ip = str(SERVICE_CIDR.network_address + off)
-        if ip not in used:
-            return ip
-    raise RuntimeError("service IP range exhausted")
-
-
-def _free_port(used: set) -> int:
-    lo, hi = NODE_PORT_RANGE
-    for _ in range(64):
-        port = random.randint(lo, hi)
-        if port not in used:
-            return port
-    for port in range(lo, hi + 1):
-        if port not in used:
-            return port
-    raise RuntimeError("node port range exhausted")
 
 
 class ServiceController(Controller):

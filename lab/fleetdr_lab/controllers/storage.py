@@ -10,6 +10,7 @@ import copy
 import shutil
 from pathlib import Path
 
+from ..store import Admission
 from .base import Controller, is_deleting, meta, log, pod_is_terminal
 
 PROVISIONER = "fleetdr.lab/hostpath"
@@ -361,13 +362,19 @@ class StorageController(Controller):
                                           m.get("namespace"), m["name"]))
 
 
-def admit_protection(obj: dict, old: dict | None, plural: str) -> None:
+class StorageProtection(Admission):
     """The StorageObjectInUseProtection admission plugin: new PVCs and PVs get their protection
-    finalizer at creation, so deleting one in use never loses data."""
-    if old is not None:
-        return
-    finalizer = PVC_PROTECTION if plural == "persistentvolumeclaims" else PV_PROTECTION
-    md = obj.setdefault("metadata", {})
-    finalizers = list(md.get("finalizers") or [])
-    if finalizer not in finalizers:
-        md["finalizers"] = finalizers + [finalizer]
+    finalizer at creation, so deleting one in use never loses data (this controller removes it
+    once the object is unused)."""
+
+    FINALIZERS = {("", "persistentvolumeclaims"): PVC_PROTECTION,
+                  ("", "persistentvolumes"): PV_PROTECTION}
+
+    def admit(self, store, rt, obj: dict, old: dict | None) -> None:
+        finalizer = self.FINALIZERS.get((rt.group, rt.plural))
+        if old is not None or finalizer is None:
+            return
+        md = obj.setdefault("metadata", {})
+        finalizers = list(md.get("finalizers") or [])
+        if finalizer not in finalizers:
+            md["finalizers"] = finalizers + [finalizer]

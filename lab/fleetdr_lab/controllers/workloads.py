@@ -15,6 +15,7 @@ import ipaddress
 import math
 import random
 import re
+from typing import Callable
 
 from ..selectors import selector_string
 from .base import (Controller, controller_ref, is_deleting, meta, owned_by, owner_reference,
@@ -182,6 +183,17 @@ def pod_from_template(template: dict, namespace: str, owner: dict, *, name: str 
         md["generateName"] = generate_name
     return {"apiVersion": "v1", "kind": "Pod", "metadata": md,
             "spec": copy.deepcopy((template or {}).get("spec") or {})}
+
+
+# Init containers whose completion in-cluster software decides: name -> fn(store, pod) -> bool
+# (True: the container has finished). Registered by that software (Velero's restore-wait).
+INIT_CONTAINER_GATES: dict[str, Callable[[object, dict], bool]] = {}
+
+
+def register_init_container_gate(name: str, done: Callable[[object, dict], bool]) -> None:
+    """Let the kubelet emulation keep pods in Init while done(store, pod) is False for their
+    init container `name`."""
+    INIT_CONTAINER_GATES[name] = done
 
 
 class WorkloadController(Controller):
@@ -944,18 +956,16 @@ class WorkloadController(Controller):
     def _blocking_init_container(self, pod) -> str | None:
         """Name of an init container that would still be running, else None.
 
-        Velero's `restore-wait` (velero-restore-helper) exits only when every restored volume of
-        the pod is done; the Velero emulator tells whether that is so."""
+        Init containers with a registered gate (Velero's `restore-wait`, velero-restore-helper,
+        exits only when every restored volume of the pod is done) run until the gate says done;
+        the others finish at once."""
         for c in (pod.get("spec") or {}).get("initContainers") or []:
-            if c.get("name") == "restore-wait":
+            done = INIT_CONTAINER_GATES.get(c.get("name"))
+            if done is not None:
                 try:
-                    from .velero.fsbackup import restore_wait_satisfied
-                except ImportError:
-                    return None
-                try:
-                    return None if restore_wait_satisfied(self.store, pod) else c["name"]
-                except Exception:  # Velero types not served (CRDs removed): nothing to wait for
-                    log.debug("restore-wait check failed", exc_info=True)
+                    return None if done(self.store, pod) else c["name"]
+                except Exception:  # its types not served (CRDs removed): nothing to wait for
+                    log.debug("%s check failed", c.get("name"), exc_info=True)
                     return None
         return None
 

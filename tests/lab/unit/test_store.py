@@ -1,12 +1,14 @@
 """Store verbs: CRUD, metadata lifecycle, conflicts, preconditions, finalizers, dry-run,
 validation and per-kind defaulting."""
 import base64
+import ipaddress
 import re
 from datetime import datetime, timezone
 
 import pytest
 
-from fleetdr_lab.store import ApiError, Store
+from fleetdr_lab.store import ApiError
+from fleetdr_lab.strategies import SERVICE_CIDR, new_store
 
 
 class FixedClock:
@@ -18,7 +20,7 @@ class FixedClock:
 
 
 def make_store():
-    s = Store(clock=FixedClock())
+    s = new_store(clock=FixedClock())
     for ns in ("default", "app"):
         s.create("", "namespaces", None, {"metadata": {"name": ns}})
     return s
@@ -279,7 +281,7 @@ def test_statefulset_service_pvc_defaults(store):
                                                "spec": {"ports": [{"port": 80}]}})
     assert svc["spec"]["type"] == "ClusterIP" and svc["spec"]["sessionAffinity"] == "None"
     assert svc["spec"]["ports"][0] == {"port": 80, "protocol": "TCP", "targetPort": 80}
-    assert re.fullmatch(r"10\.96\.\d+\.\d+", svc["spec"]["clusterIP"])
+    assert ipaddress.ip_address(svc["spec"]["clusterIP"]) in SERVICE_CIDR   # 10.96.0.0/12
     svc2 = store.create("", "services", "app", {"metadata": {"name": "t"},
                                                 "spec": {"ports": [{"port": 80}]}})
     assert svc2["spec"]["clusterIP"] != svc["spec"]["clusterIP"]

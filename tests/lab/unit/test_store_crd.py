@@ -2,7 +2,8 @@
 defaults, schema validation, deletion."""
 import pytest
 
-from fleetdr_lab.store import ApiError, Store
+from fleetdr_lab.store import ApiError
+from fleetdr_lab.strategies import new_store
 
 GROUP = "example.com"
 
@@ -55,7 +56,7 @@ def widget(name="w1", **spec):
 
 @pytest.fixture
 def store():
-    s = Store()
+    s = new_store()
     s.create("", "namespaces", None, {"metadata": {"name": "app"}})
     return s
 

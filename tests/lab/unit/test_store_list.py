@@ -1,12 +1,13 @@
 """List: selectors through the store, limit/continue paging, List shape, speed."""
 import pytest
 
-from fleetdr_lab.store import ApiError, Store
+from fleetdr_lab.store import ApiError
+from fleetdr_lab.strategies import new_store
 
 
 @pytest.fixture
 def store():
-    s = Store()
+    s = new_store()
     for ns in ("a", "b"):
         s.create("", "namespaces", None, {"metadata": {"name": ns}})
     return s

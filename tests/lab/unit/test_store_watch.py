@@ -4,11 +4,12 @@ import asyncio
 
 import pytest
 
-from fleetdr_lab.store import ApiError, Store
+from fleetdr_lab.store import ApiError
+from fleetdr_lab.strategies import new_store
 
 
 def make_store(**kw):
-    s = Store(**kw)
+    s = new_store(**kw)
     s.create("", "namespaces", None, {"metadata": {"name": "app"}})
     s.create("", "namespaces", None, {"metadata": {"name": "other"}})
     return s

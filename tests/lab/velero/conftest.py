@@ -2,17 +2,19 @@
 
 What `velero install --provider aws --plugins velero/velero-plugin-for-aws:v1.13.0 --bucket B
 --prefix P --secret-file credentials-velero --backup-location-config region=...,s3ForcePathStyle=true,
-s3Url=... [--use-node-agent] --use-volume-snapshots=false` creates (SEMANTICS 15.1), in that order:
+s3Url=... [--use-node-agent] --use-volume-snapshots=false` creates, in that order:
 the collection's CRDs (roles/velero/files/crds), Namespace, ClusterRoleBinding, ServiceAccount,
 Secret `cloud-credentials` (key `cloud`), BSL `default`, Deployment `velero`, DaemonSet `node-agent`.
 
 Fixtures:
 - `velero_factory`: `install(lab, cluster, **options) -> VeleroInstall`; installs done through it are
-  uninstalled when the session ends (session-scoped, shared by part A and part B tests).
+  uninstalled when the session ends (session-scoped, shared by every Velero test).
 - `velero`: Velero (with node-agent) in c1 of the session lab, BSL prefix `velero/c1`.
 - `velero_c2`: the same in c2 (prefix `velero/c2`).
 `VeleroInstall` has helpers to create/read/wait on Velero objects (waits poll with a deadline;
 tests assert on outcomes, never on durations).
+
+Upstream source: Velero pkg/install/resources.go, pkg/install/install.go.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Backup resource filtering (SEMANTICS 5): what lands in the tarball for each filter rule."""
+"""Backup resource filtering: what lands in the tarball for each filter rule.
+
+Upstream source: Velero pkg/util/collections/includes_excludes.go.
+"""
 from __future__ import annotations
 
 import io
@@ -132,7 +135,8 @@ def test_new_style_scoped_filters(velero, two_namespaces):
 
 
 def test_default_spec_takes_no_bulk_cluster_scoped_types(velero, two_namespaces):
-    # 1.17+: auto-excludes make the cluster-scoped exclude list non-empty (SEMANTICS 5.5)
+    # 1.17+: auto-excludes make the cluster-scoped exclude list non-empty (Velero
+    # ScopeIncludesExcludes, pkg/util/collections/includes_excludes.go)
     prefix, a, b = two_namespaces
     paths = contents(velero, velero.unique("dflt"), {})
     kinds = {p.split("/")[1] for p in paths}

@@ -1,4 +1,7 @@
-"""BackupStorageLocation validation against the lab's S3 (SEMANTICS 8)."""
+"""BackupStorageLocation validation against the lab's S3.
+
+Upstream source: Velero pkg/controller/backup_storage_location_controller.go.
+"""
 from __future__ import annotations
 
 import base64

@@ -1,5 +1,8 @@
-"""The migration path (SEMANTICS 10.2): back up in c1 with a label selector, sync the backup into c2
-through a read-only BSL on c1's prefix, restore it into c2 under another namespace name."""
+"""The migration path: back up in c1 with a label selector, sync the backup into c2
+through a read-only BSL on c1's prefix, restore it into c2 under another namespace name.
+
+Upstream source: Velero pkg/controller/backup_sync_controller.go.
+"""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,7 @@
-"""DeleteBackupRequests and garbage collection of expired backups (SEMANTICS 11)."""
+"""DeleteBackupRequests and garbage collection of expired backups.
+
+Upstream source: Velero pkg/controller/backup_deletion_controller.go, gc_controller.go.
+"""
 from __future__ import annotations
 
 

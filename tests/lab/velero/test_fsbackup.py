@@ -1,6 +1,10 @@
-"""File-system backup with the node-agent (SEMANTICS 13): volume selection, PodVolumeBackup /
+"""File-system backup with the node-agent: volume selection, PodVolumeBackup /
 PodVolumeRestore objects, the content-addressed repository under kopia/<ns>/ (dedup), and restore
-of the files into a re-provisioned PVC."""
+of the files into a re-provisioned PVC.
+
+Upstream source: Velero pkg/podvolume/backupper.go, restorer.go,
+pkg/controller/pod_volume_backup_controller.go.
+"""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,7 @@
-"""Restore (SEMANTICS 6): phases, files in the bucket, namespace mapping, item actions, counters."""
+"""Restore: phases, files in the bucket, namespace mapping, item actions, counters.
+
+Upstream source: Velero pkg/controller/restore_controller.go, pkg/restore/restore.go.
+"""
 from __future__ import annotations
 
 import gzip

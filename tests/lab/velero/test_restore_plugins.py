@@ -1,5 +1,9 @@
-"""Restore-time changes (SEMANTICS 6.6, 14.2, 14.4): plugin ConfigMaps for storage classes and
-images, resource modifiers, and the PartiallyFailed / Failed phase paths."""
+"""Restore-time changes: plugin ConfigMaps for storage classes and
+images, resource modifiers, and the PartiallyFailed / Failed phase paths.
+
+Upstream source: Velero pkg/restore/actions/*.go, internal/resourcemodifiers/*.go,
+pkg/plugin/framework/common/plugin_config.go.
+"""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""Schedules (SEMANTICS 7) driven by the lab clock: `fleetdr-lab clock advance` instead of waiting.
+"""Schedules driven by the lab clock: `fleetdr-lab clock advance` instead of waiting.
 
 Tests that move the clock use a private Velero in the scratch lab, so the shared lab's clock
 stays put.
@@ -6,6 +6,9 @@ stays put.
 Absence checks use a witness: a `@every 1m` schedule whose name sorts after the subject's. The
 schedule controller re-checks every schedule (in name order, one worker) after each clock
 advance, so once the witness has fired for an advance the subject was evaluated for it too.
+
+Upstream source: Velero pkg/controller/schedule_controller.go,
+pkg/apis/velero/v1/schedule_types.go.
 """
 from __future__ import annotations
 

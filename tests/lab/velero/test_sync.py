@@ -1,4 +1,7 @@
-"""Backup sync between clusters sharing a bucket/prefix (SEMANTICS 10)."""
+"""Backup sync between clusters sharing a bucket/prefix.
+
+Upstream source: Velero pkg/controller/backup_sync_controller.go.
+"""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""Emulated Velero: server (part A: BSL, backup, sync, deletion, GC, status) and part B controllers.
+"""Emulated Velero: the server (BSL, backup, sync, deletion, GC, status, restore, schedule) and the
+node-agent, as controllers of one cluster.
 
 `install(cluster)` registers the watcher that runs a VeleroServer while Velero is installed.
 """

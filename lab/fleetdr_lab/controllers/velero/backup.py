@@ -1,4 +1,4 @@
-"""Backup queue + backup controllers (SEMANTICS 4, 5): phases, prepare patch, filters, upload.
+"""Backup queue + backup controllers: phases, prepare patch, filters, upload.
 
 Phases (1.18): "" -> Queued -> ReadyToStart -> FailedValidation | InProgress -> Finalizing[PartiallyFailed]
 -> Completed | PartiallyFailed, or Failed. Before 1.18 there is no queue (""/New -> InProgress).
@@ -6,6 +6,9 @@ Phases (1.18): "" -> Queued -> ReadyToStart -> FailedValidation | InProgress -> 
 Lab fault: an object annotated `fleetdr.lab/fail-backup: "true"` fails to back up: it is not written
 to the tarball, an error "Error backing up item" is logged under its namespace (in `-results.gz`)
 and the backup ends PartiallyFailed.
+
+Upstream source: Velero pkg/controller/backup_controller.go, backup_queue_controller.go,
+pkg/backup/backup.go.
 """
 from __future__ import annotations
 
@@ -16,13 +19,13 @@ import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from .config import format_duration, parse_duration
+from .server_config import format_duration, parse_duration
 from .filters import (EXCLUDE_LABEL, OLD_NEW_MIXED, SNAPSHOT_CLUSTER_RESOURCE, SNAPSHOT_NS_RESOURCE,
                       IncludesExcludes, ResourceFilter, ResourcePolicies, expand_namespaces, selector_from,
                       uses_new_filters, uses_old_filters, validate_namespace_lists,
                       validate_resource_lists, validate_scoped_lists)
 from .layout import versions_to_write
-from .s3 import ObjectStoreError, run_blocking
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe
 from .tarball import BACKUP_FORMAT_VERSION, TarballWriter
 
@@ -124,10 +127,10 @@ class LogEntry:
 
 
 class BackupRequest:
-    """Everything about one running backup; passed to part B's fsbackup hook as `ctx`.
+    """Everything about one running backup; passed to fsbackup's hook as `ctx`.
 
     Attributes: server, store (Store), backup (the Backup dict as last written), name, bsl (dict),
-    backup_store (s3.BackupStore), plus `log_info/log_warning/log_error(msg, **fields)`; log fields
+    backup_store (backup_store.BackupStore), plus `log_info/log_warning/log_error(msg, **fields)`; log fields
     `namespace`, `resource`, `name`, `error` shape `-results.gz` entries as Velero does.
     """
 
@@ -542,7 +545,7 @@ class BackupController(VeleroController):
         # Related items first, then the item itself (item_backupper.go writes after its actions).
         for related in collector.related(item):
             await self._backup_item(req, collector, related, written, backed_up)
-        # pod volumes through the node-agent (part B)
+        # pod volumes through the node-agent (fsbackup.py)
         if item.gr == "pods":
             await self._pod_volumes(req, collector, obj)
         written[(item.gr, item.namespace, item.name, item.version)] = obj

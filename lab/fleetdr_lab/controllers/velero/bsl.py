@@ -1,10 +1,13 @@
-"""BackupStorageLocation controller: default handling and validation (SEMANTICS 8)."""
+"""BackupStorageLocation controller: default handling and validation.
+
+Upstream source: Velero pkg/controller/backup_storage_location_controller.go.
+"""
 from __future__ import annotations
 
 import json
 
-from .config import parse_duration
-from .s3 import ObjectStoreError, run_blocking
+from .server_config import parse_duration
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, parse_time
 
 PLURAL = "backupstoragelocations"

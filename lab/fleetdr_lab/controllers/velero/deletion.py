@@ -1,10 +1,13 @@
-"""DeleteBackupRequest processing (SEMANTICS 11.2)."""
+"""DeleteBackupRequest processing.
+
+Upstream source: Velero pkg/controller/backup_deletion_controller.go, pkg/backup/delete_helpers.go.
+"""
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
 
-from .s3 import ObjectStoreError, run_blocking
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe, parse_time
 
 PLURAL = "deletebackuprequests"

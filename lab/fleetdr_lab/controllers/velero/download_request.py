@@ -1,13 +1,15 @@
-"""DownloadRequest controller (SEMANTICS 12.2): presigned URLs for backup/restore files.
+"""DownloadRequest controller: presigned URLs for backup/restore files.
 
 `spec.target.kind` maps 1:1 onto the object-store keys of layout.py; the URL is presigned for 10
 minutes, `status.expiration` = now + 10m, and the request is deleted once expired.
+
+Upstream source: Velero pkg/controller/download_request_controller.go.
 """
 from __future__ import annotations
 
 from datetime import timedelta
 
-from .s3 import ObjectStoreError, run_blocking
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, parse_time
 
 PLURAL = "downloadrequests"

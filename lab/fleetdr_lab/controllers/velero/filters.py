@@ -1,4 +1,7 @@
-"""Backup resource and namespace filtering (SEMANTICS 4.3, 5)."""
+"""Backup resource and namespace filtering.
+
+Upstream source: Velero pkg/util/collections/includes_excludes.go, pkg/backup/item_collector.go.
+"""
 from __future__ import annotations
 
 import fnmatch
@@ -224,7 +227,7 @@ class ResourceFilter:
         return not ("*" in self.cl_ie.excludes or self.cl_ie.explicitly_excludes(gr))
 
 
-# ---- resource policies (SEMANTICS 14.3) ----------------------------------------------------
+# ---- resource policies (Velero internal/resourcepolicies/*.go) ------------------------------
 _QUANTITY = re.compile(r"^\s*([0-9.]+)\s*([KMGTPE]i?|[kmgtpe]|)\s*$")
 _QUANTITY_FACTORS = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
                      "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}

@@ -1,4 +1,4 @@
-"""The file-system backup repository under `<bsl root>/kopia/<volume-namespace>/` (SEMANTICS 13.3).
+"""The file-system backup repository under `<bsl root>/kopia/<volume-namespace>/`.
 
 Shaped like a kopia repository, simplified: a format blob `kopia.repository` (unique ID, key
 derivation salt, a password check), Velero's `udmrepo.Repository` blob, content blobs
@@ -7,6 +7,8 @@ repository password) and snapshot manifests `q<snapshot-id>` (the directory tree
 sizes, chunk lists). Contents are addressed by an HMAC of their plaintext, so a chunk already in
 the repository is never uploaded again: a second backup of unchanged data uploads only its
 manifest. All methods are blocking (boto3 and file IO): run them in an executor.
+
+Upstream source: Velero pkg/repository/backup_repo_op.go, pkg/repository/provider/unified_repo.go.
 """
 from __future__ import annotations
 

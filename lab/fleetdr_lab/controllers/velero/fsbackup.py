@@ -1,4 +1,4 @@
-"""File-system backup (SEMANTICS 13): volume selection, PodVolumeBackup/PodVolumeRestore objects
+"""File-system backup: volume selection, PodVolumeBackup/PodVolumeRestore objects
 and the node-agent that moves the data between PV directories and the kopia-shaped repository
 (fs_repository.py) under `<bsl root>/kopia/<volume-namespace>/`.
 
@@ -10,6 +10,9 @@ Seams:
   Failed PVBs come back with phase Failed and a message (the caller logs both as errors).
 - `create_pod_volume_restores(ctx, restore, pod, pvbs)` / `wait_pod_volume_restores(...)` for restore.py.
 - `NodeAgentController`: processes New PVBs/PVRs on nodes that run a Ready node-agent pod.
+
+Upstream source: Velero pkg/podvolume/backupper.go, restorer.go,
+pkg/controller/pod_volume_backup_controller.go.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import shutil
 from pathlib import Path
 
 from .fs_repository import RESTORE_MARKER_DIR, FsRepository, Progress, RepositoryError
-from .s3 import ObjectStoreError, run_blocking
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe, now_rfc3339
 
 log = logging.getLogger("fleetdr_lab.velero.fs")
@@ -148,7 +151,7 @@ async def _wait_terminal(ctx, plural: str, names: list[str], timeout_seconds: fl
 
 
 def _timeout_seconds(ctx, obj: dict) -> float:
-    from .config import parse_duration
+    from .server_config import parse_duration
     text = (obj["metadata"].get("annotations") or {}).get("velero.io/pod-volume-timeout")
     if text:
         try:

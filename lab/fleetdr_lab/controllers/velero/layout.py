@@ -1,4 +1,7 @@
-"""Object-store layout of a BackupStorageLocation (SEMANTICS section 2)."""
+"""Object-store layout of a BackupStorageLocation.
+
+Upstream source: Velero pkg/persistence/object_store_layout.go, object_store.go.
+"""
 from __future__ import annotations
 
 VALID_TOP_LEVEL_DIRS = ("backups", "restores", "restic", "metadata", "plugins", "kopia")
@@ -87,7 +90,8 @@ class ObjectStoreLayout:
 
 
 def versions_to_write(version: str) -> dict[str, bool]:
-    """Which optional per-backup files a server version writes (SEMANTICS 0.1)."""
+    """Which optional per-backup files a server version writes (Velero
+    pkg/persistence/object_store.go and pkg/controller/backup_controller.go at each tag)."""
     parts = version.lstrip("v").split(".")
     try:
         minor = int(parts[1])

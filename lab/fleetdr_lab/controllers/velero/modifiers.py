@@ -1,7 +1,10 @@
-"""Restore resource modifiers (SEMANTICS 14.2): a ConfigMap referenced by
+"""Restore resource modifiers: a ConfigMap referenced by
 `spec.resourceModifier` whose single data value is YAML with JSON-patch, merge-patch or
 strategic-merge-patch rules and conditions. Parsed and validated once per restore
-(invalid -> FailedValidation), then applied to every item before the namespace change."""
+(invalid -> FailedValidation), then applied to every item before the namespace change.
+
+Upstream source: Velero internal/resourcemodifiers/*.go.
+"""
 from __future__ import annotations
 
 import json

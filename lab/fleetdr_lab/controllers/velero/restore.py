@@ -1,6 +1,9 @@
-"""Restore controller (SEMANTICS 6): validation, the restore of a backup tarball into the cluster,
+"""Restore controller: validation, the restore of a backup tarball into the cluster,
 file-system volume restores, the `restores/<name>/` files, the finalizer phases and the
-`restores.velero.io/external-resources-finalizer` clean-up on deletion."""
+`restores.velero.io/external-resources-finalizer` clean-up on deletion.
+
+Upstream source: Velero pkg/controller/restore_controller.go, pkg/restore/restore.go.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +19,7 @@ from .filters import (IncludesExcludes, glob_match, has_wildcard, resolve_resour
                       validate_resource_lists)
 from .modifiers import ModifierError, apply_modifiers, parse_resource_modifiers
 from .restore_actions import ActionError, hook_applies, parse_command, run_actions
-from .s3 import ObjectStoreError, run_blocking
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe, parse_time
 from .tarball import read_backup_tarball
 
@@ -444,7 +447,7 @@ class RestoreRun:
     async def run_exec_hooks(self):
         """The lab cannot exec into containers: a hook 'runs' once its container is running (or
         ready with waitForReady) and fails when the container does not exist or never gets there."""
-        from .config import parse_duration
+        from .server_config import parse_duration
         clock = self.server.clock
         for h in self.exec_hooks:
             self.hooks_attempted += 1

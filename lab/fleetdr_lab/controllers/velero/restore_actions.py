@@ -1,8 +1,11 @@
-"""Velero's built-in RestoreItemActions (SEMANTICS 6.6, plugin ConfigMaps 14.4).
+"""Velero's built-in RestoreItemActions.
 
 Each action takes the item (already metadata-stripped, still in its source namespace) and the
 running restore (`RestoreRun`, restore.py) and returns an ActionResult. An action raising
 ActionError fails the item: the restore records an error for it and does not create it.
+
+Upstream source: Velero pkg/restore/actions/*.go, plugin ConfigMaps:
+pkg/plugin/framework/common/plugin_config.go.
 """
 from __future__ import annotations
 

@@ -1,8 +1,11 @@
-"""Schedule controller (SEMANTICS 7), driven by the lab clock.
+"""Schedule controller, driven by the lab clock.
 
 Reconciles on every Schedule event and on a 1-minute tick of lab time; `fleetdr-lab clock
 advance` wakes the tick early (Clock.sleep_until), so a schedule due after an advance fires
 without anyone waiting for wall time.
+
+Upstream source: Velero pkg/controller/schedule_controller.go,
+pkg/apis/velero/v1/schedule_types.go.
 """
 from __future__ import annotations
 

@@ -1,7 +1,11 @@
-"""Cron expressions as robfig/cron/v3 `ParseStandard` reads them (SEMANTICS 7): 5 fields,
+"""Cron expressions as robfig/cron/v3 `ParseStandard` reads them: 5 fields,
 `@yearly`-style descriptors, `@every <go-duration>`, optional `CRON_TZ=`/`TZ=` prefix.
 Validation reproduces robfig's error texts (Velero puts them in `invalid schedule: <err>`);
-the next-tick arithmetic of field expressions is croniter's."""
+the next-tick arithmetic of field expressions is croniter's.
+
+Upstream source: Velero pkg/controller/schedule_controller.go,
+pkg/apis/velero/v1/schedule_types.go.
+"""
 from __future__ import annotations
 
 import re

@@ -3,15 +3,15 @@
 Velero "runs" in a lab cluster exactly when a user installed it: every velero.io CRD exists, and a
 Deployment named `velero` whose container image is `[<registry>/]velero/velero:<tag>` (or any
 `.../velero:<tag>`) has a Ready pod (replicas 0 -> no pod -> nothing progresses). The server's
-version comes from the tag and its flags from the container args (config.py).
+version comes from the tag and its flags from the container args (server_config.py).
 
-Seams for part B (restore, schedule, node-agent):
+Seams for the sub-controllers (backup, restore, schedule, node-agent, ...):
 - `VeleroController`: base with handles `server`, `config`, `store`, `clock`, `s3` (see below);
   override `keys_for`/`reconcile` (level-triggered work queue, keys are object names in the Velero
   namespace by default) and/or `resync()` (called every `resync_seconds` of wall time).
-- `CONTROLLERS`: the list of controller classes a server starts, in order. Append yours there.
-- `VeleroServer.backup_store(bsl)` / `backup_store_for(bsl_name)` -> s3.BackupStore (blocking methods;
-  call them through `s3.run_blocking`).
+- `CONTROLLERS`: the list of controller classes a server starts, in order.
+- `VeleroServer.backup_store(bsl)` / `backup_store_for(bsl_name)` -> backup_store.BackupStore (blocking methods;
+  call them through `backup_store.run_blocking`).
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import logging
 from datetime import datetime, timezone
 
 from ..base import Controller, pod_is_ready, rfc3339, selector_matches
-from .config import ServerConfig, config_from_deployment, image_tag
-from .s3 import DEFAULT_CREDENTIALS_SECRET, BackupStore, make_backup_store
+from .server_config import ServerConfig, config_from_deployment, image_tag
+from .backup_store import DEFAULT_CREDENTIALS_SECRET, BackupStore, make_backup_store
 
 log = logging.getLogger("fleetdr_lab.velero")
 
@@ -161,7 +161,7 @@ class VeleroServer:
         if "/" not in provider:
             provider = f"velero.io/{provider}"
         if provider not in self.object_store_plugins():
-            from .s3 import ObjectStoreError
+            from .backup_store import ObjectStoreError
             raise ObjectStoreError(f"unable to locate ObjectStore plugin named {provider}")
         return make_backup_store(self.store, self.namespace, bsl, self.default_secret)
 
@@ -171,7 +171,7 @@ class VeleroServer:
     def backup_store_for(self, bsl_name: str) -> BackupStore:
         bsl = self.get_bsl(bsl_name)
         if bsl is None:
-            from .s3 import ObjectStoreError
+            from .backup_store import ObjectStoreError
             raise ObjectStoreError(f'backupstoragelocations.velero.io "{bsl_name}" not found')
         return self.backup_store(bsl)
 
@@ -182,11 +182,7 @@ class VeleroServer:
 
     def k8s_version(self) -> dict:
         """What discovery's /version says (the source-cluster annotations of a backup)."""
-        try:
-            from ...api import KUBE_VERSION
-            return {k: KUBE_VERSION[k] for k in ("gitVersion", "major", "minor")}
-        except (ImportError, KeyError):
-            return {"gitVersion": "v1.32.0", "major": "1", "minor": "32"}
+        return {k: self.cluster.kube_version[k] for k in ("gitVersion", "major", "minor")}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self):
@@ -358,35 +354,24 @@ class VeleroInstallWatcher(Controller):
 
 
 def install(cluster) -> None:
-    """Register the Velero install watcher on a cluster (from install_default_controllers)."""
+    """Register the Velero install watcher on a cluster (the cluster calls this), and the
+    restore-wait init container's gate with the kubelet emulation."""
+    register_init_container_gate("restore-wait", restore_wait_satisfied)
     cluster.add_controller(VeleroInstallWatcher(cluster))
-    register_control_routes()
 
 
-_routes_registered = False
-
-
-def register_control_routes() -> None:
-    global _routes_registered
-    if _routes_registered:
-        return
-    from .sync import sync_control_route
-    try:
-        from ... import daemon
-    except ImportError:
-        return
-    daemon.register_control_route("POST", "/velero/sync", sync_control_route)
-    _routes_registered = True
-
-
-# ---- the sub-controllers a server runs, in start order. Part B appends its classes here. ----
+# ---- the sub-controllers a server runs, in start order ----
 from .status_request import ServerStatusRequestController  # noqa: E402
 from .bsl import BackupStorageLocationController  # noqa: E402
 from .backup import BackupQueueController, BackupController  # noqa: E402
 from .sync import BackupSyncController  # noqa: E402
-from .gc import GCController  # noqa: E402
+from .backup_gc import GCController  # noqa: E402
 from .deletion import BackupDeletionController  # noqa: E402
 from .download_request import DownloadRequestController  # noqa: E402
+from .restore import RestoreController  # noqa: E402
+from .schedule import ScheduleController  # noqa: E402
+from .fsbackup import NodeAgentController, restore_wait_satisfied  # noqa: E402
+from ..workloads import register_init_container_gate  # noqa: E402
 
 CONTROLLERS: list[type[VeleroController]] = [
     ServerStatusRequestController,
@@ -397,10 +382,7 @@ CONTROLLERS: list[type[VeleroController]] = [
     GCController,
     BackupDeletionController,
     DownloadRequestController,
+    RestoreController,
+    ScheduleController,
+    NodeAgentController,
 ]
-# Part B: restore / schedule / node-agent controllers go below, e.g.
-# from .restore import RestoreController; CONTROLLERS.append(RestoreController)
-from .restore import RestoreController  # noqa: E402  (part B)
-from .schedule import ScheduleController  # noqa: E402  (part B)
-from .fsbackup import NodeAgentController  # noqa: E402  (part B)
-CONTROLLERS += [RestoreController, ScheduleController, NodeAgentController]

@@ -1,4 +1,7 @@
-"""ServerStatusRequest controller (SEMANTICS 12.1)."""
+"""ServerStatusRequest controller.
+
+Upstream source: Velero pkg/controller/server_status_request_controller.go.
+"""
 from __future__ import annotations
 
 from datetime import timedelta

@@ -1,14 +1,16 @@
-"""Backup sync controller (SEMANTICS 10): bucket -> Backup CRs in every cluster sharing a BSL root.
+"""Backup sync controller: bucket -> Backup CRs in every cluster sharing a BSL root.
 
 Periodic (1m wall-time ticker gated per BSL by lastSyncedTime + period) plus the lab control route
 `POST /velero/sync {"cluster": name|null}` that syncs now, regardless of the period.
+
+Upstream source: Velero pkg/controller/backup_sync_controller.go.
 """
 from __future__ import annotations
 
 import asyncio
 
-from .config import parse_duration
-from .s3 import ObjectStoreError, run_blocking
+from .server_config import parse_duration
+from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, SERVERS, VeleroController, label_safe, parse_time
 
 IN_FLIGHT_PREFIXES = ("WaitingForPluginOperations", "Finalizing")
@@ -65,7 +67,7 @@ class BackupSyncController(VeleroController):
         name = bsl["metadata"]["name"]
         if (bsl.get("status") or {}).get("phase") != "Available":
             return "skipped: BSL not Available"
-        # Part B fix: only CRs already terminal *before* listing storage can be orphans; a backup
+        # Only CRs already terminal *before* listing storage can be orphans; a backup
         # finishing while the listing runs is in storage but not in `in_storage`.
         terminal_before = {b["metadata"]["name"] for b in self.list("backups")
                            if (b.get("status") or {}).get("phase") in ("Completed", "PartiallyFailed")}
@@ -163,26 +165,20 @@ class BackupSyncController(VeleroController):
                 self.log.debug("sync: PVB %s: %s", m.get("name"), exc)
 
 
-async def sync_control_route(lab, body: dict):
-    """`POST /velero/sync {"cluster": name|null}`: sync every BSL of that cluster (or all) now."""
-    import sys
-    main = sys.modules.get("__main__")
-    if getattr(getattr(main, "__spec__", None), "name", None) == "fleetdr_lab.daemon":
-        ControlError = main.ControlError   # the lab process's own copy of the daemon module
-    else:
-        from ...daemon import ControlError
-    cluster = (body or {}).get("cluster")
-    if cluster:
-        lab.cluster(cluster)  # 404 for an unknown cluster
-        names = [cluster]
-    else:
-        names = sorted(SERVERS)
+class VeleroNotRunning(Exception):
+    """sync_now was asked for a cluster that runs no Velero server."""
+
+
+async def sync_now(cluster: str | None = None) -> dict:
+    """Sync every BSL of that cluster's Velero (or of every running Velero) now, regardless of
+    the period (the lab control route `POST /velero/sync` of the daemon)."""
+    names = [cluster] if cluster else sorted(SERVERS)
     out = {}
     for cname in names:
         server = SERVERS.get(cname)
         if server is None:
             if cluster:
-                raise ControlError(409, f"velero is not running in cluster {cname!r}", "velero_not_running")
+                raise VeleroNotRunning(cname)
             continue
         ctrl = server.controller(BackupSyncController)
         if ctrl is None:

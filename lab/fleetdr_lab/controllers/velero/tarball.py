@@ -1,9 +1,11 @@
-"""The backup tarball `<b>.tar.gz` (SEMANTICS section 3): writer and reader.
+"""The backup tarball `<b>.tar.gz`: writer and reader.
 
 Layout: `metadata/version` first, then every item twice, at
 `resources/<group-resource>/{cluster|namespaces/<ns>}/<name>.json` and at
 `resources/<group-resource>/<version>-preferredversion/{cluster|namespaces/<ns>}/<name>.json`.
 Regular files only, mode 0755, compact sorted JSON without trailing newline.
+
+Upstream source: Velero pkg/backup/backup.go, pkg/archive/extractor.go.
 """
 from __future__ import annotations
 

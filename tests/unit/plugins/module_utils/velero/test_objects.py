@@ -17,7 +17,7 @@ def kube_with_bsl(phase="Available"):
 
 
 def velero_starts(kube, name):
-    """What Velero's backup controller writes at start (SEMANTICS 4.2)."""
+    """What Velero's backup controller writes at start (Velero pkg/controller/backup_controller.go prepareBackupRequest)."""
     obj = kube.objects[("backups", name)]
     obj["spec"].setdefault("ttl", "720h0m0s")
     obj["spec"].setdefault("storageLocation", "default")

@@ -1,7 +1,9 @@
-"""Garbage collection of expired backups (SEMANTICS 11.1), driven by the lab clock.
+"""Garbage collection of expired backups, driven by the lab clock.
 
 Runs on every Backup create event and every --garbage-collection-frequency of lab time (so
 `fleetdr-lab clock advance 721h` wakes it and expires 30-day backups at once).
+
+Upstream source: Velero pkg/controller/gc_controller.go.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ request; only the transport differs: persistent connections (one thread per clie
 many requests each), the host -> backend lookup memoised (moto's module list and URL patterns are
 fixed for the life of the process), no per-request access log (errors are still logged).
 
-Usage (what `objectstore.ObjectStore` runs): python -m fleetdr_lab.s3server -H 127.0.0.1 -p PORT
+Usage (what `s3_service.ObjectStore` runs): python -m fleetdr_lab.s3_child_server -H 127.0.0.1 -p PORT
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The lab's S3 endpoint: moto's server in a child process with IAM authentication on.
 
-The child is `python -m fleetdr_lab.s3server`: moto's own WSGI application behind a keep-alive
-HTTP/1.1 server (see s3server.py for why not `python -m moto.server`).
+The child is `python -m fleetdr_lab.s3_child_server`: moto's own WSGI application behind a keep-alive
+HTTP/1.1 server (see s3_child_server.py for why not `python -m moto.server`).
 
 Set-up runs in the first few requests that `INITIAL_NO_AUTH_ACTION_COUNT` lets through
 unauthenticated (IAM users, policies, access keys); from then on every request must be signed
@@ -26,7 +26,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-log = logging.getLogger("fleetdr_lab.objectstore")
+log = logging.getLogger("fleetdr_lab.s3_service")
 
 BUCKET = "fleetdr"
 REGION = "us-east-1"
@@ -98,7 +98,7 @@ class ObjectStore:
         logfile = open(self.log_path, "ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "fleetdr_lab.s3server", "-H", self.host, "-p", str(self.port),
+                sys.executable, "-m", "fleetdr_lab.s3_child_server", "-H", self.host, "-p", str(self.port),
                 stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile,
                 env=env, preexec_fn=_die_with_parent,
             )

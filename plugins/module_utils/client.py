@@ -72,42 +72,53 @@ class _ParamsHolder(object):
         return None
 
 
-class ObjectWatchSource(object):
-    """The real ``waiter`` source: one named custom object, read by list and followed by watch."""
+class _VeleroWatchSource(object):
+    """Lists and watches Velero custom objects of one plural in a namespace, narrowed by ``selector``."""
 
-    def __init__(self, client, plural, name, namespace=None):
+    def __init__(self, client, plural, namespace, selector):
         self.client = client
         self.plural = plural
-        self.name = name
         self.namespace = namespace or client.namespace
+        self.selector = selector  # field_selector / label_selector keyword arguments
 
-    def get(self):
+    def _list(self):
         result = self.client.custom.list_namespaced_custom_object(
-            VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural,
-            field_selector="metadata.name={0}".format(self.name),
-            _request_timeout=self.client.request_timeout,
-        )
-        items = result.get("items") or []
-        return (items[0] if items else None), (result.get("metadata") or {}).get("resourceVersion")
+            VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural, _request_timeout=self.client.request_timeout, **self.selector)
+        return result.get("items") or [], (result.get("metadata") or {}).get("resourceVersion")
 
-    def stream(self, resource_version, timeout_seconds):
+    def _events(self, resource_version, timeout_seconds):
         watcher = k8s_watch.Watch()
         try:
             for event in watcher.stream(
                 self.client.custom.list_namespaced_custom_object,
                 VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural,
-                field_selector="metadata.name={0}".format(self.name),
                 resource_version=resource_version,
                 allow_watch_bookmarks=True,
                 timeout_seconds=timeout_seconds,
                 _request_timeout=(self.client.request_timeout, timeout_seconds + 15),
+                **self.selector
             ):
                 yield event["type"], event["object"]
         finally:
             watcher.stop()
 
 
-class SelectionWatchSource(object):
+class ObjectWatchSource(_VeleroWatchSource):
+    """The real ``waiter`` source: one named custom object, read by list and followed by watch."""
+
+    def __init__(self, client, plural, name, namespace=None):
+        super(ObjectWatchSource, self).__init__(client, plural, namespace, {"field_selector": "metadata.name={0}".format(name)})
+        self.name = name
+
+    def get(self):
+        items, resource_version = self._list()
+        return (items[0] if items else None), resource_version
+
+    def stream(self, resource_version, timeout_seconds):
+        return self._events(resource_version, timeout_seconds)
+
+
+class SelectionWatchSource(_VeleroWatchSource):
     """A ``waiter`` source for a set of custom objects chosen by label selector.
 
     The waited-on "object" is the set: ``{"metadata": {"resourceVersion": rv}, "items": {name: obj}}``,
@@ -116,47 +127,27 @@ class SelectionWatchSource(object):
     """
 
     def __init__(self, client, plural, label_selector, namespace=None):
-        self.client = client
-        self.plural = plural
-        self.label_selector = label_selector
-        self.namespace = namespace or client.namespace
+        super(SelectionWatchSource, self).__init__(client, plural, namespace, {"label_selector": label_selector})
         self.items = {}
 
     def _state(self, resource_version):
         return {"metadata": {"resourceVersion": resource_version}, "items": dict(self.items)}
 
     def get(self):
-        result = self.client.custom.list_namespaced_custom_object(
-            VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural, label_selector=self.label_selector,
-            _request_timeout=self.client.request_timeout)
-        self.items = dict((item["metadata"]["name"], item) for item in result.get("items") or [])
-        resource_version = (result.get("metadata") or {}).get("resourceVersion")
+        items, resource_version = self._list()
+        self.items = dict((item["metadata"]["name"], item) for item in items)
         return self._state(resource_version), resource_version
 
     def stream(self, resource_version, timeout_seconds):
-        watcher = k8s_watch.Watch()
-        try:
-            for event in watcher.stream(
-                self.client.custom.list_namespaced_custom_object,
-                VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural,
-                label_selector=self.label_selector,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout_seconds,
-                _request_timeout=(self.client.request_timeout, timeout_seconds + 15),
-            ):
-                obj = event["object"]
-                version = (obj.get("metadata") or {}).get("resourceVersion")
-                if event["type"] == "BOOKMARK":
-                    yield "BOOKMARK", obj
-                    continue
-                if event["type"] == "DELETED":
-                    self.items.pop(obj["metadata"]["name"], None)
-                else:
-                    self.items[obj["metadata"]["name"]] = obj
-                yield "MODIFIED", self._state(version)
-        finally:
-            watcher.stop()
+        for event_type, obj in self._events(resource_version, timeout_seconds):
+            if event_type == "BOOKMARK":
+                yield event_type, obj
+                continue
+            if event_type == "DELETED":
+                self.items.pop(obj["metadata"]["name"], None)
+            else:
+                self.items[obj["metadata"]["name"]] = obj
+            yield "MODIFIED", self._state((obj.get("metadata") or {}).get("resourceVersion"))
 
 
 class KubeClient(object):

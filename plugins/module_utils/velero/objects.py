@@ -30,7 +30,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, 
 
 API_VERSION = "velero.io/v1"
 
-# Velero adds these to a Backup's spec when it starts (SEMANTICS 4.2); they are not user changes.
+# Velero adds these to a Backup's spec when it starts (Velero pkg/controller/backup_controller.go prepareBackupRequest); they are not user changes.
 _AUTO_EXCLUDED = (
     "volumesnapshots.snapshot.storage.k8s.io",
     "volumesnapshotcontents.snapshot.storage.k8s.io",

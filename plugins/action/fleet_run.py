@@ -35,6 +35,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
     write_report,
 )
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names
+from ansible_collections.fleetdr.kube.plugins.plugin_utils.role_objects import SECRET_VARS, RoleObjects
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (
     BACKUP_SPEC_MUTUALLY_EXCLUSIVE,
@@ -44,7 +45,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import
 )
 
 try:
-    from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet import backup, job as jobs, migrate, restore, schedule, status
+    from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet import backup, install, job as jobs, migrate, restore, schedule, status
     OPERATION_IMPORT_ERROR = None
 except ImportError as exc:  # kubernetes / kubernetes.core missing on the controller
     jobs = None
@@ -52,7 +53,7 @@ except ImportError as exc:  # kubernetes / kubernetes.core missing on the contro
 
 display = Display()
 
-OPERATIONS = ("backup", "restore", "migrate", "schedule", "status", "installed")
+OPERATIONS = ("install", "backup", "restore", "migrate", "schedule", "status")
 
 ARGUMENT_SPEC = dict(
     operation=dict(type="str", required=True, choices=list(OPERATIONS)),
@@ -100,6 +101,9 @@ def option_specs(operation):
                     skip_immediately=dict(type="bool"))
     if operation == "status":
         spec.update(max_backup_age_s=dict(type="int"))
+    if operation == "install":
+        spec = dict(state=dict(type="str", default="present", choices=["present", "absent"]),
+                    force_conflicts=dict(type="bool", default=False))
     return spec, exclusive
 
 
@@ -114,7 +118,7 @@ def validate_options(operation, name, raw, source=None):
     if operation == "restore" and not name:
         name = specs.default_restore_name(params.get("backup_name") or params.get("schedule_name") or "", params)
     params["run_name"] = name
-    if operation not in ("status", "installed"):
+    if operation not in ("status", "install"):
         if not name:
             raise ValidationError("name", "a name is required for a fleet {0}".format(operation))
         names.validate_object_name(name, "name", max_length=names.MAX_NAME)
@@ -193,6 +197,14 @@ class ActionModule(ActionBase):
                     options[key] = value
         return options
 
+    def _render_role(self, clusters, task_vars, params, secrets):
+        """Each cluster's objects from role fleetdr.kube.velero's templates and the host's variables."""
+        hostvars = task_vars.get("hostvars") or {}
+        renderer = RoleObjects(self._templar)
+        for cluster in clusters:
+            settings, cluster["objects"], cluster["switched_off"] = renderer.render(cluster["name"], hostvars, params["state"])
+            secrets.extend(str(settings[name]) for name in SECRET_VARS if settings.get(name))
+
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
@@ -215,6 +227,11 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("no cluster selected (hosts {0}, cluster_selector {1})".format(
                 args["hosts"] or "of the play", args["cluster_selector"] or "none"))
 
+        if operation == "install":
+            try:
+                self._render_role(clusters, task_vars or {}, params, secrets)
+            except ValueError as exc:
+                raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc)))
         job = jobs.FleetJob(operation, name, params, args["velero_namespace"], args["wait_timeout"], self._task.check_mode)
         if operation == "migrate":
             cluster_names = [c["name"] for c in clusters]
@@ -227,8 +244,8 @@ class ActionModule(ActionBase):
                                         "the source", result=dict(option="source"))
             operation_fn = migrate.operation(job, args["source"], targets)
         else:
-            operation_fn = {"backup": backup.operation, "restore": restore.operation, "schedule": schedule.operation,
-                            "status": status.operation, "installed": status.installed}[operation](job)
+            operation_fn = {"install": install.operation, "backup": backup.operation, "restore": restore.operation,
+                            "schedule": schedule.operation, "status": status.operation}[operation](job)
 
         report_options = dict((k, v) for k, v in params.items() if k not in ("backup_spec", "restore_options"))
         if operation == "migrate":
@@ -249,6 +266,8 @@ class ActionModule(ActionBase):
         table = render_table(report)
         display.display(table)
         by_host = dict((entry["name"], dict(entry, changed=bool(job.changed.get(entry["name"])))) for entry in report["clusters"])
+        if self._task.diff and job.diffs:
+            result["diff"] = [diff for cluster in sorted(job.diffs) for diff in job.diffs[cluster]]
         result.update(
             changed=any(job.changed.values()),
             report=report,

@@ -150,6 +150,33 @@ class SelectionWatchSource(_VeleroWatchSource):
             yield "MODIFIED", self._state((obj.get("metadata") or {}).get("resourceVersion"))
 
 
+class PathWatchSource(object):
+    """A ``waiter`` source for one object of any kind (a CRD, a Deployment, ...), by collection path."""
+
+    def __init__(self, client, collection_path, name):
+        self.client = client
+        self.collection_path = collection_path
+        self.selector = "metadata.name={0}".format(name)
+
+    def get(self):
+        result = self.client._list_path(self.collection_path, field_selector=self.selector, _request_timeout=self.client.request_timeout)
+        items = (result or {}).get("items") or []
+        return (items[0] if items else None), ((result or {}).get("metadata") or {}).get("resourceVersion")
+
+    def stream(self, resource_version, timeout_seconds):
+        def list_fn(**kwargs):  # no docstring: kubernetes.watch then leaves objects as dicts
+            return self.client._list_path(self.collection_path, **kwargs)
+
+        watcher = k8s_watch.Watch()
+        try:
+            for event in watcher.stream(list_fn, field_selector=self.selector, resource_version=resource_version,
+                                        allow_watch_bookmarks=True, timeout_seconds=timeout_seconds,
+                                        _request_timeout=(self.client.request_timeout, timeout_seconds + 15)):
+                yield event["type"], event["object"]
+        finally:
+            watcher.stop()
+
+
 class KubeClient(object):
     """Typed, retried calls against one cluster, scoped to the Velero namespace."""
 
@@ -166,14 +193,14 @@ class KubeClient(object):
         kwargs.setdefault("_request_timeout", self.request_timeout)
         return with_retries(lambda: fn(*args, **kwargs), action, retries=self.retries)
 
-    def _json_request(self, method, path, body=None, query=None, _request_timeout=None):
+    def _json_request(self, method, path, body=None, query=None, _request_timeout=None, content_type="application/json"):
         """One JSON request on an API path, answered as a dict.
 
         Built-in objects are only read and written as dicts here; the typed CoreV1Api/AppsV1Api
         of kubernetes >= 35 cost about 1.2 s of imports per process plus model round trips per
         call, which was most of a one-cluster fleet run.
         """
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        headers = {"Accept": "application/json", "Content-Type": content_type}
         query = list((query or {}).items()) or None
         if hasattr(self.api_client, "param_serialize"):  # kubernetes >= 35
             request = self.api_client.param_serialize(method, path, query_params=query, header_params=headers,
@@ -187,16 +214,43 @@ class KubeClient(object):
             path, method, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"],
             response_type="object", _return_http_data_only=True, _preload_content=True, _request_timeout=_request_timeout)
 
-    def _core(self, action, method, path, body=None, query=None, missing_ok=False, retries=None, timeout=None):
-        """A retried request on a built-in object; None on 404 when ``missing_ok``."""
+    def _core(self, action, method, path, body=None, query=None, missing_ok=False, retries=None, timeout=None,
+              content_type="application/json"):
+        """A retried request on any API path; None on 404 when ``missing_ok``."""
         try:
             return with_retries(
-                lambda: self._json_request(method, path, body=body, query=query, _request_timeout=timeout or self.request_timeout),
+                lambda: self._json_request(method, path, body=body, query=query, _request_timeout=timeout or self.request_timeout,
+                                           content_type=content_type),
                 action, retries=self.retries if retries is None else retries)
         except ApiError as exc:
             if missing_ok and exc.status == 404:
                 return None
             raise
+
+    def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type="application/json"):
+        """A retried request on any API path (the apply engine's); None on 404 when ``missing_ok``."""
+        return self._core(action, method, path, body=body, query=query, missing_ok=missing_ok, content_type=content_type)
+
+    def watch_path(self, collection_path, name):
+        """A ``waiter`` source for one object of any kind, by its collection path and name."""
+        return PathWatchSource(self, collection_path, name)
+
+    def _list_path(self, collection_path, **kwargs):
+        """List (or, with ``watch=True``, a streaming watch response of) a collection path; the call
+        shape kubernetes.watch.Watch drives."""
+        names = {"field_selector": "fieldSelector", "label_selector": "labelSelector", "resource_version": "resourceVersion",
+                 "timeout_seconds": "timeoutSeconds", "allow_watch_bookmarks": "allowWatchBookmarks", "watch": "watch"}
+        query = [(names[key], str(value).lower() if isinstance(value, bool) else str(value))
+                 for key, value in kwargs.items() if key in names and value is not None]
+        if not kwargs.get("watch"):
+            return self._json_request("GET", collection_path, query=dict(query), _request_timeout=kwargs.get("_request_timeout"))
+        request = self.api_client.param_serialize("GET", collection_path, query_params=query,
+                                                  header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        response = self.api_client.call_api(*request, _request_timeout=kwargs.get("_request_timeout"))
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException(http_resp=response)
+        return response.response
 
     def get_raw(self, path, action=None, retries=None, timeout=None):
         """GET any API path (e.g. /apis/apps/v1/namespaces/velero/deployments/velero); None when absent."""

@@ -43,12 +43,21 @@ class FleetJob(object):
         self.check_mode = check_mode
         self.secret_values = set()  # credentials read while working; scrubbed from the report
         self.changed = {}  # cluster -> bool
+        self.diffs = {}  # cluster -> [{before, after, before_header, after_header}] (diff mode)
         self.lock = threading.Lock()
         self.clients = ClusterClients(velero_namespace)
 
     def mark_changed(self, cluster, changed):
         with self.lock:
             self.changed[cluster] = bool(self.changed.get(cluster)) or bool(changed)
+
+    def record_diff(self, cluster, changes):
+        """Keep the before/after of each change for diff mode (Secret data is already masked)."""
+        diffs = [dict(change["diff"], before_header="{0}: {1}".format(cluster, change["object"]),
+                      after_header="{0}: {1} ({2})".format(cluster, change["object"], change["action"]))
+                 for change in changes if change.get("diff")]
+        with self.lock:
+            self.diffs.setdefault(cluster, []).extend(diffs)
 
 
 def timeout_for(job, recorder, cap=None):

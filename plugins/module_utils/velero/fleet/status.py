@@ -13,7 +13,7 @@ import datetime
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import parse_timestamp
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, results
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import PreflightError, image_version, preflight, velero_deployment
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import PreflightError, image_version, velero_deployment
 
 
 def _age_seconds(timestamp, now):
@@ -100,16 +100,12 @@ def operation(job):
     return operation
 
 
-def installed(job):
-    """What the install left on each cluster: Velero version, server readiness and location phase."""
-    def operation(cluster, recorder):
-        client = job.clients.connect(cluster)
-        pre = preflight(client, job, recorder)
-        bsl = pre["bsl"]
-        return {"verdict": "succeeded", "phase": "Installed",
-                "object": {"kind": "Deployment", "namespace": client.namespace, "name": "velero"},
-                "location": pre["location"],
-                "details": {"velero_version": pre["version"], "location_phase": (bsl.get("status") or {}).get("phase"),
-                            "bucket": ((bsl.get("spec") or {}).get("objectStorage") or {}).get("bucket"),
-                            "prefix": ((bsl.get("spec") or {}).get("objectStorage") or {}).get("prefix")}}
-    return operation
+def installed_entry(client, pre):
+    """The report entry of a cluster where Velero is installed: version, server readiness, location phase."""
+    bsl = pre["bsl"]
+    storage = (bsl.get("spec") or {}).get("objectStorage") or {}
+    return {"verdict": "succeeded", "phase": "Installed",
+            "object": {"kind": "Deployment", "namespace": client.namespace, "name": "velero"},
+            "location": pre["location"],
+            "details": {"velero_version": pre["version"], "location_phase": (bsl.get("status") or {}).get("phase"),
+                        "bucket": storage.get("bucket"), "prefix": storage.get("prefix")}}

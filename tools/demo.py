@@ -123,7 +123,7 @@ def main():
         playbook("install", "-e", "@" + handle.name)
     finally:
         os.unlink(handle.name)
-    install_report = newest_report("installed", "velero")
+    install_report = newest_report("install", "velero")
 
     step("Seed busybox (with a file in its PVC) and database on c1")
     lab("seed", "--cluster", "c1", "busybox")

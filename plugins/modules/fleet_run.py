@@ -46,7 +46,8 @@ attributes:
     support: partial
     details: Reads every cluster and reports what would be created; nothing is created and no report file is written.
   diff_mode:
-    support: none
+    support: partial
+    details: O(operation=install) shows each object's before and after (Secret data masked).
   platform:
     platforms: posix
   action:
@@ -58,14 +59,16 @@ attributes:
 options:
   operation:
     description:
-      - C(backup), C(restore), C(migrate), C(schedule), C(status), or C(installed) (what the install left).
+      - C(install) (the objects of role C(fleetdr.kube.velero), rendered per cluster from its templates and variables,
+        applied by server-side apply; C(state=absent) removes them), C(backup), C(restore), C(migrate), C(schedule)
+        or C(status).
     type: str
     required: true
-    choices: [backup, restore, migrate, schedule, status, installed]
+    choices: [install, backup, restore, migrate, schedule, status]
   name:
     description:
       - Name of the run (fleet backup, restore, migration or schedule name). Required except for
-        C(status), C(installed) and C(restore) (derived from the source and the options).
+        C(status), C(install) and C(restore) (derived from the source and the options).
     type: str
     default: ""
   options:
@@ -73,7 +76,8 @@ options:
       - Operation options, as the single-cluster modules take them (M(fleetdr.kube.velero_backup) options for
         C(backup), C(schedule) and C(migrate); M(fleetdr.kube.velero_restore) options for C(restore) and C(migrate);
         C(schedule), C(state), C(paused), C(from_backup), C(skip_immediately) for C(schedule);
-        C(max_backup_age_s) for C(status)). Lists may be comma separated strings (AWX surveys).
+        C(max_backup_age_s) for C(status); C(state) and C(force_conflicts) for C(install), whose other settings are
+        the role's variables of each host). Lists may be comma separated strings (AWX surveys).
     type: dict
     default: {}
   option_vars:

@@ -74,7 +74,8 @@ class PlaybookRunner(object):
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORKS": "5",
         })
-        cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(self.lab.inventory), "fleetdr.kube." + playbook, *extra]
+        target = playbook if "/" in playbook else "fleetdr.kube." + playbook  # a path, or one of the collection's
+        cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(self.lab.inventory), target, *extra]
         proc = subprocess.run(cmd, cwd=self.work, env=env, capture_output=True, text=True, timeout=600, check=False)
         self.outputs.append(proc.stdout + proc.stderr)
         if check_rc is not None:

@@ -231,7 +231,7 @@ def test_install_playbook_repairs_a_cluster_and_reports_it(fleet_lab, play):
     proc = play("install", "-e", "@%s" % play.secrets, "-e", "velero_node_agent=true", "-e", "velero_bsl_prefix=c3",
                 "--limit", "c3", check_rc=0)
     assert recap(proc)["c3"]["failed"] == 0
-    directory, report = play.report("installed", "velero")
+    directory, report = play.report("install", "velero")
     assert [c["name"] for c in report["clusters"]] == ["c3"]
     c3 = report["clusters"][0]
     assert c3["verdict"] == "succeeded" and c3["phase"] == "Installed"

@@ -569,4 +569,3 @@ def server_status(client, timeout=30):
             client.delete("serverstatusrequests", request_name)
         except Exception:
             pass
-

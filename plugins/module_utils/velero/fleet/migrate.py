@@ -85,8 +85,9 @@ def _migrate_source(job, handoff, cluster, recorder, client, targets):
     job.mark_changed(cluster["name"], changed)
     with handoff.cond:
         handoff.source_pvbs = source_pvbs
-        handoff.source_backup = (entry["verdict"] == "succeeded", result["name"] if entry["verdict"] == "succeeded" else
-                             "source backup {0} ended {1}: {2}".format(result["name"], result["phase"], entry["reason"]))
+        ok = entry["verdict"] == "succeeded"
+        handoff.source_backup = (ok, result["name"] if ok else "source backup {0} ended {1}: {2}".format(
+            result["name"], result["phase"], entry["reason"]))
         handoff.cond.notify_all()
     if entry["verdict"] == "succeeded":
         entry["phase"] = "Completed"

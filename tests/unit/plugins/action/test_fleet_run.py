@@ -73,4 +73,3 @@ def test_fleet_restore_and_velero_restore_name_a_restore_alike():
     module_params = dict((key, None) for key in velero_restore.argspec())
     module_params.update(options)
     assert validate_options("restore", "", options)["run_name"] == spec.default_restore_name("nightly", module_params)
-

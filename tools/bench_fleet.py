@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
-"""`make bench`: fleet backup wall time and controller CPU for 1, 10, 50 and 100 lab clusters.
+"""`make bench`: fleet install and backup, wall time and controller CPU for 1, 10, 50 and 100 lab clusters.
 
-One lab of 100 clusters (in a temporary directory, stopped at the end); Velero is installed on every
+Install: on a lab without Velero, for each size N (clusters c1..cN, uninstalled again after each
+shape) a fresh install and a second, no-change run, both ways:
+  fleet  - playbooks/install.yml: one controller-side task (the apply engine), watch waits;
+  naive  - tools/bench/naive_install.yml: role fleetdr.kube.velero per host, default 5 forks.
+Backup:
+one lab of 100 clusters (in a temporary directory, stopped at the end); Velero is installed on every
 cluster through the API (the test helper) to keep set-up time sane. For each size N the same
 backup (namespace default) runs twice with `--limit c1..cN`:
   fleet  - playbooks/backup.yml: one controller-side task, one thread per cluster, watch waits;
@@ -10,7 +15,7 @@ Controller CPU = user+sys of the ansible-playbook process tree (resource.RUSAGE_
 Lab CPU = the same for the lab daemon (every emulated API server and Velero) and its S3 child
 (moto), read from /proc: on this machine they share the cores with the controller, so a large
 fleet's wall time is bounded by their work too, which a real fleet spreads over its clusters.
-Writes bench-results/fleet.json and prints a table.
+Writes bench-results/fleet.json (and install.json) and prints the tables.
 """
 
 import argparse
@@ -71,20 +76,91 @@ def measure(cmd, env, cwd, pids):
     return proc, round(wall, 2), round(cpu, 2), lab_cpu
 
 
+def bench_install(args, sizes, env):
+    """Fresh install and no-change re-run per size, fleet path and per-host role; returns the rows."""
+    lab_dir = tempfile.mkdtemp(prefix="fleetdr-bench-install-")
+    lab = LabHandle.up(lab_dir, clusters=max(sizes))
+    work = Path(lab_dir) / "work"
+    work.mkdir(exist_ok=True)
+    secrets = work / "s3.json"
+    secrets.write_text(json.dumps({"velero_s3_access_key_id": lab.s3["access_key_id"],
+                                   "velero_s3_secret_access_key": lab.s3["secret_access_key"]}))
+    rows = []
+    try:
+        pids = lab_pids(lab)
+        for size in sizes:
+            limit = ",".join("c%d" % i for i in range(1, size + 1))
+            for shape in ("fleet", "naive"):
+                if shape == "naive" and args.skip_naive:
+                    continue
+                playbook = "fleetdr.kube.install" if shape == "fleet" else str(REPO / "tools" / "bench" / "naive_install.yml")
+                cmd = [str(BIN / "ansible-playbook"), "-i", str(lab.inventory), playbook, "--limit", limit,
+                       "-e", "@" + str(secrets), "-e", "report_dir=" + str(work / "reports")]
+                for run in ("fresh", "no-change"):
+                    proc, wall, cpu, lab_cpu = measure(cmd, env, work, pids)
+                    row = {"what": "install", "shape": shape, "run": run, "clusters": size, "wall_s": wall, "controller_cpu_s": cpu,
+                           "lab_cpu_s": lab_cpu["lab"], "s3_cpu_s": lab_cpu["s3"], "rc": proc.returncode}
+                    if proc.returncode != 0:
+                        row["error_tail"] = (proc.stdout + proc.stderr)[-1500:]
+                    rows.append(row)
+                    print("install %-6s %-9s %4d clusters: wall %7.2fs  controller CPU %7.2fs  lab CPU %6.2fs  rc %d" % (
+                        shape, run, size, wall, cpu, lab_cpu["lab"], proc.returncode), flush=True)
+                subprocess.run([str(BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleetdr.kube.install", "--limit", limit,
+                                "-e", "velero_state=absent", "-e", "report_dir=" + str(work / "reports")],
+                               env=env, cwd=work, capture_output=True, check=True)
+    finally:
+        lab.down()
+    return rows
+
+
+def per_cluster_cpu(rows, shape, run):
+    """Controller CPU per additional cluster, from the smallest and the largest size measured."""
+    found = sorted((r["clusters"], r["controller_cpu_s"]) for r in rows if r["shape"] == shape and r["run"] == run and r["rc"] == 0)
+    if len(found) < 2 or found[-1][0] == found[0][0]:
+        return None
+    return round(1000 * (found[-1][1] - found[0][1]) / (found[-1][0] - found[0][0]), 1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10,50,100")
+    parser.add_argument("--what", default="install,backup", help="install, backup or both")
     parser.add_argument("--lab-dir", default=None, help="default: a new temporary directory")
     parser.add_argument("--out", default=str(REPO / "bench-results" / "fleet.json"))
     parser.add_argument("--skip-naive", action="store_true")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+               ANSIBLE_NOCOLOR="1")
+    if "install" in args.what:
+        rows = bench_install(args, sizes, env)
+        fleet = dict((r["clusters"], r) for r in rows if r["shape"] == "fleet" and r["run"] == "fresh")
+        result = {"generated": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host_cpus": os.cpu_count(), "rows": rows,
+                  "fleet_ms_per_cluster_fresh": per_cluster_cpu(rows, "fleet", "fresh"),
+                  "fleet_ms_per_cluster_no_change": per_cluster_cpu(rows, "fleet", "no-change"),
+                  "naive_ms_per_cluster_fresh": per_cluster_cpu(rows, "naive", "fresh"),
+                  "fleet_wall_ratio_max_over_1": round(fleet[max(sizes)]["wall_s"] / fleet[1]["wall_s"], 2)
+                  if 1 in fleet and max(sizes) in fleet else None,
+                  "targets": {"ms_per_cluster_fresh": 50, "ms_per_cluster_no_change": 20, "wall_ratio": 2}}
+        out = Path(args.out).with_name("install.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print("\n%-6s %-9s %8s %10s %12s %11s" % ("shape", "run", "clusters", "wall_s", "ctrl_cpu_s", "lab_cpu_s"))
+        for r in rows:
+            print("%-6s %-9s %8d %10.2f %12.2f %11.2f" % (r["shape"], r["run"], r["clusters"], r["wall_s"], r["controller_cpu_s"],
+                                                         r["lab_cpu_s"]))
+        print("\ninstall: controller CPU per added cluster fleet %s ms (no-change %s ms), naive %s ms; fleet wall(%d)/wall(1) = %s; "
+              "written to %s" % (result["fleet_ms_per_cluster_fresh"], result["fleet_ms_per_cluster_no_change"],
+                                 result["naive_ms_per_cluster_fresh"], max(sizes), result["fleet_wall_ratio_max_over_1"], out))
+    if "backup" in args.what:
+        bench_backup(args, sizes, env)
+
+
+def bench_backup(args, sizes, env):
     args.lab_dir = args.lab_dir or tempfile.mkdtemp(prefix="fleetdr-bench-")
     lab = LabHandle.up(args.lab_dir, clusters=max(sizes))
     work = Path(args.lab_dir) / "work"
     work.mkdir(exist_ok=True)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-               ANSIBLE_NOCOLOR="1")
     rows = []
     try:
         install = velero_helper()

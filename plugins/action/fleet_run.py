@@ -200,9 +200,9 @@ class ActionModule(ActionBase):
     def _render_role(self, clusters, task_vars, params, secrets):
         """Each cluster's objects from role fleetdr.kube.velero's templates and the host's variables."""
         hostvars = task_vars.get("hostvars") or {}
-        renderer = RoleObjects(self._templar)
+        rendered = RoleObjects(self._templar).render_all([c["name"] for c in clusters], hostvars, params["state"])
         for cluster in clusters:
-            settings, cluster["objects"], cluster["switched_off"] = renderer.render(cluster["name"], hostvars, params["state"])
+            settings, cluster["objects"], cluster["switched_off"] = rendered[cluster["name"]]
             secrets.extend(str(settings[name]) for name in SECRET_VARS if settings.get(name))
 
     def run(self, tmp=None, task_vars=None):

@@ -14,9 +14,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
+import json
 import os
 
+import jinja2
 import yaml
+from jinja2 import meta
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.template import trust_as_template
@@ -25,6 +29,24 @@ ROLE_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path
 # In the order the role applies them.
 TEMPLATES = ("namespace-rbac.yml.j2", "credentials.yml.j2", "locations.yml.j2", "server.yml.j2")
 SECRET_VARS = ("velero_s3_access_key_id", "velero_s3_secret_access_key")
+# The role variables the fleet path itself reads.
+SETTINGS = ("velero_namespace", "velero_version", "velero_node_agent", "velero_snapshot_location", "velero_remove_crds",
+            "velero_s3_bucket", "velero_s3_access_key_id", "velero_s3_secret_access_key", "velero_crds_src",
+            "velero_wait_timeout", "velero_install_method", "__velero_vsl_name")
+
+
+class _AnyName(dict):
+    """A filter/test table that claims every name (for reading a template's variables only)."""
+
+    def __contains__(self, name):
+        return True
+
+    def get(self, name, default=None):
+        return dict.get(self, name) or _no_op
+
+
+def _no_op(value, *args, **kwargs):
+    return value
 
 
 def _trusted(value):
@@ -37,9 +59,13 @@ def _trusted(value):
     return value
 
 
+# libyaml when present: the CRDs alone are ~0.5 s of pure-Python parsing.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load_yaml(path):
     with open(path) as handle:
-        return yaml.safe_load(handle) or {}
+        return yaml.load(handle, Loader=_LOADER) or {}
 
 
 class RoleObjects(object):
@@ -51,9 +77,16 @@ class RoleObjects(object):
         self.defaults = _trusted(_load_yaml(os.path.join(role_path, "defaults", "main.yml")))
         self.internal = _trusted(_load_yaml(os.path.join(role_path, "vars", "main.yml")))
         self.templates = []
+        environment = jinja2.Environment()
+        environment.filters = _AnyName(environment.filters)  # Ansible's filters need not be known to list variables
+        environment.tests = _AnyName(environment.tests)
         for name in TEMPLATES:
             with open(os.path.join(role_path, "templates", name)) as handle:
-                self.templates.append((name, trust_as_template(handle.read())))
+                text = handle.read()
+            # The variables the template reads: its output is reused for every host where they resolve alike.
+            inputs = sorted(meta.find_undeclared_variables(environment.parse(text)))
+            self.templates.append((name, trust_as_template(text), inputs))
+        self._rendered = {}
         self._crds = {}
         # The role's argument spec types each variable; values from the inventory or -e (strings
         # such as "false") are converted and checked the way the role's own validation does.
@@ -61,50 +94,106 @@ class RoleObjects(object):
         self.spec = dict((name, dict((k, v) for k, v in option.items() if k in ("type", "elements", "choices", "no_log")))
                          for name, option in options.items())
 
-    def _templar_for(self, host, hostvars):
-        available = dict(self.defaults)
+    def _host_inputs(self, host, hostvars):
+        """The role variables the host sets (inventory, -e), typed by the role's argument spec."""
         host_values = hostvars.get(host) or {}
-        given = {}
+        given, other = {}, {}
         for key in host_values:
             if key in self.spec:
                 given[key] = self.templar.template(host_values[key])
             elif key.startswith(("velero_", "fleetdr_")):
-                available[key] = host_values[key]
+                other[key] = host_values[key]
         checked = ArgumentSpecValidator(dict((k, self.spec[k]) for k in given)).validate(given)
         if checked.error_messages:
             raise ValueError("host {0}: {1}".format(host, "; ".join(checked.error_messages)))
-        available.update(checked.validated_parameters)
-        available.update(self.internal)
-        available.update(inventory_hostname=host, role_path=self.role_path)
-        return self.templar.copy_with_new_env(available_variables=available)
+        other.update(checked.validated_parameters)
+        return other
 
-    def render(self, host, hostvars, state="present"):
+    def _templar_for(self, host, inputs, resolved):
+        available = dict(self.defaults)
+        available.update(inputs)
+        available.update(self.internal)
+        available.update(resolved)
+        available.update(inventory_hostname=host, role_path=self.role_path)
+        return self.templar.copy_with_new_env(available_variables=available), set(available)
+
+    def _dependencies(self):
+        """name -> the variables its default (or internal) value reads."""
+        environment = jinja2.Environment()
+        environment.filters = _AnyName(environment.filters)
+        environment.tests = _AnyName(environment.tests)
+        out = {}
+        for name, value in list(self.defaults.items()) + list(self.internal.items()):
+            texts, names = [value], set()
+            while texts:
+                item = texts.pop()
+                if isinstance(item, dict):
+                    texts.extend(item.values())
+                elif isinstance(item, list):
+                    texts.extend(item)
+                elif isinstance(item, str) and ("{{" in item or "{%" in item):
+                    names |= meta.find_undeclared_variables(environment.parse(item))
+            out[name] = names
+        return out
+
+    def render_all(self, hosts, hostvars, state="present"):
+        """{host: (settings, objects, switched_off)}.
+
+        Defaults whose value does not depend on anything that differs between the hosts (most of
+        them: -e values are the same for every host) are resolved once for the fleet; each host
+        then templates only what is its own (e.g. the location prefix from inventory_hostname).
+        """
+        inputs = dict((host, self._host_inputs(host, hostvars)) for host in hosts)
+        keys = set(k for values in inputs.values() for k in values)
+        first = inputs[hosts[0]] if hosts else {}
+        varying = set(["inventory_hostname"]) | set(
+            k for k in keys if any(k not in values or values[k] != first.get(k) for values in inputs.values()))
+        dependencies = self._dependencies()
+        memo = {}
+
+        def host_specific(name, seen=()):
+            if name in varying:
+                return True
+            if name not in memo:
+                memo[name] = name not in seen and any(host_specific(dep, seen + (name,)) for dep in dependencies.get(name, ()))
+            return memo[name]
+
+        wanted = set(SETTINGS) | set(var for _name, _text, template_inputs in self.templates for var in template_inputs)
+        shared = sorted(name for name in wanted if name in dependencies and not host_specific(name))
+        resolved = {}
+        if hosts and shared:
+            templar, _known = self._templar_for(hosts[0], first, {})
+            resolved = templar.template(trust_as_template("{{ {%s} }}" % ", ".join("%r: %s" % (n, n) for n in shared)))
+        return dict((host, self.render(host, inputs[host], resolved, state)) for host in hosts)
+
+    def render(self, host, inputs, resolved, state="present"):
         """(settings, objects, switched_off) for one host: the variables the result needs, the
         objects to apply (CRDs first) and the optional objects that are switched off."""
-        templar = self._templar_for(host, hostvars)
-
-        def value(name):
-            return templar.template(trust_as_template("{{ %s }}" % name))
-
-        settings = dict((name, value(name)) for name in (
-            "velero_namespace", "velero_version", "velero_node_agent", "velero_snapshot_location",
-            "velero_remove_crds", "velero_s3_bucket", "velero_s3_access_key_id", "velero_s3_secret_access_key",
-            "velero_crds_src", "velero_wait_timeout", "velero_install_method"))
+        templar, known = self._templar_for(host, inputs, resolved)
+        # One templating call resolves every variable the result and the templates read (each call
+        # compiles its expression and the lazy defaults it touches: one call per host, not one per name).
+        wanted = sorted(set(SETTINGS) | set(var for _name, _text, template_inputs in self.templates for var in template_inputs
+                                            if var in known) - set(resolved))
+        values = dict(resolved)
+        values.update(templar.template(trust_as_template("{{ {%s} }}" % ", ".join("%r: %s" % (name, name) for name in wanted))))
+        settings = dict((name, values[name]) for name in SETTINGS)
         missing = [name for name in ("velero_s3_bucket", "velero_s3_access_key_id", "velero_s3_secret_access_key")
                    if state == "present" and not settings[name]]
         if missing:
             raise ValueError("{0} required to install Velero on {1}".format(", ".join(missing), host))
         objects = list(self._crd_objects(settings["velero_crds_src"])) if state == "present" or settings["velero_remove_crds"] else []
-        for name, text in self.templates:
-            rendered = templar.template(text)
-            objects.extend(doc for doc in yaml.safe_load_all(rendered) if doc)
+        for name, text, inputs in self.templates:
+            key = (name, json.dumps([values.get(var) for var in inputs], sort_keys=True, default=str))
+            if key not in self._rendered:
+                self._rendered[key] = [doc for doc in yaml.load_all(templar.template(text), Loader=_LOADER) if doc]
+            objects.extend(copy.deepcopy(self._rendered[key]))
         namespace = settings["velero_namespace"]
         switched_off = []
         if not settings["velero_node_agent"]:
             switched_off.append({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "node-agent", "namespace": namespace}})
         if not settings["velero_snapshot_location"]:
             switched_off.append({"apiVersion": "velero.io/v1", "kind": "VolumeSnapshotLocation",
-                                 "metadata": {"name": value("__velero_vsl_name"), "namespace": namespace}})
+                                 "metadata": {"name": settings["__velero_vsl_name"], "namespace": namespace}})
         return settings, objects, switched_off
 
     def _crd_objects(self, source):

@@ -1,0 +1,129 @@
+"""The apply engine (module_utils/apply.py) against an in-memory API: what it writes, in which order, and when not."""
+import copy
+
+import pytest
+
+from ansible_collections.fleetdr.kube.plugins.module_utils import apply
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ApiError, FleetdrError
+
+CRD = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "widgets.example.io"},
+       "spec": {"group": "example.io", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets"},
+                "versions": [{"name": "v1", "served": True, "storage": True}]}}
+NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}
+SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys", "namespace": "shop"}, "stringData": {"token": "s3cr3t"}}
+WIDGET = {"apiVersion": "example.io/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "shop"}, "spec": {"size": 3}}
+
+
+class FakeApi(object):
+    """Paths -> stored objects; applies merge the body in (with server defaults added); records every write."""
+
+    namespace = "velero"
+
+    def __init__(self):
+        self.objects = {}
+        self.writes = []
+        self.conflict_on = set()
+
+    def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type=None):
+        if method == "GET":
+            if path.endswith("/customresourcedefinitions") or "/apis/example.io/v1" == path:
+                return {"resources": []}
+            return copy.deepcopy(self.objects.get(path))
+        self.writes.append((method, path, content_type, dict(query or {})))
+        if method == "PATCH":
+            if path in self.conflict_on and (query or {}).get("force") != "true":
+                raise ApiError("conflict", status=409, body="Apply failed with 1 conflict: conflict with \"kubectl\"")
+            stored = copy.deepcopy(body)
+            stored.setdefault("metadata", {})["uid"] = "u1"  # the server adds fields of its own
+            if stored["kind"] == "CustomResourceDefinition":
+                stored["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
+            self.objects[path] = stored
+            return stored
+        if method == "DELETE":
+            return self.objects.pop(path, None)
+        raise AssertionError(method)
+
+    def watch_path(self, collection_path, name):
+        api = self
+
+        class Source(object):
+            def get(self):
+                return api.objects.get("{0}/{1}".format(collection_path, name)), "1"
+
+            def stream(self, resource_version, timeout_seconds):
+                return iter(())
+        return Source()
+
+
+def test_fresh_apply_goes_crds_first_then_namespaces_then_the_rest_as_server_side_apply():
+    api = FakeApi()
+    changes = apply.apply_phased(api, [WIDGET, SECRET, NAMESPACE, CRD])
+    assert [c["action"] for c in changes] == ["create"] * 4
+    paths = [w[1] for w in api.writes]
+    assert paths == ["/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.io", "/api/v1/namespaces/shop",
+                     "/apis/example.io/v1/namespaces/shop/widgets/w", "/api/v1/namespaces/shop/secrets/keys"]
+    assert all(w[2] == "application/apply-patch+yaml" and w[3] == {"fieldManager": "fleetdr"} for w in api.writes)
+
+
+def test_a_second_apply_writes_nothing_and_says_so():
+    api = FakeApi()
+    apply.apply_phased(api, [CRD, NAMESPACE, SECRET, WIDGET])
+    api.writes = []
+    changes = apply.apply_phased(api, [CRD, NAMESPACE, SECRET, WIDGET])
+    assert api.writes == [] and not apply.changed(changes)
+
+
+def test_a_changed_field_is_an_update_with_a_diff_and_secrets_are_masked():
+    api = FakeApi()
+    apply.apply_phased(api, [CRD, NAMESPACE, SECRET, WIDGET])
+    bigger = copy.deepcopy(WIDGET)
+    bigger["spec"]["size"] = 5
+    rotated = copy.deepcopy(SECRET)
+    rotated["stringData"] = {"token": "n3w"}
+    changes = dict((c["object"], c) for c in apply.apply_phased(api, [CRD, NAMESPACE, rotated, bigger]))
+    assert changes["Widget shop/w"]["action"] == "update"
+    assert changes["Widget shop/w"]["diff"] == {"before": dict(WIDGET, metadata={"name": "w", "namespace": "shop"}),
+                                                "after": dict(bigger)}
+    assert changes["Secret shop/keys"]["action"] == "update"
+    assert "s3cr3t" not in repr(changes) and "n3w" not in repr(changes) and apply.MASK in repr(changes)
+
+
+def test_check_mode_writes_nothing_and_plans_what_a_new_crd_or_namespace_would_hold():
+    api = FakeApi()
+    changes = apply.apply_phased(api, [CRD, NAMESPACE, SECRET, WIDGET], check_mode=True)
+    assert api.writes == [] and [c["action"] for c in changes] == ["create"] * 4
+
+
+def test_conflicts_are_reported_unless_forced():
+    api = FakeApi()
+    apply.apply_phased(api, [NAMESPACE, SECRET])
+    api.conflict_on.add("/api/v1/namespaces/shop/secrets/keys")
+    rotated = dict(SECRET, stringData={"token": "other"})
+    with pytest.raises(FleetdrError) as info:
+        apply.apply_phased(api, [NAMESPACE, rotated])
+    assert "force_conflicts" in info.value.msg and "kubectl" in info.value.msg
+    apply.apply_phased(api, [NAMESPACE, rotated], force=True)
+    assert api.writes[-1][3] == {"fieldManager": "fleetdr", "force": "true"}
+
+
+def test_remove_deletes_in_reverse_order_and_is_idempotent():
+    api = FakeApi()
+    objects = [CRD, NAMESPACE, SECRET, WIDGET]
+    apply.apply_phased(api, objects)
+    api.writes = []
+    changes = apply.remove(api, objects)
+    assert [c["action"] for c in changes] == ["delete"] * 4
+    assert [w[1].rsplit("/", 1)[-1] for w in api.writes] == ["w", "keys", "shop", "widgets.example.io"]
+    assert not apply.changed(apply.remove(api, objects))
+
+
+@pytest.mark.parametrize("want,have,expected", [
+    ({"a": 1}, {"a": 1, "b": 2}, True),
+    ({"a": [1, {"x": 1}]}, {"a": [1, {"x": 1, "y": 2}]}, True),
+    ({"a": [1]}, {"a": [1, 2]}, False),
+    ({"a": True}, {"a": 1}, False),
+    ({"a": "1"}, {"a": 1}, False),
+    ({"a": {"b": None}}, {"a": {}}, True),  # null asks for no value: an absent field holds it
+])
+def test_holds(want, have, expected):
+    assert apply.holds(want, have) is expected

@@ -111,7 +111,7 @@ def _target_preflight(job, handoff, client, recorder):
             raise PreflightError("target namespaces already exist: {0} (set existing_resource_policy to restore over them)".format(
                 ", ".join(taken)))
     version = minor_version(preflight_version(client))
-    want = minor_version(job.params.get("source_version"))
+    want = minor_version(handoff.source_version)
     if version and want and version != want:
         raise PreflightError("Velero version {0} differs from the source's {1}".format(
             ".".join(map(str, version)), ".".join(map(str, want))))

@@ -149,11 +149,38 @@ class Change(dict):
     """One object's outcome: {object, action (create|update|unchanged|delete|absent), diff}."""
 
 
-def apply_object(client, mapper, obj, check_mode=False, force=False):
+_UNREAD = object()
+
+
+def read_many(client, mapper, objects):
+    """{object path: live object or None} for objects that share a collection, one LIST per
+    collection narrowed by the labels they all carry (13 CRDs: one request, not 13)."""
+    groups = {}
+    for obj in objects:
+        collection, path = mapper.paths(client, obj)
+        groups.setdefault(collection, []).append((path, obj))
+    live = {}
+    for collection, members in groups.items():
+        if len(members) < 2:
+            continue
+        shared = None
+        for _path, obj in members:
+            labels = set(((obj.get("metadata") or {}).get("labels") or {}).items())
+            shared = labels if shared is None else shared & labels
+        query = {"labelSelector": ",".join("{0}={1}".format(k, v) for k, v in sorted(shared))} if shared else None
+        listing = client.request("Listing {0}".format(collection), "GET", collection, query=query, missing_ok=True) or {}
+        found = dict(((item.get("metadata") or {}).get("name"), item) for item in listing.get("items") or [])
+        for path, obj in members:
+            live[path] = found.get(obj["metadata"].get("name"))
+    return live
+
+
+def apply_object(client, mapper, obj, check_mode=False, force=False, live=_UNREAD):
     want = _normalised(obj)
     collection, path = mapper.paths(client, want)
     del collection
-    live = client.request("Reading {0}".format(describe(want)), "GET", path, missing_ok=True)
+    if live is _UNREAD:
+        live = client.request("Reading {0}".format(describe(want)), "GET", path, missing_ok=True)
     if live is not None and holds(want, live):
         return Change(object=describe(want), action="unchanged")
     change = Change(object=describe(want), action="create" if live is None else "update",
@@ -189,7 +216,8 @@ def apply_phased(client, objects, check_mode=False, force=False, timeout=60):
     crds = [o for o in objects if _key(o) == CRD_KEY]
     namespaces = [o for o in objects if _key(o) == NAMESPACE_KEY]
     rest = [o for o in objects if _key(o) not in (CRD_KEY, NAMESPACE_KEY)]
-    changes = [apply_object(client, mapper, o, check_mode, force) for o in crds]
+    known = read_many(client, mapper, crds)
+    changes = [apply_object(client, mapper, o, check_mode, force, known.get(mapper.paths(client, o)[1], _UNREAD)) for o in crds]
     new_kinds = set(((c.get("spec") or {}).get("group"), ((c.get("spec") or {}).get("names") or {}).get("kind"))
                     for c, change in zip(crds, changes) if change["action"] == "create")
     if not check_mode:

@@ -23,11 +23,17 @@ class FakeApi(object):
         self.objects = {}
         self.writes = []
         self.conflict_on = set()
+        self.lists = []
 
     def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type=None):
         if method == "GET":
-            if path.endswith("/customresourcedefinitions") or "/apis/example.io/v1" == path:
+            if path == "/apis/example.io/v1":
                 return {"resources": []}
+            if path.endswith("/customresourcedefinitions"):  # a LIST, narrowed by labels
+                self.lists.append((path, dict(query or {})))
+                wanted = dict(pair.split("=") for pair in (query or {}).get("labelSelector", "").split(",") if pair)
+                return {"items": [copy.deepcopy(o) for p, o in sorted(self.objects.items()) if p.rsplit("/", 1)[0] == path
+                                  and all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]}
             return copy.deepcopy(self.objects.get(path))
         self.writes.append((method, path, content_type, dict(query or {})))
         if method == "PATCH":
@@ -127,3 +133,18 @@ def test_remove_deletes_in_reverse_order_and_is_idempotent():
 ])
 def test_holds(want, have, expected):
     assert apply.holds(want, have) is expected
+
+
+def test_crds_are_read_with_one_list_narrowed_by_their_shared_labels():
+    api = FakeApi()
+    crds = []
+    for kind in ("Widget", "Gadget"):
+        crd = copy.deepcopy(CRD)
+        crd["metadata"] = {"name": kind.lower() + "s.example.io", "labels": {"component": "shop", "kind": kind}}
+        crd["spec"]["names"] = {"kind": kind, "plural": kind.lower() + "s"}
+        crds.append(crd)
+    apply.apply_phased(api, crds)
+    api.writes, api.lists = [], []
+    assert not apply.changed(apply.apply_phased(api, crds))
+    assert api.writes == [] and api.lists == [("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", {"labelSelector": "component=shop"})]
+

@@ -23,7 +23,12 @@ import yaml
 from jinja2 import meta
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.template import trust_as_template
+
+try:
+    from ansible.template import trust_as_template
+except ImportError:  # ansible-core < 2.19 templates every string it is given
+    def trust_as_template(value):
+        return value
 
 ROLE_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles", "velero")
 # In the order the role applies them.

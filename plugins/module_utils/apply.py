@@ -171,7 +171,10 @@ def read_many(client, mapper, objects):
         listing = client.request("Listing {0}".format(collection), "GET", collection, query=query, missing_ok=True) or {}
         found = dict(((item.get("metadata") or {}).get("name"), item) for item in listing.get("items") or [])
         for path, obj in members:
-            live[path] = found.get(obj["metadata"].get("name"))
+            item = found.get(obj["metadata"].get("name"))
+            if item is not None:  # list items carry no apiVersion/kind of their own
+                item = dict(item, apiVersion=obj.get("apiVersion"), kind=obj.get("kind"))
+            live[path] = item
     return live
 
 

@@ -32,7 +32,8 @@ class FakeApi(object):
             if path.endswith("/customresourcedefinitions"):  # a LIST, narrowed by labels
                 self.lists.append((path, dict(query or {})))
                 wanted = dict(pair.split("=") for pair in (query or {}).get("labelSelector", "").split(",") if pair)
-                return {"items": [copy.deepcopy(o) for p, o in sorted(self.objects.items()) if p.rsplit("/", 1)[0] == path
+                return {"items": [dict((k, v) for k, v in copy.deepcopy(o).items() if k not in ("apiVersion", "kind"))  # as a server lists
+                                  for p, o in sorted(self.objects.items()) if p.rsplit("/", 1)[0] == path
                                   and all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]}
             return copy.deepcopy(self.objects.get(path))
         self.writes.append((method, path, content_type, dict(query or {})))

@@ -148,4 +148,3 @@ def test_crds_are_read_with_one_list_narrowed_by_their_shared_labels():
     api.writes, api.lists = [], []
     assert not apply.changed(apply.apply_phased(api, crds))
     assert api.writes == [] and api.lists == [("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", {"labelSelector": "component=shop"})]
-

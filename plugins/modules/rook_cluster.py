@@ -258,12 +258,18 @@ result:
   returned: always
   type: dict
   contains:
-    phase: {description: Rook's phase (V(Progressing), V(Ready), V(Deleting)); a failure is V(Progressing) with state V(Error)., type: str, returned: always}
-    state: {description: Rook's state (V(Creating), V(Created), V(Error), ...)., type: str, returned: always}
+    phase:
+      description: Rook's phase - V(Progressing), V(Ready) or V(Deleting). A failure is V(Progressing) with state V(Error).
+      type: str
+      returned: always
+    state:
+      description: Rook's state - V(Creating), V(Created), V(Error) or V(Deleting).
+      type: str
+      returned: always
     message: {description: Rook's message., type: str, returned: always}
     health: {description: Ceph health (absent until the first successful reconcile)., type: str, returned: always}
-    health_checks: {description: Failing Ceph health checks, code -> message., type: dict, returned: always}
-    capacity: {description: Bytes total, used and available., type: dict, returned: always}
+    health_checks: {description: "Failing Ceph health checks: code -> message.", type: dict, returned: always}
+    capacity: {description: "Bytes total, used and available.", type: dict, returned: always}
     ceph_version: {description: The running Ceph version., type: str, returned: always}
     fsid: {description: The Ceph cluster's fsid., type: str, returned: always}
 cluster:
@@ -277,12 +283,14 @@ diff:
 """
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.apply import changed as any_changed
+from ansible_collections.fleetdr.kube.plugins.module_utils.client import auth_argspec
 from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, kube_module, run_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.rook import cluster as clusters, objects, status as statuses
 
 
 def argspec():
-    spec = dict(clusters.CLUSTER_ARG_SPEC)
+    spec = auth_argspec()
+    spec.update(clusters.CLUSTER_ARG_SPEC)
     spec.update(
         operator_namespace={"type": "str", "default": "rook-ceph"},
         destroy_data={"type": "bool", "default": False},

@@ -211,9 +211,8 @@ def check_against_cluster(obj, nodes, existing=None):
             raise ValidationError(option + ".placement", "no Node satisfies the {0} placement (node affinity and taints) among "
                                   "{1} node(s)".format(daemon, total))
         if not multiple and len(allowed) < wanted:
-            raise ValidationError(option + ".count", "{0} {1}s need {0} nodes their placement allows when allow_multiple_per_node "
-                                  "is false; only {2} of {3} node(s) do ({4})".format(wanted, daemon, len(allowed), total,
-                                                                                     ", ".join(sorted(allowed))))
+            message = "{0} {1}s need {0} nodes their placement allows when allow_multiple_per_node is false; only {2} of {3} node(s) do ({4})"
+            raise ValidationError(option + ".count", message.format(wanted, daemon, len(allowed), total, ", ".join(sorted(allowed))))
     storage = spec.get("storage") or {}
     if storage.get("nodes") and not storage.get("useAllNodes"):
         hostnames = set(filter(None, (placements.hostname(n) for n in nodes)))

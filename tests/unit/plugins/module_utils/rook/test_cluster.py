@@ -66,9 +66,8 @@ def test_extra_spec_merges_deep():
 
 
 def test_cleanup_policy_fields_use_rooks_names():
-    obj = cluster.build(params(cleanup_policy={"confirmation": "", "sanitize_disks": {"method": "quick", "data_source": "zero",
-                                                                                     "iteration": 1},
-                                               "allow_uninstall_with_volumes": False}))
+    sanitize = {"method": "quick", "data_source": "zero", "iteration": 1}
+    obj = cluster.build(params(cleanup_policy={"confirmation": "", "sanitize_disks": sanitize, "allow_uninstall_with_volumes": False}))
     assert obj["spec"]["cleanupPolicy"] == {"confirmation": "", "sanitizeDisks": {"method": "quick", "dataSource": "zero", "iteration": 1},
                                             "allowUninstallWithVolumes": False}
 

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import json
 import os
 import threading
@@ -50,10 +51,12 @@ except ImportError:  # pragma: no cover - kubernetes needs it; without it kubeco
 
 try:
     from ansible_collections.kubernetes.core.plugins.module_utils.k8s.client import get_api_client
+    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
 
     HAS_K8S_CORE = True
 except ImportError:
     HAS_K8S_CORE = False
+    AUTH_ARG_SPEC = {}
 
 VELERO_GROUP = "velero.io"
 VELERO_VERSION = "v1"
@@ -373,6 +376,11 @@ def current_context(params):
         return active.get("name") if active else None
     except Exception:
         return None
+
+
+def auth_argspec():
+    """kubernetes.core's authentication options (documented by its k8s_auth_options fragment)."""
+    return copy.deepcopy(AUTH_ARG_SPEC)
 
 
 # kubernetes.core's factory loads kubeconfigs into the kubernetes library's *global* default

@@ -2,7 +2,7 @@
 # Copyright: (c) 2026, fleetdr.kube contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Module plumbing shared by the Velero modules: construction, client, error handling."""
+"""Module plumbing shared by the Velero and Rook modules: construction, client, error handling."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - reported through HAS_K8S_CORE
     AnsibleK8SModule = None
 
 
-def velero_module(argument_spec, **kwargs):
+def kube_module(argument_spec, **kwargs):
     """An AnsibleK8SModule (kubernetes.core's wrapper: dependency checks, kubeconfig redaction)."""
     if AnsibleK8SModule is None or not HAS_K8S_CORE:
         module = AnsibleModule(argument_spec=argument_spec, **kwargs)
@@ -43,8 +43,8 @@ def velero_module(argument_spec, **kwargs):
     return AnsibleK8SModule(argument_spec=argument_spec, check_pyyaml=False, **kwargs)
 
 
-def get_client(module, cluster=None):
-    return client_from_params(module.params, module=module, cluster=cluster)
+def get_client(module, cluster=None, namespace=None):
+    return client_from_params(module.params, module=module, cluster=cluster, namespace=namespace)
 
 
 def no_log_values(module):

@@ -179,7 +179,7 @@ diff:
   type: dict
 """
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run_module, velero_module
+from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run_module, kube_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (
@@ -248,7 +248,7 @@ def absent(module, client):
 
 
 def main():
-    module = velero_module(argument_spec=argspec(), supports_check_mode=True, mutually_exclusive=BACKUP_SPEC_MUTUALLY_EXCLUSIVE)
+    module = kube_module(argument_spec=argspec(), supports_check_mode=True, mutually_exclusive=BACKUP_SPEC_MUTUALLY_EXCLUSIVE)
 
     def action():
         params = module.params

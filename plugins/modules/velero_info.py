@@ -121,7 +121,7 @@ objects:
   type: dict
 """
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run_module, velero_module
+from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run_module, kube_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import common_argspec
 
@@ -155,7 +155,7 @@ def _sort_key(obj):
 
 
 def main():
-    module = velero_module(argument_spec=argspec(), supports_check_mode=True)
+    module = kube_module(argument_spec=argspec(), supports_check_mode=True)
 
     def action():
         params = module.params

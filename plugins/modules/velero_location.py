@@ -181,7 +181,7 @@ diff:
 
 import base64
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, run_module, velero_module
+from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, run_module, kube_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, ValidationError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import common_argspec, wait_argspec
@@ -264,7 +264,7 @@ def credentials_content(params):
 
 
 def main():
-    module = velero_module(
+    module = kube_module(
         argument_spec=argspec(),
         supports_check_mode=True,
         mutually_exclusive=[("credential", "credentials_file", "access_key_id"), ("credential", "credentials_file", "secret_access_key")],

@@ -215,7 +215,7 @@ diff:
   type: dict
 """
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run_module, velero_module
+from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, no_log_values, run_module, kube_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
@@ -244,7 +244,7 @@ def argspec():
 
 
 def main():
-    module = velero_module(
+    module = kube_module(
         argument_spec=argspec(),
         supports_check_mode=True,
         mutually_exclusive=[("backup_name", "schedule_name"), ("label_selector", "or_label_selectors")],

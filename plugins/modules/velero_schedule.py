@@ -135,7 +135,7 @@ from datetime import datetime, timezone
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, run_module, velero_module
+from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_client, run_module, kube_module
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (
     BACKUP_SPEC_MUTUALLY_EXCLUSIVE,
@@ -174,7 +174,7 @@ def next_runs(expression, count=3):
 
 
 def main():
-    module = velero_module(
+    module = kube_module(
         argument_spec=argspec(),
         supports_check_mode=True,
         mutually_exclusive=BACKUP_SPEC_MUTUALLY_EXCLUSIVE,

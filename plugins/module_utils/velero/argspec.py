@@ -10,10 +10,7 @@ __metaclass__ = type
 
 import copy
 
-try:
-    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
-except ImportError:  # pragma: no cover - kubernetes.core is a declared dependency
-    AUTH_ARG_SPEC = {}
+from ansible_collections.fleetdr.kube.plugins.module_utils.client import auth_argspec
 
 # fleetdr.kube.velero doc fragment
 VELERO_ARG_SPEC = {
@@ -81,7 +78,7 @@ RESTORE_TRANSFORM_ARG_SPEC = {
 
 def common_argspec():
     """kubernetes.core's auth options plus the Velero namespace."""
-    spec = copy.deepcopy(AUTH_ARG_SPEC)
+    spec = auth_argspec()
     spec.update(copy.deepcopy(VELERO_ARG_SPEC))
     return spec
 

@@ -144,8 +144,8 @@ def storage_status(job):
 
 # Inventory variables (role fleetdr.kube.rook_ceph's) -> the CephCluster options of one cluster.
 HOST_VARS = ("rook_ceph_cluster", "rook_ceph_namespace", "rook_ceph_operator_namespace", "rook_ceph_health_ok")
-_PER_CLUSTER = dict((key, value) for key, value in CLUSTER_ARG_SPEC.items() if key not in ("namespace", "state", "health_ok", "wait",
-                                                                                            "wait_timeout"))
+_RUN_WIDE = ("namespace", "state", "health_ok", "wait", "wait_timeout")
+_PER_CLUSTER = dict((key, value) for key, value in CLUSTER_ARG_SPEC.items() if key not in _RUN_WIDE)
 
 
 def cluster_params(host, values):

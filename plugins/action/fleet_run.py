@@ -46,6 +46,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import
 
 try:
     from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet import backup, install, job as jobs, migrate, restore, schedule, status
+    from ansible_collections.fleetdr.kube.plugins.module_utils.rook import fleet as rook_fleet, manifests as rook_manifests
     OPERATION_IMPORT_ERROR = None
 except ImportError as exc:  # kubernetes / kubernetes.core missing on the controller
     jobs = None
@@ -53,7 +54,8 @@ except ImportError as exc:  # kubernetes / kubernetes.core missing on the contro
 
 display = Display()
 
-OPERATIONS = ("install", "backup", "restore", "migrate", "schedule", "status")
+OPERATIONS = ("install", "backup", "restore", "migrate", "schedule", "status", "storage", "storage_status")
+UNNAMED = ("status", "install", "storage", "storage_status")
 
 ARGUMENT_SPEC = dict(
     operation=dict(type="str", required=True, choices=list(OPERATIONS)),
@@ -104,6 +106,12 @@ def option_specs(operation):
     if operation == "install":
         spec = dict(state=dict(type="str", default="present", choices=["present", "absent"]),
                     force_conflicts=dict(type="bool", default=False))
+    if operation == "storage":
+        spec = dict(state=dict(type="str", default="present", choices=["present", "absent"]),
+                    force_conflicts=dict(type="bool", default=False), destroy_data=dict(type="bool", default=False),
+                    version=dict(type="str", default="v1.20.6"), manifests_src=dict(type="path"))
+    if operation == "storage_status":
+        spec = {}
     return spec, exclusive
 
 
@@ -118,7 +126,7 @@ def validate_options(operation, name, raw, source=None):
     if operation == "restore" and not name:
         name = specs.default_restore_name(params.get("backup_name") or params.get("schedule_name") or "", params)
     params["run_name"] = name
-    if operation not in ("status", "install"):
+    if operation not in UNNAMED:
         if not name:
             raise ValidationError("name", "a name is required for a fleet {0}".format(operation))
         names.validate_object_name(name, "name", max_length=names.MAX_NAME)
@@ -205,6 +213,20 @@ class ActionModule(ActionBase):
             settings, cluster["objects"], cluster["switched_off"] = rendered[cluster["name"]]
             secrets.extend(str(settings[name]) for name in SECRET_VARS if settings.get(name))
 
+    def _rook_clusters(self, clusters, task_vars, params):
+        """Each cluster's CephCluster options from its rook_ceph_* variables (all checked before any
+        cluster is touched) and, to install, Rook's release manifests read once per namespace pair."""
+        hostvars = task_vars.get("hostvars") or {}
+        loaded = {}
+        for cluster in clusters:
+            values = dict((var, self._templar.template(hostvars[cluster["name"]].get(var))) for var in rook_fleet.HOST_VARS)
+            cluster["rook"] = rook_fleet.cluster_params(cluster["name"], values)
+            if "version" in params:
+                key = (cluster["rook"]["operator_namespace"], cluster["rook"]["namespace"])
+                if key not in loaded:
+                    loaded[key] = rook_manifests.load(params.get("manifests_src"), params["version"], *key)
+                cluster["rook_manifests"] = loaded[key]
+
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
@@ -232,6 +254,11 @@ class ActionModule(ActionBase):
                 self._render_role(clusters, task_vars or {}, params, secrets)
             except ValueError as exc:
                 raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc)))
+        if operation in ("storage", "storage_status"):
+            try:
+                self._rook_clusters(clusters, task_vars or {}, params)
+            except ValidationError as exc:
+                raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc.msg)), result=dict(option=exc.option))
         job = jobs.FleetJob(operation, name, params, args["velero_namespace"], args["wait_timeout"], self._task.check_mode)
         if operation == "migrate":
             cluster_names = [c["name"] for c in clusters]
@@ -245,7 +272,9 @@ class ActionModule(ActionBase):
             operation_fn = migrate.operation(job, args["source"], targets)
         else:
             operation_fn = {"install": install.operation, "backup": backup.operation, "restore": restore.operation,
-                            "schedule": schedule.operation, "status": status.operation}[operation](job)
+                            "schedule": schedule.operation, "status": status.operation,
+                            "storage": lambda job: rook_fleet.storage(job, jobs.timeout_for),
+                            "storage_status": rook_fleet.storage_status}[operation](job)
 
         report_options = dict((k, v) for k, v in params.items() if k not in ("backup_spec", "restore_options"))
         if operation == "migrate":

@@ -13,7 +13,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: fleet_run
-short_description: Run one Velero operation on every selected cluster concurrently and report it
+short_description: Run one Velero or Rook operation on every selected cluster concurrently and report it
 version_added: 1.0.0
 description:
   - Controller-side fan-out used by the collection's playbooks. Run it once (C(run_once)); it drives
@@ -62,9 +62,12 @@ options:
       - C(install) (the objects of role C(fleetdr.kube.velero), rendered per cluster from its templates and variables,
         applied by server-side apply; C(state=absent) removes them), C(backup), C(restore), C(migrate), C(schedule)
         or C(status).
+      - C(storage) installs Rook-Ceph (the release manifests, then each cluster's CephCluster from its
+        C(rook_ceph_cluster) variable, waited for until Ready with an acceptable Ceph health) or, with
+        C(state=absent), tears it down in Rook's order; C(storage_status) reports each cluster's Rook state and Ceph health.
     type: str
     required: true
-    choices: [install, backup, restore, migrate, schedule, status]
+    choices: [install, backup, restore, migrate, schedule, status, storage, storage_status]
   name:
     description:
       - Name of the run (fleet backup, restore, migration or schedule name). Required except for
@@ -77,7 +80,8 @@ options:
         C(backup), C(schedule) and C(migrate); M(fleetdr.kube.velero_restore) options for C(restore) and C(migrate);
         C(schedule), C(state), C(paused), C(from_backup), C(skip_immediately) for C(schedule);
         C(max_backup_age_s) for C(status); C(state) and C(force_conflicts) for C(install), whose other settings are
-        the role's variables of each host). Lists may be comma separated strings (AWX surveys).
+        the role's variables of each host; C(state), C(force_conflicts), C(destroy_data), C(version) and
+        C(manifests_src) for C(storage)). Lists may be comma separated strings (AWX surveys).
     type: dict
     default: {}
   option_vars:

@@ -81,9 +81,15 @@ def ready(obj, health_ok):
 
 def not_ready_reason(obj, health_ok):
     """Why ``ready`` is False, in the words a user needs."""
-    info = summary(obj)
     if not (obj or {}).get("status"):
         return "the operator has not reconciled the CephCluster (is rook-ceph-operator running?)"
+    return summary_reason(summary(obj), health_ok)
+
+
+def summary_reason(info, health_ok):
+    """Why a CephCluster with this ``summary`` is not usable (None when it is)."""
+    if info["state"] == "Error":
+        return "Rook reports: {0}".format(info["message"] or "reconcile failed")
     if info["phase"] != "Ready":
         return "phase {0}: {1}".format(info["phase"], info["message"] or "no message")
     if not info["health"]:
@@ -91,7 +97,7 @@ def not_ready_reason(obj, health_ok):
     if info["health"] not in health_ok:
         checks = "; ".join("{0}: {1}".format(k, v) for k, v in info["health_checks"].items())
         return "Ceph health {0}{1}".format(info["health"], " ({0})".format(checks) if checks else "")
-    return "phase Ready for an older generation (the operator has not reconciled the last change yet)"
+    return None
 
 
 def write_time(obj, manager):

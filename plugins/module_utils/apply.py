@@ -50,6 +50,7 @@ BUILTIN_KINDS = {
     ("scheduling.k8s.io/v1", "PriorityClass"): ("priorityclasses", False),
 }
 CRD_KEY = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+CRD_COLLECTION = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 NAMESPACE_KEY = ("v1", "Namespace")
 
 
@@ -152,6 +153,15 @@ class Change(dict):
 _UNREAD = object()
 
 
+def _shared_labels(objects):
+    """The (key, value) labels every one of ``objects`` carries."""
+    shared = None
+    for obj in objects:
+        labels = set(((obj.get("metadata") or {}).get("labels") or {}).items())
+        shared = labels if shared is None else shared & labels
+    return shared or set()
+
+
 def read_many(client, mapper, objects):
     """{object path: live object or None} for objects that share a collection, one LIST per
     collection narrowed by the labels they all carry (13 CRDs: one request, not 13)."""
@@ -163,10 +173,7 @@ def read_many(client, mapper, objects):
     for collection, members in groups.items():
         if len(members) < 2:
             continue
-        shared = None
-        for _path, obj in members:
-            labels = set(((obj.get("metadata") or {}).get("labels") or {}).items())
-            shared = labels if shared is None else shared & labels
+        shared = _shared_labels([obj for _path, obj in members])
         query = {"labelSelector": ",".join("{0}={1}".format(k, v) for k, v in sorted(shared))} if shared else None
         listing = client.request("Listing {0}".format(collection), "GET", collection, query=query, missing_ok=True) or {}
         found = dict(((item.get("metadata") or {}).get("name"), item) for item in listing.get("items") or [])
@@ -223,15 +230,21 @@ def apply_phased(client, objects, check_mode=False, force=False, timeout=60):
     changes = [apply_object(client, mapper, o, check_mode, force, known.get(mapper.paths(client, o)[1], _UNREAD)) for o in crds]
     new_kinds = set(((c.get("spec") or {}).get("group"), ((c.get("spec") or {}).get("names") or {}).get("kind"))
                     for c, change in zip(crds, changes) if change["action"] == "create")
-    if not check_mode:
-        for crd, change in zip(crds, changes):
-            if change["action"] != "unchanged":
-                name = crd["metadata"]["name"]
-                try:
-                    wait_for(client.watch_path("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", name), _established,
-                             timeout, "CustomResourceDefinition {0} to be Established".format(name))
-                except WaitTimeout:
-                    raise FleetdrError("CustomResourceDefinition {0} was not Established within {1}s".format(name, timeout))
+    pending = [crd["metadata"]["name"] for crd, change in zip(crds, changes) if change["action"] != "unchanged"]
+    if pending and not check_mode:
+        # One watch over the CRD collection for all of them, narrowed by the labels they share.
+        shared = _shared_labels([crd for crd in crds if crd["metadata"]["name"] in pending])
+        selector = ",".join("{0}={1}".format(k, v) for k, v in sorted(shared)) or None
+
+        def all_established(state):
+            return all(_established(state["items"].get(name)) for name in pending)
+
+        try:
+            wait_for(client.watch_collection(CRD_COLLECTION, selector), all_established, timeout,
+                     "CustomResourceDefinitions {0} to be Established".format(", ".join(pending)))
+        except WaitTimeout as exc:
+            late = [name for name in pending if not _established(((exc.last or {}).get("items") or {}).get(name))]
+            raise FleetdrError("CustomResourceDefinition {0} not Established within {1}s".format(", ".join(late or pending), timeout))
     new_namespaces = set()
     for obj in namespaces:
         change = apply_object(client, mapper, obj, check_mode, force)

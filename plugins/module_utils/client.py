@@ -180,6 +180,48 @@ class PathWatchSource(object):
             watcher.stop()
 
 
+class CollectionWatchSource(PathWatchSource):
+    """A ``waiter`` source for the objects of one collection (narrowed by labels): the waited-on
+    "object" is ``{"metadata": {"resourceVersion": rv}, "items": {name: obj}}``, read once and kept
+    current from one watch, so "are all of these ready" costs one stream, not one per object."""
+
+    def __init__(self, client, collection_path, label_selector=None):
+        self.client = client
+        self.collection_path = collection_path
+        self.label_selector = label_selector
+        self.items = {}
+
+    def _state(self, resource_version):
+        return {"metadata": {"resourceVersion": resource_version}, "items": dict(self.items)}
+
+    def get(self):
+        result = self.client._list_path(self.collection_path, label_selector=self.label_selector, _request_timeout=self.client.request_timeout)
+        self.items = dict((item["metadata"]["name"], item) for item in (result or {}).get("items") or [])
+        resource_version = ((result or {}).get("metadata") or {}).get("resourceVersion")
+        return self._state(resource_version), resource_version
+
+    def stream(self, resource_version, timeout_seconds):
+        def list_fn(**kwargs):  # no docstring: kubernetes.watch then leaves objects as dicts
+            return self.client._list_path(self.collection_path, **kwargs)
+
+        watcher = k8s_watch.Watch()
+        try:
+            for event in watcher.stream(list_fn, label_selector=self.label_selector, resource_version=resource_version,
+                                        allow_watch_bookmarks=True, timeout_seconds=timeout_seconds,
+                                        _request_timeout=(self.client.request_timeout, timeout_seconds + 15)):
+                obj = event["object"]
+                if event["type"] == "BOOKMARK":
+                    yield event["type"], obj
+                    continue
+                if event["type"] == "DELETED":
+                    self.items.pop(obj["metadata"]["name"], None)
+                else:
+                    self.items[obj["metadata"]["name"]] = obj
+                yield "MODIFIED", self._state((obj.get("metadata") or {}).get("resourceVersion"))
+        finally:
+            watcher.stop()
+
+
 class KubeClient(object):
     """Typed, retried calls against one cluster, scoped to the Velero namespace."""
 
@@ -237,6 +279,10 @@ class KubeClient(object):
     def watch_path(self, collection_path, name):
         """A ``waiter`` source for one object of any kind, by its collection path and name."""
         return PathWatchSource(self, collection_path, name)
+
+    def watch_collection(self, collection_path, label_selector=None):
+        """A ``waiter`` source for every object of a collection (narrowed by ``label_selector``)."""
+        return CollectionWatchSource(self, collection_path, label_selector)
 
     def _list_path(self, collection_path, **kwargs):
         """List (or, with ``watch=True``, a streaming watch response of) a collection path; the call

@@ -24,6 +24,7 @@ class FakeApi(object):
         self.writes = []
         self.conflict_on = set()
         self.lists = []
+        self.watched = []
 
     def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type=None):
         if method == "GET":
@@ -56,6 +57,19 @@ class FakeApi(object):
         class Source(object):
             def get(self):
                 return api.objects.get("{0}/{1}".format(collection_path, name)), "1"
+
+            def stream(self, resource_version, timeout_seconds):
+                return iter(())
+        return Source()
+
+    def watch_collection(self, collection_path, label_selector=None):
+        api = self
+        api.watched.append((collection_path, label_selector))
+
+        class Source(object):
+            def get(self):
+                items = dict((p.rsplit("/", 1)[1], o) for p, o in api.objects.items() if p.rsplit("/", 1)[0] == collection_path)
+                return {"metadata": {"resourceVersion": "1"}, "items": items}, "1"
 
             def stream(self, resource_version, timeout_seconds):
                 return iter(())
@@ -148,3 +162,10 @@ def test_crds_are_read_with_one_list_narrowed_by_their_shared_labels():
     api.writes, api.lists = [], []
     assert not apply.changed(apply.apply_phased(api, crds))
     assert api.writes == [] and api.lists == [("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", {"labelSelector": "component=shop"})]
+
+
+def test_new_crds_are_waited_for_with_one_watch_over_the_collection():
+    api = FakeApi()
+    other = dict(CRD, metadata={"name": "gadgets.example.io"}, spec=dict(CRD["spec"], names={"kind": "Gadget", "plural": "gadgets"}))
+    apply.apply_phased(api, [CRD, other])
+    assert api.watched == [("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", None)]

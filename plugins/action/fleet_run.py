@@ -23,7 +23,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
-from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import CLUSTER_HOSTVARS, cluster_from_hostvars, run_and_report
+from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import CLUSTER_HOSTVARS, cluster_from_hostvars, run_and_report, wave_size
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
     FAIL_ON_CHOICES,
     RENDERERS,
@@ -73,6 +73,8 @@ ARGUMENT_SPEC = dict(
     report_path=dict(type="path"),
     formats=dict(type="list", elements="str", default=sorted(RENDERERS), choices=sorted(RENDERERS)),
     fail_on=dict(type="str", default="any", choices=list(FAIL_ON_CHOICES)),
+    batch=dict(type="str"),
+    max_fail_percentage=dict(type="int"),
 )
 
 RESTORE_OPTIONS = restore_spec_argspec()
@@ -248,6 +250,13 @@ class ActionModule(ActionBase):
         if not clusters:
             raise AnsibleActionFail("no cluster selected (hosts {0}, cluster_selector {1})".format(
                 args["hosts"] or "of the play", args["cluster_selector"] or "none"))
+        try:
+            wave_size(args["batch"], len(clusters))
+        except ValueError as exc:
+            raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc)), result=dict(option="batch"))
+        if args["max_fail_percentage"] is not None and not 0 <= args["max_fail_percentage"] <= 100:
+            raise AnsibleActionFail("Invalid input, nothing was changed: max_fail_percentage must be between 0 and 100, got {0}".format(
+                args["max_fail_percentage"]), result=dict(option="max_fail_percentage"))
 
         if operation == "install":
             try:
@@ -282,7 +291,8 @@ class ActionModule(ActionBase):
         job.secret_values.update(secrets)  # the report masks these and every credential read during the run
         try:
             report = run_and_report(operation, name, clusters, jobs.with_final_phase(operation_fn), options=report_options,
-                                    deadline_s=args["deadline"], max_workers=args["max_workers"], secret_values=job.secret_values)
+                                    deadline_s=args["deadline"], max_workers=args["max_workers"], secret_values=job.secret_values,
+                                    batch=args["batch"], max_fail_percentage=args["max_fail_percentage"])
             validate_report(report)
             fail, summary = exit_decision(report, args["fail_on"])
             paths = {}

@@ -221,10 +221,64 @@ def run_fleet(clusters, operation, deadline_s=None, max_workers=None, on_result=
     return list(results)
 
 
+def wave_size(batch, total):
+    """Clusters per wave from ``batch``: a count (``5``) or a share of the fleet (``"25%"``, at least 1);
+    None or 0 means all at once."""
+    if batch in (None, "", 0, "0"):
+        return total
+    text = str(batch).strip()
+    try:
+        if text.endswith("%"):
+            percent = float(text[:-1])
+            if not 0 < percent <= 100:
+                raise ValueError
+            return max(1, int(total * percent / 100.0))
+        count = int(text)
+        if count < 0:
+            raise ValueError
+        return min(count, total) or total
+    except ValueError:
+        raise ValueError("batch must be a number of clusters or a percentage such as 25%%, got %r" % (batch,))
+
+
+def run_waves(clusters, operation, batch=None, max_fail_percentage=None, deadline_s=None, max_workers=None, on_result=None,
+              monotonic=time.monotonic):
+    """run_fleet in waves of ``batch`` clusters, for changes that must not hit a whole fleet at once.
+
+    As with Ansible's ``serial`` and ``max_fail_percentage``: when more than ``max_fail_percentage``
+    percent of a wave's clusters failed, the rollout stops, and every cluster of the later waves is
+    reported skipped with the reason. One deadline bounds all waves together.
+    """
+    clusters = list(clusters)
+    size = wave_size(batch, len(clusters))
+    if size >= len(clusters) or not clusters:
+        return run_fleet(clusters, operation, deadline_s=deadline_s, max_workers=max_workers, on_result=on_result)
+    end = None if deadline_s is None else monotonic() + float(deadline_s)
+    results = []
+    for start in range(0, len(clusters), size):
+        wave = clusters[start:start + size]
+        left = None if end is None else max(end - monotonic(), 0.0)
+        done = run_fleet(wave, operation, deadline_s=left, max_workers=max_workers, on_result=on_result)
+        results.extend(done)
+        failed = [r for r in done if r["verdict"] in ("failed", "partially_failed")]
+        if max_fail_percentage is not None and 100.0 * len(failed) / len(done) > max_fail_percentage:
+            reason = "rollout stopped after wave {0} of {1}: {2} of {3} clusters failed ({4}), more than max_fail_percentage {5}%".format(
+                start // size + 1, (len(clusters) + size - 1) // size, len(failed), len(done), ", ".join(r["name"] for r in failed),
+                max_fail_percentage)
+            for cluster in clusters[start + size:]:
+                entry = normalize_cluster(dict(_cluster_identity(cluster), verdict="skipped", reason=reason, phase="NotStarted"))
+                results.append(entry)
+                if on_result is not None:
+                    on_result(entry)
+            break
+    return results
+
+
 def run_and_report(operation_name, run_name, clusters, operation, options=None, deadline_s=None,
-                   max_workers=None, secret_values=(), on_result=None):
-    """run_fleet, then the report document of the run (see report.build_report)."""
+                   max_workers=None, secret_values=(), on_result=None, batch=None, max_fail_percentage=None):
+    """run_fleet (in waves when ``batch`` is given), then the report document of the run (see report.build_report)."""
     started = utcnow()
-    results = run_fleet(clusters, operation, deadline_s=deadline_s, max_workers=max_workers, on_result=on_result)
+    results = run_waves(clusters, operation, batch=batch, max_fail_percentage=max_fail_percentage, deadline_s=deadline_s,
+                        max_workers=max_workers, on_result=on_result)
     return build_report(operation_name, run_name, results, options=options, started=started,
                         finished=utcnow(), secret_values=secret_values)

@@ -139,6 +139,16 @@ options:
     elements: str
     choices: [html, json, junit, md]
     default: [html, json, junit, md]
+  batch:
+    description:
+      - Roll the operation out in waves of this many clusters (V(5)) or this share of the selection (V(25%)),
+        one wave after the other, as Ansible's C(serial) does. Default all at once.
+    type: str
+  max_fail_percentage:
+    description:
+      - With O(batch), stop the rollout when more than this percentage of a wave's clusters failed; the clusters
+        of the later waves are reported C(skipped) with the reason. Default never stop.
+    type: int
   fail_on:
     description:
       - C(any) sets RV(fail) unless every cluster succeeded, C(all) only when no cluster succeeded,

@@ -150,6 +150,32 @@ def test_a_down_cluster_fails_alone(lab, play):
         assert {"object": "Deployment velero/velero", "action": "update"} in clusters[name]["details"]["changes"]
 
 
+def _image(lab, cluster):
+    deployment = _raw(lab, cluster, "/apis/apps/v1/namespaces/velero/deployments/velero")
+    return deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_waves_stop_at_the_failure_budget_and_leave_the_rest_untouched(lab, play):
+    """batch=1, max_fail_percentage=0: c1 upgrades, c2 (down) fails, c3 is never touched and says why."""
+    before = _versions(_state(lab, "c3"))
+    assert _image(lab, "c3") == "velero/velero:v1.18.0"
+    lab.cli("fault", "c2", "down")
+    try:
+        proc = play("install", "-e", "@%s" % play.vars_file, "-e", "velero_version=v1.18.1", "-e", "batch=1",
+                    "-e", "max_fail_percentage=0", "-e", "wait_timeout=30", check_rc=2)
+    finally:
+        lab.cli("fault", "c2", "clear")
+    clusters = dict((c["name"], c) for c in play.report("install", "velero")[1]["clusters"])
+    assert clusters["c1"]["verdict"] == "succeeded" and _image(lab, "c1") == "velero/velero:v1.18.1"
+    assert clusters["c2"]["verdict"] == "failed"
+    assert clusters["c3"]["verdict"] == "skipped"
+    assert "rollout stopped after wave 2 of 3: 1 of 1 clusters failed (c2)" in clusters["c3"]["reason"]
+    assert _image(lab, "c3") == "velero/velero:v1.18.0" and _versions(_state(lab, "c3")) == before
+    proc = play("install", "-e", "@%s" % play.vars_file, "-e", "velero_version=v1.18.1", "-e", "batch=bad", check_rc=2)
+    assert "batch must be a number of clusters or a percentage" in proc.stdout
+    assert _image(lab, "c3") == "velero/velero:v1.18.0"
+
+
 def _comparable(obj):
     obj = dict(obj)
     obj.pop("status", None)

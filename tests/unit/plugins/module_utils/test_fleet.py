@@ -159,3 +159,43 @@ def test_run_and_report_builds_the_document():
     assert report["totals"]["failed"] == 1 and report["options"] == {"ttl": "720h"}
     assert report["clusters"][1]["reason"] == "RuntimeError: boom ********"
     assert report["started"] <= report["clusters"][0]["started"]
+
+
+@pytest.mark.parametrize("batch, total, size", [(None, 10, 10), ("", 10, 10), (3, 10, 3), ("3", 10, 3), ("25%", 10, 2),
+                                                ("1%", 10, 1), ("100%", 7, 7), (20, 7, 7)])
+def test_wave_size_takes_a_count_or_a_share(batch, total, size):
+    assert fleet.wave_size(batch, total) == size
+
+
+@pytest.mark.parametrize("batch", ["-1", "abc", "0%", "150%"])
+def test_wave_size_refuses_nonsense(batch):
+    with pytest.raises(ValueError):
+        fleet.wave_size(batch, 10)
+
+
+def test_waves_run_one_after_another_and_stop_past_the_failure_budget():
+    started = []
+
+    def operation(cluster, recorder):
+        started.append(cluster)
+        if cluster == "c3":
+            raise RuntimeError("API down")
+        return {"phase": "Installed"}
+
+    results = fleet.run_waves(["c1", "c2", "c3", "c4", "c5", "c6"], operation, batch=2, max_fail_percentage=0)
+    assert started == ["c1", "c2", "c3", "c4"] or sorted(started) == ["c1", "c2", "c3", "c4"]
+    verdicts = dict((r["name"], r["verdict"]) for r in results)
+    assert verdicts == {"c1": "succeeded", "c2": "succeeded", "c3": "failed", "c4": "succeeded", "c5": "skipped", "c6": "skipped"}
+    skipped = [r for r in results if r["verdict"] == "skipped"]
+    assert all("rollout stopped after wave 2 of 3: 1 of 2 clusters failed (c3)" in r["reason"] for r in skipped)
+    build_report("install", "velero", results)
+
+
+def test_waves_within_the_budget_go_on():
+    def operation(cluster, recorder):
+        if cluster == "c1":
+            raise RuntimeError("down")
+        return {"phase": "Installed"}
+
+    results = fleet.run_waves(["c1", "c2", "c3", "c4"], operation, batch="50%", max_fail_percentage=50)
+    assert [r["verdict"] for r in results] == ["failed", "succeeded", "succeeded", "succeeded"]

@@ -165,9 +165,16 @@ def selector_matches(selector, labels):
 
 
 def default_report_dir(base, operation, name):
+    """<base>/<operation>-<name>-<UTC timestamp>, with -2, -3 ... when taken (slices of one AWX job
+    may finish in the same second on one controller)."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     label = "-".join(part for part in (operation, name) if part)
-    return os.path.join(base, "{0}-{1}".format(label, stamp))
+    path = os.path.join(base, "{0}-{1}".format(label, stamp))
+    candidate, number = path, 1
+    while os.path.exists(candidate):
+        number += 1
+        candidate = "{0}-{1}".format(path, number)
+    return candidate
 
 
 class ActionModule(ActionBase):

@@ -275,6 +275,39 @@ def build_report(operation, name, clusters, options=None, started=None, finished
     return report
 
 
+def merge_reports(reports):
+    """One fleet report from the reports of slices of one run (AWX job slicing: each slice drove only
+    its own clusters). Slices must be of the same operation and run name, and no cluster may appear
+    in two of them; totals, verdict and times are computed anew over all clusters."""
+    reports = list(reports)
+    if not reports:
+        raise ReportError("no reports to merge")
+    for report in reports:
+        validate_report(report)
+    runs = sorted(set((r["operation"], r["name"]) for r in reports))
+    if len(runs) > 1:
+        raise ReportError("the reports are of different runs: %s" % ", ".join("%s %s" % run for run in runs))
+    seen = {}
+    for index, report in enumerate(reports):
+        for cluster in report["clusters"]:
+            if cluster["name"] in seen:
+                raise ReportError("cluster %s is in slice %d and slice %d" % (cluster["name"], seen[cluster["name"]] + 1, index + 1))
+            seen[cluster["name"]] = index
+    starts = [parse_timestamp(r["started"]) for r in reports if r.get("started")]
+    ends = [parse_timestamp(r["finished"]) for r in reports if r.get("finished")]
+    options = dict(reports[0].get("options") or {})
+    options["merged_slices"] = len(reports)
+    return build_report(runs[0][0], runs[0][1], [c for r in reports for c in r["clusters"]], options=options,
+                        started=min(starts) if starts else None, finished=max(ends) if ends else None)
+
+
+def report_from_stats(stats):
+    """A report document from the compact summary a run publishes as custom stats (AWX artifacts):
+    per cluster verdict, phase, reason and duration (no timelines or texts)."""
+    clusters = [dict((k, c.get(k)) for k in ("name", "verdict", "phase", "reason", "duration_s")) for c in stats.get("clusters") or []]
+    return build_report(stats["operation"], stats.get("name"), clusters, started=stats.get("started"), finished=stats.get("finished"))
+
+
 def validate_report(report):
     """Raise ReportError when the document does not match the schema (needs jsonschema)."""
     if not HAS_JSONSCHEMA:

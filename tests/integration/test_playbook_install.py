@@ -204,6 +204,46 @@ def test_role_path_and_fleet_path_make_the_same_objects(lab, play):
         assert _comparable(role_made[key]) == _comparable(fleet_made[key]), key
 
 
+def test_a_run_sliced_like_awx_merges_into_one_report(lab, play):
+    """AWX job slicing: one job per slice of the inventory (here --limit per cluster, c3 down), each
+    with its own report; fleetdr.kube.report_merge makes the fleet's report and exit status."""
+    from ansible_collections.fleetdr.kube.plugins.module_utils.report import stats_data
+
+    lab.cli("seed", "busybox", "--cluster", "c1")
+    slices = []
+    for cluster in lab.clusters:
+        if cluster == "c3":
+            lab.cli("fault", "c3", "down")
+        try:
+            play("backup", "-e", "backup_name=sliced", "-e", "included_namespaces=default", "-e", "wait_timeout=30",
+                 "--limit", cluster, check_rc=2 if cluster == "c3" else 0)
+        finally:
+            lab.cli("fault", "c3", "clear")
+        slices.append(play.report("backup", "sliced")[0])
+    assert len(set(slices)) == 3
+    paths = "[%s]" % ", ".join('"%s"' % path for path in slices)
+    proc = play(str(REPO / "playbooks" / "report_merge.yml"), "-e", '{"report_paths": %s}' % paths, "-e", "report_dir=merged", check_rc=2)
+    merged_dir = sorted((play.work / "merged").glob("merged-*"))[-1]
+    merged = json.loads((merged_dir / "report.json").read_text())
+    assert merged["operation"] == "backup" and merged["name"] == "sliced" and merged["options"]["merged_slices"] == 3
+    assert merged["totals"] == {"clusters": 3, "succeeded": 2, "partially_failed": 0, "failed": 1, "skipped": 0}
+    assert merged["verdict"] == "partially_failed"
+    assert [c["name"] for c in merged["clusters"]] == ["c1", "c2", "c3"]
+    assert (merged_dir / "report.html").exists() and (merged_dir / "junit.xml").exists()
+    assert "merged from 3 slices" in proc.stdout
+    # The same from the slices' published summaries (AWX artifacts handed on as extra vars).
+    artifacts = dict(("fleetdr_report_slice_" + path.name.split("-")[0] + str(index), stats_data(json.loads((path / "report.json").read_text())))
+                     for index, path in enumerate(slices))
+    (play.work / "artifacts.json").write_text(json.dumps(artifacts))
+    play(str(REPO / "playbooks" / "report_merge.yml"), "-e", "@%s" % (play.work / "artifacts.json"), "-e", "report_dir=merged2",
+         "-e", "fail_on=never", check_rc=0)
+    again = json.loads((sorted((play.work / "merged2").glob("merged-*"))[-1] / "report.json").read_text())
+    assert again["totals"] == merged["totals"] and again["verdict"] == "partially_failed"
+    # Slices of another run, or a cluster twice, are refused.
+    proc = play(str(REPO / "playbooks" / "report_merge.yml"), "-e", '{"report_paths": ["%s", "%s"]}' % (slices[0], slices[0]), check_rc=2)
+    assert "cluster c1 is in slice 1 and slice 2" in proc.stdout
+
+
 def test_uninstall_removes_the_install_and_leaves_the_bucket(lab, play):
     s3 = lab.s3_client()
     lab.cli("seed", "busybox", "--cluster", "c1")

@@ -130,13 +130,11 @@ def validate_metadata(group: str, plural: str, meta: dict) -> list[FieldError]:
     if controllers > 1:
         errs.append(invalid("metadata.ownerReferences", meta["ownerReferences"],
                             "Only one reference can have Controller set to true."))
+    # apimachinery ValidateFinalizers: any qualified name (kube-apiserver only warns about names
+    # without a domain, e.g. Rook's "cephcluster.ceph.rook.io"); the stricter "standard or fully
+    # qualified" rule is core's, for Namespace spec.finalizers.
     for i, f in enumerate(meta.get("finalizers") or []):
-        if "/" not in f and f not in ("kubernetes", "orphan", "foregroundDeletion"):
-            errs.append(invalid(f"metadata.finalizers[{i}]", f,
-                                "name is neither a standard finalizer name nor is it fully "
-                                "qualified"))
-        else:
-            errs += [invalid(f"metadata.finalizers[{i}]", f, m) for m in qualified_name_errors(f)]
+        errs += [invalid(f"metadata.finalizers[{i}]", f, m) for m in qualified_name_errors(f)]
     return errs
 
 

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from . import labdir, seeds, volumes
+from .controllers.rook import manifests as rook_manifests
 from .clock import format_duration, parse_duration
 
 EXIT_OK = 0
@@ -201,7 +202,7 @@ def verify_lab(paths: labdir.LabPaths, state: dict, deadline: float) -> None:
 
 def _daemon_command(args) -> list[str]:
     cmd = [sys.executable, "-m", "fleetdr_lab.daemon", "--dir", str(args.paths.dir),
-           "--clusters", str(args.clusters), "--nodes", str(args.nodes)]
+           "--clusters", str(args.clusters), "--nodes", str(args.nodes), "--devices", str(args.devices)]
     if args.base_port:
         cmd += ["--base-port", str(args.base_port)]
     return cmd
@@ -211,7 +212,8 @@ def cmd_up(args) -> int:
     paths = args.paths
     state = running_state(paths.dir)
     if state is not None:
-        if state.get("n_clusters") != args.clusters or state.get("nodes") != args.nodes:
+        if state.get("n_clusters") != args.clusters or state.get("nodes") != args.nodes or \
+                state.get("devices", 0) != args.devices:
             raise CliError(EXIT_USAGE,
                            f"a lab with {state.get('n_clusters')} clusters x "
                            f"{state.get('nodes')} nodes is already running in {paths.dir}; "
@@ -448,6 +450,25 @@ def cmd_velero_sync(args) -> int:
     return EXIT_OK
 
 
+def cmd_rook_manifests(args) -> int:
+    for path in rook_manifests.write(Path(args.out), args.version):
+        print(path)
+    return EXIT_OK
+
+
+def cmd_rook_health(args) -> int:
+    state = require_running(args.paths.dir)
+    require_cluster(state, args.cluster)
+    body = {"cluster": args.cluster, "namespace": args.namespace}
+    if args.rook_command == "health":
+        body.update(health=args.health, message=args.message)
+    else:
+        body.update(health="HEALTH_WARN" if args.count else None, message=f"{args.count} osds down" if args.count else None,
+                    down_osds=args.count)
+    print(json.dumps(control(state, "POST", "/rook/health", body), indent=2))
+    return EXIT_OK
+
+
 def cmd_s3(args) -> int:
     state = require_running(args.paths.dir)
     result = control(state, "POST", f"/s3/{args.s3_command}", {})
@@ -456,6 +477,16 @@ def cmd_s3(args) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -497,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of clusters (default 3)")
     p.add_argument("--nodes", type=_positive_int, default=1, metavar="K",
                    help="nodes per cluster (default 1)")
+    p.add_argument("--devices", type=_non_negative_int, default=0, metavar="D",
+                   help="raw 100 GiB devices per node (sdb, sdc, ...) for Rook's OSDs (default 0)")
     p.add_argument("--base-port", type=_port, default=None, metavar="P",
                    help="cluster cI listens on P+I-1, control channel on P+N, S3 on P+N+1 "
                         "(default: free ports)")
@@ -535,6 +568,25 @@ def build_parser() -> argparse.ArgumentParser:
                          parents=[common])
     vp.add_argument("--cluster", default=None, metavar="C")
     vp.set_defaults(func=cmd_velero_sync, subparser=vp)
+
+    p = add("rook", None, "emulated Rook-Ceph helpers")
+    rsub = p.add_subparsers(dest="rook_command", required=True, metavar="ACTION")
+    rp = rsub.add_parser("manifests", help="write the lab's stand-ins for Rook's crds.yaml, common.yaml, operator.yaml",
+                         parents=[common])
+    rp.add_argument("--version", default="v1.20.6", metavar="V")
+    rp.add_argument("--out", required=True, metavar="DIR")
+    rp.set_defaults(func=cmd_rook_manifests, subparser=rp)
+    rp = rsub.add_parser("health", help="make Ceph report HEALTH_WARN or HEALTH_ERR (HEALTH_OK clears it)", parents=[common])
+    rp.add_argument("cluster", metavar="CLUSTER")
+    rp.add_argument("health", choices=["HEALTH_OK", "HEALTH_WARN", "HEALTH_ERR"])
+    rp.add_argument("--message", default=None)
+    rp.add_argument("--namespace", default="rook-ceph")
+    rp.set_defaults(func=cmd_rook_health, subparser=rp)
+    rp = rsub.add_parser("osd-down", help="take the first N OSDs down (0 brings them back)", parents=[common])
+    rp.add_argument("cluster", metavar="CLUSTER")
+    rp.add_argument("count", type=int)
+    rp.add_argument("--namespace", default="rook-ceph")
+    rp.set_defaults(func=cmd_rook_health, subparser=rp)
 
     p = add("s3", None, "object-store faults")
     ssub = p.add_subparsers(dest="s3_command", required=True, metavar="ACTION")

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .api import make_app
 from .controllers import install_default_controllers
+from .controllers.rook import install as install_rook
 from .controllers.velero import install as install_velero
 from .strategies import new_store
 
@@ -63,11 +64,12 @@ class Faults:
 
 class Cluster:
     def __init__(self, lab: "Lab", name: str, index: int, nodes: int = 1, port: int = 0,
-                 token: str | None = None):
+                 token: str | None = None, devices: int = 0):
         self.lab = lab
         self.name = name
         self.index = index
         self.node_count = nodes
+        self.devices_per_node = devices  # raw disks per node (Rook's OSDs consume them)
         self.port = port
         self.token = token or secrets.token_urlsafe(32)
         self.labels = cluster_labels(index)
@@ -198,6 +200,7 @@ class Cluster:
         """The built-in control plane, then the in-cluster software (Velero's install watcher)."""
         install_default_controllers(self)
         install_velero(self)
+        install_rook(self)
 
     def start_controllers(self) -> None:
         self._started = True

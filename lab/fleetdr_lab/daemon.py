@@ -35,6 +35,7 @@ from aiohttp import web
 from . import labdir, pki, seeds
 from .clock import Clock
 from .cluster import Cluster
+from .controllers.rook import cluster as rook_cluster
 from .controllers.velero import sync as velero_sync
 from .s3_service import ObjectStore
 
@@ -92,11 +93,12 @@ class Lab:
     """Everything running in the lab process; `cluster.lab` points here."""
 
     def __init__(self, directory: Path, clusters: int, nodes: int = 1,
-                 base_port: int | None = None):
+                 base_port: int | None = None, devices: int = 0):
         self.paths = labdir.LabPaths.of(directory)
         self.dir = self.paths.dir
         self.n_clusters = clusters
         self.nodes = nodes
+        self.devices = devices
         self.base_port = base_port
         self.clock = Clock()
         self.clusters: dict[str, Cluster] = {}
@@ -163,7 +165,7 @@ class Lab:
             for i in range(self.n_clusters):
                 name = f"c{i + 1}"
                 port = self.base_port + i if self.base_port else 0
-                cluster = Cluster(self, name, i, nodes=self.nodes, port=port)
+                cluster = Cluster(self, name, i, nodes=self.nodes, port=port, devices=self.devices)
                 cluster.bootstrap()
                 self.clusters[name] = cluster
                 cluster.install_controllers()
@@ -269,6 +271,7 @@ class Lab:
             "started": _iso(self.started_at),
             "control": {"port": self.control_port, "token": self.control_token},
             "nodes": self.nodes,
+            "devices": self.devices,
             "base_port": self.base_port,
             "clusters": [c.describe() for c in self.clusters.values()],
             "n_clusters": self.n_clusters,
@@ -455,7 +458,21 @@ async def _velero_sync(lab: Lab, body: dict):
                            "velero_not_running") from None
 
 
+async def _rook_health(lab: Lab, body: dict):
+    """`POST /rook/health {"cluster", "namespace", "health", "message", "down_osds"}`: what the
+    emulated Ceph reports from now on (HEALTH_OK clears an injected state)."""
+    body = body or {}
+    cluster = lab.cluster(body.get("cluster"))
+    try:
+        rook_cluster.set_health(cluster, body.get("namespace") or "rook-ceph", body.get("health"), body.get("message"),
+                                body.get("down_osds"))
+    except LookupError:
+        raise ControlError(409, f"the Rook operator is not running in cluster {cluster.name!r}", "rook_not_running") from None
+    return {"cluster": cluster.name, "health": body.get("health"), "down_osds": body.get("down_osds")}
+
+
 for _method, _path, _handler in (
+        ("POST", "/rook/health", _rook_health),
         ("GET", "/status", _status), ("POST", "/seed", _seed), ("POST", "/fault", _fault),
         ("GET", "/clock", _clock_show), ("POST", "/clock/advance", _clock_advance),
         ("POST", "/s3/revoke", _s3_revoke), ("POST", "/s3/restore", _s3_restore),
@@ -501,6 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", required=True)
     parser.add_argument("--clusters", type=int, required=True)
     parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--devices", type=int, default=0)
     parser.add_argument("--base-port", type=int, default=None)
     args = parser.parse_args(argv)
     paths = labdir.LabPaths.of(args.dir)
@@ -512,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     labdir.write_atomic(paths.pid, f"{os.getpid()}\n")
-    lab = Lab(paths.dir, args.clusters, args.nodes, args.base_port)
+    lab = Lab(paths.dir, args.clusters, args.nodes, args.base_port, args.devices)
     logging.getLogger().addHandler(ErrorCollector(lab))
     code = asyncio.run(run(lab))
     log.info("lab process exiting with %d", code)

@@ -187,13 +187,54 @@ def _builtin_types() -> list[ResourceType]:
         # policy/v1
         R("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
           short_names=["pdb"], subresources=_subs("status"), has_generation=True),
+        # What else a current kube-apiserver serves and a backup meets (Kubernetes
+        # pkg/controlplane/instance.go's default resources), at each group's GA version.
+        R("", "v1", "podtemplates", "PodTemplate", True),
+        R("", "v1", "replicationcontrollers", "ReplicationController", True, short_names=["rc"],
+          categories=all_, subresources=_subs("scale", "status"), scale=ScaleSpec(),
+          has_generation=True),
+        R("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True,
+          short_names=["netpol"], has_generation=True),
+        R("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False),
+        R("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
+        R("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
+          short_names=["hpa"], categories=all_, subresources=_subs("status")),
+        R("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False,
+          short_names=["pc"]),
+        R("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),
+        R("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations",
+          "MutatingWebhookConfiguration", False, categories=["api-extensions"], has_generation=True),
+        R("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
+          "ValidatingWebhookConfiguration", False, categories=["api-extensions"],
+          has_generation=True),
+        R("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies",
+          "ValidatingAdmissionPolicy", False, categories=["api-extensions"],
+          subresources=_subs("status"), has_generation=True),
+        R("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+          "ValidatingAdmissionPolicyBinding", False, categories=["api-extensions"],
+          has_generation=True),
+        R("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "FlowSchema", False,
+          subresources=_subs("status"), has_generation=True),
+        R("flowcontrol.apiserver.k8s.io", "v1", "prioritylevelconfigurations",
+          "PriorityLevelConfiguration", False, subresources=_subs("status"), has_generation=True),
+        R("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest",
+          False, short_names=["csr"], subresources={"approval": ["get", "patch", "update"],
+                                                     **_subs("status")}),
+        R("storage.k8s.io", "v1", "csidrivers", "CSIDriver", False),
+        R("storage.k8s.io", "v1", "csinodes", "CSINode", False),
+        R("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", False,
+          subresources=_subs("status")),
+        R("storage.k8s.io", "v1", "csistoragecapacities", "CSIStorageCapacity", True),
     ]
 
 
 # Group order as kube-apiserver lists them in /apis (core first, then this order).
-_GROUP_ORDER = ["", "apiextensions.k8s.io", "apps", "batch", "rbac.authorization.k8s.io",
-                "storage.k8s.io", "networking.k8s.io", "coordination.k8s.io", "policy",
-                "autoscaling"]
+_GROUP_ORDER = ["", "apiregistration.k8s.io", "apps", "events.k8s.io", "authentication.k8s.io",
+                "authorization.k8s.io", "autoscaling", "batch", "certificates.k8s.io",
+                "networking.k8s.io", "policy", "rbac.authorization.k8s.io", "storage.k8s.io",
+                "admissionregistration.k8s.io", "apiextensions.k8s.io", "scheduling.k8s.io",
+                "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io",
+                "flowcontrol.apiserver.k8s.io"]
 
 
 class Registry:

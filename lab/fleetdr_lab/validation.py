@@ -130,13 +130,11 @@ def validate_metadata(group: str, plural: str, meta: dict) -> list[FieldError]:
     if controllers > 1:
         errs.append(invalid("metadata.ownerReferences", meta["ownerReferences"],
                             "Only one reference can have Controller set to true."))
+    # apimachinery ValidateFinalizers: any qualified name (kube-apiserver only warns about names
+    # without a domain, e.g. Rook's "cephcluster.ceph.rook.io"); the stricter "standard or fully
+    # qualified" rule is core's, for Namespace spec.finalizers.
     for i, f in enumerate(meta.get("finalizers") or []):
-        if "/" not in f and f not in ("kubernetes", "orphan", "foregroundDeletion"):
-            errs.append(invalid(f"metadata.finalizers[{i}]", f,
-                                "name is neither a standard finalizer name nor is it fully "
-                                "qualified"))
-        else:
-            errs += [invalid(f"metadata.finalizers[{i}]", f, m) for m in qualified_name_errors(f)]
+        errs += [invalid(f"metadata.finalizers[{i}]", f, m) for m in qualified_name_errors(f)]
     return errs
 
 
@@ -370,6 +368,64 @@ def _default_pod(obj):
     default_pod_spec(obj.setdefault("spec", {}))
 
 
+# The defaults kube-apiserver fills in for the kinds below (Kubernetes pkg/apis/<group>/<v>/defaults.go).
+
+
+def _default_priorityclass(obj):
+    obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
+
+
+def _default_networkpolicy(obj):
+    spec = obj.setdefault("spec", {})
+    if not spec.get("policyTypes"):
+        spec["policyTypes"] = ["Ingress"] + (["Egress"] if spec.get("egress") else [])
+    for rule in (spec.get("ingress") or []) + (spec.get("egress") or []):
+        for port in rule.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+
+
+def _default_hpa(obj):
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("minReplicas", 1)
+    if not spec.get("metrics"):  # autoscaling/v2 SetDefaults: 80% CPU utilisation
+        spec["metrics"] = [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+
+
+def _default_webhooks(obj):
+    for hook in obj.get("webhooks") or []:
+        hook.setdefault("failurePolicy", "Fail")
+        hook.setdefault("matchPolicy", "Equivalent")
+        hook.setdefault("namespaceSelector", {})
+        hook.setdefault("objectSelector", {})
+        hook.setdefault("timeoutSeconds", 10)
+        if obj.get("kind") == "MutatingWebhookConfiguration":
+            hook.setdefault("reinvocationPolicy", "Never")
+        for rule in hook.get("rules") or []:
+            rule.setdefault("scope", "*")
+        service = (hook.get("clientConfig") or {}).get("service")
+        if service:
+            service.setdefault("port", 443)
+
+
+def _default_csidriver(obj):
+    spec = obj.setdefault("spec", {})
+    for key, value in (("attachRequired", True), ("podInfoOnMount", False), ("requiresRepublish", False),
+                       ("storageCapacity", False), ("seLinuxMount", False),
+                       ("fsGroupPolicy", "ReadWriteOnceWithFSType"),
+                       ("volumeLifecycleModes", ["Persistent"])):
+        spec.setdefault(key, value)
+
+
+def _default_replicationcontroller(obj):
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    labels = (((spec.get("template") or {}).get("metadata") or {}).get("labels")) or {}
+    if not spec.get("selector") and labels:
+        spec["selector"] = dict(labels)
+    spec.setdefault("minReadySeconds", 0)
+
+
 DEFAULTERS = {
     ("", "pods"): _default_pod,
     ("", "services"): _default_service,
@@ -386,6 +442,13 @@ DEFAULTERS = {
     ("storage.k8s.io", "storageclasses"): _default_storageclass,
     ("apiextensions.k8s.io", "customresourcedefinitions"): _default_crd,
     ("networking.k8s.io", "ingresses"): _default_ingress,
+    ("scheduling.k8s.io", "priorityclasses"): _default_priorityclass,
+    ("networking.k8s.io", "networkpolicies"): _default_networkpolicy,
+    ("autoscaling", "horizontalpodautoscalers"): _default_hpa,
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): _default_webhooks,
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): _default_webhooks,
+    ("storage.k8s.io", "csidrivers"): _default_csidriver,
+    ("", "replicationcontrollers"): _default_replicationcontroller,
 }
 
 # Status a built-in type is given on create (its strategy's PrepareForCreate resets status).
@@ -405,6 +468,9 @@ INITIAL_STATUS = {
     ("policy", "poddisruptionbudgets"): lambda: {"disruptionsAllowed": 0, "currentHealthy": 0,
                                                  "desiredHealthy": 0, "expectedPods": 0},
     ("", "resourcequotas"): dict,
+    ("autoscaling", "horizontalpodautoscalers"): lambda: {"currentReplicas": 0, "desiredReplicas": 0},
+    ("", "replicationcontrollers"): lambda: {"replicas": 0},
+    ("certificates.k8s.io", "certificatesigningrequests"): dict,
 }
 
 
@@ -576,6 +642,97 @@ def _validate_crd(obj):
     return errs
 
 
+# Validation of the kinds above (Kubernetes pkg/apis/<group>/validation/validation.go), the
+# rules a restore or a user most often trips over.
+
+
+def _validate_priorityclass(obj):
+    errs = []
+    value = obj.get("value")
+    if not isinstance(value, int) or isinstance(value, bool):
+        errs.append(required("value"))
+    elif value > 1000000000 and not (_meta_name(obj) or "").startswith("system-"):
+        errs.append(forbidden("value", "maximum allowed value of a user defined priority is 1000000000"))
+    policy = obj.get("preemptionPolicy")
+    if policy not in (None, "PreemptLowerPriority", "Never"):
+        errs.append(not_supported("preemptionPolicy", policy, ["Never", "PreemptLowerPriority"]))
+    return errs
+
+
+def _meta_name(obj):
+    return (obj.get("metadata") or {}).get("name")
+
+
+def _validate_networkpolicy(obj):
+    spec = obj.get("spec") or {}
+    errs = []
+    if not isinstance(spec.get("podSelector"), dict):
+        errs.append(required("spec.podSelector"))
+    for index, kind in enumerate(spec.get("policyTypes") or []):
+        if kind not in ("Ingress", "Egress"):
+            errs.append(not_supported("spec.policyTypes[%d]" % index, kind, ["Egress", "Ingress"]))
+    return errs
+
+
+def _validate_hpa(obj):
+    spec = obj.get("spec") or {}
+    errs = []
+    ref = spec.get("scaleTargetRef") or {}
+    if not ref.get("kind"):
+        errs.append(required("spec.scaleTargetRef.kind"))
+    if not ref.get("name"):
+        errs.append(required("spec.scaleTargetRef.name"))
+    high, low = spec.get("maxReplicas"), spec.get("minReplicas", 1)
+    if not isinstance(high, int) or high < 1:
+        errs.append(invalid("spec.maxReplicas", high, "must be greater than or equal to 1"))
+    elif isinstance(low, int) and low > high:
+        errs.append(invalid("spec.minReplicas", low, "must be less than or equal to maxReplicas"))
+    return errs
+
+
+def _validate_webhooks(obj):
+    errs = []
+    names = set()
+    for index, hook in enumerate(obj.get("webhooks") or []):
+        path = "webhooks[%d]" % index
+        name = hook.get("name") or ""
+        if not name:
+            errs.append(required(path + ".name"))
+        elif name.count(".") < 2:
+            errs.append(invalid(path + ".name", name, "should be a domain with at least three segments separated by dots"))
+        elif name in names:
+            errs.append(FieldError(path + ".name", "FieldValueDuplicate", "", name))
+        names.add(name)
+        config = hook.get("clientConfig") or {}
+        if bool(config.get("url")) == bool(config.get("service")):
+            errs.append(required(path + ".clientConfig", "exactly one of url or service is required"))
+        if hook.get("sideEffects") not in ("None", "NoneOnDryRun"):
+            errs.append(not_supported(path + ".sideEffects", hook.get("sideEffects"), ["None", "NoneOnDryRun"]))
+        if not hook.get("admissionReviewVersions"):
+            errs.append(required(path + ".admissionReviewVersions", "must specify one of v1, v1beta1"))
+    return errs
+
+
+def _require(*paths):
+    def check(obj):
+        errs = []
+        for path in paths:
+            value = obj
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value in (None, "", [], {}):
+                errs.append(required(path))
+        return errs
+    return check
+
+
+def _validate_endpointslice(obj):
+    kind = obj.get("addressType")
+    if kind not in ("IPv4", "IPv6", "FQDN"):
+        return [not_supported("addressType", kind, ["FQDN", "IPv4", "IPv6"])]
+    return []
+
+
 VALIDATORS = {
     ("", "pods"): lambda o: _containers_errors(o.get("spec"), "spec"),
     ("", "services"): _validate_service,
@@ -592,6 +749,19 @@ VALIDATORS = {
         ((((o.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {})
          .get("template") or {}).get("spec"), "spec.jobTemplate.spec.template.spec"),
     ("apiextensions.k8s.io", "customresourcedefinitions"): _validate_crd,
+    ("scheduling.k8s.io", "priorityclasses"): _validate_priorityclass,
+    ("networking.k8s.io", "networkpolicies"): _validate_networkpolicy,
+    ("networking.k8s.io", "ingressclasses"): _require("spec.controller"),
+    ("discovery.k8s.io", "endpointslices"): _validate_endpointslice,
+    ("autoscaling", "horizontalpodautoscalers"): _validate_hpa,
+    ("node.k8s.io", "runtimeclasses"): _require("handler"),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): _validate_webhooks,
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): _validate_webhooks,
+    ("storage.k8s.io", "volumeattachments"): _require("spec.attacher", "spec.nodeName", "spec.source"),
+    ("certificates.k8s.io", "certificatesigningrequests"): _require("spec.request", "spec.signerName"),
+    ("", "replicationcontrollers"): lambda o: _containers_errors(
+        ((o.get("spec") or {}).get("template") or {}).get("spec"), "spec.template.spec"),
+    ("storage.k8s.io", "csistoragecapacities"): _require("storageClassName"),
 }
 
 

@@ -104,6 +104,19 @@ def _api(lab_dir, cluster: str):
     return _Api(kubeconfig, cluster), paths
 
 
+def pv_data_dir(cluster_data_dir, pv: dict) -> Path | None:
+    """Where a PV's data lives on the lab host: its hostPath/local path, or for a volume of a CSI
+    driver the lab emulates (Rook's Ceph RBD/CephFS) <cluster data dir>/<pv name>, as a node
+    would see the mounted volume."""
+    spec = pv.get("spec") or {}
+    source = spec.get("hostPath") or spec.get("local") or {}
+    if source.get("path"):
+        return Path(source["path"])
+    if ((spec.get("csi") or {}).get("driver") or "").endswith(".csi.ceph.com"):
+        return Path(cluster_data_dir) / pv["metadata"]["name"]
+    return None
+
+
 def volume_root(lab_dir, cluster: str, namespace: str, pvc: str) -> Path:
     """The data directory of a bound PVC (its PV's hostPath)."""
     api, paths = _api(lab_dir, cluster)
@@ -120,7 +133,7 @@ def volume_root(lab_dir, cluster: str, namespace: str, pvc: str) -> Path:
     pv = api.get(f"/api/v1/persistentvolumes/{q(volume_name)}")
     if pv is None:
         raise VolumeError(EXIT_NOT_FOUND, f"PV {volume_name} of PVC {namespace}/{pvc} not found")
-    host_path = ((pv.get("spec") or {}).get("hostPath") or {}).get("path")
+    host_path = pv_data_dir(paths.volumes / cluster, pv)
     if not host_path:
         raise VolumeError(EXIT_FAILED, f"PV {volume_name} of PVC {namespace}/{pvc} has no "
                                        "hostPath: its data is not in the lab dir")

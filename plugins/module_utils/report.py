@@ -433,6 +433,36 @@ def volume_rows(report):
 VOLUME_HEADER = ("CLUSTER", "PVC", "DATA", "BYTES", "BY", "REASON")
 
 
+def _bytes(value):
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
+        value /= 1024.0
+
+
+def storage_rows(report):
+    """Per cluster of a Rook report: health, daemons ready/wanted, capacity, ready pools (none for Velero reports)."""
+    rows = []
+    for cluster in report["clusters"]:
+        details = cluster.get("details") or {}
+        if "health" not in details or "daemons" not in details:
+            continue
+        daemons = details.get("daemons") or {}
+        capacity = details.get("capacity") or {}
+        pools = (details.get("block_pools") or []) + (details.get("filesystems") or []) + (details.get("object_stores") or [])
+        rows.append({
+            "cluster": cluster["name"], "verdict": cluster["verdict"], "health": details.get("health") or "-",
+            "checks": "; ".join("%s: %s" % item for item in sorted((details.get("health_checks") or {}).items())),
+            "daemons": " ".join("%s %s/%s" % (name, (daemons.get(name) or {}).get("ready", 0), (daemons.get(name) or {}).get("wanted", "?"))
+                                for name in ("mon", "mgr", "osd")),
+            "used": capacity.get("used_bytes"), "total": capacity.get("total_bytes"),
+            "pools": "%d/%d Ready" % (sum(1 for p in pools if p.get("phase") == "Ready"), len(pools)),
+        })
+    return rows
+
+
 def render_json(report):
     return json.dumps(report, indent=2) + "\n"
 
@@ -490,6 +520,13 @@ def render_markdown(report):
     if volumes:
         lines += ["", "## Volume data", "", "| Cluster | PVC | Data | Bytes | By | Reason |", "|---|---|---|---|---|---|"]
         lines += ["| %s |" % " | ".join(_md_cell(cell) for cell in row) for row in volumes]
+    storage = storage_rows(report)
+    if storage:
+        lines += ["", "## Ceph storage", "", "| Cluster | Health | Daemons ready/wanted | Capacity used | Pools | Health checks |",
+                  "|---|---|---|---|---|---|"]
+        lines += ["| %s |" % " | ".join(_md_cell(cell) for cell in (
+            row["cluster"], row["health"], row["daemons"], "%s of %s" % (_bytes(row["used"]), _bytes(row["total"])), row["pools"],
+            row["checks"])) for row in storage]
     details = [cluster for cluster in report["clusters"] if cluster["errors"] or cluster["warnings"]]
     if details:
         lines += ["", "## Errors and warnings"]
@@ -561,6 +598,8 @@ details{margin:4px 0} summary{cursor:pointer;font-weight:600}
 ul{margin:4px 0 8px 20px;padding:0} li.err{color:#cf222e} li.warn{color:#9a6700}
 svg text{font-family:inherit;font-size:11px}
 pre{background:#f6f8fa;padding:8px;font-size:12px;overflow:auto}
+.bar{display:inline-block;width:120px;height:10px;background:#eaeef2;border-radius:3px;vertical-align:middle}
+.bar div{height:100%;background:#0969da;border-radius:3px}
 """
 
 
@@ -696,6 +735,21 @@ def render_html(report):
                      '<td class="num">%s</td><td>%s</td><td>%s</td></tr>' % (
                          colours.get(row[2], _VERDICT_COLOURS["skipped"][1]), _esc(row[0]), _esc(row[2]),
                          *[_esc(cell) for cell in row]) for row in volumes)]
+    storage = storage_rows(report)
+    if storage:
+        bars = []
+        for row in storage:
+            share = (100.0 * row["used"] / row["total"]) if row["used"] is not None and row["total"] else None
+            bar = ('<div class="bar" title="%s of %s"><div style="width:%.1f%%"></div></div> %s / %s' % (
+                _esc(_bytes(row["used"])), _esc(_bytes(row["total"])), share, _esc(_bytes(row["used"])), _esc(_bytes(row["total"]))
+            )) if share is not None else "-"
+            bars.append('<tr style="background:%s" data-cluster="%s"><td>%s</td><td>%s</td><td>%s</td><td class="capacity">%s</td>'
+                        '<td>%s</td><td>%s</td></tr>' % (
+                            _VERDICT_COLOURS.get(row["verdict"], _VERDICT_COLOURS["skipped"])[1], _esc(row["cluster"]), _esc(row["cluster"]),
+                            _esc(row["health"]), _esc(row["daemons"]), bar, _esc(row["pools"]), _esc(row["checks"])))
+        body += ["<h2>Ceph storage</h2>",
+                 "<table class=\"storage\"><thead><tr><th>Cluster</th><th>Health</th><th>Daemons ready/wanted</th><th>Capacity</th>"
+                 "<th>Pools, filesystems, object stores</th><th>Health checks</th></tr></thead><tbody>%s</tbody></table>" % "".join(bars)]
     if details:
         body += ["<h2>Errors and warnings</h2>"] + details
     if report["options"]:

@@ -327,6 +327,8 @@ class StorageController(Controller):
         if policy == "Delete":
             if (m.get("annotations") or {}).get("pv.kubernetes.io/provisioned-by") == PROVISIONER:
                 self._delete_volume(pv)
+            elif spec.get("csi") and (m.get("annotations") or {}).get("pv.kubernetes.io/provisioned-by"):
+                pass  # an external CSI provisioner deletes its own volumes (kube pv_controller)
             else:
                 self._volume_status(pv, "Failed", "error getting deleter volume plugin for volume "
                                                   f'"{name}": no deletable volume plugin matched')

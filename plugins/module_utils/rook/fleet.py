@@ -22,7 +22,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.fleetdr.kube.plugins.module_utils import apply
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, ValidationError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.rook import info, objects, status as statuses
-from ansible_collections.fleetdr.kube.plugins.module_utils.rook.cluster import CLUSTER_ARG_SPEC, HEALTH_CHOICES, build, validate
+from ansible_collections.fleetdr.kube.plugins.module_utils.rook.cluster import CLUSTER_ARG_SPEC, HEALTH_CHOICES, build, check_against_cluster, validate
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
 
 OPERATOR_WAIT_CAP = 300
@@ -98,6 +98,10 @@ def storage(job, timeout_for):
             return {"verdict": "succeeded", "phase": ("WouldRemove" if job.check_mode else "Removed") if changed else "Absent",
                     "object": {"kind": "CephCluster", "namespace": params["namespace"], "name": params["name"]},
                     "details": {"changes": _changes(changes)}}
+        recorder.phase("Checking")
+        # What Rook would refuse (mons vs Nodes, placement, hostnames, dataDirHostPath) is refused
+        # here, before anything is written to this cluster.
+        check_against_cluster(build(params), objects.nodes(client), objects.read(client, params["namespace"], "cephclusters", params["name"]))
         recorder.phase("Applying")
         changes = apply.apply_phased(client, manifests, job.check_mode, job.params.get("force_conflicts"), timeout_for(job, recorder, 120))
         if not job.check_mode:

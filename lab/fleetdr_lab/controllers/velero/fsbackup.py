@@ -22,6 +22,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from ...volumes import pv_data_dir
 from .fs_repository import RESTORE_MARKER_DIR, FsRepository, Progress, RepositoryError
 from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, VeleroController, label_safe, now_rfc3339
@@ -89,8 +90,7 @@ def volume_directory(cluster, pod: dict, volume_name: str) -> Path | None:
         pv = store.get_or_none("", "persistentvolumes", None, pvc["spec"]["volumeName"])
         if pv is None:
             return None
-        source = (pv.get("spec") or {}).get("hostPath") or (pv.get("spec") or {}).get("local") or {}
-        return Path(source["path"]) if source.get("path") else None
+        return pv_data_dir(cluster.data_dir, pv)
     if "emptyDir" in vol:
         try:
             from fleetdr_lab import volumes

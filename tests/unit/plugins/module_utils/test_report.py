@@ -273,3 +273,19 @@ def test_volume_data_is_in_every_rendering():
 
 def test_a_report_without_volumes_has_no_volume_section(mixed):
     assert "Volume data" not in rpt.render_markdown(mixed) and "Volume data" not in rpt.render_table(mixed)
+
+
+def test_storage_reports_get_a_ceph_section_with_a_capacity_bar_per_cluster():
+    from ansible_collections.fleetdr.kube.plugins.module_utils.report import build_report, render_html, storage_rows
+    details = {"health": "HEALTH_WARN", "health_checks": {"TOO_FEW_OSDS": "OSD count 1 < osd_pool_default_size 3"},
+               "daemons": {"mon": {"wanted": 3, "ready": 3}, "mgr": {"wanted": 2, "ready": 2}, "osd": {"wanted": 1, "ready": 1}},
+               "capacity": {"total_bytes": 100 * 2 ** 30, "used_bytes": 25 * 2 ** 30, "available_bytes": 75 * 2 ** 30},
+               "block_pools": [{"name": "replicapool", "phase": "Ready"}], "filesystems": [], "object_stores": [{"name": "s", "phase": "Progressing"}]}
+    report = build_report("storage", "rook-ceph", [{"name": "c1", "verdict": "succeeded", "phase": "Ready", "details": details},
+                                                   {"name": "c2", "verdict": "failed", "phase": "Degraded", "reason": "x"}])
+    rows = storage_rows(report)
+    assert len(rows) == 1 and rows[0]["daemons"] == "mon 3/3 mgr 2/2 osd 1/1" and rows[0]["pools"] == "1/2 Ready"
+    html = render_html(report)
+    assert "<h2>Ceph storage</h2>" in html and 'style="width:25.0%"' in html and "25.0 GiB / 100.0 GiB" in html
+    assert "TOO_FEW_OSDS: OSD count 1" in html
+    assert "Ceph storage" not in render_html(build_report("backup", "b", [{"name": "c1"}]))

@@ -1,0 +1,156 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Distributed storage fleet-wide: playbooks fleetdr.kube.storage / storage_status / storage_teardown
+and the Rook modules against a lab of 3 clusters (3 nodes, one raw device each) running the emulated
+Rook operator. Per-cluster CephCluster settings come from host_vars; tests build on each other."""
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "lab"))
+from labctl import LabHandle  # noqa: E402
+from fleet_helpers import PlaybookRunner, recap  # noqa: E402
+
+NS = "rook-ceph"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    handle = LabHandle.up(tmp_path_factory.mktemp("storage-lab"), clusters=3, nodes=3, extra=("--devices", "1"))
+    try:
+        yield handle
+    finally:
+        handle.down()
+
+
+def host_vars(lab, cluster, mons, mgrs=1):
+    directory = lab.inventory.parent / "host_vars"
+    directory.mkdir(exist_ok=True)
+    (directory / f"{cluster}.yml").write_text(yaml.safe_dump({"rook_ceph_cluster": {
+        "monitor": {"count": mons, "labels": {"team": "storage"}}, "manager": {"count": mgrs}}}))
+
+
+@pytest.fixture(scope="module")
+def play(lab, collections, tmp_path_factory):
+    work = tmp_path_factory.mktemp("storage-work")
+    runner = PlaybookRunner(lab, collections, work)
+    runner.manifests = lab.dir / "rook-manifests"
+    lab.cli("rook", "manifests", "--out", str(runner.manifests))
+    for cluster, mons in (("c1", 3), ("c2", 1), ("c3", 5)):
+        host_vars(lab, cluster, mons)
+    return runner
+
+
+def _get(lab, cluster, path):
+    api = lab.api(cluster)
+    try:
+        response = api.call_api(*api.param_serialize("GET", path, header_params={"Accept": "application/json"},
+                                                     auth_settings=["BearerToken"]))
+        response.read()
+        return json.loads(response.data) if response.status == 200 else None
+    finally:
+        api.close()
+
+
+def test_storage_on_the_fleet_with_per_cluster_settings_and_a_refused_cluster(lab, play):
+    proc = play("storage", "-e", "rook_ceph_manifests_src=%s" % play.manifests, check_rc=2)
+    report = play.report("storage", "rook-ceph")[1]
+    clusters = dict((c["name"], c) for c in report["clusters"])
+    for name, mons in (("c1", 3), ("c2", 1)):
+        entry = clusters[name]
+        assert entry["verdict"] == "succeeded" and entry["phase"] == "Ready", entry
+        assert entry["details"]["health"] == "HEALTH_OK"
+        assert entry["details"]["daemons"]["mon"] == {"wanted": mons, "ready": mons, "nodes": entry["details"]["daemons"]["mon"]["nodes"]}
+        assert entry["details"]["capacity"]["total_bytes"] == 3 * 100 * 2 ** 30
+        cc = _get(lab, name, "/apis/ceph.rook.io/v1/namespaces/rook-ceph/cephclusters/rook-ceph")
+        assert cc["spec"]["mon"]["count"] == mons and cc["spec"]["labels"]["mon"] == {"team": "storage"}
+    # c3 asks for 5 mons on 3 nodes: refused with the numbers, nothing written there
+    assert clusters["c3"]["verdict"] == "failed"
+    assert "cannot start 5 mons on 3 node(s)" in clusters["c3"]["reason"] and "monitor.count" in clusters["c3"]["reason"]
+    assert _get(lab, "c3", "/api/v1/namespaces/rook-ceph") is None
+    assert recap(proc)["c3"]["failed"] == 1
+    assert "Ceph storage" in (play.report("storage", "rook-ceph")[0] / "report.html").read_text()
+
+
+def test_fixed_settings_install_the_rest_and_a_second_run_changes_nothing(lab, play):
+    host_vars(lab, "c3", 3, mgrs=2)
+    play("storage", "-e", "rook_ceph_manifests_src=%s" % play.manifests, check_rc=0)
+    report = play.report("storage", "rook-ceph")[1]
+    assert report["verdict"] == "succeeded"
+    c3 = dict((c["name"], c) for c in report["clusters"])["c3"]
+    assert c3["details"]["daemons"]["mgr"]["ready"] == 2
+    before = dict((c, _get(lab, c, "/apis/ceph.rook.io/v1/namespaces/rook-ceph/cephclusters/rook-ceph")["metadata"]["resourceVersion"])
+                  for c in lab.clusters)
+    proc = play("storage", "-e", "rook_ceph_manifests_src=%s" % play.manifests, check_rc=0)
+    assert recap(proc)["c1"]["changed"] == 0
+    assert all(entry["details"]["changes"] == [] for entry in play.report("storage", "rook-ceph")[1]["clusters"])
+    after = dict((c, _get(lab, c, "/apis/ceph.rook.io/v1/namespaces/rook-ceph/cephclusters/rook-ceph")["metadata"]["resourceVersion"])
+                 for c in lab.clusters)
+    assert after == before
+
+
+def test_health_err_is_never_succeeded_and_the_report_names_the_check(lab, play):
+    lab.cli("rook", "health", "c2", "HEALTH_ERR", "--message", "Reduced data availability: 4 pgs inactive")
+    try:
+        proc = play("storage_status", check_rc=2)
+    finally:
+        lab.cli("rook", "health", "c2", "HEALTH_OK")
+    clusters = dict((c["name"], c) for c in play.report("storage_status", "storage")[1]["clusters"])
+    assert clusters["c2"]["verdict"] == "failed"
+    assert "HEALTH_ERR" in clusters["c2"]["reason"] and "4 pgs inactive" in clusters["c2"]["reason"]
+    assert clusters["c1"]["verdict"] == "succeeded" and clusters["c3"]["verdict"] == "succeeded"
+    assert recap(proc)["c2"]["failed"] == 1
+
+
+def test_teardown_is_refused_while_storage_is_in_use_then_done_with_destroy_data(lab, play):
+    consume = play.work / "consume.yml"
+    consume.write_text(yaml.safe_dump([{
+        "name": "A pool, its class and a claim on c1", "hosts": "c1", "gather_facts": False,
+        "module_defaults": {"group/fleetdr.kube.rook": {"kubeconfig": "{{ fleetdr_kubeconfig }}", "context": "{{ fleetdr_context }}"}},
+        "tasks": [
+            {"name": "Pool", "fleetdr.kube.rook_pool": {"name": "replicapool", "replicated_size": 3,
+                                                        "storage_class": {"name": "rook-ceph-block", "default": False}}},
+            {"name": "Claim", "kubernetes.core.k8s": {"kubeconfig": "{{ fleetdr_kubeconfig }}", "context": "{{ fleetdr_context }}",
+                                                      "definition": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                                                     "metadata": {"name": "data", "namespace": "default"},
+                                                                     "spec": {"accessModes": ["ReadWriteOnce"],
+                                                                              "storageClassName": "rook-ceph-block",
+                                                                              "resources": {"requests": {"storage": "1Gi"}}}}}}]}]))
+    play(str(consume), check_rc=0)
+    deadline = time.monotonic() + 30
+    while (_get(lab, "c1", "/api/v1/namespaces/default/persistentvolumeclaims/data").get("status") or {}).get("phase") != "Bound":
+        assert time.monotonic() < deadline, "the claim on the Rook class was not bound"
+        time.sleep(0.2)
+    play(str(consume), check_rc=0)  # idempotent
+    proc = play("storage_teardown", "--limit", "c1", "-e", "rook_ceph_manifests_src=%s" % play.manifests, check_rc=2)
+    entry = play.report("storage", "rook-ceph")[1]["clusters"][0]
+    assert entry["verdict"] == "failed" and "CephBlockPool: [replicapool]" in entry["reason"]
+    assert _get(lab, "c1", "/apis/ceph.rook.io/v1/namespaces/rook-ceph/cephclusters/rook-ceph")["metadata"].get("deletionTimestamp") is None
+    # Rook keeps a pool that still holds images: the module fails with Rook's reason instead of waiting
+    drop_pool = play.work / "drop_pool.yml"
+    drop_pool.write_text(yaml.safe_dump([{"name": "Drop the pool", "hosts": "c1", "gather_facts": False, "tasks": [
+        {"name": "Pool", "fleetdr.kube.rook_pool": {"kubeconfig": "{{ fleetdr_kubeconfig }}", "context": "{{ fleetdr_context }}",
+                                                    "name": "replicapool", "state": "absent", "wait_timeout": 30,
+                                                    "storage_class": {"name": "rook-ceph-block"}}}]}]))
+    proc = play(str(drop_pool), check_rc=2)
+    assert "cannot be deleted because it is not empty" in proc.stdout
+    api_claim = "/api/v1/namespaces/default/persistentvolumeclaims/data"
+    lab_api = lab.api("c1")
+    try:
+        lab_api.call_api(*lab_api.param_serialize("DELETE", api_claim, auth_settings=["BearerToken"])).read()
+    finally:
+        lab_api.close()
+    play(str(drop_pool), check_rc=0)
+    play("storage_teardown", "--limit", "c1", "-e", "rook_ceph_manifests_src=%s" % play.manifests, "-e", "rook_ceph_destroy_data=true",
+         check_rc=0)
+    assert _get(lab, "c1", "/apis/ceph.rook.io/v1/namespaces/rook-ceph/cephclusters/rook-ceph") is None
+    jobs = _get(lab, "c1", "/apis/batch/v1/namespaces/rook-ceph/jobs")
+    assert jobs is None or all(j["metadata"]["name"].startswith("cluster-cleanup-job-") for j in jobs["items"])
+    assert _get(lab, "c1", "/apis/apps/v1/namespaces/rook-ceph/deployments/rook-ceph-operator") is None
+    proc = play("storage_teardown", "--limit", "c1", "-e", "rook_ceph_manifests_src=%s" % play.manifests, check_rc=0)
+    assert recap(proc)["c1"]["changed"] == 0

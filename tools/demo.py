@@ -2,7 +2,8 @@
 """`make demo`: a 3-cluster lab, Velero fleet-wide, backup -> migrate -> delete + restore, with reports.
 
 Steps (each one a real `ansible-playbook fleetdr.kube.<name>` run against the lab's inventory):
-lab up (.lab, reused when running) -> install Velero (with node-agent for volume data) -> seed
+lab up (.lab, 3 nodes with one raw device each, reused when running) -> Rook-Ceph on every cluster
+(different mon counts from host_vars) -> install Velero (with node-agent for volume data) -> seed
 busybox (a file written into its PVC) and database on c1 -> back up the fleet -> migrate busybox
 c1 -> c2, c3 -> delete busybox on c1 and restore it there -> compare the file's sha256 -> print
 the report tables and the HTML report paths. `make demo-down` stops the lab.
@@ -110,8 +111,18 @@ def print_report(directory):
 
 def main():
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H%M%S")
-    step("Lab: 3 clusters in %s (reused when already running)" % LAB_DIR)
-    lab("up", "--clusters", "3")
+    step("Lab: 3 clusters of 3 nodes with a raw device each, in %s (reused when already running)" % LAB_DIR)
+    lab("up", "--clusters", "3", "--nodes", "3", "--devices", "1")
+
+    step("Rook-Ceph on every cluster: 3 mons on c1 and c3, 1 on c2 (inventory host_vars)")
+    host_vars = LAB_DIR / "host_vars"
+    host_vars.mkdir(exist_ok=True)
+    for cluster, mons in (("c1", 3), ("c2", 1), ("c3", 3)):
+        (host_vars / ("%s.yml" % cluster)).write_text(json.dumps({"rook_ceph_cluster": {
+            "monitor": {"count": mons, "labels": {"team": "storage"}}, "manager": {"count": 1}}}) + "\n")
+    lab("rook", "manifests", "--out", str(LAB_DIR / "rook-manifests"))
+    playbook("storage", "-e", "rook_ceph_manifests_src=%s" % (LAB_DIR / "rook-manifests"))
+    storage_report = newest_report("storage", "rook-ceph")
 
     step("Install Velero on every cluster (role fleetdr.kube.velero, node-agent on)")
     s3 = json.loads((LAB_DIR / "s3.json").read_text())
@@ -137,8 +148,8 @@ def main():
 
     backup = "demo-%s" % stamp
     step("Back up the fleet: %s" % backup)
-    # Velero's own namespace is left out: its pods' emptyDir scratch volumes are not app data.
-    playbook("backup", "-e", "backup_name=" + backup, "-e", "excluded_namespaces=velero",
+    # Velero's and Rook's own namespaces are left out: their pods' volumes are not app data.
+    playbook("backup", "-e", "backup_name=" + backup, "-e", "excluded_namespaces=velero,rook-ceph",
              "-e", "default_volumes_to_fs_backup=true")
 
     step("Migrate busybox c1 -> c2, c3")
@@ -165,7 +176,7 @@ def main():
         print("%s %s sha256 %s %s" % (cluster, FILE_IN_PVC, digest, "OK" if digest == original else "MISMATCH"))
 
     step("Reports")
-    for directory in (install_report, newest_report("backup", backup), newest_report("migrate", migrate),
+    for directory in (storage_report, install_report, newest_report("backup", backup), newest_report("migrate", migrate),
                       newest_report("restore", restore)):
         print()
         print_report(directory)

@@ -740,13 +740,13 @@ def render_html(report):
         bars = []
         for row in storage:
             share = (100.0 * row["used"] / row["total"]) if row["used"] is not None and row["total"] else None
-            bar = ('<div class="bar" title="%s of %s"><div style="width:%.1f%%"></div></div> %s / %s' % (
+            capacity_cell = ('<div class="bar" title="%s of %s"><div style="width:%.1f%%"></div></div> %s / %s' % (
                 _esc(_bytes(row["used"])), _esc(_bytes(row["total"])), share, _esc(_bytes(row["used"])), _esc(_bytes(row["total"]))
             )) if share is not None else "-"
             bars.append('<tr style="background:%s" data-cluster="%s"><td>%s</td><td>%s</td><td>%s</td><td class="capacity">%s</td>'
                         '<td>%s</td><td>%s</td></tr>' % (
                             _VERDICT_COLOURS.get(row["verdict"], _VERDICT_COLOURS["skipped"])[1], _esc(row["cluster"]), _esc(row["cluster"]),
-                            _esc(row["health"]), _esc(row["daemons"]), bar, _esc(row["pools"]), _esc(row["checks"])))
+                            _esc(row["health"]), _esc(row["daemons"]), capacity_cell, _esc(row["pools"]), _esc(row["checks"])))
         body += ["<h2>Ceph storage</h2>",
                  "<table class=\"storage\"><thead><tr><th>Cluster</th><th>Health</th><th>Daemons ready/wanted</th><th>Capacity</th>"
                  "<th>Pools, filesystems, object stores</th><th>Health checks</th></tr></thead><tbody>%s</tbody></table>" % "".join(bars)]

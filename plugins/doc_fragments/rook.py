@@ -41,3 +41,25 @@ options:
 requirements:
   - kubernetes >= 24.2.0
 """
+
+    # The StorageClass option of rook_pool and rook_filesystem.
+    STORAGE_CLASS = r"""
+options:
+  storage_class:
+    description: The StorageClass for volumes on this pool or filesystem, as Rook's examples write it.
+    type: dict
+    suboptions:
+      name:
+        description: Name of the StorageClass.
+        type: str
+        required: true
+      default:
+        description: Make it the cluster's default StorageClass.
+        type: bool
+        default: false
+      reclaim_policy:
+        description: What happens to a volume when its claim goes.
+        type: str
+        choices: [Delete, Retain]
+        default: Delete
+"""

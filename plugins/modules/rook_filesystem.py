@@ -22,6 +22,7 @@ description:
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - fleetdr.kube.rook
+  - fleetdr.kube.rook.storage_class
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -83,23 +84,6 @@ options:
     description: Keep a hot standby for each active metadata server (doubles the MDS Deployments).
     type: bool
     default: true
-  storage_class:
-    description: The StorageClass for volumes on this filesystem.
-    type: dict
-    suboptions:
-      name:
-        description: Name of the StorageClass.
-        type: str
-        required: true
-      default:
-        description: Make it the cluster's default StorageClass.
-        type: bool
-        default: false
-      reclaim_policy:
-        description: What happens to a volume when its claim goes.
-        type: str
-        choices: [Delete, Retain]
-        default: Delete
 """
 
 EXAMPLES = r"""

@@ -24,6 +24,7 @@ description:
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - fleetdr.kube.rook
+  - fleetdr.kube.rook.storage_class
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -65,23 +66,6 @@ options:
   parameters:
     description: Ceph pool parameters, for example C(compression_mode).
     type: dict
-  storage_class:
-    description: The StorageClass for volumes in this pool.
-    type: dict
-    suboptions:
-      name:
-        description: Name of the StorageClass.
-        type: str
-        required: true
-      default:
-        description: Make it the cluster's default StorageClass.
-        type: bool
-        default: false
-      reclaim_policy:
-        description: What happens to a volume when its claim goes.
-        type: str
-        choices: [Delete, Retain]
-        default: Delete
 """
 
 EXAMPLES = r"""

@@ -107,6 +107,34 @@ def test_health_err_is_never_succeeded_and_the_report_names_the_check(lab, play)
     assert recap(proc)["c2"]["failed"] == 1
 
 
+def test_an_upgrade_goes_in_waves_and_stops_where_ceph_is_not_healthy(lab, play):
+    """New Ceph image everywhere, one cluster at a time: c1 upgrades, c2 (HEALTH_ERR) is refused by
+    Rook and fails, c3 is never touched."""
+    for cluster, mons, mgrs in (("c1", 3, 1), ("c2", 1, 1), ("c3", 3, 2)):
+        path = lab.inventory.parent / "host_vars" / f"{cluster}.yml"
+        values = yaml.safe_load(path.read_text())
+        values["rook_ceph_cluster"]["ceph_image"] = "quay.io/ceph/ceph:v20.2.5"
+        path.write_text(yaml.safe_dump(values))
+    lab.cli("rook", "health", "c2", "HEALTH_ERR", "--message", "1 osds down")
+    try:
+        play("storage", "-e", "rook_ceph_manifests_src=%s" % play.manifests, "-e", "batch=1", "-e", "max_fail_percentage=0",
+             "-e", "wait_timeout=20", check_rc=2)
+    finally:
+        lab.cli("rook", "health", "c2", "HEALTH_OK")
+    clusters = dict((c["name"], c) for c in play.report("storage", "rook-ceph")[1]["clusters"])
+    assert clusters["c1"]["verdict"] == "succeeded" and clusters["c1"]["details"]["ceph_version"] == "20.2.5-0"
+    assert clusters["c2"]["verdict"] == "failed" and "refusing to upgrade" in clusters["c2"]["reason"]
+    assert clusters["c3"]["verdict"] == "skipped" and "rollout stopped after wave 2 of 3" in clusters["c3"]["reason"]
+    c3 = _get(lab, "c3", "/apis/ceph.rook.io/v1/namespaces/rook-ceph/cephclusters/rook-ceph")
+    assert c3["spec"]["cephVersion"]["image"] == "quay.io/ceph/ceph:v20.2.4"
+    mon = _get(lab, "c1", "/apis/apps/v1/namespaces/rook-ceph/deployments/rook-ceph-mon-a")
+    assert mon["spec"]["template"]["spec"]["containers"][0]["image"] == "quay.io/ceph/ceph:v20.2.5"
+    # healthy again: the rest of the fleet follows
+    play("storage", "-e", "rook_ceph_manifests_src=%s" % play.manifests, "-e", "batch=1", "-e", "max_fail_percentage=0", check_rc=0)
+    versions = dict((c["name"], c["details"]["ceph_version"]) for c in play.report("storage", "rook-ceph")[1]["clusters"])
+    assert versions == {"c1": "20.2.5-0", "c2": "20.2.5-0", "c3": "20.2.5-0"}
+
+
 def test_teardown_is_refused_while_storage_is_in_use_then_done_with_destroy_data(lab, play):
     consume = play.work / "consume.yml"
     consume.write_text(yaml.safe_dump([{

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import uuid
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from ctrl_helpers import unique
 
 CLUSTER = "c1"
 
@@ -30,23 +31,8 @@ SERVED = {
 
 
 @pytest.fixture(scope="module")
-def api(lab):
-    api_client = lab.api(CLUSTER)
-    yield api_client
-    api_client.close()
-
-
-@pytest.fixture
-def ns(api):
-    name = f"kinds-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
-
-
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+def api(apis):
+    return apis.client
 
 
 def test_discovery_lists_the_groups_a_current_server_serves(api):

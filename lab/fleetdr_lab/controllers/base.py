@@ -241,6 +241,20 @@ class Controller:
 
 
 # ---------------------------------------------------------------------- object helpers
+async def supervise(ctrl, logger, what: str, delay: float = 1.0):
+    """Run a controller until it returns; a crash is logged and the controller restarted after
+    `delay`, like a crash-looping pod (the in-cluster software: Velero, Rook)."""
+    while True:
+        try:
+            await ctrl.run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s %s crashed; restarting", what, ctrl.name)
+            await asyncio.sleep(delay)
+
+
 def rfc3339(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

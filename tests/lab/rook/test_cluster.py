@@ -13,6 +13,7 @@ import time
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from labctl import LabHandle
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 
@@ -21,22 +22,15 @@ IMAGE = "quay.io/ceph/ceph:v20.2.4"
 
 
 @pytest.fixture(scope="module")
-def rook_lab(lab_factory_module):
-    lab = lab_factory_module(clusters=1, nodes=3, extra=("--devices", "1"))
-    out = lab.dir / "manifests"
-    lab.cli("rook", "manifests", "--out", str(out))
-    kubectl(lab, "create", "-f", str(out / "crds.yaml"), "-f", str(out / "common.yaml"), "-f", str(out / "operator.yaml"))
-    return lab
-
-
-@pytest.fixture(scope="module")
-def lab_factory_module(tmp_path_factory):
-    from conftest import LabFactory
-    factory = LabFactory(tmp_path_factory.mktemp("rook"))
+def rook_lab(tmp_path_factory):
+    lab = LabHandle.up(tmp_path_factory.mktemp("rook"), clusters=1, nodes=3, extra=("--devices", "1"))
     try:
-        yield factory
+        out = lab.dir / "manifests"
+        lab.cli("rook", "manifests", "--out", str(out))
+        kubectl(lab, "create", "-f", str(out / "crds.yaml"), "-f", str(out / "common.yaml"), "-f", str(out / "operator.yaml"))
+        yield lab
     finally:
-        factory.close()
+        lab.down()
 
 
 def kubectl(lab, *args, stdin=None):

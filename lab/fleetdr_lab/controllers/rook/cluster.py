@@ -177,7 +177,13 @@ class CephClusterController(RookController):
         if version[0] not in SUPPORTED_MAJORS and not (spec.get("cephVersion") or {}).get("allowUnsupported"):
             self._fail(cc, 'allowUnsupported must be set to true to run with this version "%s"' % text,
                        prefix="failed the ceph version check: ")
-        if (cc.get("status") or {}).get("version") != {"image": image, "version": text}:
+        running = (cc.get("status") or {}).get("version") or {}
+        health = ((cc.get("status") or {}).get("ceph") or {}).get("health")
+        if running.get("image") and running["image"] != image and health != "HEALTH_OK" and not spec.get("skipUpgradeChecks"):
+            # Rook cluster/version.go: an image change on an unhealthy cluster is refused
+            self._fail(cc, "ceph status in namespace %s is not healthy, refusing to upgrade. Either fix the health issue or force "
+                           "an update by setting skipUpgradeChecks to true in the cluster CR" % m["namespace"], prefix="")
+        if running != {"image": image, "version": text}:
             st = dict(cc.get("status") or {})
             st["version"] = {"image": image, "version": text}
             cc = self._put_status(cc, st)
@@ -504,4 +510,19 @@ def set_health(cluster, namespace: str, health: str | None, message: str | None 
     ctrl = operator.controller(CephClusterController) if operator else None
     if ctrl is None:
         raise LookupError(cluster.name)
+    # The status poller (cluster/cephstatus.go) runs on its own, whatever the reconcile is doing:
+    # the new health shows at once, and a reconcile waiting on it (an upgrade check) sees it.
+    for cc in cluster.store.list(GROUP, "cephclusters", namespace)["items"]:
+        ceph = dict((cc.get("status") or {}).get("ceph") or {})
+        if not ceph:
+            continue
+        details = dict((code, d) for code, d in (ceph.get("details") or {}).items() if not code.startswith("LAB_INJECTED"))
+        if health not in (None, "HEALTH_OK"):
+            details.update((code, {"severity": health, "message": text}) for code, text in faults[namespace][1].items())
+        new = health if health not in (None, "HEALTH_OK") else ("HEALTH_WARN" if details else "HEALTH_OK")
+        if new != ceph.get("health"):
+            ceph["previousHealth"], ceph["lastChanged"] = ceph.get("health"), ctrl.now()
+        ceph.update(health=new, details=details, lastChecked=ctrl.now())
+        cc["status"]["ceph"] = ceph
+        cluster.store.update(GROUP, "cephclusters", namespace, cc["metadata"]["name"], cc, subresource="status")
     ctrl.poke(namespace)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import re
 
-from ..base import Controller, pod_is_ready, selector_matches
+from ..base import Controller, pod_is_ready, selector_matches, supervise
 
 log = logging.getLogger("fleetdr_lab.rook")
 
@@ -81,19 +81,8 @@ class RookOperator:
         for kind in (CephClusterController, CephBlockPoolController, RbdProvisioner):
             ctrl = kind(self)
             self.controllers.append(ctrl)
-            self.tasks.append(asyncio.create_task(self._supervise(ctrl), name=f"{self.cluster.name}:{ctrl.name}"))
+            self.tasks.append(asyncio.create_task(supervise(ctrl, log, "rook controller"), name=f"{self.cluster.name}:{ctrl.name}"))
         OPERATORS[self.cluster.name] = self
-
-    async def _supervise(self, ctrl):
-        while True:
-            try:
-                await ctrl.run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s: rook controller %s crashed; restarting", self.cluster.name, ctrl.name)
-                await asyncio.sleep(1.0)
 
     def controller(self, cls):
         return next((c for c in self.controllers if isinstance(c, cls)), None)

@@ -20,7 +20,7 @@ import base64
 import logging
 from datetime import datetime, timezone
 
-from ..base import Controller, pod_is_ready, rfc3339, selector_matches
+from ..base import Controller, pod_is_ready, rfc3339, selector_matches, supervise
 from .server_config import ServerConfig, config_from_deployment, image_tag
 from .backup_store import DEFAULT_CREDENTIALS_SECRET, BackupStore, make_backup_store
 
@@ -203,19 +203,8 @@ class VeleroServer:
                 continue
             ctrl = cls(self)
             self.controllers.append(ctrl)
-            self.tasks.append(asyncio.create_task(self._supervise(ctrl),
+            self.tasks.append(asyncio.create_task(supervise(ctrl, self.log, "velero controller"),
                                                   name=f"{self.cluster.name}:velero:{ctrl.name}"))
-
-    async def _supervise(self, ctrl):
-        while True:
-            try:
-                await ctrl.run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.log.exception("velero controller %s crashed; restarting", ctrl.name)
-                await asyncio.sleep(1.0)
 
     async def stop(self):
         if SERVERS.get(self.cluster.name) is self:

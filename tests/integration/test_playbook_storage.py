@@ -179,6 +179,30 @@ def test_an_upgrade_goes_in_waves_and_stops_where_ceph_is_not_healthy(lab, play)
     assert versions == {"c1": "20.2.5-0", "c2": "20.2.5-0", "c3": "20.2.5-0"}
 
 
+def test_backups_are_gated_on_ceph_health(lab, play):
+    """ceph_health_gate: enforce skips a HEALTH_ERR cluster (nothing created there), warn names the health."""
+    secrets = play.work / "s3.yml"
+    secrets.write_text(yaml.safe_dump({"velero_s3_access_key_id": lab.s3["access_key_id"],
+                                       "velero_s3_secret_access_key": lab.s3["secret_access_key"]}))
+    play("install", "-e", "@%s" % secrets, check_rc=0)
+    lab.cli("rook", "health", "c2", "HEALTH_ERR", "--message", "Reduced data availability: 4 pgs inactive")
+    try:
+        play("backup", "-e", "backup_name=gated", "-e", "included_namespaces=default", "-e", "ceph_health_gate=enforce", check_rc=0)
+        clusters = dict((c["name"], c) for c in play.report("backup", "gated")[1]["clusters"])
+        assert clusters["c2"]["verdict"] == "skipped"
+        assert "Ceph HEALTH_ERR on CephCluster rook-ceph/rook-ceph" in clusters["c2"]["reason"]
+        assert "4 pgs inactive" in clusters["c2"]["reason"] and "ceph_health_gate=enforce" in clusters["c2"]["reason"]
+        assert clusters["c1"]["verdict"] == "succeeded" and clusters["c3"]["verdict"] == "succeeded"
+        assert not (_get(lab, "c2", "/apis/velero.io/v1/namespaces/velero/backups") or {}).get("items")
+        play("backup", "-e", "backup_name=warned", "-e", "included_namespaces=default", check_rc=0)
+        warned = dict((c["name"], c) for c in play.report("backup", "warned")[1]["clusters"])
+        assert warned["c2"]["verdict"] == "succeeded"
+        assert any("Ceph HEALTH_ERR" in text for text in warned["c2"]["warnings"])
+        assert not any("Ceph" in text for text in warned["c1"]["warnings"])
+    finally:
+        lab.cli("rook", "health", "c2", "HEALTH_OK")
+
+
 def test_teardown_is_refused_while_storage_is_in_use_then_done_with_destroy_data(lab, play):
     consume = play.work / "consume.yml"
     consume.write_text(yaml.safe_dump([{

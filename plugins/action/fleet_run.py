@@ -79,7 +79,8 @@ ARGUMENT_SPEC = dict(
 
 RESTORE_OPTIONS = restore_spec_argspec()
 COMMON_OPTIONS = dict(labels=dict(type="dict"), allow_partially_failed=dict(type="bool", default=False),
-                      allow_missing_volume_data=dict(type="bool", default=False))
+                      allow_missing_volume_data=dict(type="bool", default=False),
+                      ceph_health_gate=dict(type="str", default="warn", choices=["off", "warn", "enforce"]))
 MIGRATE_RESTORE_KEYS = ("namespace_mapping", "existing_resource_policy", "restore_pvs", "preserve_node_ports")
 
 
@@ -297,7 +298,7 @@ class ActionModule(ActionBase):
             report_options["targets"] = [c["name"] for c in clusters if c["name"] != args["source"]]
         job.secret_values.update(secrets)  # the report masks these and every credential read during the run
         try:
-            report = run_and_report(operation, name, clusters, jobs.with_final_phase(operation_fn), options=report_options,
+            report = run_and_report(operation, name, clusters, jobs.with_final_phase(operation_fn, job), options=report_options,
                                     deadline_s=args["deadline"], max_workers=args["max_workers"], secret_values=job.secret_values,
                                     batch=args["batch"], max_fail_percentage=args["max_fail_percentage"])
             validate_report(report)

@@ -82,6 +82,9 @@ options:
         C(max_backup_age_s) for C(status); C(state) and C(force_conflicts) for C(install), whose other settings are
         the role's variables of each host; C(state), C(force_conflicts), C(destroy_data), C(version) and
         C(manifests_src) for C(storage)). Lists may be comma separated strings (AWX surveys).
+      - C(ceph_health_gate) (V(off), V(warn) default, V(enforce)) for C(backup), C(restore), C(migrate) and C(schedule)
+        - where Rook runs, each cluster's Ceph health is read before anything is created; V(warn) names a degraded
+        cluster's health in its result, V(enforce) skips a cluster at HEALTH_ERR with the failing checks as reason.
     type: dict
     default: {}
   option_vars:

@@ -107,6 +107,50 @@ def test_health_err_is_never_succeeded_and_the_report_names_the_check(lab, play)
     assert recap(proc)["c2"]["failed"] == 1
 
 
+def test_object_storage_modules_give_a_working_bucket(lab, play):
+    """rook_object_store (with its bucket class), rook_object_user and rook_bucket on c2; the keys work."""
+    objects = play.work / "objects.yml"
+    auth = {"kubeconfig": "{{ fleetdr_kubeconfig }}", "context": "{{ fleetdr_context }}"}
+    objects.write_text(yaml.safe_dump([{
+        "name": "Object storage on c2", "hosts": "c2", "gather_facts": False,
+        "module_defaults": {"group/fleetdr.kube.rook": auth},
+        "tasks": [
+            {"name": "Store", "fleetdr.kube.rook_object_store": {"name": "my-store", "storage_class": {"name": "rook-ceph-bucket"}},
+             "register": "store"},
+            {"name": "User", "fleetdr.kube.rook_object_user": {"name": "velero", "store": "my-store"}, "register": "user"},
+            {"name": "Bucket", "fleetdr.kube.rook_bucket": {"name": "backups", "claim_namespace": "default",
+                                                            "storage_class": "rook-ceph-bucket", "return_credentials": True},
+             "register": "bucket", "no_log": True},
+            {"name": "Keep what the test reads", "ansible.builtin.copy": {
+                "dest": str(play.work / "bucket.json"), "mode": "0600",
+                "content": "{{ {'store': store.result, 'user': user.secret, 'bucket': bucket.bucket, 'credentials': bucket.credentials}"
+                           " | to_json }}"}, "no_log": True},
+            {"name": "A class nobody serves is refused before the write",
+             "fleetdr.kube.rook_bucket": {"name": "nope", "claim_namespace": "default", "storage_class": "standard"},
+             "register": "refused", "ignore_errors": True},
+            {"name": "Check the refusal", "ansible.builtin.assert": {"that": ["refused.failed", "'not by a Rook object store' in refused.msg"]}},
+        ]}]))
+    proc = play(str(objects), check_rc=0)
+    got = json.loads((play.work / "bucket.json").read_text())
+    assert got["store"]["phase"] == "Ready" and got["store"]["info"]["endpoint"] == "http://rook-ceph-rgw-my-store.rook-ceph.svc:80"
+    assert got["user"]["name"] == "rook-ceph-object-user-my-store-velero"
+    assert got["bucket"]["host"] == "rook-ceph-rgw-my-store.rook-ceph.svc" and got["bucket"]["name"].startswith("backups-")
+    assert got["credentials"]["secret_access_key"] not in proc.stdout
+    import boto3
+    from botocore.config import Config
+    s3 = boto3.client("s3", endpoint_url=lab.s3["endpoint"], region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
+                      aws_access_key_id=got["credentials"]["access_key_id"], aws_secret_access_key=got["credentials"]["secret_access_key"])
+    s3.put_object(Bucket=got["bucket"]["name"], Key="probe", Body=b"ok")
+    assert s3.get_object(Bucket=got["bucket"]["name"], Key="probe")["Body"].read() == b"ok"
+    proc = play(str(objects), check_rc=0)
+    # Store, user and bucket report no change; only the test's own file copy changes (its "changes" list is now empty).
+    at = proc.stdout.index("changed: [c2]")
+    assert recap(proc)["c2"]["changed"] == 1 and proc.stdout[:at].rsplit("TASK [", 1)[1].startswith("Keep what the test reads"), proc.stdout
+    status = dict((c["name"], c) for c in (play("storage_status", check_rc=0) and play.report("storage_status", "storage")[1]["clusters"]))
+    assert status["c2"]["details"]["object_stores"] == [{"name": "my-store", "phase": "Ready"}]
+    assert status["c2"]["details"]["bucket_claims"][0]["phase"] == "Bound"
+
+
 def test_an_upgrade_goes_in_waves_and_stops_where_ceph_is_not_healthy(lab, play):
     """New Ceph image everywhere, one cluster at a time: c1 upgrades, c2 (HEALTH_ERR) is refused by
     Rook and fails, c3 is never touched."""
@@ -133,6 +177,30 @@ def test_an_upgrade_goes_in_waves_and_stops_where_ceph_is_not_healthy(lab, play)
     play("storage", "-e", "rook_ceph_manifests_src=%s" % play.manifests, "-e", "batch=1", "-e", "max_fail_percentage=0", check_rc=0)
     versions = dict((c["name"], c["details"]["ceph_version"]) for c in play.report("storage", "rook-ceph")[1]["clusters"])
     assert versions == {"c1": "20.2.5-0", "c2": "20.2.5-0", "c3": "20.2.5-0"}
+
+
+def test_backups_are_gated_on_ceph_health(lab, play):
+    """ceph_health_gate: enforce skips a HEALTH_ERR cluster (nothing created there), warn names the health."""
+    secrets = play.work / "s3.yml"
+    secrets.write_text(yaml.safe_dump({"velero_s3_access_key_id": lab.s3["access_key_id"],
+                                       "velero_s3_secret_access_key": lab.s3["secret_access_key"]}))
+    play("install", "-e", "@%s" % secrets, check_rc=0)
+    lab.cli("rook", "health", "c2", "HEALTH_ERR", "--message", "Reduced data availability: 4 pgs inactive")
+    try:
+        play("backup", "-e", "backup_name=gated", "-e", "included_namespaces=default", "-e", "ceph_health_gate=enforce", check_rc=0)
+        clusters = dict((c["name"], c) for c in play.report("backup", "gated")[1]["clusters"])
+        assert clusters["c2"]["verdict"] == "skipped"
+        assert "Ceph HEALTH_ERR on CephCluster rook-ceph/rook-ceph" in clusters["c2"]["reason"]
+        assert "4 pgs inactive" in clusters["c2"]["reason"] and "ceph_health_gate=enforce" in clusters["c2"]["reason"]
+        assert clusters["c1"]["verdict"] == "succeeded" and clusters["c3"]["verdict"] == "succeeded"
+        assert not (_get(lab, "c2", "/apis/velero.io/v1/namespaces/velero/backups") or {}).get("items")
+        play("backup", "-e", "backup_name=warned", "-e", "included_namespaces=default", check_rc=0)
+        warned = dict((c["name"], c) for c in play.report("backup", "warned")[1]["clusters"])
+        assert warned["c2"]["verdict"] == "succeeded"
+        assert any("Ceph HEALTH_ERR" in text for text in warned["c2"]["warnings"])
+        assert not any("Ceph" in text for text in warned["c1"]["warnings"])
+    finally:
+        lab.cli("rook", "health", "c2", "HEALTH_OK")
 
 
 def test_teardown_is_refused_while_storage_is_in_use_then_done_with_destroy_data(lab, play):

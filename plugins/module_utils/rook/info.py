@@ -111,3 +111,21 @@ def gather(client, namespace, operator_namespace):
         "bucket_claims": bucket_claims(client, classes),
         "volumes": objects.rook_volumes(client, namespace, operator_namespace),
     }
+
+
+_SEVERITY = {"HEALTH_OK": 0, "HEALTH_WARN": 1, "HEALTH_ERR": 2}
+
+
+def ceph_health(client):
+    """(health, checks text) of the least healthy CephCluster on the cluster; None without Rook
+    (no CephCluster CRD or none created) or while no cluster reported health yet."""
+    listing = client.request("Listing CephClusters", "GET", "/apis/ceph.rook.io/v1/cephclusters", missing_ok=True) or {}
+    worst = None
+    for item in listing.get("items") or []:
+        info = statuses.summary(item)
+        if info["health"] and (worst is None or _SEVERITY.get(info["health"], 2) > _SEVERITY.get(worst["health"], 2)):
+            worst = dict(info, where="{0}/{1}".format(item["metadata"]["namespace"], item["metadata"]["name"]))
+    if worst is None:
+        return None
+    checks = "; ".join("{0}: {1}".format(k, v) for k, v in worst["health_checks"].items())
+    return worst["health"], "Ceph {0} on CephCluster {1}{2}".format(worst["health"], worst["where"], " ({0})".format(checks) if checks else "")

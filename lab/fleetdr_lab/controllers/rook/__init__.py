@@ -1,8 +1,23 @@
 """Emulated Rook-Ceph operator: install watcher, CephCluster, CephBlockPool, the RBD CSI provisioner,
-and the stand-in release manifests (`fleetdr-lab rook manifests`).
+object stores, object users and bucket claims, and the stand-in release manifests
+(`fleetdr-lab rook manifests`).
 
-`install(cluster)` registers the watcher that runs a RookOperator while Rook is installed.
+`install(cluster)` registers the watcher that runs a RookOperator (with the controllers below, in
+start order) while Rook is installed.
 """
-from .operator import HOSTS, OPERATORS, install
+from .cluster import CephClusterController
+from .csi import RbdProvisioner
+from .objectstores import BucketClaimController, CephObjectStoreController, CephObjectStoreUserController
+from .operator import HOSTS, OPERATORS, RookInstallWatcher
+from .pools import CephBlockPoolController
 
-__all__ = ["HOSTS", "OPERATORS", "install"]
+CONTROLLERS = [CephClusterController, CephBlockPoolController, RbdProvisioner, CephObjectStoreController,
+               CephObjectStoreUserController, BucketClaimController]
+
+
+def install(cluster) -> None:
+    """Register the Rook install watcher on a cluster (the cluster calls this)."""
+    cluster.add_controller(RookInstallWatcher(cluster, CONTROLLERS))
+
+
+__all__ = ["CONTROLLERS", "HOSTS", "OPERATORS", "install"]

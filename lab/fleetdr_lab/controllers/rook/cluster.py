@@ -15,12 +15,13 @@ The lab reaches each step as soon as the previous one's pods are Ready (no 150 s
 """
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 
 from ..base import is_deleting, owner_reference, pod_is_ready, set_condition
 from ..workloads import node_fits
-from .operator import GROUP, HOSTS, RookController, hosts
+from .operator import GROUP, HOSTS, OPERATORS, RookController, hosts, log
 
 FINALIZER = "cephcluster.ceph.rook.io"
 PROTECTION = "ceph.rook.io/disaster-protection"
@@ -231,7 +232,6 @@ class CephClusterController(RookController):
         self.update_health(cc, fsid, osds, ready_mons, mons)
 
     def operator_log(self, message):
-        from .operator import log
         log.error("%s: %s", self.cluster.name, message)
 
     # ------------------------------------------------------------------ pieces
@@ -297,7 +297,6 @@ class CephClusterController(RookController):
         ns = cc["metadata"]["namespace"]
         secret = self.store.get_or_none("", "secrets", ns, "rook-ceph-mon")
         if secret is not None:
-            import base64
             return base64.b64decode(secret["data"]["fsid"]).decode()
         fsid = str(uuid.uuid4())
         owner = [owner_reference(cc)]
@@ -471,7 +470,6 @@ class CephClusterController(RookController):
         secret = self.store.get_or_none("", "secrets", ns, "rook-ceph-mon")
         if secret is None:
             return None
-        import base64
         return base64.b64decode(secret["data"]["fsid"]).decode()
 
 
@@ -497,7 +495,6 @@ def usable(store, namespace: str) -> bool:
 
 def set_health(cluster, namespace: str, health: str | None, message: str | None = None, down_osds: int | None = None) -> None:
     """`fleetdr-lab rook health` / `rook osd-down`: what Ceph would report next, then a status poll."""
-    from .operator import OPERATORS
     faults = HEALTH_FAULTS.setdefault(cluster.name, {})
     if health in (None, "HEALTH_OK"):
         faults.pop(namespace, None)

@@ -61,8 +61,9 @@ def operator_settings(deployment: dict, config: dict | None) -> dict:
 class RookOperator:
     """A running operator: its namespace, version, settings and sub-controllers."""
 
-    def __init__(self, cluster, deployment: dict, settings: dict):
+    def __init__(self, cluster, deployment: dict, settings: dict, controller_classes: list):
         self.cluster = cluster
+        self.controller_classes = controller_classes
         self.namespace = deployment["metadata"]["namespace"]
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         self.version = IMAGE.search(image).group(1)
@@ -75,10 +76,7 @@ class RookOperator:
         return not only or namespace == self.namespace
 
     def start(self):
-        from .cluster import CephClusterController
-        from .pools import CephBlockPoolController
-        from .csi import RbdProvisioner
-        for kind in (CephClusterController, CephBlockPoolController, RbdProvisioner):
+        for kind in self.controller_classes:
             ctrl = kind(self)
             self.controllers.append(ctrl)
             self.tasks.append(asyncio.create_task(supervise(ctrl, log, "rook controller"), name=f"{self.cluster.name}:{ctrl.name}"))
@@ -105,8 +103,9 @@ class RookInstallWatcher(Controller):
     watches = [("apiextensions.k8s.io", "customresourcedefinitions"), ("apps", "deployments"), ("", "pods"),
                ("", "configmaps")]
 
-    def __init__(self, cluster):
+    def __init__(self, cluster, controller_classes: list):
         super().__init__(cluster)
+        self.controller_classes = controller_classes
         self.operator: RookOperator | None = None
         self._key = None
 
@@ -155,7 +154,7 @@ class RookInstallWatcher(Controller):
             self.operator = None
         self._key = new_key
         if dep is not None:
-            self.operator = RookOperator(self.cluster, dep, settings)
+            self.operator = RookOperator(self.cluster, dep, settings, self.controller_classes)
             self.operator.start()
             log.info("%s: Rook operator %s running in %s", self.cluster.name, self.operator.version, self.operator.namespace)
 
@@ -199,8 +198,3 @@ class RookController(Controller):
                                "namespace": m["namespace"], "uid": m.get("uid")},
             "type": etype, "reason": reason, "message": message, "count": 1,
             "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "rook-ceph-operator"}})
-
-
-def install(cluster) -> None:
-    """Register the Rook install watcher on a cluster (the cluster calls this)."""
-    cluster.add_controller(RookInstallWatcher(cluster))

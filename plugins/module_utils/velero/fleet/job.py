@@ -19,11 +19,14 @@ import threading
 from ansible_collections.fleetdr.kube.plugins.module_utils.client import ClusterClients
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
+from ansible_collections.fleetdr.kube.plugins.module_utils.rook import info as rook_info
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import objects, results
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
 
 
 PREFLIGHT_TIMEOUT = 30
+CEPH_GATED = ("backup", "restore", "migrate", "schedule")
+CEPH_GATE_CHOICES = ("off", "warn", "enforce")
 
 
 class PreflightError(FleetdrError):
@@ -44,12 +47,17 @@ class FleetJob(object):
         self.secret_values = set()  # credentials read while working; scrubbed from the report
         self.changed = {}  # cluster -> bool
         self.diffs = {}  # cluster -> [{before, after, before_header, after_header}] (diff mode)
+        self.warnings = {}  # cluster -> texts the operation adds to that cluster's result
         self.lock = threading.Lock()
         self.clients = ClusterClients(velero_namespace)
 
     def mark_changed(self, cluster, changed):
         with self.lock:
             self.changed[cluster] = bool(self.changed.get(cluster)) or bool(changed)
+
+    def warn(self, cluster, text):
+        with self.lock:
+            self.warnings.setdefault(cluster, []).append(text)
 
     def record_diff(self, cluster, changes):
         """Keep the before/after of each change for diff mode (Secret data is already masked)."""
@@ -71,8 +79,9 @@ def timeout_for(job, recorder, cap=None):
     return max(int(min(values)), 1)
 
 
-def with_final_phase(operation):
-    """Close each cluster's timeline with its final phase (Failed when the operation raised)."""
+def with_final_phase(operation, job=None):
+    """Close each cluster's timeline with its final phase (Failed when the operation raised), and
+    add the warnings the job collected for the cluster to its result."""
     def wrapped(cluster, recorder):
         try:
             partial = operation(cluster, recorder)
@@ -83,6 +92,9 @@ def with_final_phase(operation):
             raise
         if partial and partial.get("phase"):
             recorder.phase("Failed" if partial.get("verdict") == "failed" else partial["phase"])
+        extra = job.warnings.get(cluster["name"]) if job is not None and isinstance(cluster, dict) else None
+        if partial is not None and extra:
+            partial["warnings"] = list(extra) + list(partial.get("warnings") or [])
         return partial
     return wrapped
 
@@ -116,9 +128,26 @@ def minor_version(version):
         return None
 
 
+def ceph_gate(client, job, recorder):
+    """Where Rook runs, the cluster's Ceph health before anything is created: ceph_health_gate
+    warn (default) adds it to the result, enforce skips a HEALTH_ERR cluster with the check text."""
+    mode = job.params.get("ceph_health_gate") or "warn"
+    if mode == "off" or job.operation not in CEPH_GATED:
+        return
+    found = rook_info.ceph_health(client)
+    if found is None or found[0] == "HEALTH_OK":
+        return
+    health, text = found
+    if health == "HEALTH_ERR" and mode == "enforce":
+        raise SkipCluster("{0}; skipped by ceph_health_gate=enforce".format(text))
+    job.warn(recorder.name, text)
+
+
 def preflight(client, job, recorder, location_name=None):
-    """Velero Deployment ready and the location Available; returns {version, location, bsl}."""
+    """Velero Deployment ready and the location Available (and the Ceph health gate); returns
+    {version, location, bsl}."""
     recorder.phase("Preflight")
+    ceph_gate(client, job, recorder)
     deployment = velero_deployment(client)
     if deployment is None:
         raise PreflightError("Velero is not installed: Deployment velero not found in namespace {0}".format(client.namespace))

@@ -1,0 +1,347 @@
+"""CephObjectStore, CephObjectStoreUser and ObjectBucketClaim/ObjectBucket.
+
+Rook pkg/operator/ceph/object/{controller,objectstore,rgw,status}.go, object/user/controller.go,
+object/bucket/provisioner.go and lib-bucket-provisioner pkg/provisioner/controller.go. The RADOS
+gateway's S3 API is the lab's object store (moto, IAM enforced): every object user and bucket
+claim gets its own IAM user and access key there, so a wrong or deleted key is refused, and the
+buckets a claim makes are real S3 buckets boto3 can read. Limits of the emulation: bucket names are
+one namespace for the whole lab (not one per store), and users are not confined to their buckets.
+In-cluster clients reach a store at `http://rook-ceph-rgw-<store>.<ns>.svc:<port>`
+(`resolve_endpoint` maps it to the object store's address for the lab's own clients).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from urllib.parse import urlparse
+
+from ..base import is_deleting, owner_reference
+from .cluster import usable
+from .operator import GROUP, RookController
+
+STORE_FINALIZER = "cephobjectstore.ceph.rook.io"
+USER_FINALIZER = "cephobjectstoreuser.ceph.rook.io"
+OBC_FINALIZER = "objectbucket.io/finalizer"
+OBC_GROUP = "objectbucket.io"
+_ALLOW_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}
+_SVC = re.compile(r"^rook-ceph-rgw-(?P<store>[a-z0-9-]+)\.(?P<ns>[a-z0-9-]+)\.svc(?:\.cluster\.local)?$")
+
+
+def rgw_host(store: str, namespace: str) -> str:
+    return f"rook-ceph-rgw-{store}.{namespace}.svc"
+
+
+def resolve_endpoint(cluster, url: str) -> str:
+    """The lab address of an in-cluster RGW URL (cluster DNS for the lab's own clients), else the URL."""
+    host = urlparse(url).hostname or ""
+    match = _SVC.match(host)
+    if match and cluster.store.get_or_none(GROUP, "cephobjectstores", match["ns"], match["store"]) is not None:
+        return cluster.lab.objectstore.endpoint
+    return url
+
+
+def _iam(cluster):
+    return cluster.lab.objectstore.admin_client("iam")
+
+
+def _make_user(cluster, name: str) -> tuple[str, str]:
+    iam = _iam(cluster)
+    try:
+        iam.create_user(UserName=name)
+    except iam.exceptions.EntityAlreadyExistsException:
+        for key in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
+    iam.put_user_policy(UserName=name, PolicyName="rgw", PolicyDocument=json.dumps(_ALLOW_S3))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def _drop_user(cluster, name: str) -> None:
+    iam = _iam(cluster)
+    try:
+        for key in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
+        iam.delete_user_policy(UserName=name, PolicyName="rgw")
+        iam.delete_user(UserName=name)
+    except iam.exceptions.NoSuchEntityException:
+        pass
+
+
+def _s3(cluster):
+    return cluster.lab.objectstore.admin_client("s3")
+
+
+def _iam_name(cluster, *parts) -> str:
+    return "rgw-" + "-".join((cluster.name,) + parts)[:60]
+
+
+class CephObjectStoreController(RookController):
+    plural = "cephobjectstores"
+    watches = [(GROUP, "cephobjectstores"), (GROUP, "cephclusters"), (GROUP, "cephobjectstoreusers"), (OBC_GROUP, "objectbucketclaims")]
+
+    def keys_for(self, etype, obj):
+        if obj.get("kind") == "CephObjectStore":
+            return super().keys_for(etype, obj)
+        ns = (obj.get("metadata") or {}).get("namespace")
+        return [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in self.store.list(GROUP, "cephobjectstores", ns)["items"]]
+
+    def reconcile(self, key):
+        ns, name = key
+        obj = self.store.get_or_none(GROUP, "cephobjectstores", ns, name)
+        if obj is None:
+            return
+        if is_deleting(obj):
+            return self._delete(obj)
+        if STORE_FINALIZER not in (obj["metadata"].get("finalizers") or []):
+            obj["metadata"].setdefault("finalizers", []).append(STORE_FINALIZER)
+            obj = self.store.update(GROUP, "cephobjectstores", ns, name, obj)
+        if not obj.get("status"):
+            obj = self._status(obj, {"phase": "Progressing"})
+        if not usable(self.store, ns):
+            self.enqueue_after(1.0, key)
+            return
+        gateway = (obj.get("spec") or {}).get("gateway") or {}
+        port, secure = gateway.get("port") or 0, gateway.get("securePort") or 0
+        if len(name) > 38 or (port <= 0 and secure <= 0):
+            why = "object store name must be <= 38 characters" if len(name) > 38 else \
+                "invalid create: either of port or securePort fields should be not be zero"
+            self.event(obj, "Warning", "ReconcileFailed", why)
+            self._status(obj, dict(obj.get("status") or {}, phase="Failure"))
+            return
+        instances = max(gateway.get("instances") or 1, 1)
+        labels = {"app": "rook-ceph-rgw", "rook_cluster": ns, "rook_object_store": name, "rgw": name, "ceph_daemon_id": name}
+        deployment = f"rook-ceph-rgw-{name}-a"
+        image = ((self._cluster(ns) or {}).get("spec") or {}).get("cephVersion", {}).get("image")
+        if self.store.get_or_none("apps", "deployments", ns, deployment) is None:
+            self.store.create("apps", "deployments", ns, {
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": deployment, "namespace": ns, "labels": labels, "ownerReferences": [owner_reference(obj)]},
+                "spec": {"replicas": instances, "selector": {"matchLabels": {"app": "rook-ceph-rgw", "rook_object_store": name}},
+                         "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "rgw", "image": image}]}}}})
+            self.store.create("", "services", ns, {
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": f"rook-ceph-rgw-{name}", "namespace": ns, "labels": labels, "ownerReferences": [owner_reference(obj)]},
+                "spec": {"selector": {"app": "rook-ceph-rgw", "rook_object_store": name},
+                         "ports": [{"name": "http", "port": port or 80, "targetPort": 8080, "protocol": "TCP"}]}})
+        endpoint = f"http://{rgw_host(name, ns)}:{port or 80}"
+        want = dict(obj.get("status") or {}, phase="Ready", info={"endpoint": endpoint}, replicas=instances,
+                    endpoints={"insecure": [endpoint], "secure": []}, observedGeneration=obj["metadata"].get("generation", 1))
+        if want != obj.get("status"):
+            self._status(obj, want)
+
+    def _cluster(self, ns):
+        items = self.store.list(GROUP, "cephclusters", ns)["items"]
+        return items[0] if items else None
+
+    def _status(self, obj, st):
+        obj = self.store.get(GROUP, "cephobjectstores", obj["metadata"]["namespace"], obj["metadata"]["name"])
+        obj["status"] = st
+        return self.store.update(GROUP, "cephobjectstores", obj["metadata"]["namespace"], obj["metadata"]["name"], obj,
+                                 subresource="status")
+
+    def _delete(self, obj):
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        users = sorted(u["metadata"]["name"] for u in self.store.list(GROUP, "cephobjectstoreusers", ns)["items"]
+                       if (u.get("spec") or {}).get("store") == name)
+        buckets = sorted(ob["spec"]["endpoint"]["bucketName"] for ob in self.store.list(OBC_GROUP, "objectbuckets")["items"]
+                         if ((ob.get("spec") or {}).get("additionalState") or {}).get("objectStoreName") == name
+                         and ob["spec"]["additionalState"].get("objectStoreNamespace") == ns)
+        if (users or buckets) and usable(self.store, ns):
+            parts = (["CephObjectStoreUsers: %s" % users] if users else []) + (["buckets in the object store: %s" % buckets] if buckets else [])
+            message = 'CephObjectStore "%s/%s" will not be deleted until all dependents are removed: %s' % (ns, name, ", ".join(parts))
+            st = dict(obj.get("status") or {}, phase="Deleting")
+            st["conditions"] = [{"type": "DeletionIsBlocked", "status": "True", "reason": "ObjectHasDependents", "message": message,
+                                 "lastTransitionTime": self.now()}]
+            if st != obj.get("status"):
+                self._status(obj, st)
+            return
+        obj["metadata"]["finalizers"] = [f for f in obj["metadata"].get("finalizers") or [] if f != STORE_FINALIZER]
+        self.store.update(GROUP, "cephobjectstores", ns, name, obj)
+
+
+class CephObjectStoreUserController(RookController):
+    plural = "cephobjectstoreusers"
+    watches = [(GROUP, "cephobjectstoreusers"), (GROUP, "cephobjectstores")]
+
+    def keys_for(self, etype, obj):
+        if obj.get("kind") == "CephObjectStoreUser":
+            return super().keys_for(etype, obj)
+        ns = (obj.get("metadata") or {}).get("namespace")
+        return [(u["metadata"]["namespace"], u["metadata"]["name"]) for u in self.store.list(GROUP, "cephobjectstoreusers", ns)["items"]]
+
+    async def reconcile(self, key):
+        ns, name = key
+        user = self.store.get_or_none(GROUP, "cephobjectstoreusers", ns, name)
+        if user is None:
+            return
+        loop = asyncio.get_running_loop()
+        iam_name = _iam_name(self.cluster, ns, name)
+        if is_deleting(user):
+            await loop.run_in_executor(None, _drop_user, self.cluster, iam_name)
+            user = self.store.get(GROUP, "cephobjectstoreusers", ns, name)
+            user["metadata"]["finalizers"] = [f for f in user["metadata"].get("finalizers") or [] if f != USER_FINALIZER]
+            self.store.update(GROUP, "cephobjectstoreusers", ns, name, user)
+            return
+        if USER_FINALIZER not in (user["metadata"].get("finalizers") or []):
+            user["metadata"].setdefault("finalizers", []).append(USER_FINALIZER)
+            user = self.store.update(GROUP, "cephobjectstoreusers", ns, name, user)
+        store_name = (user.get("spec") or {}).get("store")
+        store = self.store.get_or_none(GROUP, "cephobjectstores", ns, store_name) if store_name else None
+        if not store_name or store is None or (store.get("status") or {}).get("phase") != "Ready":
+            if not store_name:
+                self._phase(user, "ReconcileFailed")
+            self.enqueue_after(1.0, key)
+            return
+        secret_name = f"rook-ceph-object-user-{store_name}-{name}"
+        if self.store.get_or_none("", "secrets", ns, secret_name) is None:
+            key_id, secret = await loop.run_in_executor(None, _make_user, self.cluster, iam_name)
+            self.store.create("", "secrets", ns, {
+                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/rook",
+                "metadata": {"name": secret_name, "namespace": ns, "ownerReferences": [owner_reference(user)],
+                             "labels": {"app": "rook-ceph-rgw", "user": name, "rook_cluster": ns, "rook_object_store": store_name}},
+                "stringData": {"AccessKey": key_id, "SecretKey": secret, "Endpoint": store["status"]["info"]["endpoint"]}})
+        user = self.store.get(GROUP, "cephobjectstoreusers", ns, name)
+        want = {"phase": "Ready", "info": {"secretName": secret_name}, "observedGeneration": user["metadata"].get("generation", 1)}
+        if user.get("status") != want:
+            user["status"] = want
+            self.store.update(GROUP, "cephobjectstoreusers", ns, name, user, subresource="status")
+
+    def _phase(self, user, phase):
+        user = self.store.get(GROUP, "cephobjectstoreusers", user["metadata"]["namespace"], user["metadata"]["name"])
+        if (user.get("status") or {}).get("phase") != phase:
+            user["status"] = {"phase": phase}
+            self.store.update(GROUP, "cephobjectstoreusers", user["metadata"]["namespace"], user["metadata"]["name"], user,
+                              subresource="status")
+
+
+def bucket_provisioner(settings: dict, namespace: str) -> str:
+    prefix = settings.get("ROOK_OBC_PROVISIONER_NAME_PREFIX")
+    if prefix:
+        return f"{prefix}.ceph.rook.io/bucket"
+    if str(settings.get("ROOK_OBC_WATCH_OPERATOR_NAMESPACE", "false")).lower() == "true":
+        return f"{namespace}.ceph.rook.io/bucket"
+    return "ceph.rook.io/bucket"
+
+
+class BucketClaimController(RookController):
+    """lib-bucket-provisioner's controller with Rook's provisioner, for claims of Rook's bucket classes."""
+
+    plural = "objectbucketclaims"
+    watches = [(OBC_GROUP, "objectbucketclaims"), (GROUP, "cephobjectstores")]
+
+    def keys_for(self, etype, obj):
+        if obj.get("kind") == "ObjectBucketClaim":
+            m = obj["metadata"]
+            return ((m["namespace"], m["name"]),)
+        return [(c["metadata"]["namespace"], c["metadata"]["name"]) for c in self.store.list(OBC_GROUP, "objectbucketclaims")["items"]]
+
+    async def reconcile(self, key):
+        ns, name = key
+        claim = self.store.get_or_none(OBC_GROUP, "objectbucketclaims", ns, name)
+        if claim is None:
+            return
+        sc = self.store.get_or_none("storage.k8s.io", "storageclasses", None, (claim.get("spec") or {}).get("storageClassName") or "")
+        if sc is None:
+            return
+        params = sc.get("parameters") or {}
+        store_ns = params.get("objectStoreNamespace") or ""
+        if sc.get("provisioner") != bucket_provisioner(self.operator.settings, store_ns):
+            return  # not ours: the claim is ignored silently (phase stays empty)
+        loop = asyncio.get_running_loop()
+        ob_name = f"obc-{ns}-{name}"
+        iam_name = _iam_name(self.cluster, "obc", ns, name)
+        if is_deleting(claim):
+            return await self._delete(claim, sc, ob_name, iam_name)
+        if not (claim.get("status") or {}).get("phase"):
+            claim = self._claim_status(claim, "Pending")
+        if (claim.get("status") or {}).get("phase") == "Bound":
+            return
+        if OBC_FINALIZER not in (claim["metadata"].get("finalizers") or []):
+            claim["metadata"].setdefault("finalizers", []).append(OBC_FINALIZER)
+            claim["metadata"].setdefault("labels", {})["bucket-provisioner"] = sc["provisioner"].replace("/", "-")
+            claim = self.store.update(OBC_GROUP, "objectbucketclaims", ns, name, claim)
+        store = self.store.get_or_none(GROUP, "cephobjectstores", store_ns, params.get("objectStoreName") or "")
+        if store is None or (store.get("status") or {}).get("phase") != "Ready":
+            self.enqueue_after(1.0, key)  # any error leaves the claim Pending and retries
+            return
+        spec = claim.get("spec") or {}
+        extra = spec.get("additionalConfig") or {}
+        allowed = [k.strip() for k in str(self.operator.settings.get("ROOK_OBC_ALLOW_ADDITIONAL_CONFIG_FIELDS", "maxObjects,maxSize")).split(",")]
+        refused = [k for k in extra if k not in allowed]
+        if refused:
+            self.event(claim, "Warning", "ProvisioningFailed", 'OBC config "%s" is not allowed' % refused[0])
+            return
+        bucket = spec.get("bucketName") or "%s-%s" % ((spec.get("generateBucketName") or name)[:26], uuid.uuid4())
+        if spec.get("bucketName") != bucket:
+            claim["spec"]["bucketName"] = bucket
+            claim = self.store.update(OBC_GROUP, "objectbucketclaims", ns, name, claim)
+        key_id, secret = await loop.run_in_executor(None, _make_user, self.cluster, iam_name)
+
+        def create_bucket():
+            s3 = _s3(self.cluster)
+            try:
+                s3.create_bucket(Bucket=bucket)
+            except s3.exceptions.BucketAlreadyOwnedByYou:
+                pass
+        await loop.run_in_executor(None, create_bucket)
+        port = str(((store.get("spec") or {}).get("gateway") or {}).get("port") or 80)
+        owner = [owner_reference(claim)]
+        labels = {"bucket-provisioner": sc["provisioner"].replace("/", "-")}
+        self.store.create("", "secrets", ns, {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {
+            "name": name, "namespace": ns, "finalizers": [OBC_FINALIZER], "labels": labels, "ownerReferences": owner},
+            "stringData": {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}})
+        self.store.create("", "configmaps", ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": name, "namespace": ns, "finalizers": [OBC_FINALIZER], "labels": labels, "ownerReferences": owner},
+            "data": {"BUCKET_HOST": rgw_host(store["metadata"]["name"], store_ns), "BUCKET_NAME": bucket, "BUCKET_PORT": port,
+                     "BUCKET_REGION": "", "BUCKET_SUBREGION": ""}})
+        ob = self.store.create(OBC_GROUP, "objectbuckets", None, {
+            "apiVersion": f"{OBC_GROUP}/v1alpha1", "kind": "ObjectBucket",
+            "metadata": {"name": ob_name, "finalizers": [OBC_FINALIZER], "labels": labels},
+            "spec": {"storageClassName": sc["metadata"]["name"], "reclaimPolicy": sc.get("reclaimPolicy") or "Delete",
+                     "claimRef": {"apiVersion": f"{OBC_GROUP}/v1alpha1", "kind": "ObjectBucketClaim", "namespace": ns, "name": name,
+                                  "uid": claim["metadata"]["uid"]},
+                     "endpoint": {"bucketHost": rgw_host(store["metadata"]["name"], store_ns), "bucketPort": int(port),
+                                  "bucketName": bucket, "region": "", "subRegion": "", "additionalConfig": extra},
+                     "additionalState": {"cephUser": iam_name, "objectStoreName": store["metadata"]["name"],
+                                         "objectStoreNamespace": store_ns}}})
+        ob["status"] = {"phase": "Bound"}
+        self.store.update(OBC_GROUP, "objectbuckets", None, ob_name, ob, subresource="status")
+        claim = self.store.get(OBC_GROUP, "objectbucketclaims", ns, name)
+        claim["spec"]["objectBucketName"] = ob_name
+        claim = self.store.update(OBC_GROUP, "objectbucketclaims", ns, name, claim)
+        self._claim_status(claim, "Bound")
+
+    def _claim_status(self, claim, phase):
+        claim = self.store.get(OBC_GROUP, "objectbucketclaims", claim["metadata"]["namespace"], claim["metadata"]["name"])
+        claim["status"] = {"phase": phase}
+        return self.store.update(OBC_GROUP, "objectbucketclaims", claim["metadata"]["namespace"], claim["metadata"]["name"], claim,
+                                 subresource="status")
+
+    async def _delete(self, claim, sc, ob_name, iam_name):
+        ns, name = claim["metadata"]["namespace"], claim["metadata"]["name"]
+        ob = self.store.get_or_none(OBC_GROUP, "objectbuckets", None, ob_name)
+        loop = asyncio.get_running_loop()
+        if ob is not None:
+            bucket = ob["spec"]["endpoint"]["bucketName"]
+            if ob["spec"].get("reclaimPolicy") == "Delete":
+                def purge():
+                    s3 = _s3(self.cluster)
+                    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                        for item in page.get("Contents") or []:
+                            s3.delete_object(Bucket=bucket, Key=item["Key"])
+                    s3.delete_bucket(Bucket=bucket)
+                await loop.run_in_executor(None, purge)
+            await loop.run_in_executor(None, _drop_user, self.cluster, iam_name)
+            ob["metadata"]["finalizers"] = []
+            self.store.update(OBC_GROUP, "objectbuckets", None, ob_name, ob)
+            self.store.delete(OBC_GROUP, "objectbuckets", None, ob_name)
+        for plural in ("secrets", "configmaps"):
+            obj = self.store.get_or_none("", plural, ns, name)
+            if obj and OBC_FINALIZER in (obj["metadata"].get("finalizers") or []):
+                obj["metadata"]["finalizers"] = [f for f in obj["metadata"]["finalizers"] if f != OBC_FINALIZER]
+                self.store.update("", plural, ns, name, obj)
+        claim = self.store.get(OBC_GROUP, "objectbucketclaims", ns, name)
+        claim["metadata"]["finalizers"] = [f for f in claim["metadata"].get("finalizers") or [] if f != OBC_FINALIZER]
+        self.store.update(OBC_GROUP, "objectbucketclaims", ns, name, claim)

@@ -6,6 +6,7 @@ import inspect
 import logging
 import secrets
 import ssl
+import urllib.parse
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -70,6 +71,9 @@ class Cluster:
         self.index = index
         self.node_count = nodes
         self.devices_per_node = devices  # raw disks per node (Rook's OSDs consume them)
+        # Cluster DNS for the lab's own in-cluster clients: (namespace, service) -> the lab address
+        # that answers for it (e.g. a Rook object store's RGW Service -> the lab's S3 endpoint).
+        self.service_addresses: dict[tuple[str, str], str] = {}
         self.port = port
         self.token = token or secrets.token_urlsafe(32)
         self.labels = cluster_labels(index)
@@ -95,6 +99,18 @@ class Cluster:
     def describe(self) -> dict:
         return {"name": self.name, "port": self.port, "server": self.server,
                 "token": self.token, "labels": dict(self.labels)}
+
+    def resolve_url(self, url: str) -> str:
+        """`http://<service>.<namespace>.svc[.cluster.local][:port]/...` -> the address registered for
+        that Service (scheme, host and port replaced); any other URL as it is."""
+        parts = urllib.parse.urlsplit(url)
+        labels = (parts.hostname or "").split(".")
+        if len(labels) >= 3 and labels[2] == "svc" and (labels[0], labels[1]) != ("", ""):
+            target = self.service_addresses.get((labels[1], labels[0]))
+            if target:
+                base = urllib.parse.urlsplit(target)
+                return urllib.parse.urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
+        return url
 
     # -- bootstrap ---------------------------------------------------------------------------
     def bootstrap(self) -> None:

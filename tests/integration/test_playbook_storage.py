@@ -203,6 +203,30 @@ def test_backups_are_gated_on_ceph_health(lab, play):
         lab.cli("rook", "health", "c2", "HEALTH_OK")
 
 
+def test_velero_keeps_its_backups_in_the_clusters_own_rook_object_store(lab, play):
+    """c2's Velero pointed at c2's RGW (the bucket claim of the object storage test): the location is
+    Available, a backup lands in the claim's bucket (read with boto3 and the claim's keys), and the
+    reports warn that such backups do not survive the cluster."""
+    got = json.loads((play.work / "bucket.json").read_text())
+    settings = play.work / "rook-target.yml"
+    settings.write_text(yaml.safe_dump({"velero_s3_bucket": got["bucket"]["name"], "velero_s3_url": "http://%s:%s" % (
+        got["bucket"]["host"], got["bucket"]["port"]), "velero_s3_access_key_id": got["credentials"]["access_key_id"],
+        "velero_s3_secret_access_key": got["credentials"]["secret_access_key"]}))
+    play("install", "--limit", "c2", "-e", "@%s" % settings, check_rc=0)
+    entry = play.report("install", "velero")[1]["clusters"][0]
+    assert entry["details"]["location_phase"] == "Available" and entry["details"]["bucket"] == got["bucket"]["name"]
+    assert any("do not survive the loss of this cluster" in text for text in entry["warnings"])
+    play("backup", "--limit", "c2", "-e", "backup_name=onrook", "-e", "included_namespaces=default", check_rc=0)
+    backup = play.report("backup", "onrook")[1]["clusters"][0]
+    assert backup["verdict"] == "succeeded" and any("own object store" in text for text in backup["warnings"])
+    import boto3
+    from botocore.config import Config
+    s3 = boto3.client("s3", endpoint_url=lab.s3["endpoint"], region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
+                      aws_access_key_id=got["credentials"]["access_key_id"], aws_secret_access_key=got["credentials"]["secret_access_key"])
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=got["bucket"]["name"], Prefix="c2/backups/").get("Contents", [])]
+    assert any(k.endswith("velero-backup.json") for k in keys), keys
+
+
 def test_teardown_is_refused_while_storage_is_in_use_then_done_with_destroy_data(lab, play):
     consume = play.work / "consume.yml"
     consume.write_text(yaml.safe_dump([{

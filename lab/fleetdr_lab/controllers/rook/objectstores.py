@@ -6,16 +6,15 @@ gateway's S3 API is the lab's object store (moto, IAM enforced): every object us
 claim gets its own IAM user and access key there, so a wrong or deleted key is refused, and the
 buckets a claim makes are real S3 buckets boto3 can read. Limits of the emulation: bucket names are
 one namespace for the whole lab (not one per store), and users are not confined to their buckets.
-In-cluster clients reach a store at `http://rook-ceph-rgw-<store>.<ns>.svc:<port>`
-(`resolve_endpoint` maps it to the object store's address for the lab's own clients).
+In-cluster clients reach a store at `http://rook-ceph-rgw-<store>.<ns>.svc:<port>`: a Ready store
+registers its RGW Service in the cluster's DNS (`Cluster.service_addresses`), so the emulated Velero
+of that cluster can keep its backups there.
 """
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import uuid
-from urllib.parse import urlparse
 
 from ..base import is_deleting, owner_reference
 from .cluster import usable
@@ -26,20 +25,10 @@ USER_FINALIZER = "cephobjectstoreuser.ceph.rook.io"
 OBC_FINALIZER = "objectbucket.io/finalizer"
 OBC_GROUP = "objectbucket.io"
 _ALLOW_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}
-_SVC = re.compile(r"^rook-ceph-rgw-(?P<store>[a-z0-9-]+)\.(?P<ns>[a-z0-9-]+)\.svc(?:\.cluster\.local)?$")
 
 
 def rgw_host(store: str, namespace: str) -> str:
     return f"rook-ceph-rgw-{store}.{namespace}.svc"
-
-
-def resolve_endpoint(cluster, url: str) -> str:
-    """The lab address of an in-cluster RGW URL (cluster DNS for the lab's own clients), else the URL."""
-    host = urlparse(url).hostname or ""
-    match = _SVC.match(host)
-    if match and cluster.store.get_or_none(GROUP, "cephobjectstores", match["ns"], match["store"]) is not None:
-        return cluster.lab.objectstore.endpoint
-    return url
 
 
 def _iam(cluster):
@@ -126,6 +115,7 @@ class CephObjectStoreController(RookController):
                 "spec": {"selector": {"app": "rook-ceph-rgw", "rook_object_store": name},
                          "ports": [{"name": "http", "port": port or 80, "targetPort": 8080, "protocol": "TCP"}]}})
         endpoint = f"http://{rgw_host(name, ns)}:{port or 80}"
+        self.cluster.service_addresses[(ns, f"rook-ceph-rgw-{name}")] = self.cluster.lab.objectstore.endpoint
         want = dict(obj.get("status") or {}, phase="Ready", info={"endpoint": endpoint}, replicas=instances,
                     endpoints={"insecure": [endpoint], "secure": []}, observedGeneration=obj["metadata"].get("generation", 1))
         if want != obj.get("status"):
@@ -157,6 +147,7 @@ class CephObjectStoreController(RookController):
             if st != obj.get("status"):
                 self._status(obj, st)
             return
+        self.cluster.service_addresses.pop((ns, f"rook-ceph-rgw-{name}"), None)
         obj["metadata"]["finalizers"] = [f for f in obj["metadata"].get("finalizers") or [] if f != STORE_FINALIZER]
         self.store.update(GROUP, "cephobjectstores", ns, name, obj)
 

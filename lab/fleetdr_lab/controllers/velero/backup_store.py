@@ -549,7 +549,7 @@ def _shared_credentials(text: str, profile: str) -> tuple[str | None, str | None
 
 
 def make_backup_store(store, namespace: str, bsl: dict,
-                      default_secret: tuple[str, str] = DEFAULT_CREDENTIALS_SECRET) -> BackupStore:
+                      default_secret: tuple[str, str] = DEFAULT_CREDENTIALS_SECRET, resolve=None) -> BackupStore:
     """Build a BackupStore the way Velero initialises the plugin for a BSL.
 
     Raises ObjectStoreError with Velero's messages for what plugin Init rejects. Reads the Secret
@@ -583,6 +583,8 @@ def make_backup_store(store, namespace: str, bsl: dict,
     profile = config.get("profile") or "default"
     key_id, secret, token = _shared_credentials(text, profile)
     endpoint = config.get("s3Url", "")
+    if endpoint and resolve is not None:
+        endpoint = resolve(endpoint)  # the cluster's DNS: an in-cluster Service URL to where it answers
     if not endpoint:
         # Without s3Url the plugin asks AWS for the bucket region; the lab never leaves loopback.
         raise ObjectStoreError(rpc_error(

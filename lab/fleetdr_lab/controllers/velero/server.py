@@ -163,7 +163,7 @@ class VeleroServer:
         if provider not in self.object_store_plugins():
             from .backup_store import ObjectStoreError
             raise ObjectStoreError(f"unable to locate ObjectStore plugin named {provider}")
-        return make_backup_store(self.store, self.namespace, bsl, self.default_secret)
+        return make_backup_store(self.store, self.namespace, bsl, self.default_secret, resolve=self.cluster.resolve_url)
 
     def get_bsl(self, name: str) -> dict | None:
         return self.store.get_or_none(GROUP, "backupstoragelocations", self.namespace, name)

@@ -16,6 +16,11 @@ __metaclass__ = type
 
 import threading
 
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2
+    from urlparse import urlsplit
+
 from ansible_collections.fleetdr.kube.plugins.module_utils.client import ClusterClients
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
@@ -171,6 +176,11 @@ def preflight(client, job, recorder, location_name=None):
         if location["status"]["phase"] != "Available":
             raise PreflightError("BackupStorageLocation {0} is Unavailable: {1}".format(
                 name, location["status"].get("message") or "no reason given"))
+    url = ((location.get("spec") or {}).get("config") or {}).get("s3Url") or ""
+    host = urlsplit(url).hostname or ""
+    if host.endswith((".svc", ".svc.cluster.local")):
+        job.warn(recorder.name, "backups are kept in this cluster's own object store ({0}): they do not survive the loss of this "
+                                "cluster; keep them in another cluster's or region's store".format(host))
     return {"version": image_version(deployment), "location": name, "bsl": location}
 
 

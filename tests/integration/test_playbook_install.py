@@ -244,6 +244,18 @@ def test_a_run_sliced_like_awx_merges_into_one_report(lab, play):
     assert "cluster c1 is in slice 1 and slice 2" in proc.stdout
 
 
+def test_a_restore_of_a_backup_a_cluster_does_not_have_fails_there(lab, play):
+    """Selected clusters that cannot run the operation are failed with the reason (not skipped), and the
+    run exits non-zero."""
+    proc = play("restore", "-e", "backup_name=does-not-exist", "--limit", "c1,c2", check_rc=2)
+    report = play.report("restore", "does-not-exist")[1]
+    assert report["verdict"] == "failed" and report["totals"]["failed"] == 2 and report["totals"]["skipped"] == 0
+    for entry in report["clusters"]:
+        assert entry["verdict"] == "failed"
+        assert "no Backup does-not-exist-%s on this cluster" % entry["name"] in entry["reason"]
+    assert recap(proc)["c2"]["failed"] == 1
+
+
 def test_uninstall_removes_the_install_and_leaves_the_bucket(lab, play):
     s3 = lab.s3_client()
     lab.cli("seed", "busybox", "--cluster", "c1")

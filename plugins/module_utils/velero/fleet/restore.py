@@ -9,10 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import cluster_result, preflight, timeout_for
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import PreflightError, cluster_result, preflight, timeout_for
 
 
 def _cluster_mappings(cluster, job):
@@ -66,7 +65,9 @@ def operation(job):
             backup_name = names.fleet_object_name(job.params["backup_name"], cluster["name"])
             backup = client.get("backups", backup_name)
             if backup is None:
-                raise SkipCluster("no Backup {0} on this cluster (fleet backup {1} did not include it)".format(
+                # The user selected this cluster and it cannot run the restore: failed, not skipped
+                # (skipped is for clusters a selector or a health gate left out on purpose).
+                raise PreflightError("no Backup {0} on this cluster (fleet backup {1} did not include it)".format(
                     backup_name, job.params["backup_name"]))
         else:
             schedule = names.fleet_object_name(job.params["schedule_name"], cluster["name"], max_length=names.MAX_SCHEDULE_NAME)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: fleet install and backup, wall time and controller CPU for 1, 10, 50 and 100 lab clusters.
+"""`make bench`: fleet install, storage (Rook) and backup, wall time and controller CPU for 1, 10, 50 and 100 lab clusters.
 
 Install: on a lab without Velero, for each size N (clusters c1..cN, uninstalled again after each
 shape) a fresh install and a second, no-change run, both ways:
@@ -113,6 +113,48 @@ def bench_install(args, sizes, env):
     return rows
 
 
+def bench_storage(args, sizes, env):
+    """Rook-Ceph fleet install (playbooks/storage.yml: the release manifests, the operator, each CephCluster
+    to Ready and healthy) fresh and no-change per size, on a lab of one node with one raw device per cluster
+    (one mon, one mgr); uninstalled with destroy_data after each size."""
+    lab_dir = tempfile.mkdtemp(prefix="fleetdr-bench-storage-")
+    lab = LabHandle.up(lab_dir, clusters=max(sizes), extra=("--devices", "1"))
+    work = Path(lab_dir) / "work"
+    work.mkdir(exist_ok=True)
+    manifests = work / "rook"
+    lab.cli("rook", "manifests", "--out", str(manifests))
+    settings = work / "rook.json"
+    settings.write_text(json.dumps({"rook_ceph_cluster": {"monitor": {"count": 1}, "manager": {"count": 1}},
+                                    "rook_ceph_manifests_src": str(manifests), "report_dir": str(work / "reports")}))
+    rows = []
+    try:
+        pids = lab_pids(lab)
+        for size in sizes:
+            limit = ",".join("c%d" % i for i in range(1, size + 1))
+            cmd = [str(BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleetdr.kube.storage", "--limit", limit, "-e", "@" + str(settings)]
+            for run in ("fresh", "no-change"):
+                proc, wall, cpu, lab_cpu = measure(cmd, env, work, pids)
+                row = {"what": "storage", "shape": "fleet", "run": run, "clusters": size, "wall_s": wall, "controller_cpu_s": cpu,
+                       "lab_cpu_s": lab_cpu["lab"], "rc": proc.returncode}
+                if proc.returncode != 0:
+                    row["error_tail"] = (proc.stdout + proc.stderr)[-1500:]
+                rows.append(row)
+                print("storage %-9s %4d clusters: wall %7.2fs  controller CPU %7.2fs  lab CPU %6.2fs  rc %d" % (
+                    run, size, wall, cpu, lab_cpu["lab"], proc.returncode), flush=True)
+            subprocess.run([str(BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleetdr.kube.storage_teardown", "--limit", limit,
+                            "-e", "@" + str(settings), "-e", "rook_ceph_destroy_data=true"], env=env, cwd=work, capture_output=True, check=True)
+    finally:
+        lab.down()
+    result = {"generated": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host_cpus": os.cpu_count(), "rows": rows,
+              "ms_per_cluster_fresh": per_cluster_cpu(rows, "fleet", "fresh"),
+              "ms_per_cluster_no_change": per_cluster_cpu(rows, "fleet", "no-change")}
+    out = Path(args.out).with_name("storage.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print("\nstorage: controller CPU per added cluster %s ms (no-change %s ms); written to %s" % (
+        result["ms_per_cluster_fresh"], result["ms_per_cluster_no_change"], out))
+
+
 def per_cluster_cpu(rows, shape, run):
     """Controller CPU per additional cluster, from the smallest and the largest size measured."""
     found = sorted((r["clusters"], r["controller_cpu_s"]) for r in rows if r["shape"] == shape and r["run"] == run and r["rc"] == 0)
@@ -124,7 +166,7 @@ def per_cluster_cpu(rows, shape, run):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10,50,100")
-    parser.add_argument("--what", default="install,backup", help="install, backup or both")
+    parser.add_argument("--what", default="install,storage,backup", help="any of install, storage, backup (comma separated)")
     parser.add_argument("--lab-dir", default=None, help="default: a new temporary directory")
     parser.add_argument("--out", default=str(REPO / "bench-results" / "fleet.json"))
     parser.add_argument("--skip-naive", action="store_true")
@@ -152,6 +194,8 @@ def main():
         print("\ninstall: controller CPU per added cluster fleet %s ms (no-change %s ms), naive %s ms; fleet wall(%d)/wall(1) = %s; "
               "written to %s" % (result["fleet_ms_per_cluster_fresh"], result["fleet_ms_per_cluster_no_change"],
                                  result["naive_ms_per_cluster_fresh"], max(sizes), result["fleet_wall_ratio_max_over_1"], out))
+    if "storage" in args.what:
+        bench_storage(args, [n for n in sizes if n <= 50], env)
     if "backup" in args.what:
         bench_backup(args, sizes, env)
 

@@ -21,7 +21,6 @@ Writes bench-results/fleet.json (and install.json) and prints the tables.
 import argparse
 import concurrent.futures
 import datetime
-import importlib.util
 import json
 import os
 import resource
@@ -35,14 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 COLLECTIONS = Path(os.environ.get("ANSIBLE_COLLECTIONS_PATH", str(REPO / ".build" / "collections")).split(os.pathsep)[0])
 sys.path.insert(0, str(REPO / "tests" / "lab"))
+from helpers import VeleroInstall  # noqa: E402
 from labctl import LabHandle  # noqa: E402
-
-
-def velero_helper():
-    spec = importlib.util.spec_from_file_location("fleetdr_velero_helper", REPO / "tests" / "lab" / "velero" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.VeleroInstall
 
 
 def process_cpu(pid):
@@ -207,7 +200,7 @@ def bench_backup(args, sizes, env):
     work.mkdir(exist_ok=True)
     rows = []
     try:
-        install = velero_helper()
+        install = VeleroInstall
         print("installing Velero on %d clusters through the API ..." % len(lab.clusters), flush=True)
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda c: install(lab, c, prefix=c, version="v1.18.1").install(wait=True), lab.clusters))

@@ -8,12 +8,10 @@ kubernetes client and boto3. The lab is private to this module (FLEETDR_LAB_DIR 
 """
 
 import base64
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,21 +19,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "tests" / "integration" / "playbooks" / "modules"
 sys.path.insert(0, str(REPO / "tests" / "lab"))
+from helpers import VeleroInstall, unique  # noqa: E402
 from labctl import LabHandle  # noqa: E402
 
 
-def _load_velero_fixture_module():
-    spec = importlib.util.spec_from_file_location("fleetdr_velero_install", REPO / "tests" / "lab" / "velero" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 ANSIBLE_PLAYBOOK = [str(Path(sys.executable).with_name("ansible-playbook"))]
-
-
-def unique(prefix):
-    return "{0}-{1}".format(prefix, uuid.uuid4().hex[:6])
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +41,7 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def velero(lab):
-    install = _load_velero_fixture_module().VeleroInstall(lab, "c1")
+    install = VeleroInstall(lab, "c1")
     install.install()
     return install
 

@@ -11,7 +11,6 @@ everything the runs printed or wrote.
 
 import base64
 import concurrent.futures
-import importlib.util
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -21,19 +20,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
+from helpers import VeleroInstall  # noqa: E402
 from labctl import LabHandle  # noqa: E402
 from fleet_helpers import PlaybookRunner, namespace_state, recap  # noqa: E402
 
 
 OUTPUTS = []  # every stdout/stderr of the module's runs, for the secret scan
-
-
-def _velero_install_class():
-    """The lab tests' API-level Velero installer (faster than the role; the role is tested below)."""
-    spec = importlib.util.spec_from_file_location("fleetdr_velero_helper", REPO / "tests" / "lab" / "velero" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.VeleroInstall
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +39,7 @@ def fleet_lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def with_velero(fleet_lab):
-    install = _velero_install_class()
+    install = VeleroInstall
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         list(pool.map(lambda c: install(fleet_lab, c, prefix=c, version="v1.18.1", node_agent=True).install(wait=True),
                       fleet_lab.clusters))

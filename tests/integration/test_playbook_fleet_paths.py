@@ -21,7 +21,6 @@ order:
 
 import concurrent.futures
 import datetime
-import importlib.util
 import json
 import re
 import sys
@@ -31,6 +30,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
+from helpers import VeleroInstall, wait_for  # noqa: E402
 from labctl import LabHandle  # noqa: E402
 from fleet_helpers import PlaybookRunner, namespace_state, recap  # noqa: E402
 
@@ -42,16 +42,6 @@ APP = "app"  # namespace on c1 only, migrated
 TERMINAL = ("Completed", "PartiallyFailed", "Failed", "FailedValidation")
 
 
-def _velero_helpers():
-    """The lab tests' API-level Velero installer module (VeleroInstall, wait_for)."""
-    spec = importlib.util.spec_from_file_location("fleetdr_velero_helper_paths", REPO / "tests" / "lab" / "velero" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HELPERS = _velero_helpers()
-wait_for = HELPERS.wait_for
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +49,7 @@ def lab(tmp_path_factory):
     handle = LabHandle.up(tmp_path_factory.mktemp("paths-lab"), clusters=3)
     try:
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            list(pool.map(lambda c: HELPERS.VeleroInstall(handle, c, prefix="paths/" + c, version=VERSIONS[c]).install(wait=True),
+            list(pool.map(lambda c: VeleroInstall(handle, c, prefix="paths/" + c, version=VERSIONS[c]).install(wait=True),
                           handle.clusters))
         for cluster in handle.clusters:  # the installer's image tag is what fleet_ops reads as the version
             deployment = _apps(handle, cluster).read_namespaced_deployment("velero", "velero")

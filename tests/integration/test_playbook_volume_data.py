@@ -21,15 +21,14 @@ six. Tests run in file order:
 """
 
 import concurrent.futures
-import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
+from helpers import VeleroInstall, wait_for  # noqa: E402
 from labctl import LabHandle  # noqa: E402
 from fleet_helpers import PlaybookRunner, namespace_state  # noqa: E402
 
@@ -37,24 +36,17 @@ TARGETS = ("c2", "c3", "c4", "c5", "c6")
 FILE = "data/payload.txt"
 
 
-def _velero_install_class():
-    spec = importlib.util.spec_from_file_location("fleetdr_velero_helper_volumes", REPO / "tests" / "lab" / "velero" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.VeleroInstall
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     handle = LabHandle.up(tmp_path_factory.mktemp("volume-lab"), clusters=6)
     try:
-        install = _velero_install_class()
+        install = VeleroInstall
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             list(pool.map(lambda c: install(handle, c, prefix="vol/" + c, version="v1.18.1", node_agent=True).install(wait=True),
                           handle.clusters))
         handle.cli("seed", "busybox", "--cluster", "c1")
-        _wait(lambda: _core(handle, "c1").read_namespaced_persistent_volume_claim("busybox-data", "busybox").status.phase == "Bound",
-              "busybox-data to be Bound")
+        wait_for(lambda: _core(handle, "c1").read_namespaced_persistent_volume_claim("busybox-data", "busybox").status.phase == "Bound",
+                 "busybox-data to be Bound")
         handle.cli("volume", "put", "--cluster", "c1", "-n", "busybox", "--pvc", "busybox-data", "--text", "sixteen bytes!!\n", FILE)
         yield handle
     finally:
@@ -87,18 +79,6 @@ def _custom(lab, cluster):
     return client.CustomObjectsApi(_api(lab, cluster))
 
 
-def _wait(predicate, what, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception:  # not there yet
-            pass
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
-
-
 def _sha(lab, cluster, namespace="busybox", pvc="busybox-data"):
     out = lab.cli("volume", "ls", "--cluster", cluster, "-n", namespace, "--pvc", pvc, "--sha256").stdout
     return dict((parts[2], parts[1]) for parts in (line.split() for line in out.splitlines()) if len(parts) == 3).get(FILE)
@@ -108,7 +88,7 @@ def _drop_namespace(lab, cluster, namespace):
     api = _core(lab, cluster)
     if any(ns.metadata.name == namespace for ns in api.list_namespace().items):
         api.delete_namespace(namespace)
-        _wait(lambda: all(ns.metadata.name != namespace for ns in api.list_namespace().items), namespace + " deleted on " + cluster)
+        wait_for(lambda: all(ns.metadata.name != namespace for ns in api.list_namespace().items), namespace + " deleted on " + cluster)
 
 
 def _velero_names(lab, cluster, plural):

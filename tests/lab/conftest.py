@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ctrl_helpers import Apis, delete_namespace, make_namespace, unique  # noqa: E402
+from helpers import Apis, delete_namespace, make_namespace, unique  # noqa: E402
 from labctl import LabHandle  # noqa: E402
 
 SESSION_CLUSTERS = 3
@@ -89,7 +89,7 @@ def lab_factory(tmp_path):
 
 @pytest.fixture(scope="module")
 def apis(lab):
-    """Typed API clients (ctrl_helpers.Apis) for cluster c1 of the session lab."""
+    """Typed API clients (helpers.Apis) for cluster c1 of the session lab."""
     a = Apis(lab.api("c1"))
     yield a
     a.close()

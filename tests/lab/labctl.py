@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-from functools import cached_property
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]

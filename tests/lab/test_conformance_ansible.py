@@ -5,11 +5,11 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import unique
 
 CONTEXT = "c1"
 
@@ -87,7 +87,7 @@ def deployment(ns, image):
 def out(lab, tmp_path_factory):
     """One playbook (every module run costs a Python start-up) exercising kubernetes.core;
     the tests below check what it recorded."""
-    ns = f"ans-{uuid.uuid4().hex[:8]}"
+    ns = unique("ans")
     k8s = "kubernetes.core.k8s"
     tasks = [
         {"kubernetes.core.k8s_cluster_info": {"kubeconfig": str(lab.kubeconfig),

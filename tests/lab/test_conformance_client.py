@@ -5,13 +5,13 @@ Each test uses its own namespace on the shared session lab (cluster c1).
 from __future__ import annotations
 
 import json
-import uuid
 from urllib.parse import urlencode
 
 import pytest
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
+from helpers import unique
 
 CLUSTER = "c1"
 TABLE_ACCEPT = ("application/json;as=Table;v=v1;g=meta.k8s.io,"
@@ -27,7 +27,7 @@ def api(lab):
 
 @pytest.fixture
 def ns(api):
-    name = f"conf-{uuid.uuid4().hex[:8]}"
+    name = unique("conf")
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name

@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from ctrl_helpers import unique
+from helpers import unique
 
 CLUSTER = "c1"
 

@@ -6,10 +6,10 @@ import json
 import shutil
 import subprocess
 import threading
-import uuid
 
 import pytest
 import yaml
+from helpers import unique
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 
@@ -42,7 +42,7 @@ def kubectl(lab, tmp_path_factory):
 
 @pytest.fixture
 def ns(kubectl):
-    name = f"kc-{uuid.uuid4().hex[:8]}"
+    name = unique("kc")
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump(
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
     yield name

@@ -8,7 +8,7 @@ import threading
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from ctrl_helpers import (Apis, cond, delete_namespace, deployment, deployment_ready, gone, make_namespace, pvc, unique, wait_for)
+from helpers import Apis, cond, delete_namespace, deployment, deployment_ready, gone, make_namespace, pvc, unique, wait_for
 
 
 # ---------------------------------------------------------------------- Deployment

@@ -7,7 +7,7 @@ import pytest
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from ctrl_helpers import (delete_namespace, deployment, deployment_ready, gone, make_namespace, pvc, unique, wait_for)
+from helpers import delete_namespace, deployment, deployment_ready, gone, make_namespace, pvc, unique, wait_for
 
 
 def _ready_deployment(apis, ns, replicas=2):

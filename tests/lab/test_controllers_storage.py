@@ -2,7 +2,7 @@
 binding (how Velero restores volumes), reclaim policies and the protection finalizers."""
 from __future__ import annotations
 
-from ctrl_helpers import gone, pvc, unique, wait_for
+from helpers import gone, pvc, unique, wait_for
 
 
 def _bound(apis, ns, name):

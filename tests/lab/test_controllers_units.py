@@ -130,7 +130,7 @@ def test_timer_heap_fires_in_order_and_skips_cancelled():
         timers.call_later(0.0, fired.append, "a")
         timers.call_later(0.05, done.set)
         cancelled.cancel()
-        await asyncio.wait_for(done.wait(), 5)
+        await asyncio.wait_for(done.wait(), timeout=5)
         return fired, timers.pending()
     fired, pending = asyncio.run(run())
     assert fired == ["a", "b"] and pending == 0

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ctrl_helpers import delete_namespace, make_namespace, pvc, unique, wait_for
+from helpers import delete_namespace, make_namespace, pvc, unique, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import hashlib
 import os
 
 from test_fsbackup import make_app, put_file, tree
-from test_restore_support import Kube, poll, restore, run_backup, uid
+from helpers import Apis, restore, run_backup, unique, wait_for
 
 
 def test_backup_in_c1_sync_and_restore_in_c2(velero, velero_c2, lab, tmp_path):
-    c1, c2 = Kube(velero), Kube(velero_c2)
-    ns = uid("shop")
+    c1, c2 = Apis(velero.api_client), Apis(velero_c2.api_client)
+    ns = unique("shop")
     c1.namespace(ns, {"env": "prod"})
     c1.configmap(ns, "settings", {"currency": "EUR"}, {"app": "shop"})
     c1.configmap(ns, "unrelated", {"a": "b"})                       # not selected by the label
@@ -23,7 +23,7 @@ def test_backup_in_c1_sync_and_restore_in_c2(velero, velero_c2, lab, tmp_path):
     for path, data in files.items():
         put_file(lab, "c1", ns, "data", path, data, tmp_path)
 
-    name = uid("mig")
+    name = unique("mig")
     run_backup(velero, name, {"includedNamespaces": [ns], "labelSelector": {"matchLabels": {"app": "shop"}}})
 
     # c2 reads c1's backups through a second, read-only location on the same bucket/prefix
@@ -34,14 +34,14 @@ def test_backup_in_c1_sync_and_restore_in_c2(velero, velero_c2, lab, tmp_path):
                  "config": dict(velero.bsl_config)}})
     velero_c2.wait_bsl("from-c1", "Available")
     lab.cli("velero", "sync", "--cluster", "c2")
-    synced = poll(lambda: velero_c2.get_or_none("backups", name), what="backup synced into c2")
+    synced = wait_for(lambda: velero_c2.get_or_none("backups", name), what="backup synced into c2")
     assert synced["spec"]["storageLocation"] == "from-c1"
     assert synced["status"]["phase"] == "Completed"
-    poll(lambda: velero_c2.list("podvolumebackups", label_selector=f"velero.io/backup-name={name}"),
+    wait_for(lambda: velero_c2.list("podvolumebackups", label_selector=f"velero.io/backup-name={name}"),
          what="pod volume backups synced into c2")
 
-    target = uid("shop-c2")
-    r = restore(velero_c2, uid("mig-r"), {"backupName": name, "namespaceMapping": {ns: target}})
+    target = unique("shop-c2")
+    r = restore(velero_c2, unique("mig-r"), {"backupName": name, "namespaceMapping": {ns: target}})
     assert r["status"]["phase"] == "Completed", r["status"]
 
     # same spec, other cluster, mapped namespace
@@ -59,7 +59,7 @@ def test_backup_in_c1_sync_and_restore_in_c2(velero, velero_c2, lab, tmp_path):
     def running():
         pods = c2.core.list_namespaced_pod(target, label_selector="app=shop").items
         return [p for p in pods if p.status.phase == "Running"]
-    poll(running, what="shop pods Running in c2")
+    wait_for(running, what="shop pods Running in c2")
     expected = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
     assert tree(lab, "c2", target, "data") == expected
     assert tree(lab, "c1", ns, "data") == expected
@@ -74,8 +74,8 @@ def test_backup_in_c1_sync_and_restore_in_c2(velero, velero_c2, lab, tmp_path):
     c2.core.patch_namespaced_secret("velero-repo-credentials", velero_c2.namespace,
                                     {"stringData": {"repository-password": "not-the-same"}})
     try:
-        other = uid("shop-c2")
-        bad = restore(velero_c2, uid("mig-bad"), {"backupName": name, "namespaceMapping": {ns: other}})
+        other = unique("shop-c2")
+        bad = restore(velero_c2, unique("mig-bad"), {"backupName": name, "namespaceMapping": {ns: other}})
         assert bad["status"]["phase"] == "PartiallyFailed"
         pvr = velero_c2.list("podvolumerestores",
                              label_selector=f"velero.io/restore-name={bad['metadata']['name']}")[0]

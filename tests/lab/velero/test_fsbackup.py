@@ -14,7 +14,7 @@ import threading
 import pytest
 from kubernetes import watch
 
-from test_restore_support import Kube, poll, restore, run_backup, uid
+from helpers import Apis, restore, run_backup, unique, wait_for
 
 GROUP, VERSION = "velero.io", "v1"
 
@@ -43,11 +43,11 @@ def running_pod(kube, ns, app):
     def check():
         pods = kube.core.list_namespaced_pod(ns, label_selector=f"app={app}").items
         return next((p for p in pods if p.status.phase == "Running"), None)
-    return poll(check, what=f"pod of {ns}/{app} Running")
+    return wait_for(check, what=f"pod of {ns}/{app} Running")
 
 
 def put_file(lab, cluster, ns, pvc, path, data: bytes, tmp_path):
-    src = tmp_path / uid("src")
+    src = tmp_path / unique("src")
     src.write_bytes(data)
     lab.cli("volume", "put", "--cluster", cluster, "--namespace", ns, "--pvc", pvc, path, "--from", str(src))
 
@@ -68,8 +68,8 @@ def repo_keys(velero, ns):
 
 @pytest.fixture(scope="module")
 def fsapp(velero, lab, tmp_path_factory):
-    kube = Kube(velero)
-    ns = uid("fs")
+    kube = Apis(velero.api_client)
+    ns = unique("fs")
     kube.namespace(ns)
     make_app(kube, ns, volumes=("data", "scratch"), annotations={"backup.velero.io/backup-volumes": "data"})
     tmp = tmp_path_factory.mktemp("fsdata")
@@ -103,7 +103,7 @@ def test_fs_backup_creates_pvbs_and_deduplicates(velero, lab, fsapp):
     watcher = threading.Thread(target=watch_pvbs, args=(stop,), daemon=True)
     watcher.start()
 
-    first = uid("fsb")
+    first = unique("fsb")
     b = run_backup(velero, first, {"includedNamespaces": [ns]})
     assert b["status"]["phase"] == "Completed"
     watcher.join(timeout=30)
@@ -133,7 +133,7 @@ def test_fs_backup_creates_pvbs_and_deduplicates(velero, lab, fsapp):
     # hello.txt and its copy share one content; the 5 MiB file is two 4 MiB chunks
     assert len(contents) == 3
 
-    second = uid("fsb")
+    second = unique("fsb")
     run_backup(velero, second, {"includedNamespaces": [ns]})
     new = repo_keys(velero, ns) - keys
     assert len(new) == 1 and new.pop()[len(root):].startswith("q")   # only the new snapshot manifest
@@ -142,7 +142,7 @@ def test_fs_backup_creates_pvbs_and_deduplicates(velero, lab, fsapp):
     # changing one small file uploads exactly one new content
     put_file(lab, "c1", ns, "data", "hello.txt", b"changed\n", fsapp["tmp"])
     before = repo_keys(velero, ns)
-    third = uid("fsb")
+    third = unique("fsb")
     run_backup(velero, third, {"includedNamespaces": [ns]})
     added = repo_keys(velero, ns) - before
     assert sorted(k[len(root)] for k in added) == ["p", "q"]
@@ -154,7 +154,7 @@ def test_fs_restore_rebuilds_files_in_new_pvc(velero, lab, fsapp):
     if "backup" not in fsapp:
         pytest.skip("needs the backup of the previous test")
     kube, ns = fsapp["kube"], fsapp["ns"]
-    target, name = uid("fsr"), uid("fsrr")
+    target, name = unique("fsr"), unique("fsrr")
     r = restore(velero, name, {"backupName": fsapp["backup"], "namespaceMapping": {ns: target}})
     assert r["status"]["phase"] == "Completed", r["status"]
     pvrs = velero.list("podvolumerestores", label_selector=f"velero.io/restore-name={name}")
@@ -183,12 +183,12 @@ def test_fs_restore_rebuilds_files_in_new_pvc(velero, lab, fsapp):
 
 
 def test_opt_out_mode_respects_excludes_annotation(velero, lab):
-    kube = Kube(velero)
-    ns = uid("fsopt")
+    kube = Apis(velero.api_client)
+    ns = unique("fsopt")
     kube.namespace(ns)
     make_app(kube, ns, volumes=("keep", "skip"),
              annotations={"backup.velero.io/backup-volumes-excludes": "skip"})
-    name = uid("fso")
+    name = unique("fso")
     run_backup(velero, name, {"includedNamespaces": [ns], "defaultVolumesToFsBackup": True})
     pvbs = pvbs_of(velero, name)
     assert [p["spec"]["volume"] for p in pvbs] == ["keep"]
@@ -202,11 +202,11 @@ def test_backup_without_node_agent_is_partially_failed(private_velero):
     """Velero installed without --use-node-agent: an opted-in volume is an error, not a PVB."""
     import gzip
     velero = private_velero
-    kube = Kube(velero)
-    ns = uid("fsna")
+    kube = Apis(velero.api_client)
+    ns = unique("fsna")
     kube.namespace(ns)
     pod = make_app(kube, ns, annotations={"backup.velero.io/backup-volumes": "data"})
-    name = uid("fsna")
+    name = unique("fsna")
     velero.create_backup(name, {"includedNamespaces": [ns]})
     b = velero.wait_backup(name)
     assert b["status"]["phase"] == "PartiallyFailed"

@@ -8,16 +8,15 @@ import gzip
 
 import pytest
 
-from test_restore_support import (Kube, all_messages, create_restore, poll, restore, restore_file,
-                                  restore_prefix, run_backup, uid)
+from helpers import Apis, all_messages, create_restore, restore, restore_file, restore_prefix, run_backup, unique, wait_for
 
 
 @pytest.fixture(scope="module")
 def source(velero):
     """A namespace with a ConfigMap, Secret, ServiceAccount, NodePort Service and a labelled
     ConfigMap, backed up once for the whole module."""
-    kube = Kube(velero)
-    ns = uid("rsrc")
+    kube = Apis(velero.api_client)
+    ns = unique("rsrc")
     kube.namespace(ns, {"team": "blue"})
     kube.configmap(ns, "settings", {"color": "blue"}, {"app": "web"})
     kube.configmap(ns, "other", {"x": "1"}, {"app": "db"})
@@ -38,13 +37,13 @@ def source(velero):
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "runner"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
         "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": ns}]})
-    backup = uid("rbk")
+    backup = unique("rbk")
     run_backup(velero, backup, {"includedNamespaces": [ns]})
     return {"ns": ns, "backup": backup, "kube": kube, "service": service}
 
 
 def test_restore_with_namespace_mapping_creates_objects_and_files(velero, source):
-    kube, target, name = source["kube"], uid("rdst"), uid("r")
+    kube, target, name = source["kube"], unique("rdst"), unique("r")
     r = restore(velero, name, {"backupName": source["backup"], "namespaceMapping": {source["ns"]: target}})
     st = r["status"]
     assert st["phase"] == "Completed", st
@@ -98,7 +97,7 @@ def test_existing_objects_policy_none_untouched_and_warned(velero, source):
     kube, ns = source["kube"], source["ns"]
     kube.core.patch_namespaced_config_map("settings", ns, {"data": {"color": "green"}})
     before = kube.read_configmap(ns, "settings")
-    name = uid("rnone")
+    name = unique("rnone")
     r = restore(velero, name, {"backupName": source["backup"], "existingResourcePolicy": "none",
                                "includedResources": ["configmaps"]})
     assert r["status"]["phase"] == "Completed"  # warnings never fail a restore
@@ -114,7 +113,7 @@ def test_existing_objects_policy_none_untouched_and_warned(velero, source):
 def test_existing_objects_policy_update_patches(velero, source):
     kube, ns = source["kube"], source["ns"]
     kube.core.patch_namespaced_config_map("other", ns, {"data": {"x": "changed", "extra": "y"}})
-    name = uid("rupd")
+    name = unique("rupd")
     r = restore(velero, name, {"backupName": source["backup"], "existingResourcePolicy": "update",
                                "includedResources": ["configmaps"], "labelSelector": {"matchLabels": {"app": "db"}}})
     assert r["status"]["phase"] == "Completed"
@@ -126,7 +125,7 @@ def test_existing_objects_policy_update_patches(velero, source):
 
 def test_filters_resources_and_labels(velero, source):
     kube = source["kube"]
-    target, name = uid("rflt"), uid("rf")
+    target, name = unique("rflt"), unique("rf")
     r = restore(velero, name, {"backupName": source["backup"], "namespaceMapping": {source["ns"]: target},
                                "includedResources": ["configmaps", "secrets"],
                                "orLabelSelectors": [{"matchLabels": {"app": "web"}}]})
@@ -136,7 +135,7 @@ def test_filters_resources_and_labels(velero, source):
     assert not kube.exists(kube.core.read_namespaced_config_map, "other", target)   # label
     assert not kube.exists(kube.core.read_namespaced_service, "web", target)        # resource
 
-    target2, name2 = uid("rflt"), uid("rf")
+    target2, name2 = unique("rflt"), unique("rf")
     r = restore(velero, name2, {"backupName": source["backup"], "namespaceMapping": {source["ns"]: target2},
                                 "excludedResources": ["secrets", "services"]})
     assert r["status"]["phase"] == "Completed"
@@ -144,7 +143,7 @@ def test_filters_resources_and_labels(velero, source):
     assert not kube.exists(kube.core.read_namespaced_secret, "creds", target2)
 
     # a namespace filter that excludes the only namespace restores nothing
-    r = restore(velero, uid("rf"), {"backupName": source["backup"], "excludedNamespaces": [source["ns"]]})
+    r = restore(velero, unique("rf"), {"backupName": source["backup"], "excludedNamespaces": [source["ns"]]})
     assert r["status"]["phase"] == "Completed"
     assert r["status"]["progress"]["itemsRestored"] == 0
 
@@ -168,7 +167,7 @@ def test_filters_resources_and_labels(velero, source):
 ])
 def test_validation_errors(velero, source, spec, message):
     spec = {k: (v.replace("{backup}", source["backup"]) if isinstance(v, str) else v) for k, v in spec.items()}
-    r = restore(velero, uid("rval"), spec)
+    r = restore(velero, unique("rval"), spec)
     st = r["status"]
     assert st["phase"] == "FailedValidation"
     assert any(e.startswith(message) for e in st["validationErrors"]), st["validationErrors"]
@@ -176,7 +175,7 @@ def test_validation_errors(velero, source, spec, message):
 
 
 def test_schedule_name_resolves_newest_completed_backup(velero, source):
-    schedule = uid("sched")
+    schedule = unique("sched")
     older, newer = f"{schedule}-1", f"{schedule}-2"
     ns = source["ns"]
     run_backup(velero, older, {"includedNamespaces": [ns]})
@@ -186,27 +185,27 @@ def test_schedule_name_resolves_newest_completed_backup(velero, source):
         velero.patch("backups", b, {"metadata": {"labels": {"velero.io/schedule-name": schedule}}})
     # startTimestamps have second precision: make the order unambiguous
     velero.patch("backups", older, {"status": {"startTimestamp": "2020-01-01T00:00:00Z"}})
-    r = restore(velero, uid("rs"), {"scheduleName": schedule, "namespaceMapping": {ns: uid("rsn")}})
+    r = restore(velero, unique("rs"), {"scheduleName": schedule, "namespaceMapping": {ns: unique("rsn")}})
     assert r["status"]["phase"] == "Completed"
     assert r["spec"]["backupName"] == newer
 
     # only a PartiallyFailed/Failed backup for the schedule: not eligible
-    lonely = uid("sched")
+    lonely = unique("sched")
     velero.create_backup(f"{lonely}-1", {"includedNamespaces": ["no-such-namespace-" + lonely]})
     b = velero.wait_backup(f"{lonely}-1")
     assert b["status"]["phase"] == "PartiallyFailed"
     velero.patch("backups", f"{lonely}-1", {"metadata": {"labels": {"velero.io/schedule-name": lonely}}})
-    r = restore(velero, uid("rs"), {"scheduleName": lonely})
+    r = restore(velero, unique("rs"), {"scheduleName": lonely})
     assert r["status"]["phase"] == "FailedValidation"
     assert "No completed backups found for schedule" in r["status"]["validationErrors"]
 
 
 def test_deleting_restore_removes_its_files(velero, source):
-    name = uid("rdel")
-    restore(velero, name, {"backupName": source["backup"], "namespaceMapping": {source["ns"]: uid("rdn")}})
+    name = unique("rdel")
+    restore(velero, name, {"backupName": source["backup"], "namespaceMapping": {source["ns"]: unique("rdn")}})
     assert velero.bucket_keys(restore_prefix(velero, name))
     velero.delete("restores", name)
-    poll(lambda: velero.get_or_none("restores", name) is None, what="restore CR gone")
+    wait_for(lambda: velero.get_or_none("restores", name) is None, what="restore CR gone")
     assert velero.bucket_keys(restore_prefix(velero, name)) == []
 
 
@@ -214,7 +213,7 @@ def test_crd_restored_first_and_established_before_its_objects(velero, source):
     """The CRD comes with its custom resources in the backup; after CRD and CR are gone the restore
     brings back the CRD first, then the CR."""
     kube = source["kube"]
-    group = f"{uid('g')}.example.test"
+    group = f"{unique('g')}.example.test"
     crd_name = f"gadgets.{group}"
     ext = __import__("kubernetes").client.ApiextensionsV1Api(kube.api_client)
     ext.create_custom_resource_definition({
@@ -224,21 +223,21 @@ def test_crd_restored_first_and_established_before_its_objects(velero, source):
                  "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
                  "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
                      "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
-    poll(lambda: any(c.type == "Established" and c.status == "True"
+    wait_for(lambda: any(c.type == "Established" and c.status == "True"
                      for c in (ext.read_custom_resource_definition(crd_name).status.conditions or [])),
          what="CRD established")
-    ns = uid("rcrd")
+    ns = unique("rcrd")
     kube.namespace(ns)
     kube.custom.create_namespaced_custom_object(group, "v1", ns, "gadgets", {
         "apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"size": 3},
         "status": {"ready": True}})   # no status subresource: status travels with the create
-    backup = uid("rcb")
+    backup = unique("rcb")
     run_backup(velero, backup, {"includedNamespaces": [ns]})
     ext.delete_custom_resource_definition(crd_name)
-    poll(lambda: not kube.exists(ext.read_custom_resource_definition, crd_name), what="CRD deleted")
+    wait_for(lambda: not kube.exists(ext.read_custom_resource_definition, crd_name), what="CRD deleted")
 
-    name = uid("rcr")
-    target = uid("rcrt")
+    name = unique("rcr")
+    target = unique("rcrt")
     r = restore(velero, name, {"backupName": backup, "namespaceMapping": {ns: target}})
     assert r["status"]["phase"] == "Completed", r["status"]
     crd = ext.read_custom_resource_definition(crd_name)
@@ -250,8 +249,8 @@ def test_crd_restored_first_and_established_before_its_objects(velero, source):
     assert resources[f"{group}/v1/Gadget"] == [f"{target}/g1(created)"]
     assert "status" not in g            # status is dropped unless asked for (6.9)
 
-    target2 = uid("rcrt")
-    r = restore(velero, uid("rcr"), {"backupName": backup, "namespaceMapping": {ns: target2},
+    target2 = unique("rcrt")
+    r = restore(velero, unique("rcr"), {"backupName": backup, "namespaceMapping": {ns: target2},
                                      "restoreStatus": {"includedResources": [f"gadgets.{group}"]}})
     assert r["status"]["phase"] == "Completed", r["status"]
     g2 = kube.custom.get_namespaced_custom_object(group, "v1", target2, "gadgets", "g1")
@@ -262,8 +261,8 @@ def test_crd_restored_first_and_established_before_its_objects(velero, source):
 def test_node_ports_preserved_when_asked_or_explicit(velero):
     """preserveNodePorts keeps every node port; without it only node ports the user set explicitly
     (kubectl last-applied-configuration) survive."""
-    kube = Kube(velero)
-    ns = uid("rnp")
+    kube = Apis(velero.api_client)
+    ns = unique("rnp")
     kube.namespace(ns)
     for name, explicit in (("auto", False), ("explicit", True)):
         body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
@@ -276,14 +275,14 @@ def test_node_ports_preserved_when_asked_or_explicit(velero):
             kube.core.patch_namespaced_service(name, ns, {"metadata": {"annotations": {
                 "kubectl.kubernetes.io/last-applied-configuration": __import__("json").dumps(applied)}}})
     ports = {s.metadata.name: s.spec.ports[0].node_port for s in kube.core.list_namespaced_service(ns).items}
-    backup = uid("rnpb")
+    backup = unique("rnpb")
     run_backup(velero, backup, {"includedNamespaces": [ns]})
 
     def recreate(spec_extra):
         for name in ports:   # free the ports, then restore in place
             kube.core.delete_namespaced_service(name, ns)
-        poll(lambda: not kube.core.list_namespaced_service(ns).items, what="services deleted")
-        r = restore(velero, uid("rnpr"), {"backupName": backup, "includedNamespaces": [ns], **spec_extra})
+        wait_for(lambda: not kube.core.list_namespaced_service(ns).items, what="services deleted")
+        r = restore(velero, unique("rnpr"), {"backupName": backup, "includedNamespaces": [ns], **spec_extra})
         assert r["status"]["phase"] == "Completed", r["status"]
         return {s.metadata.name: s.spec.ports[0].node_port for s in kube.core.list_namespaced_service(ns).items}
 
@@ -294,22 +293,22 @@ def test_node_ports_preserved_when_asked_or_explicit(velero):
 
 
 def test_completed_pods_and_jobs_are_not_restored(velero):
-    kube = Kube(velero)
+    kube = Apis(velero.api_client)
     batch = __import__("kubernetes").client.BatchV1Api(kube.api_client)
-    ns = uid("rjob")
+    ns = unique("rjob")
     kube.namespace(ns)
     batch.create_namespaced_job(ns, {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
         "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
             {"name": "c", "image": "busybox:1.36", "command": ["true"]}]}}}})
-    poll(lambda: batch.read_namespaced_job("once", ns).status.completion_time, what="job complete")
-    poll(lambda: all(p.status.phase == "Succeeded" for p in kube.core.list_namespaced_pod(ns).items)
+    wait_for(lambda: batch.read_namespaced_job("once", ns).status.completion_time, what="job complete")
+    wait_for(lambda: all(p.status.phase == "Succeeded" for p in kube.core.list_namespaced_pod(ns).items)
          and kube.core.list_namespaced_pod(ns).items, what="job pod Succeeded")
     kube.configmap(ns, "keep", {"a": "b"})
-    backup = uid("rjb")
+    backup = unique("rjb")
     run_backup(velero, backup, {"includedNamespaces": [ns]})
-    target = uid("rjt")
-    r = restore(velero, uid("rjr"), {"backupName": backup, "namespaceMapping": {ns: target}})
+    target = unique("rjt")
+    r = restore(velero, unique("rjr"), {"backupName": backup, "namespaceMapping": {ns: target}})
     assert r["status"]["phase"] == "Completed", r["status"]
     assert kube.exists(kube.core.read_namespaced_config_map, "keep", target)
     assert batch.list_namespaced_job(target).items == []
@@ -318,35 +317,35 @@ def test_completed_pods_and_jobs_are_not_restored(velero):
 
 def test_retained_pv_is_restored_with_claim_ref_remapped(velero):
     """No snapshot and reclaim policy Retain: the PV object itself is restored (6.7)."""
-    kube = Kube(velero)
-    sc = uid("retain")
+    kube = Apis(velero.api_client)
+    sc = unique("retain")
     kube.storage.create_storage_class({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                                        "metadata": {"name": sc}, "provisioner": "fleetdr.lab/hostpath",
                                        "reclaimPolicy": "Retain", "volumeBindingMode": "Immediate"})
-    ns = uid("rpv")
+    ns = unique("rpv")
     kube.namespace(ns)
     kube.core.create_namespaced_persistent_volume_claim(ns, {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "keep"},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": sc,
                  "resources": {"requests": {"storage": "1Gi"}}}})
-    pvc = poll(lambda: (lambda c: c if c.status.phase == "Bound" else None)(
+    pvc = wait_for(lambda: (lambda c: c if c.status.phase == "Bound" else None)(
         kube.core.read_namespaced_persistent_volume_claim("keep", ns)), what="PVC bound")
     pv_name = pvc.spec.volume_name
-    backup = uid("rpvb")
+    backup = unique("rpvb")
     run_backup(velero, backup, {"includedNamespaces": [ns]})
     # the PV goes away (Retain keeps the data, the object is deleted by hand)
     kube.core.delete_namespaced_persistent_volume_claim("keep", ns)
-    poll(lambda: not kube.exists(kube.core.read_namespaced_persistent_volume_claim, "keep", ns), what="PVC gone")
+    wait_for(lambda: not kube.exists(kube.core.read_namespaced_persistent_volume_claim, "keep", ns), what="PVC gone")
     kube.core.delete_persistent_volume(pv_name)
-    poll(lambda: not kube.exists(kube.core.read_persistent_volume, pv_name), what="PV gone")
+    wait_for(lambda: not kube.exists(kube.core.read_persistent_volume, pv_name), what="PV gone")
 
-    target, name = uid("rpvt"), uid("rpvr")
+    target, name = unique("rpvt"), unique("rpvr")
     r = restore(velero, name, {"backupName": backup, "namespaceMapping": {ns: target}})
     assert r["status"]["phase"] == "Completed", r["status"]
     pv = kube.core.read_persistent_volume(pv_name)
     assert pv.metadata.labels["velero.io/restore-name"] == name
     assert pv.spec.claim_ref.namespace == target and pv.spec.claim_ref.name == "keep"
-    restored = poll(lambda: (lambda c: c if c.status.phase == "Bound" else None)(
+    restored = wait_for(lambda: (lambda c: c if c.status.phase == "Bound" else None)(
         kube.core.read_namespaced_persistent_volume_claim("keep", target)), what="restored PVC bound")
     assert restored.spec.volume_name == pv_name
 
@@ -354,41 +353,41 @@ def test_retained_pv_is_restored_with_claim_ref_remapped(velero):
 def test_include_cluster_resources_semantics(velero):
     """6.3: cluster-scoped items are restored with `true`, never with `false`, and with nil only
     when the namespace filter takes everything."""
-    kube = Kube(velero)
+    kube = Apis(velero.api_client)
     rbac = __import__("kubernetes").client.RbacAuthorizationV1Api(kube.api_client)
-    ns = uid("ricr")
+    ns = unique("ricr")
     kube.namespace(ns)
     kube.configmap(ns, "cm", {"a": "b"})
-    role = uid("ricr-role")
+    role = unique("ricr-role")
     rbac.create_cluster_role({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                               "metadata": {"name": role, "labels": {"test": ns}},
                               "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
-    backup = uid("ricrb")
+    backup = unique("ricrb")
     run_backup(velero, backup, {"includedNamespaces": [ns], "includeClusterResources": True,
                                 "orLabelSelectors": [{"matchLabels": {"test": ns}},
                                                      {"matchLabels": {"kubernetes.io/metadata.name": ns}}]})
     rbac.delete_cluster_role(role)
 
     def restored(spec):
-        name = uid("ricrr")
+        name = unique("ricrr")
         r = restore(velero, name, {"backupName": backup, **spec})
         assert r["status"]["phase"] == "Completed", r["status"]
         found = kube.exists(rbac.read_cluster_role, role)
         if found:
             rbac.delete_cluster_role(role)
-            poll(lambda: not kube.exists(rbac.read_cluster_role, role), what="cluster role deleted")
+            wait_for(lambda: not kube.exists(rbac.read_cluster_role, role), what="cluster role deleted")
         return found
 
     assert restored({"includeClusterResources": False}) is False
-    assert restored({"includedNamespaces": [ns], "namespaceMapping": {ns: uid("ricrt")}}) is False
-    assert restored({"namespaceMapping": {ns: uid("ricrt")}}) is True
+    assert restored({"includedNamespaces": [ns], "namespaceMapping": {ns: unique("ricrt")}}) is False
+    assert restored({"namespaceMapping": {ns: unique("ricrt")}}) is True
     assert restored({"includedNamespaces": [ns], "includeClusterResources": True,
-                     "namespaceMapping": {ns: uid("ricrt")}}) is True
+                     "namespaceMapping": {ns: unique("ricrt")}}) is True
 
 
 def test_existing_service_with_taken_node_port_is_a_warning(velero, source):
     """preserveNodePorts onto the live Service: the port clash counts as "already exists"."""
-    ns, name = source["ns"], uid("rsvc")
+    ns, name = source["ns"], unique("rsvc")
     r = restore(velero, name, {"backupName": source["backup"], "includedResources": ["services"],
                                "preserveNodePorts": True})
     assert r["status"]["phase"] == "Completed", r["status"]
@@ -401,9 +400,9 @@ def test_phases_seen_through_a_watch(velero, source):
     """InProgress -> Finalizing -> Completed, each written as its own update (watched from the
     creation's resourceVersion, so no update can be missed)."""
     from kubernetes import watch
-    name = uid("rw")
+    name = unique("rw")
     created = create_restore(velero, name, {"backupName": source["backup"],
-                                            "namespaceMapping": {source["ns"]: uid("rwt")}})
+                                            "namespaceMapping": {source["ns"]: unique("rwt")}})
     seen = []
     w = watch.Watch()
     for ev in w.stream(velero.custom.list_namespaced_custom_object, "velero.io", "v1", velero.namespace,

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from test_restore_support import Kube, all_messages, restore, restore_file, run_backup, uid
+from helpers import Apis, all_messages, restore, restore_file, run_backup, unique
 
 PLUGIN_LABEL = "velero.io/plugin-config"
 
 
 @pytest.fixture(scope="module")
 def app(velero):
-    kube = Kube(velero)
-    ns = uid("plug")
+    kube = Apis(velero.api_client)
+    ns = unique("plug")
     kube.namespace(ns)
     kube.configmap(ns, "settings", {"color": "blue", "size": "3"}, {"app": "web"})
     kube.configmap(ns, "untouched", {"color": "blue"}, {"app": "db"})
@@ -31,7 +31,7 @@ def app(velero):
                               "spec": {"containers": [{"name": "main", "image": "docker.io/library/busybox:1.36",
                                                        "command": ["sleep", "infinity"]},
                                                       {"name": "side", "image": "nginx:1.27"}]}}}})
-    backup = uid("plugb")
+    backup = unique("plugb")
     run_backup(velero, backup, {"includedNamespaces": [ns]})
     return {"kube": kube, "ns": ns, "backup": backup}
 
@@ -39,7 +39,7 @@ def app(velero):
 @pytest.fixture
 def velero_configmaps(velero):
     """ConfigMaps created in the Velero namespace; removed after the test (they are global)."""
-    kube = Kube(velero)
+    kube = Apis(velero.api_client)
     made = []
 
     def create(name, data, labels=None):
@@ -54,14 +54,14 @@ def velero_configmaps(velero):
 
 def test_change_storage_class_configmap(velero, app, velero_configmaps):
     kube = app["kube"]
-    fast = uid("fast")
+    fast = unique("fast")
     kube.storage.create_storage_class({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
                                        "metadata": {"name": fast}, "provisioner": "fleetdr.lab/hostpath",
                                        "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"})
-    velero_configmaps(uid("sc"), {"standard": fast},
+    velero_configmaps(unique("sc"), {"standard": fast},
                       {PLUGIN_LABEL: "", "velero.io/change-storage-class": "RestoreItemAction"})
-    target = uid("plugt")
-    r = restore(velero, uid("rsc"), {"backupName": app["backup"], "namespaceMapping": {app["ns"]: target},
+    target = unique("plugt")
+    r = restore(velero, unique("rsc"), {"backupName": app["backup"], "namespaceMapping": {app["ns"]: target},
                                      "includedResources": ["persistentvolumeclaims", "persistentvolumes"]})
     assert r["status"]["phase"] == "Completed", r["status"]
     pvc = kube.core.read_namespaced_persistent_volume_claim("data", target)
@@ -69,9 +69,9 @@ def test_change_storage_class_configmap(velero, app, velero_configmaps):
 
 
 def test_change_storage_class_to_missing_class_fails_the_item(velero, app, velero_configmaps):
-    velero_configmaps(uid("sc"), {"standard": "no-such-class"},
+    velero_configmaps(unique("sc"), {"standard": "no-such-class"},
                       {PLUGIN_LABEL: "x", "velero.io/change-storage-class": "RestoreItemAction"})
-    target, name = uid("plugt"), uid("rsc")
+    target, name = unique("plugt"), unique("rsc")
     r = restore(velero, name, {"backupName": app["backup"], "namespaceMapping": {app["ns"]: target},
                                "includedResources": ["persistentvolumeclaims"]})
     assert r["status"]["phase"] == "PartiallyFailed"
@@ -82,10 +82,10 @@ def test_change_storage_class_to_missing_class_fails_the_item(velero, app, veler
 
 
 def test_change_image_name_configmap(velero, app, velero_configmaps):
-    velero_configmaps(uid("img"), {"mirror": "docker.io/library,registry.lab/mirror"},
+    velero_configmaps(unique("img"), {"mirror": "docker.io/library,registry.lab/mirror"},
                       {PLUGIN_LABEL: "", "velero.io/change-image-name": "RestoreItemAction"})
-    target = uid("plugt")
-    r = restore(velero, uid("rimg"), {"backupName": app["backup"], "namespaceMapping": {app["ns"]: target},
+    target = unique("plugt")
+    r = restore(velero, unique("rimg"), {"backupName": app["backup"], "namespaceMapping": {app["ns"]: target},
                                       "includedResources": ["deployments"]})
     assert r["status"]["phase"] == "Completed", r["status"]
     d = app["kube"].apps.read_namespaced_deployment("web", target)
@@ -134,10 +134,10 @@ resourceModifierRules:
 
 def test_resource_modifiers(velero, app, velero_configmaps):
     kube, ns = app["kube"], app["ns"]
-    mods = uid("mods")
+    mods = unique("mods")
     velero_configmaps(mods, {"rules.yaml": MODIFIERS.format(ns=ns)})
-    target = uid("plugt")
-    r = restore(velero, uid("rmod"), {"backupName": app["backup"], "namespaceMapping": {ns: target},
+    target = unique("plugt")
+    r = restore(velero, unique("rmod"), {"backupName": app["backup"], "namespaceMapping": {ns: target},
                                       "includedResources": ["configmaps", "deployments"],
                                       "resourceModifier": {"kind": "ConfigMap", "name": mods}})
     assert r["status"]["phase"] == "Completed", r["status"]
@@ -151,7 +151,7 @@ def test_resource_modifiers(velero, app, velero_configmaps):
 
 
 def test_failing_modifier_patch_is_an_error_and_item_still_created(velero, app, velero_configmaps):
-    mods = uid("mods")
+    mods = unique("mods")
     velero_configmaps(mods, {"rules.yaml": """
 version: v1
 resourceModifierRules:
@@ -159,7 +159,7 @@ resourceModifierRules:
   patches:
   - {operation: remove, path: /data/does-not-exist}
 """})
-    target, name = uid("plugt"), uid("rmod")
+    target, name = unique("plugt"), unique("rmod")
     r = restore(velero, name, {"backupName": app["backup"], "namespaceMapping": {app["ns"]: target},
                                "includedResources": ["configmaps"],
                                "resourceModifier": {"kind": "ConfigMap", "name": mods}})
@@ -175,9 +175,9 @@ resourceModifierRules:
     ("version: v1\nbogus: 1\n", "unknown field"),
 ])
 def test_invalid_resource_modifiers_fail_validation(velero, app, velero_configmaps, text, message):
-    mods = uid("mods")
+    mods = unique("mods")
     velero_configmaps(mods, {"rules.yaml": text})
-    r = restore(velero, uid("rmod"), {"backupName": app["backup"],
+    r = restore(velero, unique("rmod"), {"backupName": app["backup"],
                                       "resourceModifier": {"kind": "configmap", "name": mods}})
     assert r["status"]["phase"] == "FailedValidation"
     err = r["status"]["validationErrors"][0]
@@ -186,18 +186,18 @@ def test_invalid_resource_modifiers_fail_validation(velero, app, velero_configma
 
 
 def test_missing_tarball_fails_the_restore(velero, app):
-    name = uid("gone")
+    name = unique("gone")
     run_backup(velero, name, {"includedNamespaces": [app["ns"]]})
     velero.s3().delete_object(Bucket=velero.bucket, Key=f"{velero.backup_prefix(name)}{name}.tar.gz")
-    r = restore(velero, uid("rgone"), {"backupName": name})
+    r = restore(velero, unique("rgone"), {"backupName": name})
     st = r["status"]
     assert st["phase"] == "Failed"
     assert st["failureReason"] and st["completionTimestamp"] and st["startTimestamp"]
 
 
 def test_init_restore_hooks_from_spec_and_annotations(velero):
-    kube = Kube(velero)
-    ns = uid("hook")
+    kube = Apis(velero.api_client)
+    ns = unique("hook")
     kube.namespace(ns)
     for name, pod_annotations in (("plain", {}), ("annotated", {
             "init.hook.restore.velero.io/container-image": "alpine:3.20",
@@ -207,10 +207,10 @@ def test_init_restore_hooks_from_spec_and_annotations(velero):
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": {"app": "hooked"}, "annotations": pod_annotations},
             "spec": {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"]}]}})
-    backup = uid("hookb")
+    backup = unique("hookb")
     run_backup(velero, backup, {"includedNamespaces": [ns]})
-    target = uid("hookt")
-    r = restore(velero, uid("hookr"), {
+    target = unique("hookt")
+    r = restore(velero, unique("hookr"), {
         "backupName": backup, "namespaceMapping": {ns: target},
         "hooks": {"resources": [{"name": "seed", "includedNamespaces": [ns], "includedResources": ["pods"],
                                  "labelSelector": {"matchLabels": {"app": "hooked"}},
@@ -225,8 +225,8 @@ def test_init_restore_hooks_from_spec_and_annotations(velero):
 
 
 def test_post_restore_exec_hooks_counted_and_failures_are_errors(velero):
-    kube = Kube(velero)
-    ns = uid("exec")
+    kube = Apis(velero.api_client)
+    ns = unique("exec")
     kube.namespace(ns)
     for name, pod_annotations in (("ok", {"post.hook.restore.velero.io/command": '["/bin/sh", "-c", "date"]',
                                           "post.hook.restore.velero.io/wait-for-ready": "true"}),
@@ -235,9 +235,9 @@ def test_post_restore_exec_hooks_counted_and_failures_are_errors(velero):
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "labels": {"app": name}, "annotations": pod_annotations},
             "spec": {"containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"]}]}})
-    backup = uid("execb")
+    backup = unique("execb")
     run_backup(velero, backup, {"includedNamespaces": [ns]})
-    target, name = uid("exect"), uid("execr")
+    target, name = unique("exect"), unique("execr")
     r = restore(velero, name, {
         "backupName": backup, "namespaceMapping": {ns: target},
         "hooks": {"resources": [{"name": "migrate", "includedNamespaces": [ns],

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from test_restore_support import Kube, poll, uid
+from helpers import Apis, unique, wait_for
 
 NAME_RE = re.compile(r"^(?P<schedule>.+)-(?P<stamp>\d{14})$")
 
@@ -33,7 +33,7 @@ def schedule_backups(velero, name):
 
 
 def wait_phase(velero, name, phase):
-    return poll(lambda: (lambda s: s if (s.get("status") or {}).get("phase") == phase else None)(
+    return wait_for(lambda: (lambda s: s if (s.get("status") or {}).get("phase") == phase else None)(
         velero.get("schedules", name)), what=f"schedule {name} {phase}")
 
 
@@ -53,15 +53,15 @@ def schedules(velero):
 @pytest.fixture
 def moving(private_velero, scratch_lab):
     """(velero, lab, empty namespace) where the clock may be advanced."""
-    ns = uid("sched-ns")
-    Kube(private_velero).namespace(ns)
+    ns = unique("sched-ns")
+    Apis(private_velero.api_client).namespace(ns)
     return private_velero, scratch_lab, ns
 
 
 @pytest.fixture
 def empty_ns(velero):
-    ns = uid("sched-ns")
-    Kube(velero).namespace(ns)
+    ns = unique("sched-ns")
+    Apis(velero.api_client).namespace(ns)
     return ns
 
 
@@ -76,7 +76,7 @@ def witness(velero, schedules, empty_ns, subject):
 def witness_fired(velero, name, count, finish=True):
     """Wait for the witness's `count`-th backup (and for it to finish, so it never blocks a tick;
     not possible while another backup holds the one-at-a-time queue)."""
-    backups = poll(lambda: (lambda b: b if len(b) >= count else None)(schedule_backups(velero, name)),
+    backups = wait_for(lambda: (lambda b: b if len(b) >= count else None)(schedule_backups(velero, name)),
                    what=f"witness backup #{count}")
     if finish:
         for b in backups:
@@ -90,7 +90,7 @@ def witness_fired(velero, name, count, finish=True):
     ("", "Schedule must be a non-empty valid Cron expression"),
 ])
 def test_invalid_cron_fails_validation(velero, schedules, cron, message):
-    name = uid("bad")
+    name = unique("bad")
     create_schedule(velero, name, cron)
     schedules.append(name)
     s = wait_phase(velero, name, "FailedValidation")
@@ -99,7 +99,7 @@ def test_invalid_cron_fails_validation(velero, schedules, cron, message):
 
 def test_schedule_fires_at_first_tick_on_the_lab_clock(moving):
     velero, lab, empty_ns = moving
-    name = uid("nightly")
+    name = unique("nightly")
     template = {"includedNamespaces": [empty_ns], "ttl": "24h0m0s", "metadata": {"labels": {"tier": "gold"}}}
     created = create_schedule(velero, name, "@every 10m", template, useOwnerReferencesInBackup=True)
     s = wait_phase(velero, name, "Enabled")
@@ -108,7 +108,7 @@ def test_schedule_fires_at_first_tick_on_the_lab_clock(moving):
     assert schedule_backups(velero, name) == []            # not immediately at creation
 
     advance(lab, "11m")
-    backups = poll(lambda: schedule_backups(velero, name), what="scheduled backup")
+    backups = wait_for(lambda: schedule_backups(velero, name), what="scheduled backup")
     assert len(backups) == 1
     b = backups[0]
     m = NAME_RE.match(b["metadata"]["name"])
@@ -133,7 +133,7 @@ def test_schedule_fires_at_first_tick_on_the_lab_clock(moving):
 def test_paused_schedule_is_not_reconciled(moving):
     velero, lab, empty_ns = moving
     schedules = []
-    name = uid("paused")
+    name = unique("paused")
     create_schedule(velero, name, "@every 1m", {"includedNamespaces": [empty_ns]}, paused=True)
     schedules.append(name)
     w = witness(velero, schedules, empty_ns, name)
@@ -146,13 +146,13 @@ def test_paused_schedule_is_not_reconciled(moving):
     velero.patch("schedules", name, {"spec": {"paused": False}})
     wait_phase(velero, name, "Enabled")
     advance(lab, "2m")
-    poll(lambda: schedule_backups(velero, name), what="backup after unpause")
+    wait_for(lambda: schedule_backups(velero, name), what="backup after unpause")
 
 
 def test_tick_is_skipped_while_a_backup_of_the_schedule_is_in_progress(moving):
     velero, lab, empty_ns = moving
     schedules = []
-    name = uid("busy")
+    name = unique("busy")
     create_schedule(velero, name, "@every 10m", {"includedNamespaces": [empty_ns]})
     schedules.append(name)
     wait_phase(velero, name, "Enabled")
@@ -171,13 +171,13 @@ def test_tick_is_skipped_while_a_backup_of_the_schedule_is_in_progress(moving):
 
     velero.patch("backups", running, {"status": {"phase": "Completed"}})
     advance(lab, "11m")
-    backups = poll(lambda: [b for b in schedule_backups(velero, name) if b["metadata"]["name"] != running],
+    backups = wait_for(lambda: [b for b in schedule_backups(velero, name) if b["metadata"]["name"] != running],
                    what="backup once the previous one finished")
     assert len(backups) == 1
 
 
 def test_skip_immediately_records_last_skipped(velero, schedules, empty_ns):
-    name = uid("skip")
+    name = unique("skip")
     create_schedule(velero, name, "@every 10m", {"includedNamespaces": [empty_ns]}, skipImmediately=True)
     schedules.append(name)
     s = wait_phase(velero, name, "Enabled")

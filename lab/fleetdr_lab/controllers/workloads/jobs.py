@@ -1,0 +1,71 @@
+"""Jobs (Kubernetes pkg/controller/job): pods to completions, backoff, conditions."""
+from __future__ import annotations
+
+from ..base import is_deleting, meta, pod_is_active, pod_is_ready, set_condition
+from .podspec import omit_zero, pod_from_template
+from .reconciler import Reconciler
+
+
+class JobReconciler(Reconciler):
+    """Pods until completions succeed or the backoff limit is reached."""
+
+    def sync(self, ns, name):
+        job = self.store.get_or_none("batch", "jobs", ns, name)
+        if not job or is_deleting(job):
+            return
+        spec = job.get("spec") or {}
+        old = job.get("status") or {}
+        conds = old.get("conditions") or []
+        finished = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                       for c in conds)
+        pods = self._claim(job, "", "pods")
+        active = [p for p in pods if pod_is_active(p)]
+        succeeded = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Succeeded")
+        failed = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Failed")
+        completions = spec.get("completions")
+        parallelism = spec.get("parallelism", 1)
+        now = self.now()
+        status = dict(old)
+        if finished:
+            for p in active:
+                self._delete("", "pods", p)
+            return
+        if not status.get("startTime") and not spec.get("suspend"):
+            status["startTime"] = now
+        target = completions if completions is not None else 1
+        if succeeded >= target:
+            for p in active:
+                self._delete("", "pods", p)
+            active = []
+            msg = "Reached expected number of succeeded pods"
+            conds = set_condition(conds, "SuccessCriteriaMet", "True", "CompletionsReached", msg, now)
+            conds = set_condition(conds, "Complete", "True", "CompletionsReached", msg, now)
+            for c in conds:
+                c.setdefault("lastProbeTime", now)
+            status["completionTime"] = now
+        elif failed > spec.get("backoffLimit", 6):
+            for p in active:
+                self._delete("", "pods", p)
+            active = []
+            msg = "Job has reached the specified backoff limit"
+            conds = set_condition(conds, "FailureTarget", "True", "BackoffLimitExceeded", msg, now)
+            conds = set_condition(conds, "Failed", "True", "BackoffLimitExceeded", msg, now)
+            for c in conds:
+                c.setdefault("lastProbeTime", now)
+        elif not spec.get("suspend"):
+            room = min(parallelism, target - succeeded) - len(active)
+            uid = meta(job)["uid"]
+            for _ in range(max(0, room)):
+                active.append(self.store.create("", "pods", ns, pod_from_template(
+                    spec.get("template"), ns, job, generate_name=f"{name}-", labels={
+                        "batch.kubernetes.io/controller-uid": uid, "controller-uid": uid,
+                        "batch.kubernetes.io/job-name": name, "job-name": name})))
+        status.update({"active": len(active), "succeeded": succeeded, "failed": failed,
+                       "ready": sum(1 for p in active if pod_is_ready(p)), "terminating": 0})
+        status = omit_zero(status)
+        status["ready"] = status.get("ready", 0)
+        status["terminating"] = 0
+        if conds:
+            status["conditions"] = conds
+        status.setdefault("uncountedTerminatedPods", {})
+        self._write_status("batch", "jobs", job, status)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .api import make_app
 from .controllers import install_default_controllers
+from .controllers.base import supervise
 from .controllers.rook import install as install_rook
 from .controllers.velero import install as install_velero
 from .strategies import new_store
@@ -225,21 +226,7 @@ class Cluster:
 
     def _spawn(self, ctrl) -> asyncio.Task:
         return asyncio.get_running_loop().create_task(
-            self._supervise(ctrl), name=f"{self.name}:{type(ctrl).__name__}")
-
-    async def _supervise(self, ctrl) -> None:
-        # A controller whose run() dies is logged, reported in `status` and restarted,
-        # like a crash-looping controller-manager; it never takes the lab down.
-        source = type(ctrl).__name__
-        while True:
-            try:
-                await ctrl.run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.log.exception("controller %s crashed; restarting", source)
-                await asyncio.sleep(CONTROLLER_RESTART_DELAY)
+            supervise(ctrl, self.log, "controller", CONTROLLER_RESTART_DELAY), name=f"{self.name}:{type(ctrl).__name__}")
 
     async def stop_controllers(self) -> None:
         tasks, self._controller_tasks = self._controller_tasks, []

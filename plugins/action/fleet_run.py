@@ -31,7 +31,6 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
     exit_decision,
     render_table,
     stats_data,
-    validate_report,
     write_report,
 )
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names
@@ -301,7 +300,6 @@ class ActionModule(ActionBase):
             report = run_and_report(operation, name, clusters, jobs.with_final_phase(operation_fn, job), options=report_options,
                                     deadline_s=args["deadline"], max_workers=args["max_workers"], secret_values=job.secret_values,
                                     batch=args["batch"], max_fail_percentage=args["max_fail_percentage"])
-            validate_report(report)
             fail, summary = exit_decision(report, args["fail_on"])
             paths = {}
             directory = args["report_path"] or default_report_dir(args["report_dir"], operation, name)

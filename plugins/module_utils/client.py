@@ -238,7 +238,7 @@ class KubeClient(object):
         kwargs.setdefault("_request_timeout", self.request_timeout)
         return with_retries(lambda: fn(*args, **kwargs), action, retries=self.retries)
 
-    def _json_request(self, method, path, body=None, query=None, _request_timeout=None, content_type="application/json"):
+    def _json_request(self, method, path, body=None, query=None, _request_timeout=None, content_type="application/json", answer=True):
         """One JSON request on an API path, answered as a dict.
 
         Built-in objects are only read and written as dicts here; the typed CoreV1Api/AppsV1Api
@@ -254,27 +254,29 @@ class KubeClient(object):
             response.read()
             if not 200 <= response.status <= 299:
                 raise ApiException(http_resp=response)
-            return json.loads(response.data) if response.data else None
+            return json.loads(response.data) if response.data and answer else None
         return self.api_client.call_api(  # older clients deserialise "object" as plain JSON
             path, method, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"],
             response_type="object", _return_http_data_only=True, _preload_content=True, _request_timeout=_request_timeout)
 
     def _core(self, action, method, path, body=None, query=None, missing_ok=False, retries=None, timeout=None,
-              content_type="application/json"):
-        """A retried request on any API path; None on 404 when ``missing_ok``."""
+              content_type="application/json", answer=True):
+        """A retried request on any API path; None on 404 when ``missing_ok`` (and when the caller
+        does not need the ``answer``: a 1 MB CRD's apply response is not decoded for nothing)."""
         try:
             return with_retries(
                 lambda: self._json_request(method, path, body=body, query=query, _request_timeout=timeout or self.request_timeout,
-                                           content_type=content_type),
+                                           content_type=content_type, answer=answer),
                 action, retries=self.retries if retries is None else retries)
         except ApiError as exc:
             if missing_ok and exc.status == 404:
                 return None
             raise
 
-    def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type="application/json"):
+    def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type="application/json", answer=True):
         """A retried request on any API path (the apply engine's); None on 404 when ``missing_ok``."""
-        return self._core(action, method, path, body=body, query=query, missing_ok=missing_ok, content_type=content_type)
+        return self._core(action, method, path, body=body, query=query, missing_ok=missing_ok, content_type=content_type,
+                          answer=answer)
 
     def watch_path(self, collection_path, name):
         """A ``waiter`` source for one object of any kind, by its collection path and name."""

@@ -56,14 +56,17 @@ def operation(job):
             return {"verdict": "succeeded", "phase": "WouldChange" if changed else "Installed",
                     "object": {"kind": "Deployment", "namespace": namespace, "name": "velero"},
                     "details": {"changes": _summary(changes)}}
-        recorder.phase("Waiting")
-        try:
-            wait_for(client.watch_path("/apis/apps/v1/namespaces/{0}/deployments".format(namespace), "velero"), _available,
-                     timeout_for(job, recorder), "Deployment {0}/velero to be Available".format(namespace))
-        except WaitTimeout as exc:
-            raise FleetdrError("Deployment {0}/velero was not Available within {1}s: {2}".format(
-                namespace, timeout_for(job, recorder), _conditions(exc.last)))
-        entry = installed_entry(client, preflight(client, job, recorder))
+        # An unchanged Deployment read by the engine that is already Available needs no watch.
+        deployment = next((c.live for c in changes if c["object"] == "Deployment {0}/velero".format(namespace)), None)
+        if not _available(deployment):
+            recorder.phase("Waiting")
+            try:
+                deployment = wait_for(client.watch_path("/apis/apps/v1/namespaces/{0}/deployments".format(namespace), "velero"),
+                                      _available, timeout_for(job, recorder), "Deployment {0}/velero to be Available".format(namespace))
+            except WaitTimeout as exc:
+                raise FleetdrError("Deployment {0}/velero was not Available within {1}s: {2}".format(
+                    namespace, timeout_for(job, recorder), _conditions(exc.last)))
+        entry = installed_entry(client, preflight(client, job, recorder, deployment=deployment))
         entry["details"]["changes"] = _summary(changes)
         return entry
     return install

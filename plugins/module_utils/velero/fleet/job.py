@@ -148,12 +148,12 @@ def ceph_gate(client, job, recorder):
     job.warn(recorder.name, text)
 
 
-def preflight(client, job, recorder, location_name=None):
+def preflight(client, job, recorder, location_name=None, deployment=None):
     """Velero Deployment ready and the location Available (and the Ceph health gate); returns
-    {version, location, bsl}."""
+    {version, location, bsl}. ``deployment``: the Velero Deployment when the caller has just read it."""
     recorder.phase("Preflight")
     ceph_gate(client, job, recorder)
-    deployment = velero_deployment(client)
+    deployment = deployment or velero_deployment(client)
     if deployment is None:
         raise PreflightError("Velero is not installed: Deployment velero not found in namespace {0}".format(client.namespace))
     status = deployment.get("status") or {}

@@ -26,7 +26,7 @@ class FakeApi(object):
         self.lists = []
         self.watched = []
 
-    def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type=None):
+    def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type=None, answer=True):
         if method == "GET":
             if path == "/apis/example.io/v1":
                 return {"resources": []}

@@ -47,6 +47,10 @@ class FieldError:
             return f"Duplicate value: {_go_value(self.value)}"
         if self.type == "FieldValueTypeInvalid":
             return f"Invalid value: {_go_value(self.value)}: {self.detail}"
+        if self.type == "FieldValueTooLong":
+            return f"Too long: {self.detail}"
+        if self.type == "FieldValueTooMany":
+            return f"Too many: {self.detail}"
         return f"Invalid value: {_go_value(self.value)}" + (f": {self.detail}" if self.detail else "")
 
     def __str__(self) -> str:
@@ -856,6 +860,7 @@ def schema_errors(value, schema: dict, path: str = "") -> list[FieldError]:
                                f"{path} in body must be of type {typ}: {json.dumps(got)}", got)]
     if "enum" in schema and value not in schema["enum"]:
         errs.append(not_supported(path, value, schema["enum"]))
+    errs += _bound_errors(value, schema, path)
     if isinstance(value, dict):
         for r in schema.get("required") or []:
             if r not in value:
@@ -871,6 +876,30 @@ def schema_errors(value, schema: dict, path: str = "") -> list[FieldError]:
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for i, v in enumerate(value):
             errs += schema_errors(v, schema["items"], f"{path}[{i}]")
+    return errs
+
+
+def _bound_errors(value, schema: dict, path: str) -> list[FieldError]:
+    """minimum/maximum, minLength/maxLength/pattern, minItems/maxItems, in kube-apiserver's words
+    (k8s.io/kube-openapi pkg/validation/errors)."""
+    errs = []
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errs.append(invalid(path, value, f"{path} in body should be greater than or equal to {schema['minimum']}"))
+        if "maximum" in schema and value > schema["maximum"]:
+            errs.append(invalid(path, value, f"{path} in body should be less than or equal to {schema['maximum']}"))
+    if isinstance(value, str):
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errs.append(FieldError(path, "FieldValueTooLong", f"may not be more than {schema['maxLength']} bytes", value))
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            errs.append(invalid(path, value, f"{path} in body should be at least {schema['minLength']} chars long"))
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errs.append(invalid(path, value, f"{path} in body should match '{schema['pattern']}'"))
+    if isinstance(value, list):
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            errs.append(FieldError(path, "FieldValueTooMany", f"{len(value)}: must have at most {schema['maxItems']} items", value))
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            errs.append(invalid(path, value, f"{path} in body should have at least {schema['minItems']} items"))
     return errs
 
 

@@ -151,6 +151,64 @@ def test_object_storage_modules_give_a_working_bucket(lab, play):
     assert status["c2"]["details"]["bucket_claims"][0]["phase"] == "Bound"
 
 
+def test_a_shared_filesystem_gives_cephfs_volumes_and_goes_only_when_empty(lab, play):
+    """rook_filesystem on c2: a CephFilesystem (two MDS with the standby) and its class naming the Ceph data pool
+    <fs>-<entry>; a ReadWriteMany claim on it holds bytes; a second run changes nothing; bad input is refused
+    before any write; deletion fails with Rook's reason while the volume exists, then succeeds."""
+    files = play.work / "files.yml"
+    auth = {"kubeconfig": "{{ fleetdr_kubeconfig }}", "context": "{{ fleetdr_context }}"}
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "shared", "namespace": "default"},
+             "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "rook-cephfs", "resources": {"requests": {"storage": "1Gi"}}}}
+    files.write_text(yaml.safe_dump([{
+        "name": "A shared filesystem on c2", "hosts": "c2", "gather_facts": False,
+        "module_defaults": {"group/fleetdr.kube.rook": auth},
+        "tasks": [
+            {"name": "Refused before any write", "fleetdr.kube.rook_filesystem": {"name": "badfs", "active_count": 0},
+             "register": "refused", "ignore_errors": True},
+            {"name": "Check the refusal", "ansible.builtin.assert": {"that": ["refused.failed", "'active_count' in refused.msg"]}},
+            {"name": "Filesystem", "fleetdr.kube.rook_filesystem": {"name": "myfs", "data_pools": [{"name": "replicated"}],
+                                                                   "storage_class": {"name": "rook-cephfs"}}, "register": "fs"},
+            {"name": "Claim", "kubernetes.core.k8s": dict(auth, definition=claim), "when": "fs.result.phase == 'Ready'"},
+        ]}]))
+    proc = play(str(files), check_rc=0)
+    fs = _get(lab, "c2", "/apis/ceph.rook.io/v1/namespaces/rook-ceph/cephfilesystems/myfs")
+    assert fs["status"]["phase"] == "Ready" and fs["spec"]["metadataServer"] == {"activeCount": 1, "activeStandby": True}
+    assert _get(lab, "c2", "/apis/ceph.rook.io/v1/namespaces/rook-ceph/cephfilesystems/badfs") is None
+    mds = _get(lab, "c2", "/apis/apps/v1/namespaces/rook-ceph/deployments?labelSelector=rook_file_system%3Dmyfs")
+    assert sorted(d["metadata"]["name"] for d in mds["items"]) == ["rook-ceph-mds-myfs-a", "rook-ceph-mds-myfs-b"]
+    sc = _get(lab, "c2", "/apis/storage.k8s.io/v1/storageclasses/rook-cephfs")
+    assert sc["provisioner"] == "rook-ceph.cephfs.csi.ceph.com"
+    assert sc["parameters"]["fsName"] == "myfs" and sc["parameters"]["pool"] == "myfs-replicated"
+    deadline = time.monotonic() + 30
+    while (_get(lab, "c2", "/api/v1/namespaces/default/persistentvolumeclaims/shared").get("status") or {}).get("phase") != "Bound":
+        assert time.monotonic() < deadline, "the CephFS claim was not bound"
+        time.sleep(0.2)
+    volume = _get(lab, "c2", "/api/v1/namespaces/default/persistentvolumeclaims/shared")["spec"]["volumeName"]
+    assert _get(lab, "c2", "/api/v1/persistentvolumes/" + volume)["spec"]["csi"]["volumeAttributes"]["pool"] == "myfs-replicated"
+    lab.cli("volume", "put", "--cluster", "c2", "--namespace", "default", "--pvc", "shared", "--text", "shared bytes", "/s.txt")
+    assert "shared bytes" in lab.cli("volume", "get", "--cluster", "c2", "--namespace", "default", "--pvc", "shared", "/s.txt").stdout
+    before = fs["metadata"]["resourceVersion"]
+    proc = play(str(files), check_rc=0)
+    assert recap(proc)["c2"]["changed"] == 0
+    assert _get(lab, "c2", "/apis/ceph.rook.io/v1/namespaces/rook-ceph/cephfilesystems/myfs")["metadata"]["resourceVersion"] == before
+    drop = play.work / "drop_fs.yml"
+    drop.write_text(yaml.safe_dump([{"name": "Drop the filesystem", "hosts": "c2", "gather_facts": False, "tasks": [
+        {"name": "Filesystem", "fleetdr.kube.rook_filesystem": dict(auth, name="myfs", state="absent", wait_timeout=30,
+                                                                    storage_class={"name": "rook-cephfs"})}]}]))
+    proc = play(str(drop), check_rc=2)
+    assert "filesystem subvolume groups that contain subvolumes" in proc.stdout
+    assert _get(lab, "c2", "/api/v1/persistentvolumes/" + volume) is not None  # nothing of the user's data went
+    lab_api = lab.api("c2")
+    try:
+        lab_api.call_api(*lab_api.param_serialize("DELETE", "/api/v1/namespaces/default/persistentvolumeclaims/shared",
+                                                  auth_settings=["BearerToken"])).read()
+    finally:
+        lab_api.close()
+    play(str(drop), check_rc=0)
+    assert _get(lab, "c2", "/apis/ceph.rook.io/v1/namespaces/rook-ceph/cephfilesystems/myfs") is None
+    assert _get(lab, "c2", "/apis/storage.k8s.io/v1/storageclasses/rook-cephfs") is None
+
+
 def test_an_upgrade_goes_in_waves_and_stops_where_ceph_is_not_healthy(lab, play):
     """New Ceph image everywhere, one cluster at a time: c1 upgrades, c2 (HEALTH_ERR) is refused by
     Rook and fails, c3 is never touched."""

@@ -27,10 +27,7 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.when != "call" or not report.failed:
         return
-    labs = []
-    for name in ("lab", "private_lab"):
-        if name in item.funcargs:
-            labs.append(item.funcargs[name])
+    labs = [value for value in item.funcargs.values() if isinstance(value, LabHandle)]
     factory = item.funcargs.get("lab_factory")
     if factory is not None:
         labs.extend(factory.labs)

@@ -6,55 +6,17 @@ from __future__ import annotations
 
 import base64
 import shutil
-import subprocess
 import time
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from kubernetes import client
-from labctl import LabHandle
+from helpers import wait_for as wait
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 
 GROUP, VERSION, NS = "ceph.rook.io", "v1", "rook-ceph"
-
-
-def wait(fn, what, timeout=30):
-    end = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.monotonic() < end, "timed out waiting for " + what
-        time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    handle = LabHandle.up(tmp_path_factory.mktemp("rook-object"), clusters=1, nodes=3, extra=("--devices", "1"))
-    try:
-        out = handle.dir / "manifests"
-        handle.cli("rook", "manifests", "--out", str(out))
-        subprocess.run(["kubectl", "--kubeconfig", str(handle.kubeconfig), "--context", "c1", "create", "-f", str(out / "crds.yaml"),
-                        "-f", str(out / "common.yaml"), "-f", str(out / "operator.yaml")], check=True, capture_output=True)
-        yield handle
-    finally:
-        handle.down()
-
-
-@pytest.fixture(scope="module")
-def apis(lab):
-    api = lab.api("c1")
-    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
-    wait(lambda: [d for d in client.AppsV1Api(api).list_namespaced_deployment(NS).items if d.status.available_replicas], "operator")
-    custom.create_namespaced_custom_object(GROUP, VERSION, NS, "cephclusters", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "CephCluster", "metadata": {"name": "rook-ceph", "namespace": NS},
-        "spec": {"cephVersion": {"image": "quay.io/ceph/ceph:v20.2.4"}, "dataDirHostPath": "/var/lib/rook", "mon": {"count": 1},
-                 "mgr": {"count": 1}, "storage": {"useAllNodes": True, "useAllDevices": True}}})
-    yield custom, core, client.StorageV1Api(api)
-    api.close()
 
 
 def s3(lab, key_id, secret):
@@ -66,8 +28,8 @@ def decoded(secret):
     return dict((k, base64.b64decode(v).decode()) for k, v in secret.data.items())
 
 
-def test_object_store_user_and_its_keys(lab, apis):
-    custom, core, _storage = apis
+def test_object_store_user_and_its_keys(ceph_lab, ceph_apis):
+    custom, core, _storage = ceph_apis
     custom.create_namespaced_custom_object(GROUP, VERSION, NS, "cephobjectstores", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "CephObjectStore", "metadata": {"name": "my-store", "namespace": NS},
         "spec": {"metadataPool": {"replicated": {"size": 3}}, "dataPool": {"erasureCoded": {"dataChunks": 2, "codingChunks": 1}},
@@ -85,17 +47,17 @@ def test_object_store_user_and_its_keys(lab, apis):
     data = decoded(secret)
     assert set(data) == {"AccessKey", "SecretKey", "Endpoint"} and secret.type == "kubernetes.io/rook"
     assert data["Endpoint"] == "http://rook-ceph-rgw-my-store.rook-ceph.svc:80"
-    user = s3(lab, data["AccessKey"], data["SecretKey"])
+    user = s3(ceph_lab, data["AccessKey"], data["SecretKey"])
     user.create_bucket(Bucket="velero-backups")
     user.put_object(Bucket="velero-backups", Key="hello", Body=b"rgw")
     assert user.get_object(Bucket="velero-backups", Key="hello")["Body"].read() == b"rgw"
     with pytest.raises(ClientError) as caught:
-        s3(lab, data["AccessKey"], "wrong-secret").list_objects_v2(Bucket="velero-backups")
+        s3(ceph_lab, data["AccessKey"], "wrong-secret").list_objects_v2(Bucket="velero-backups")
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
-def test_bucket_claim_contract_and_deletion(lab, apis):
-    custom, core, storage = apis
+def test_bucket_claim_contract_and_deletion(ceph_lab, ceph_apis):
+    custom, core, storage = ceph_apis
     storage.create_storage_class({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "rook-ceph-bucket"},
                                   "provisioner": "rook-ceph.ceph.rook.io/bucket", "reclaimPolicy": "Delete",
                                   "parameters": {"objectStoreName": "my-store", "objectStoreNamespace": NS}})
@@ -116,7 +78,7 @@ def test_bucket_claim_contract_and_deletion(lab, apis):
     assert set(keys) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     ob = custom.get_cluster_custom_object("objectbucket.io", "v1alpha1", "objectbuckets", "obc-default-uploads")
     assert ob["status"]["phase"] == "Bound" and ob["spec"]["reclaimPolicy"] == "Delete"
-    s3(lab, keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"]).put_object(Bucket=bucket, Key="a.txt", Body=b"x")
+    s3(ceph_lab, keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"]).put_object(Bucket=bucket, Key="a.txt", Body=b"x")
     # a claim of a class no Rook provisioner serves is ignored: no phase at all
     storage.create_storage_class({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "other-bucket"},
                                   "provisioner": "example.com/bucket", "parameters": {}})
@@ -129,5 +91,5 @@ def test_bucket_claim_contract_and_deletion(lab, apis):
     custom.delete_namespaced_custom_object("objectbucket.io", "v1alpha1", "default", "objectbucketclaims", "uploads")
     wait(lambda: not custom.list_namespaced_custom_object("objectbucket.io", "v1alpha1", "default", "objectbucketclaims",
                                                           field_selector="metadata.name=uploads")["items"], "claim gone")
-    admin = lab.s3_client()
+    admin = ceph_lab.s3_client()
     assert bucket not in [b["Name"] for b in admin.list_buckets()["Buckets"]]

@@ -1,17 +1,20 @@
-"""Emulated Rook-Ceph operator: install watcher, CephCluster, CephBlockPool, the RBD CSI provisioner,
-object stores, object users and bucket claims, and the stand-in release manifests
+"""Emulated Rook-Ceph operator: install watcher, CephCluster, CephBlockPool, CephFilesystem and its
+subvolume groups, the RBD and CephFS CSI provisioner, object stores, object users and bucket claims,
+and the stand-in release manifests
 (`fleetdr-lab rook manifests`).
 
 `install(cluster)` registers the watcher that runs a RookOperator (with the controllers below, in
 start order) while Rook is installed.
 """
 from .cluster import CephClusterController
-from .csi import RbdProvisioner
+from .csi import CephCsiProvisioner
+from .filesystems import CephFilesystemController, CephFilesystemSubVolumeGroupController
 from .objectstores import BucketClaimController, CephObjectStoreController, CephObjectStoreUserController
 from .operator import HOSTS, OPERATORS, RookInstallWatcher
 from .pools import CephBlockPoolController
 
-CONTROLLERS = [CephClusterController, CephBlockPoolController, RbdProvisioner, CephObjectStoreController,
+CONTROLLERS = [CephClusterController, CephBlockPoolController, CephFilesystemController, CephFilesystemSubVolumeGroupController,
+               CephCsiProvisioner, CephObjectStoreController,
                CephObjectStoreUserController, BucketClaimController]
 
 

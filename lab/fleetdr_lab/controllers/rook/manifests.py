@@ -59,6 +59,19 @@ CLUSTER_SPEC_SCHEMA = {
     },
 }
 
+# Rook deploy/examples/crds.yaml (cephfilesystems): the three parts are required, activeCount 1..50.
+FILESYSTEM_SPEC_SCHEMA = {
+    "type": "object", "x-kubernetes-preserve-unknown-fields": True,
+    "required": ["dataPools", "metadataPool", "metadataServer"],
+    "properties": {
+        "metadataPool": _OPEN, "dataPools": {"type": "array", "items": _OPEN},
+        "metadataServer": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "required": ["activeCount"],
+                           "properties": {"activeCount": {"type": "integer", "minimum": 1, "maximum": 50},
+                                          "activeStandby": {"type": "boolean"}}},
+    },
+}
+SPEC_SCHEMAS = {"CephCluster": CLUSTER_SPEC_SCHEMA, "CephFilesystem": FILESYSTEM_SPEC_SCHEMA}
+
 
 def _crd(group, version, plural, kind, short, columns, scope="Namespaced", spec_schema=None):
     schema = {"type": "object", "properties": {
@@ -81,7 +94,7 @@ def _crd(group, version, plural, kind, short, columns, scope="Namespaced", spec_
 
 
 def crds() -> list[dict]:
-    out = [_crd(GROUP, "v1", plural, kind, short, columns, spec_schema=CLUSTER_SPEC_SCHEMA if kind == "CephCluster" else None)
+    out = [_crd(GROUP, "v1", plural, kind, short, columns, spec_schema=SPEC_SCHEMAS.get(kind))
            for plural, kind, short, columns in CEPH_KINDS]
     out.append(_crd("objectbucket.io", "v1alpha1", "objectbucketclaims", "ObjectBucketClaim", ["obc", "obcs"],
                     [("Phase", ".status.phase", "string")]))

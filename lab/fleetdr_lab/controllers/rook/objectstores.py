@@ -83,11 +83,9 @@ class CephObjectStoreController(RookController):
             return
         if is_deleting(obj):
             return self._delete(obj)
-        if STORE_FINALIZER not in (obj["metadata"].get("finalizers") or []):
-            obj["metadata"].setdefault("finalizers", []).append(STORE_FINALIZER)
-            obj = self.store.update(GROUP, "cephobjectstores", ns, name, obj)
+        obj = self.with_finalizer(obj, STORE_FINALIZER)
         if not obj.get("status"):
-            obj = self._status(obj, {"phase": "Progressing"})
+            obj = self.put_status(obj, {"phase": "Progressing"})
         if not usable(self.store, ns):
             self.enqueue_after(1.0, key)
             return
@@ -97,7 +95,7 @@ class CephObjectStoreController(RookController):
             why = "object store name must be <= 38 characters" if len(name) > 38 else \
                 "invalid create: either of port or securePort fields should be not be zero"
             self.event(obj, "Warning", "ReconcileFailed", why)
-            self._status(obj, dict(obj.get("status") or {}, phase="Failure"))
+            self.put_status(obj, dict(obj.get("status") or {}, phase="Failure"))
             return
         instances = max(gateway.get("instances") or 1, 1)
         labels = {"app": "rook-ceph-rgw", "rook_cluster": ns, "rook_object_store": name, "rgw": name, "ceph_daemon_id": name}
@@ -119,17 +117,11 @@ class CephObjectStoreController(RookController):
         want = dict(obj.get("status") or {}, phase="Ready", info={"endpoint": endpoint}, replicas=instances,
                     endpoints={"insecure": [endpoint], "secure": []}, observedGeneration=obj["metadata"].get("generation", 1))
         if want != obj.get("status"):
-            self._status(obj, want)
+            self.put_status(obj, want)
 
     def _cluster(self, ns):
         items = self.store.list(GROUP, "cephclusters", ns)["items"]
         return items[0] if items else None
-
-    def _status(self, obj, st):
-        obj = self.store.get(GROUP, "cephobjectstores", obj["metadata"]["namespace"], obj["metadata"]["name"])
-        obj["status"] = st
-        return self.store.update(GROUP, "cephobjectstores", obj["metadata"]["namespace"], obj["metadata"]["name"], obj,
-                                 subresource="status")
 
     def _delete(self, obj):
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
@@ -145,11 +137,10 @@ class CephObjectStoreController(RookController):
             st["conditions"] = [{"type": "DeletionIsBlocked", "status": "True", "reason": "ObjectHasDependents", "message": message,
                                  "lastTransitionTime": self.now()}]
             if st != obj.get("status"):
-                self._status(obj, st)
+                self.put_status(obj, st)
             return
         self.cluster.service_addresses.pop((ns, f"rook-ceph-rgw-{name}"), None)
-        obj["metadata"]["finalizers"] = [f for f in obj["metadata"].get("finalizers") or [] if f != STORE_FINALIZER]
-        self.store.update(GROUP, "cephobjectstores", ns, name, obj)
+        self.without_finalizer(obj, STORE_FINALIZER)
 
 
 class CephObjectStoreUserController(RookController):

@@ -181,6 +181,26 @@ class RookController(Controller):
             return ((m.get("namespace"), m.get("name")),)
         return ()
 
+    def with_finalizer(self, obj: dict, finalizer: str) -> dict:
+        """obj carrying finalizer (Rook adds its own before anything else)."""
+        if finalizer in (obj["metadata"].get("finalizers") or []):
+            return obj
+        obj["metadata"].setdefault("finalizers", []).append(finalizer)
+        m = obj["metadata"]
+        return self.store.update(GROUP, self.plural, m["namespace"], m["name"], obj)
+
+    def without_finalizer(self, obj: dict, finalizer: str) -> dict:
+        m = obj["metadata"]
+        m["finalizers"] = [f for f in m.get("finalizers") or [] if f != finalizer]
+        return self.store.update(GROUP, self.plural, m["namespace"], m["name"], obj)
+
+    def put_status(self, obj: dict, status: dict) -> dict:
+        """Write the status subresource of the current version of obj."""
+        m = obj["metadata"]
+        current = self.store.get(GROUP, self.plural, m["namespace"], m["name"])
+        current["status"] = status
+        return self.store.update(GROUP, self.plural, m["namespace"], m["name"], current, subresource="status")
+
     def event(self, obj: dict, etype: str, reason: str, message: str):
         """A core/v1 Event about obj, as Rook's recorder writes them."""
         m = obj["metadata"]

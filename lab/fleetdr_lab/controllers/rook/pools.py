@@ -47,11 +47,9 @@ class CephBlockPoolController(RookController):
             return
         if is_deleting(pool):
             return self._delete(pool)
-        if FINALIZER not in (pool["metadata"].get("finalizers") or []):
-            pool["metadata"].setdefault("finalizers", []).append(FINALIZER)
-            pool = self.store.update(GROUP, "cephblockpools", ns, name, pool)
+        pool = self.with_finalizer(pool, FINALIZER)
         if not pool.get("status"):
-            pool = self._status(pool, {"phase": "Progressing"})
+            pool = self.put_status(pool, {"phase": "Progressing"})
         if not usable(self.store, ns):
             self.enqueue_after(1.0, key)  # Rook requeues every 10 s until the cluster is usable
             return
@@ -68,13 +66,7 @@ class CephBlockPoolController(RookController):
         if "poolID" not in want:
             want["poolID"] = 1 + sum(1 for p in self.store.list(GROUP, "cephblockpools")["items"] if (p.get("status") or {}).get("poolID"))
         if want != st:
-            self._status(pool, want)
-
-    def _status(self, pool, st):
-        pool = self.store.get(GROUP, "cephblockpools", pool["metadata"]["namespace"], pool["metadata"]["name"])
-        pool["status"] = st
-        return self.store.update(GROUP, "cephblockpools", pool["metadata"]["namespace"], pool["metadata"]["name"], pool,
-                                 subresource="status")
+            self.put_status(pool, want)
 
     def _images(self, pool):
         ns, name = pool["metadata"]["namespace"], pool["metadata"]["name"]
@@ -89,8 +81,7 @@ class CephBlockPoolController(RookController):
             conditions = set_condition(st.get("conditions") or [], "PoolDeletionIsBlocked", "True", "PoolNotEmpty",
                                        "pool %r cannot be deleted because it is not empty or has dependents" % name, self.now())
             if conditions != st.get("conditions"):
-                self._status(pool, dict(st, conditions=conditions))
+                self.put_status(pool, dict(st, conditions=conditions))
             self.enqueue_after(2.0, (ns, name))
             return
-        pool["metadata"]["finalizers"] = [f for f in pool["metadata"].get("finalizers") or [] if f != FINALIZER]
-        self.store.update(GROUP, "cephblockpools", ns, name, pool)
+        self.without_finalizer(pool, FINALIZER)

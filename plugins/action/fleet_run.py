@@ -23,12 +23,14 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
+from ansible_collections.fleetdr.kube.plugins.plugin_utils.progress import FleetProgress
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import CLUSTER_HOSTVARS, cluster_from_hostvars, run_and_report, wave_size
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
     FAIL_ON_CHOICES,
     RENDERERS,
     ReportError,
     exit_decision,
+    scrub_secrets,
     render_table,
     stats_data,
     write_report,
@@ -74,6 +76,8 @@ ARGUMENT_SPEC = dict(
     fail_on=dict(type="str", default="any", choices=list(FAIL_ON_CHOICES)),
     batch=dict(type="str"),
     max_fail_percentage=dict(type="int"),
+    progress=dict(type="bool", default=True),
+    progress_interval=dict(type="int", default=30),
 )
 
 RESTORE_OPTIONS = restore_spec_argspec()
@@ -296,10 +300,20 @@ class ActionModule(ActionBase):
         if operation == "migrate":
             report_options["targets"] = [c["name"] for c in clusters if c["name"] != args["source"]]
         job.secret_values.update(secrets)  # the report masks these and every credential read during the run
+        progress = None
+        if args["progress"]:
+            progress = FleetProgress(" ".join(part for part in (operation, name) if part), [c["name"] for c in clusters],
+                                     lambda line: display.display(scrub_secrets(line, job.secret_values)),
+                                     interval=args["progress_interval"]).start()
         try:
-            report = run_and_report(operation, name, clusters, jobs.with_final_phase(operation_fn, job), options=report_options,
-                                    deadline_s=args["deadline"], max_workers=args["max_workers"], secret_values=job.secret_values,
-                                    batch=args["batch"], max_fail_percentage=args["max_fail_percentage"])
+            try:
+                report = run_and_report(operation, name, clusters, jobs.with_final_phase(operation_fn, job), options=report_options,
+                                        deadline_s=args["deadline"], max_workers=args["max_workers"], secret_values=job.secret_values,
+                                        batch=args["batch"], max_fail_percentage=args["max_fail_percentage"],
+                                        on_result=progress and progress.on_result, on_phase=progress and progress.on_phase)
+            finally:
+                if progress is not None:
+                    progress.stop()
             fail, summary = exit_decision(report, args["fail_on"])
             paths = {}
             directory = args["report_path"] or default_report_dir(args["report_dir"], operation, name)

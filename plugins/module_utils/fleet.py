@@ -53,8 +53,9 @@ class DeadlineExceeded(Exception):
 class Recorder:
     """Per-cluster handle given to the operation: phase timeline, deadline and cancellation."""
 
-    def __init__(self, name, deadline=None, cancelled=None, clock=utcnow, monotonic=time.monotonic):
+    def __init__(self, name, deadline=None, cancelled=None, clock=utcnow, monotonic=time.monotonic, on_phase=None):
         self.name = name
+        self._on_phase = on_phase
         self.deadline = deadline  # monotonic seconds, or None
         self.cancelled = cancelled or threading.Event()
         self._clock = clock
@@ -70,6 +71,8 @@ class Recorder:
             if self._timeline and self._timeline[-1]["phase"] == phase:
                 return
             self._timeline.append({"phase": str(phase), "at": to_timestamp(self._clock())})
+        if self._on_phase is not None:
+            self._on_phase(self.name, str(phase))
 
     @property
     def current_phase(self):
@@ -122,7 +125,7 @@ def _error_text(exc):
 
 
 def run_fleet(clusters, operation, deadline_s=None, max_workers=None, on_result=None, clock=utcnow,
-              monotonic=time.monotonic):
+              monotonic=time.monotonic, on_phase=None):
     """Run ``operation(cluster, recorder)`` on every cluster; returns normalised results in input order.
 
     ``clusters`` are names or dicts with ``name`` (and ``labels``, plus whatever the operation
@@ -132,7 +135,8 @@ def run_fleet(clusters, operation, deadline_s=None, max_workers=None, on_result=
     finished when ``deadline_s`` passes get a failed result naming the phase they were stuck in;
     their threads are told to stop through ``recorder.cancelled`` and their late results are
     ignored. Threads cannot be killed, and the process waits for them at exit, so operations
-    must bound their waits by ``recorder.remaining()``. ``on_result(result)`` is called once per
+    must bound their waits by ``recorder.remaining()``. ``on_phase(name, phase)`` is called each
+    time a cluster enters a phase, ``on_result(result)`` once per
     cluster as each one finishes.
     """
     clusters = list(clusters)
@@ -146,7 +150,7 @@ def run_fleet(clusters, operation, deadline_s=None, max_workers=None, on_result=
     workers = max(1, min(max_workers or len(clusters), len(clusters), MAX_WORKERS_CAP))
     deadline = None if deadline_s is None else monotonic() + float(deadline_s)
     cancelled = threading.Event()
-    recorders = [Recorder(identity["name"], deadline, cancelled, clock, monotonic) for identity in identities]
+    recorders = [Recorder(identity["name"], deadline, cancelled, clock, monotonic, on_phase) for identity in identities]
     results = [None] * len(clusters)
     lock = threading.Lock()
 
@@ -242,7 +246,7 @@ def wave_size(batch, total):
 
 
 def run_waves(clusters, operation, batch=None, max_fail_percentage=None, deadline_s=None, max_workers=None, on_result=None,
-              monotonic=time.monotonic):
+              monotonic=time.monotonic, on_phase=None):
     """run_fleet in waves of ``batch`` clusters, for changes that must not hit a whole fleet at once.
 
     As with Ansible's ``serial`` and ``max_fail_percentage``: when more than ``max_fail_percentage``
@@ -252,13 +256,13 @@ def run_waves(clusters, operation, batch=None, max_fail_percentage=None, deadlin
     clusters = list(clusters)
     size = wave_size(batch, len(clusters))
     if size >= len(clusters) or not clusters:
-        return run_fleet(clusters, operation, deadline_s=deadline_s, max_workers=max_workers, on_result=on_result)
+        return run_fleet(clusters, operation, deadline_s=deadline_s, max_workers=max_workers, on_result=on_result, on_phase=on_phase)
     end = None if deadline_s is None else monotonic() + float(deadline_s)
     results = []
     for start in range(0, len(clusters), size):
         wave = clusters[start:start + size]
         left = None if end is None else max(end - monotonic(), 0.0)
-        done = run_fleet(wave, operation, deadline_s=left, max_workers=max_workers, on_result=on_result)
+        done = run_fleet(wave, operation, deadline_s=left, max_workers=max_workers, on_result=on_result, on_phase=on_phase)
         results.extend(done)
         failed = [r for r in done if r["verdict"] in ("failed", "partially_failed")]
         if max_fail_percentage is not None and 100.0 * len(failed) / len(done) > max_fail_percentage:
@@ -275,10 +279,10 @@ def run_waves(clusters, operation, batch=None, max_fail_percentage=None, deadlin
 
 
 def run_and_report(operation_name, run_name, clusters, operation, options=None, deadline_s=None,
-                   max_workers=None, secret_values=(), on_result=None, batch=None, max_fail_percentage=None):
+                   max_workers=None, secret_values=(), on_result=None, batch=None, max_fail_percentage=None, on_phase=None):
     """run_fleet (in waves when ``batch`` is given), then the report document of the run (see report.build_report)."""
     started = utcnow()
     results = run_waves(clusters, operation, batch=batch, max_fail_percentage=max_fail_percentage, deadline_s=deadline_s,
-                        max_workers=max_workers, on_result=on_result)
+                        max_workers=max_workers, on_result=on_result, on_phase=on_phase)
     return build_report(operation_name, run_name, results, options=options, started=started,
                         finished=utcnow(), secret_values=secret_values)

@@ -159,6 +159,18 @@ options:
     type: str
     choices: [any, all, never]
     default: any
+  progress:
+    description:
+      - While the clusters run, print a line per cluster each time it enters a phase or finishes
+        (C(c17 Completed 34/34 2.1s)) and every O(progress_interval) seconds a one-line summary
+        (C(backup nightly: 61/100 done, 2 failed, 37 in progress)), on the normal output (no C(-v)
+        needed). Secrets are masked as in the report. V(false) prints only the final table.
+    type: bool
+    default: true
+  progress_interval:
+    description: Seconds between two summary lines; V(0) prints only the final summary.
+    type: int
+    default: 30
 seealso:
   - module: fleetdr.kube.fleet_report
   - module: fleetdr.kube.velero_backup

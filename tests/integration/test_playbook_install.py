@@ -107,6 +107,12 @@ def test_install_then_a_second_run_changes_nothing(lab, play):
     proc = play("install", "-e", "@%s" % play.vars_file, check_rc=0)
     report = play.report("install", "velero")[1]
     assert report["verdict"] == "succeeded"
+    # progress on the normal output while the clusters run: phases, results, the closing summary
+    lines = proc.stdout.splitlines()
+    for cluster in lab.clusters:
+        assert any(line.strip().startswith(cluster + " Applying ") for line in lines), proc.stdout
+        assert any(line.strip().startswith(cluster + " Installed ") for line in lines), proc.stdout
+    assert any(line.strip() == "install velero: 3/3 done, 0 failed, 0 in progress" for line in lines), proc.stdout
     for entry in report["clusters"]:
         assert entry["phase"] == "Installed" and entry["details"]["velero_version"] == "v1.18.1"
         assert entry["details"]["location_phase"] == "Available" and entry["details"]["prefix"] == entry["name"]
@@ -119,8 +125,9 @@ def test_install_then_a_second_run_changes_nothing(lab, play):
     for versions in before.values():
         assert set(made) <= set(versions) and len([k for k in versions if k.startswith("crd/")]) == 13, versions
 
-    proc = play("install", "-e", "@%s" % play.vars_file, check_rc=0)
+    proc = play("install", "-e", "@%s" % play.vars_file, "-e", "progress=false", check_rc=0)
     assert recap(proc)["c1"]["changed"] == 0
+    assert " Applying " not in proc.stdout and "in progress" not in proc.stdout
     report = play.report("install", "velero")[1]
     assert all(entry["details"]["changes"] == [] for entry in report["clusters"])
     assert dict((c, _versions(_state(lab, c))) for c in lab.clusters) == before

@@ -23,19 +23,19 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
-from ansible_collections.fleetdr.kube.plugins.plugin_utils.progress import FleetProgress
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import CLUSTER_HOSTVARS, cluster_from_hostvars, run_and_report, wave_size
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
     FAIL_ON_CHOICES,
     RENDERERS,
     ReportError,
     exit_decision,
-    scrub_secrets,
     render_table,
+    scrub_secrets,
     stats_data,
     write_report,
 )
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names
+from ansible_collections.fleetdr.kube.plugins.plugin_utils.progress import FleetProgress
 from ansible_collections.fleetdr.kube.plugins.plugin_utils.role_objects import SECRET_VARS, RoleObjects
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import (

@@ -352,7 +352,7 @@ def cmd_status(args) -> int:
           f"{'up' if s3['up'] else 'DOWN'}"
           f"{'  credentials REVOKED' if s3['credentials_revoked'] else ''}")
     print(f"{'CLUSTER':<8} {'ENDPOINT':<26} {'STATE':<6} {'OBJECTS':>7} {'ERRORS':>6}  "
-          f"{'LABELS':<26} FAULTS")
+          f"{'LABELS':<26} {'FAULTS':<12} ROOK (phase health mon/mgr/osd, Ready pools fs stores, bound buckets)")
     for c in status["clusters"]:
         f = c["faults"]
         faults = []
@@ -364,12 +364,22 @@ def cmd_status(args) -> int:
         objects = "-" if c["objects"] is None else str(c["objects"])
         print(f"{c['name']:<8} {c['server']:<26} {'up' if c['up'] else 'DOWN':<6} "
               f"{objects:>7} {c.get('error_count', 0):>6}  {labels:<26} "
-              f"{' '.join(faults) or '-'}")
+              f"{' '.join(faults) or '-':<12} {_rook_column(c.get('rook'))}")
     if status["errors"]:
         print(f"errors ({len(status['errors'])} most recent):")
         for e in status["errors"]:
             print(f"  {e['at']} {e['cluster'] or '-'} {e['source']}: {e['error']}")
     return EXIT_OK
+
+
+def _rook_column(rook) -> str:
+    if not rook:
+        return "-"
+    if not rook["clusters"]:
+        return f"operator {rook['version']}, no CephCluster"
+    return "; ".join(f"{c['namespace']}/{c['name']} {c['phase'] or 'new'} {c['health'] or '-'} {c['mon']}/{c['mgr']}/{c['osd']} "
+                     f"pools {c['pools']} fs {c['filesystems']} stores {c['object_stores']} buckets {c['buckets_bound']}"
+                     for c in rook["clusters"])
 
 
 def cmd_seed(args) -> int:

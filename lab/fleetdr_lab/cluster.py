@@ -16,7 +16,7 @@ from aiohttp import web
 from .api import make_app
 from .controllers import install_default_controllers
 from .controllers.base import supervise
-from .controllers.rook import install as install_rook
+from .controllers.rook import install as install_rook, status as rook_status
 from .controllers.velero import install as install_velero
 from .strategies import new_store
 
@@ -322,6 +322,7 @@ class Cluster:
                 "objects": sum(counts.values()),
                 "object_counts": counts,
                 "controllers": {"installed": len(self.controllers), "running": running},
+                "rook": rook_status(self),
                 "error_count": len(errors),
                 "errors": errors[-5:]}
 

@@ -477,3 +477,44 @@ def all_messages(result: dict) -> list[str]:
     for msgs in (result.get("namespaces") or {}).values():
         out += msgs
     return out
+
+
+# ---------------------------------------------------------------------------------- apps with data
+def make_app(kube, ns, name="app", volumes=("data",), annotations=None, storage_class="standard"):
+    """A Deployment with one PVC (of ``storage_class``) per volume name, mounted by its container; its Running pod."""
+    for vol in volumes:
+        kube.core.create_namespaced_persistent_volume_claim(ns, {
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": vol, "labels": {"app": name}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
+                     "resources": {"requests": {"storage": "1Gi"}}}})
+    kube.apps.create_namespaced_deployment(ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}, "annotations": annotations or {}},
+                              "spec": {"containers": [{
+                                  "name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"],
+                                  "volumeMounts": [{"name": v, "mountPath": f"/{v}"} for v in volumes]}],
+                                  "volumes": [{"name": v, "persistentVolumeClaim": {"claimName": v}}
+                                              for v in volumes]}}}})
+    return running_pod(kube, ns, name)
+
+
+def running_pod(kube, ns, app):
+    def check():
+        pods = kube.core.list_namespaced_pod(ns, label_selector=f"app={app}").items
+        return next((p for p in pods if p.status.phase == "Running"), None)
+    return wait_for(check, what=f"pod of {ns}/{app} Running")
+
+
+def put_file(lab, cluster, ns, pvc, path, data: bytes, tmp_path):
+    """Write ``data`` at ``path`` in the volume of a PVC (`fleetdr-lab volume put`)."""
+    src = tmp_path / unique("src")
+    src.write_bytes(data)
+    lab.cli("volume", "put", "--cluster", cluster, "--namespace", ns, "--pvc", pvc, path, "--from", str(src))
+
+
+def tree(lab, cluster, ns, pvc) -> dict:
+    """{path: sha256} of the files in the volume of a PVC."""
+    out = lab.cli("volume", "ls", "--cluster", cluster, "--namespace", ns, "--pvc", pvc, "--sha256", "--json")
+    return {e["path"]: e["sha256"] for e in json.loads(out.stdout) if e.get("sha256")}

@@ -120,6 +120,29 @@ def test_injected_health_err_shows_in_status_ceph_but_not_in_the_phase(rook_lab,
     wait(lambda: get_cluster(custom)["status"]["ceph"]["health"] == "HEALTH_OK", "health back")
 
 
+def test_an_image_change_rolls_the_daemons_with_health_warn_during_the_roll(custom):
+    """Rook's upgrade: each daemon restarts on the new image in turn; Ceph says HEALTH_WARN while one is down."""
+    from kubernetes import watch
+    start = get_cluster(custom)["metadata"]["resourceVersion"]
+    new_image = "quay.io/ceph/ceph:v20.2.5"
+    custom[0].patch_namespaced_custom_object(GROUP, VERSION, NS, "cephclusters", "rook-ceph", {"spec": {"cephVersion": {"image": new_image}}})
+    seen = []
+    stream = watch.Watch()
+    for event in stream.stream(custom[0].list_namespaced_custom_object, GROUP, VERSION, NS, "cephclusters",
+                               resource_version=start, timeout_seconds=60):
+        st = event["object"].get("status") or {}
+        ceph = st.get("ceph") or {}
+        seen.append((ceph.get("health"), tuple(sorted(ceph.get("details") or {}))))
+        if st.get("version", {}).get("image") == new_image and ceph.get("health") == "HEALTH_OK" and \
+                any(health == "HEALTH_WARN" for health, _details in seen):
+            stream.stop()
+    assert ("HEALTH_WARN", ("MON_DOWN",)) in seen and seen[-1] == ("HEALTH_OK", ()), seen
+    cc = get_cluster(custom)
+    assert cc["status"]["version"] == {"image": new_image, "version": "20.2.5-0"} and cc["status"]["phase"] == "Ready"
+    assert all(d.spec.template.spec.containers[0].image == new_image for d in custom[2].list_namespaced_deployment(
+        NS, label_selector="rook_cluster=%s" % NS).items if d.metadata.labels.get("app", "").startswith("rook-ceph-m"))
+
+
 def test_a_pool_its_class_and_a_ceph_backed_volume(rook_lab, custom):
     custom[0].create_namespaced_custom_object(GROUP, VERSION, NS, "cephblockpools", {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "CephBlockPool", "metadata": {"name": "replicapool", "namespace": NS},

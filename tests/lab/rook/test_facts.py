@@ -168,11 +168,11 @@ def test_operator_settings_come_from_the_configmap_over_the_env_and_current_name
                                            cluster("rook-ceph", "/var/lib/rook", mon={"count": 1}, mgr={"count": 1}))
     wait_for(lambda: status_of(custom, "rook-ceph").get("phase"), "the operator's own namespace reconciled")
     assert status_of(custom, "elsewhere") == {}
-    # no setting anywhere: the code default is "true" as well
-    core.patch_namespaced_config_map("rook-ceph-operator-config", "rook-ceph", {"data": {"ROOK_CURRENT_NAMESPACE_ONLY": None}})
+    # no setting anywhere (the env goes first, so that "false" never applies): the code default is "true" as well
     apps.patch_namespaced_deployment("rook-ceph-operator", "rook-ceph", [
         {"op": "replace", "path": "/spec/template/spec/containers/0/env",
          "value": [client.ApiClient().sanitize_for_serialization(e) for e in env if e.name != "ROOK_CURRENT_NAMESPACE_ONLY"]}])
+    core.patch_namespaced_config_map("rook-ceph-operator-config", "rook-ceph", {"data": {"ROOK_CURRENT_NAMESPACE_ONLY": None}})
     wait_for(lambda: all(p.metadata.deletion_timestamp is None and p.status.phase == "Running"
                          for p in core.list_namespaced_pod("rook-ceph", label_selector="app=rook-ceph-operator").items),
              "the operator rolled")

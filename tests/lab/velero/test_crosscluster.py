@@ -8,8 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from test_fsbackup import make_app, put_file, tree
-from helpers import Apis, restore, run_backup, unique, wait_for
+from helpers import Apis, make_app, put_file, restore, run_backup, tree, unique, wait_for
 
 
 def test_backup_in_c1_sync_and_restore_in_c2(velero, velero_c2, lab, tmp_path):

@@ -14,47 +14,9 @@ import threading
 import pytest
 from kubernetes import watch
 
-from helpers import Apis, restore, run_backup, unique, wait_for
+from helpers import Apis, make_app, put_file, restore, run_backup, tree, unique
 
 GROUP, VERSION = "velero.io", "v1"
-
-
-def make_app(kube, ns, name="app", volumes=("data",), annotations=None):
-    """A Deployment with one PVC per volume name, mounted by its container."""
-    for vol in volumes:
-        kube.core.create_namespaced_persistent_volume_claim(ns, {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": vol, "labels": {"app": name}},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
-                     "resources": {"requests": {"storage": "1Gi"}}}})
-    kube.apps.create_namespaced_deployment(ns, {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}, "annotations": annotations or {}},
-                              "spec": {"containers": [{
-                                  "name": "main", "image": "busybox:1.36", "command": ["sleep", "infinity"],
-                                  "volumeMounts": [{"name": v, "mountPath": f"/{v}"} for v in volumes]}],
-                                  "volumes": [{"name": v, "persistentVolumeClaim": {"claimName": v}}
-                                              for v in volumes]}}}})
-    return running_pod(kube, ns, name)
-
-
-def running_pod(kube, ns, app):
-    def check():
-        pods = kube.core.list_namespaced_pod(ns, label_selector=f"app={app}").items
-        return next((p for p in pods if p.status.phase == "Running"), None)
-    return wait_for(check, what=f"pod of {ns}/{app} Running")
-
-
-def put_file(lab, cluster, ns, pvc, path, data: bytes, tmp_path):
-    src = tmp_path / unique("src")
-    src.write_bytes(data)
-    lab.cli("volume", "put", "--cluster", cluster, "--namespace", ns, "--pvc", pvc, path, "--from", str(src))
-
-
-def tree(lab, cluster, ns, pvc) -> dict:
-    out = lab.cli("volume", "ls", "--cluster", cluster, "--namespace", ns, "--pvc", pvc, "--sha256", "--json")
-    return {e["path"]: e["sha256"] for e in json.loads(out.stdout) if e.get("sha256")}
 
 
 def pvbs_of(velero, backup):

@@ -206,6 +206,8 @@ class CephClusterController(RookController):
                                "wait for mon quorum: exceeded max retry count waiting for monitors to reach quorum" % mid)
             state.data_dirs[path] = fsid
             if not self._daemon(cc, "mon", mid, node, placement):
+                self.rolling_health(cc, fsid, "MON_DOWN", "1/%d mons down, quorum %s" % (
+                    mons, ",".join(_letters(i) for i in range(mons) if i != index)))
                 return  # created or still starting: the next pod event brings us back
             ready_mons += 1
         self._endpoints(cc, mons)
@@ -218,10 +220,12 @@ class CephClusterController(RookController):
                 self._fail(cc, 'failed to start ceph mgr: failed to wait for mgr "rook-ceph-mgr-%s" to start: gave up waiting for '
                                'deployment "rook-ceph-mgr-%s" to update' % (_letters(index), _letters(index)))
             if not self._daemon(cc, "mgr", _letters(index), mgr_nodes[index % len(mgr_nodes)], mgr_placement):
+                self.rolling_health(cc, fsid, "MGR_DOWN", "no active mgr")
                 return
         cc = self._progress(cc, "Configuring Ceph OSDs")
         osds = self._osds(cc, nodes, table, fsid)
         if osds is None:
+            self.rolling_health(cc, fsid, "OSD_DOWN", "1 osds down")
             return
         st = dict(cc.get("status") or {})
         st["storage"] = {"deviceClasses": [{"name": "hdd"}] if osds else [], "osd": {"storeType": {"bluestore": len(osds)}}}
@@ -362,6 +366,19 @@ class CephClusterController(RookController):
             else:
                 pending = True
         return None if pending else ready
+
+    def rolling_health(self, cc, fsid, code, message):
+        """A daemon of a running cluster restarting (an upgrade rolls them one by one): Ceph reports
+        HEALTH_WARN with what is down until it is back (a first deployment has no status.ceph yet)."""
+        cc = self.store.get(GROUP, "cephclusters", cc["metadata"]["namespace"], cc["metadata"]["name"])
+        st = dict(cc.get("status") or {})
+        previous = st.get("ceph") or {}
+        if not previous or previous.get("health") == "HEALTH_ERR" or code in (previous.get("details") or {}):
+            return
+        now = self.now()
+        st["ceph"] = dict(previous, health="HEALTH_WARN", details={code: {"severity": "HEALTH_WARN", "message": message}},
+                          lastChecked=now, previousHealth=previous.get("health"), lastChanged=now)
+        self._put_status(cc, st)
 
     def update_health(self, cc, fsid=None, osds=None, ready_mons=None, mons=None):
         """status.ceph as the 60 s poller of cluster/cephstatus.go writes it (here: on every change)."""

@@ -980,7 +980,7 @@ class Store:
                         " strict decoding error: "
                         + ", ".join(f'unknown field "{p}"' for p in dropped))
                 validation.default(obj, schema)
-                errs += validation.schema_errors(obj, schema)
+                errs += validation.schema_errors(obj, schema, old=old if old is not None else validation.ABSENT)
         errs = (validation.validate_metadata(rt.group, rt.plural, obj.get("metadata") or {})
                 + strategy.validate(obj) + errs)
         if old is not None:

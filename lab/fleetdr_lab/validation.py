@@ -11,9 +11,13 @@ import json
 import re
 from dataclasses import dataclass
 
+import celpy
+
 from .names import (dns1123_label_errors, dns1123_subdomain_errors, label_key_errors,
                     label_value_errors, path_segment_errors, qualified_name_errors)
 from .selectors import LabelSelector, SelectorError
+
+ABSENT = object()  # no old value at this place (a create, or a field the update adds)
 
 # ---- field errors -----------------------------------------------------------------------
 
@@ -833,8 +837,10 @@ _JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool,
                "integer": int, "number": (int, float)}
 
 
-def schema_errors(value, schema: dict, path: str = "") -> list[FieldError]:
-    """A light OpenAPI v3 check: type, required, enum, nullable (what users commonly hit)."""
+def schema_errors(value, schema: dict, path: str = "", old=ABSENT) -> list[FieldError]:
+    """A light OpenAPI v3 check: type, required, enum, nullable, bounds, and the CEL rules of
+    x-kubernetes-validations (``old``: the value at the same place before an update, for
+    transition rules that read oldSelf)."""
     if not isinstance(schema, dict):
         return []
     errs: list[FieldError] = []
@@ -861,6 +867,8 @@ def schema_errors(value, schema: dict, path: str = "") -> list[FieldError]:
     if "enum" in schema and value not in schema["enum"]:
         errs.append(not_supported(path, value, schema["enum"]))
     errs += _bound_errors(value, schema, path)
+    if schema.get("x-kubernetes-validations"):
+        errs += _cel_errors(value, schema, path, old)
     if isinstance(value, dict):
         for r in schema.get("required") or []:
             if r not in value:
@@ -872,10 +880,57 @@ def schema_errors(value, schema: dict, path: str = "") -> list[FieldError]:
                 continue
             sub = props.get(k) if k in props else (addl if isinstance(addl, dict) else None)
             if sub is not None:
-                errs += schema_errors(v, sub, f"{path}.{k}" if path else k)
+                errs += schema_errors(v, sub, f"{path}.{k}" if path else k,
+                                      old.get(k, ABSENT) if isinstance(old, dict) else ABSENT)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for i, v in enumerate(value):
             errs += schema_errors(v, schema["items"], f"{path}[{i}]")
+    return errs
+
+
+_CEL_PROGRAMS: dict = {}
+_CEL_REASONS = {"FieldValueForbidden": forbidden, "FieldValueRequired": lambda field, detail: required(field, detail)}
+
+
+def _cel_program(rule: str):
+    """The compiled rule, or None when cel-python cannot compile it (Kubernetes' own CEL libraries,
+    e.g. quantity() or url(), are not part of CEL itself): such a rule is not enforced by the lab."""
+    if rule not in _CEL_PROGRAMS:
+        try:
+            environment = celpy.Environment()
+            _CEL_PROGRAMS[rule] = environment.program(environment.compile(rule))
+        except Exception:  # noqa: BLE001 - any parser/compiler failure means "not supported here"
+            _CEL_PROGRAMS[rule] = None
+    return _CEL_PROGRAMS[rule]
+
+
+def _cel_errors(value, schema: dict, path: str, old) -> list[FieldError]:
+    """x-kubernetes-validations as kube-apiserver applies them (apiextensions-apiserver
+    pkg/apiserver/schema/cel/validation.go): each rule sees the value as `self`; a transition
+    rule (one that reads oldSelf) only runs on an update where the old value exists."""
+    errs = []
+    for rule in schema["x-kubernetes-validations"]:
+        text = rule.get("rule") or ""
+        transition = "oldSelf" in text
+        if transition and old is ABSENT:
+            continue
+        program = _cel_program(text)
+        if program is None:
+            continue
+        activation = {"self": celpy.json_to_cel(value)}
+        if transition:
+            activation["oldSelf"] = celpy.json_to_cel(old)
+        try:
+            result = program.evaluate(activation)
+        except celpy.CELEvalError as exc:
+            result = exc
+        field = path + (rule.get("fieldPath") or "") if rule.get("fieldPath") else path
+        if isinstance(result, celpy.CELEvalError):
+            errs.append(invalid(field, _json_type(value), f"{result.args[0] if result.args else result} evaluating rule: {text}"))
+        elif result is not True and result != celpy.celtypes.BoolType(True):
+            message = rule.get("message") or f"failed rule: {text}"
+            make = _CEL_REASONS.get(rule.get("reason"))
+            errs.append(make(field, message) if make else invalid(field, _json_type(value), message))
     return errs
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -240,12 +241,47 @@ def test_restore_from_schedule_uses_its_newest_completed_backup(play, lab, veler
 
 # ------------------------------------------------------------------------------ velero_location / velero_info
 
+def _server_status_requests_created(velero, during):
+    """Names of the ServerStatusRequests created in Velero's namespace while ``during()`` runs (a watch)."""
+    from kubernetes import watch
+    created, errors, stream, stopping = [], [], watch.Watch(), threading.Event()
+    start = velero.custom.list_namespaced_custom_object("velero.io", "v1", velero.namespace, "serverstatusrequests")["metadata"][
+        "resourceVersion"]
+
+    def consume():
+        try:
+            for event in stream.stream(velero.custom.list_namespaced_custom_object, "velero.io", "v1", velero.namespace,
+                                       "serverstatusrequests", resource_version=start, timeout_seconds=120):
+                if event["type"] == "ADDED":
+                    created.append(event["object"]["metadata"]["name"])
+        except Exception as exc:  # the connection torn down while stopping is fine; anything before is not
+            if not stopping.is_set():
+                errors.append(exc)
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    try:
+        result = during()
+        assert not errors, errors
+        return result, created
+    finally:
+        stopping.set()
+        stream.stop()
+        velero.custom.create_namespaced_custom_object("velero.io", "v1", velero.namespace, "serverstatusrequests", {
+            "apiVersion": "velero.io/v1", "kind": "ServerStatusRequest", "metadata": {"generateName": "wake-the-watch-"}, "spec": {}})
+        thread.join(30)
+
+
 def test_location_available_unavailable_and_info(play, lab, velero):
     name = unique("loc")
     s3 = lab.s3
     extra = {"location_name": name, "location_prefix": "modules/" + name, "s3_access_key_id": s3["access_key_id"],
              "s3_secret_access_key": s3["secret_access_key"], "s3_bad_secret": "not-the-secret"}
-    dummy, t = play.run("location.yml", extra)
+    (dummy, t), created = _server_status_requests_created(velero, lambda: play.run("location.yml", extra))
+    # one ServerStatusRequest for the real velero_info; none for the one in check mode
+    assert len([n for n in created if n.startswith("fleetdr-status")]) == 1, created
+    checked = t["Server status in check mode"]["server_status"]
+    assert checked["available"] is True and checked["version"].startswith("v1.") and "check mode" in checked["reason"]
     assert t["Location with good credentials (check mode)"]["changed"] is True
     good = t["Location with good credentials"]
     assert good["changed"] is True and good["result"]["phase"] == "Available" and good["secret"] == "create"

@@ -143,6 +143,20 @@ def test_install_idempotence_and_uninstall(fleet_lab, play):
     assert all(c["changed"] == 0 and c["failed"] == 0 for c in recap(second).values()), \
         "\n".join(line for line in second.stdout.splitlines() if line.startswith("changed:"))
 
+    # -- check + diff mode shows each object's change and writes nothing ------------------------------
+    api, client = k8s(fleet_lab, "c1")
+    with api:
+        before = client.AppsV1Api(api).read_namespaced_deployment("velero", "velero").metadata.resource_version
+    diff = play("--check", "--diff", "--limit", "c1", "-e", "velero_version=v1.18.0")
+    assert diff.returncode == 0, diff.stdout[-6000:] + diff.stderr[-3000:]
+    # the Deployment's diff: the image before and after
+    assert "velero/velero:v1.18.1" in diff.stdout and "velero/velero:v1.18.0" in diff.stdout, diff.stdout[-4000:]
+    assert recap(diff)["c1"]["changed"] > 0
+    assert s3["secret_access_key"] not in diff.stdout
+    api, client = k8s(fleet_lab, "c1")
+    with api:
+        assert client.AppsV1Api(api).read_namespaced_deployment("velero", "velero").metadata.resource_version == before
+
     # -- data written under a cluster's prefix survives the uninstall ------------------------------
     bucket = fleet_lab.s3_client()
     marker = "c1/backups/kept-by-uninstall/velero-backup.json"

@@ -1,16 +1,18 @@
 """The Rook facts that are easy to get wrong (Rook v1.20), each checked against the emulated operator:
 mon/mgr count defaults and even counts (6), daemon labels and placement merging (7), storage node names
 and zero OSDs (8), driver and provisioner names from the operator vs the cluster namespace (9), the
-forbidden data dirs that leave no status (14), operator settings from the ConfigMap over the
+immutable dataDirHostPath (CEL) and the forbidden data dirs that leave no status (14), operator settings from the ConfigMap over the
 Deployment's env and ROOK_CURRENT_NAMESPACE_ONLY (16), mgr modules that never fail a reconcile (18).
 Facts 1-5, 10-13, 15 and 17 are in test_cluster.py, test_filesystem.py and test_objectstore.py."""
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
 from helpers import wait_for
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 GROUP, VERSION = "ceph.rook.io", "v1"
 IMAGE = "quay.io/ceph/ceph:v20.2.4"
@@ -140,6 +142,17 @@ def test_driver_names_come_from_the_operator_namespace_and_bucket_provisioners_f
         "spec": {"generateBucketName": "facts", "storageClassName": "facts-bucket"}})
     wait_for(lambda: (custom.get_namespaced_custom_object("objectbucket.io", "v1alpha1", "rook-facts", "objectbucketclaims", "facts")
                       .get("status") or {}).get("phase") == "Bound", "the claim Bound by rook-facts' provisioner", timeout=60)
+
+
+def test_data_dir_host_path_is_immutable(facts):
+    custom = facts[0]
+    with pytest.raises(ApiException) as caught:
+        custom.patch_namespaced_custom_object(GROUP, VERSION, "rook-facts", "cephclusters", "rook-ceph",
+                                              {"spec": {"dataDirHostPath": "/var/lib/elsewhere"}})
+    assert caught.value.status == 422
+    assert 'spec.dataDirHostPath: Invalid value: "string": DataDirHostPath is immutable' in json.loads(caught.value.body)["message"]
+    assert custom.get_namespaced_custom_object(GROUP, VERSION, "rook-facts", "cephclusters", "rook-ceph")["spec"][
+        "dataDirHostPath"] == "/var/lib/rook-facts"
 
 
 def test_a_forbidden_data_dir_leaves_no_status_at_all(ceph_apis):

@@ -44,7 +44,8 @@ _OPEN = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 CLUSTER_SPEC_SCHEMA = {
     "type": "object", "x-kubernetes-preserve-unknown-fields": True,
     "properties": {
-        "dataDirHostPath": {"type": "string", "pattern": r"^/(\S+)"},
+        "dataDirHostPath": {"type": "string", "pattern": r"^/(\S+)",
+                            "x-kubernetes-validations": [{"message": "DataDirHostPath is immutable", "rule": "self == oldSelf"}]},
         "cephVersion": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
                         "properties": {"image": {"type": "string"}, "allowUnsupported": {"type": "boolean"}}},
         "mon": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,

@@ -188,7 +188,7 @@ def main():
             out[what] = normalised
             raw[what] = items
         if "server_status" in params["gather"]:
-            out["server_status"] = objects.server_status(client, params["server_status_timeout"])
+            out["server_status"] = objects.server_status(client, params["server_status_timeout"], check_mode=module.check_mode)
         if params["include_objects"]:
             out["objects"] = raw
         return out

@@ -541,8 +541,34 @@ def wait_location_validated(client, name, previous_validation, timeout):
 
 # --------------------------------------------------------------------------- server status
 
-def server_status(client, timeout=30):
-    """Ask the server for its version and plugins (a ServerStatusRequest, as `velero version` does)."""
+def image_version(deployment):
+    for container in ((deployment.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []:
+        if container.get("name") == "velero" or "velero/velero" in (container.get("image") or ""):
+            image = container.get("image") or ""
+            tail = image.rsplit("/", 1)[-1]
+            return tail.split(":", 1)[1].split("@")[0] if ":" in tail else None
+    return None
+
+
+def velero_deployment(client):
+    """The Velero server Deployment, or None when Velero is not installed; raises when unreachable."""
+    # One retry and a short timeout: an unreachable cluster should fail its pre-flight quickly.
+    return client.get_raw("/apis/apps/v1/namespaces/{0}/deployments/velero".format(client.namespace),
+                          "Reading Deployment {0}/velero".format(client.namespace), retries=1, timeout=15)
+
+
+def server_status(client, timeout=30, check_mode=False):
+    """Ask the server for its version and plugins (a ServerStatusRequest, as `velero version` does).
+    In check mode nothing is created: the version comes from the Deployment's image, without plugins."""
+    if check_mode:
+        deployment = velero_deployment(client)
+        if deployment is None:
+            return {"available": False, "version": None, "plugins": [],
+                    "reason": "Velero is not installed: Deployment velero not found in namespace {0}".format(client.namespace)}
+        ready = bool((deployment.get("status") or {}).get("availableReplicas"))
+        return {"available": ready, "version": image_version(deployment), "plugins": [],
+                "reason": "check mode: read from Deployment {0}/velero without a ServerStatusRequest (plugins not listed){1}".format(
+                    client.namespace, "" if ready else "; no replica available")}
     request_name = names.make_name("fleetdr-status", uuid.uuid4().hex[:10])
     body = {"apiVersion": API_VERSION, "kind": "ServerStatusRequest",
             "metadata": {"name": request_name, "namespace": client.namespace,

@@ -26,6 +26,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.errors import Fleetdr
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
 from ansible_collections.fleetdr.kube.plugins.module_utils.rook import info as rook_info
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import objects, results
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.objects import image_version, velero_deployment
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
 
 
@@ -105,22 +106,6 @@ def with_final_phase(operation, job=None):
 
 
 # --------------------------------------------------------------------------- pre-flight
-
-def image_version(deployment):
-    for container in ((deployment.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []:
-        if container.get("name") == "velero" or "velero/velero" in (container.get("image") or ""):
-            image = container.get("image") or ""
-            tail = image.rsplit("/", 1)[-1]
-            return tail.split(":", 1)[1].split("@")[0] if ":" in tail else None
-    return None
-
-
-def velero_deployment(client):
-    """The Velero server Deployment, or None when Velero is not installed; raises when unreachable."""
-    # One retry and a short timeout: an unreachable cluster should fail its pre-flight quickly.
-    return client.get_raw("/apis/apps/v1/namespaces/{0}/deployments/velero".format(client.namespace),
-                          "Reading Deployment {0}/velero".format(client.namespace), retries=1, timeout=15)
-
 
 def minor_version(version):
     """'v1.18.1' -> (1, 18); None when it cannot be read."""

@@ -18,12 +18,11 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.backup i
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import (
     PreflightError,
     cluster_result,
-    image_version,
     minor_version,
     preflight,
     timeout_for,
-    velero_deployment,
 )
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.objects import image_version, velero_deployment
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.restore import restore_name_for, run_restore
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
 

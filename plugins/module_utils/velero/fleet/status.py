@@ -13,7 +13,8 @@ import datetime
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.report import parse_timestamp
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, results
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import PreflightError, image_version, velero_deployment
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import PreflightError
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.objects import image_version, velero_deployment
 
 
 def _age_seconds(timestamp, now):

@@ -3,8 +3,9 @@
 
 Steps (each one a real `ansible-playbook fleetdr.kube.<name>` run against the lab's inventory):
 lab up (.lab, 3 nodes with one raw device each, reused when running) -> Rook-Ceph on every cluster
-(different mon counts from host_vars) -> install Velero (with node-agent for volume data) -> seed
-busybox (a file written into its PVC) and database on c1 -> back up the fleet -> migrate busybox
+(different mon counts from host_vars) -> a Ceph block pool and class rook-ceph-block everywhere
+(tools/demo_block_storage.yml) -> install Velero (with node-agent for volume data) -> seed busybox
+(a file written into its PVC, a Ceph RBD volume) and database on c1 -> back up the fleet -> migrate busybox
 c1 -> c2, c3 -> delete busybox on c1 and restore it there -> compare the file's sha256 -> print
 the report tables and the HTML report paths. `make demo-down` stops the lab.
 """
@@ -67,12 +68,13 @@ def namespace_exists(context, name):
 
 def playbook(name, *extra):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false")
-    cmd = [str(BIN / "ansible-playbook"), "-i", str(LAB_DIR / "inventory.yml"), "fleetdr.kube." + name, *extra]
+    target = name if name.endswith(".yml") else "fleetdr.kube." + name
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(LAB_DIR / "inventory.yml"), target, *extra]
     print("$ ansible-playbook " + " ".join(cmd[1:]), flush=True)
     proc = subprocess.run(cmd, cwd=REPO, env=env, text=True, capture_output=True)
     if proc.returncode != 0:
         print(proc.stdout[-6000:] + proc.stderr[-2000:])
-        sys.exit("ansible-playbook fleetdr.kube.%s failed (exit %d)" % (name, proc.returncode))
+        sys.exit("ansible-playbook %s failed (exit %d)" % (target, proc.returncode))
     return proc
 
 
@@ -123,6 +125,8 @@ def main():
     lab("rook", "manifests", "--out", str(LAB_DIR / "rook-manifests"))
     playbook("storage", "-e", "rook_ceph_manifests_src=%s" % (LAB_DIR / "rook-manifests"))
     storage_report = newest_report("storage", "rook-ceph")
+    step("A Ceph block pool and its class rook-ceph-block on every cluster (module rook_pool)")
+    playbook(str(REPO / "tools" / "demo_block_storage.yml"))
 
     step("Install Velero on every cluster (role fleetdr.kube.velero, node-agent on)")
     s3 = json.loads((LAB_DIR / "s3.json").read_text())
@@ -136,8 +140,8 @@ def main():
         os.unlink(handle.name)
     install_report = newest_report("install", "velero")
 
-    step("Seed busybox (with a file in its PVC) and database on c1")
-    lab("seed", "--cluster", "c1", "busybox")
+    step("Seed busybox (with a file in its PVC on the Ceph class rook-ceph-block) and database on c1")
+    lab("seed", "--cluster", "c1", "busybox", "--storage-class", "rook-ceph-block")
     lab("seed", "--cluster", "c1", "database")
     wait_namespaced("c1", "persistent_volume_claim", "busybox", "busybox-data",
                     lambda pvc: pvc is not None and pvc.status.phase == "Bound", 60)
@@ -171,6 +175,13 @@ def main():
              "-e", "included_namespaces=busybox", "--limit", "c1")
 
     step("Check the volume data")
+    for cluster in ("c1", "c2", "c3"):
+        claim = core_api(cluster).read_namespaced_persistent_volume_claim("busybox-data", "busybox")
+        driver = core_api(cluster).read_persistent_volume(claim.spec.volume_name).spec.csi
+        print("%s busybox-data: class %s, volume %s (%s)" % (cluster, claim.spec.storage_class_name, claim.spec.volume_name,
+                                                            driver.driver if driver else "not a Ceph volume"))
+        if not driver or not driver.driver.endswith(".rbd.csi.ceph.com"):
+            sys.exit("busybox-data on %s is not on the cluster's own Ceph" % cluster)
     results = dict((cluster, sha_of(cluster)) for cluster in ("c1", "c2", "c3"))
     for cluster, digest in results.items():
         print("%s %s sha256 %s %s" % (cluster, FILE_IN_PVC, digest, "OK" if digest == original else "MISMATCH"))

@@ -386,7 +386,7 @@ def cmd_seed(args) -> int:
     state = require_running(args.paths.dir)
     require_cluster(state, args.cluster)
     result = control(state, "POST", "/seed", {"app": args.app, "cluster": args.cluster,
-                                              "namespace": args.namespace})
+                                              "namespace": args.namespace, "storage_class": args.storage_class})
     for ref in result["applied"]:
         where = f"{ref['namespace']}/" if ref.get("namespace") else ""
         print(f"{args.cluster}: {ref['kind']} {where}{ref['name']} applied")
@@ -555,6 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=None, metavar="NS",
                    help="default: " + ", ".join(f"{k}: {v}"
                                                 for k, v in seeds.DEFAULT_NAMESPACES.items()))
+    p.add_argument("--storage-class", default=None, metavar="SC",
+                   help="StorageClass of the app's volume claims (default: the lab's hostPath class standard), "
+                        "e.g. a Rook class such as rook-ceph-block")
 
     p = add("fault", cmd_fault, "inject or clear a fault on one cluster: "
             "down | up | latency MS | errors RATE [CODE] | clear (removes every fault, "

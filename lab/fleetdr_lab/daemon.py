@@ -355,7 +355,7 @@ async def _seed(lab: Lab, body: dict):
     app = body.get("app")
     cluster = lab.cluster(str(body.get("cluster")))
     try:
-        applied = seeds.seed(cluster.store, app, body.get("namespace") or None)
+        applied = seeds.seed(cluster.store, app, body.get("namespace") or None, body.get("storage_class") or None)
     except seeds.UnknownApp as exc:
         raise ControlError(400, str(exc), "unknown_app") from None
     except Exception as exc:

@@ -1,4 +1,5 @@
-"""Sample applications that `fleetdr-lab seed APP --cluster C [--namespace NS]` applies.
+"""Sample applications that `fleetdr-lab seed APP --cluster C [--namespace NS] [--storage-class SC]`
+applies (the class of their volume claims defaults to the lab's hostPath class `standard`).
 
 Applied through the cluster's Store with create-or-update, so seeding twice changes nothing
 that the first seed did not already set.
@@ -20,13 +21,13 @@ def _namespace(ns: str) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
 
 
-def busybox(ns: str) -> list[dict]:
+def busybox(ns: str, storage_class: str = "standard") -> list[dict]:
     labels = {"app": "busybox"}
     return [
         _namespace(ns),
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
          "metadata": {"name": "busybox-data", "namespace": ns, "labels": labels},
-         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
                   "resources": {"requests": {"storage": "1Gi"}}}},
         {"apiVersion": "apps/v1", "kind": "Deployment",
          "metadata": {"name": "busybox", "namespace": ns, "labels": labels},
@@ -49,7 +50,7 @@ def busybox(ns: str) -> list[dict]:
     ]
 
 
-def database(ns: str) -> list[dict]:
+def database(ns: str, storage_class: str = "standard") -> list[dict]:
     labels = {"app": "database"}
     b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
     return [
@@ -85,7 +86,7 @@ def database(ns: str) -> list[dict]:
              },
              "volumeClaimTemplates": [{
                  "metadata": {"name": "data"},
-                 "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+                 "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": storage_class,
                           "resources": {"requests": {"storage": "1Gi"}}},
              }],
          }},
@@ -117,7 +118,7 @@ WIDGET_CRD = {
 }
 
 
-def crd(ns: str) -> list[dict]:
+def crd(ns: str, _storage_class: str = "standard") -> list[dict]:
     return [
         WIDGET_CRD,
         _namespace(ns),
@@ -130,16 +131,16 @@ def crd(ns: str) -> list[dict]:
 _BUILDERS = {"busybox": busybox, "database": database, "crd": crd}
 
 
-def manifests(app: str, namespace: str | None = None) -> list[dict]:
+def manifests(app: str, namespace: str | None = None, storage_class: str | None = None) -> list[dict]:
     if app not in _BUILDERS:
         raise UnknownApp(f"unknown app {app!r} (known: {', '.join(APPS)})")
-    return _BUILDERS[app](namespace or DEFAULT_NAMESPACES[app])
+    return _BUILDERS[app](namespace or DEFAULT_NAMESPACES[app], storage_class or "standard")
 
 
-def seed(store, app: str, namespace: str | None = None) -> list[dict]:
+def seed(store, app: str, namespace: str | None = None, storage_class: str | None = None) -> list[dict]:
     """Apply an app's objects in order; returns short references to what was applied."""
     applied = []
-    for obj in manifests(app, namespace):
+    for obj in manifests(app, namespace, storage_class):
         result = store.apply_object(obj)
         meta = result.get("metadata", {})
         applied.append({"kind": result.get("kind", obj["kind"]),

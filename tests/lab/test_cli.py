@@ -297,12 +297,13 @@ def test_seed_busybox_is_idempotent(lab):
 
 
 def test_seed_database_and_crd(lab):
-    lab.cli("seed", "database", "--cluster", "c3", "--namespace", "cli-seed-db")
+    lab.cli("seed", "database", "--cluster", "c3", "--namespace", "cli-seed-db", "--storage-class", "fast")
     lab.cli("seed", "crd", "--cluster", "c3", "--namespace", "cli-seed-widgets")
     api = lab.api("c3")
     try:
         sts = kclient.AppsV1Api(api).read_namespaced_stateful_set("db", "cli-seed-db")
         assert sts.spec.volume_claim_templates[0].metadata.name == "data"
+        assert sts.spec.volume_claim_templates[0].spec.storage_class_name == "fast"  # --storage-class
         corev1 = kclient.CoreV1Api(api)
         assert corev1.read_namespaced_secret("db-credentials", "cli-seed-db").data["username"]
         assert corev1.read_namespaced_config_map("db-config", "cli-seed-db").data

@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import datetime
 import os
+import re
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -46,7 +47,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import
 )
 
 try:
-    from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet import backup, install, job as jobs, migrate, restore, schedule, status
+    from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet import backup, drill, install, job as jobs, migrate, restore, schedule, status
     from ansible_collections.fleetdr.kube.plugins.module_utils.rook import fleet as rook_fleet, manifests as rook_manifests
     OPERATION_IMPORT_ERROR = None
 except ImportError as exc:  # kubernetes / kubernetes.core missing on the controller
@@ -55,7 +56,7 @@ except ImportError as exc:  # kubernetes / kubernetes.core missing on the contro
 
 display = Display()
 
-OPERATIONS = ("install", "backup", "restore", "migrate", "schedule", "status", "storage", "storage_status")
+OPERATIONS = ("install", "backup", "restore", "migrate", "schedule", "status", "drill", "storage", "storage_status")
 UNNAMED = ("status", "install", "storage", "storage_status")
 
 ARGUMENT_SPEC = dict(
@@ -109,6 +110,10 @@ def option_specs(operation):
                     skip_immediately=dict(type="bool"))
     if operation == "status":
         spec.update(max_backup_age_s=dict(type="int"))
+    if operation == "drill":
+        spec.update(backup_name=dict(type="str"), schedule_name=dict(type="str"), included_namespaces=dict(type="list", elements="str"),
+                    scratch_suffix=dict(type="str", default="drill"), keep=dict(type="bool", default=False))
+        exclusive.append(("backup_name", "schedule_name"))
     if operation == "install":
         spec = dict(state=dict(type="str", default="present", choices=["present", "absent"]),
                     force_conflicts=dict(type="bool", default=False))
@@ -157,6 +162,15 @@ def validate_options(operation, name, raw, source=None):
         source_option = "backup_name" if params.get("backup_name") else "schedule_name"
         names.validate_object_name(params[source_option], source_option)
         params["resource_modifier_rules"] = specs.validate_resource_modifier_rules(params.get("resource_modifier_rules"))
+    if operation == "drill":
+        for option in ("backup_name", "schedule_name"):
+            if params.get(option):
+                names.validate_object_name(params[option], option)
+        if not re.match(r"^[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?$", params["scratch_suffix"]):
+            raise ValidationError("scratch_suffix", "must be 1-22 lowercase letters, digits or '-' (it ends namespace names), "
+                                                    "got '{0}'".format(params["scratch_suffix"]))
+        for namespace in params.get("included_namespaces") or []:
+            names.validate_object_name(namespace, "included_namespaces", max_length=63)
     if operation == "migrate":
         if not source:
             raise ValidationError("source", "migrate needs the source cluster (an inventory host)")
@@ -291,7 +305,7 @@ class ActionModule(ActionBase):
                                         "the source", result=dict(option="source"))
             operation_fn = migrate.operation(job, args["source"], targets)
         else:
-            operation_fn = {"install": install.operation, "backup": backup.operation, "restore": restore.operation,
+            operation_fn = {"install": install.operation, "backup": backup.operation, "restore": restore.operation, "drill": drill.operation,
                             "schedule": schedule.operation, "status": status.operation,
                             "storage": lambda job: rook_fleet.storage(job, jobs.timeout_for),
                             "storage_status": rook_fleet.storage_status}[operation](job)

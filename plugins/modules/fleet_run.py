@@ -65,9 +65,14 @@ options:
       - C(storage) installs Rook-Ceph (the release manifests, then each cluster's CephCluster from its
         C(rook_ceph_cluster) variable, waited for until Ready with an acceptable Ceph health) or, with
         C(state=absent), tears it down in Rook's order; C(storage_status) reports each cluster's Rook state and Ceph health.
+      - C(drill) restores each cluster's newest Completed backup (of C(schedule_name) or C(backup_name) in O(options)
+        when given) into scratch namespaces C(<namespace>-<scratch_suffix>), waits for the restored workloads,
+        compares each volume's restored bytes with the backup's record, reports the observed time to restore
+        (C(details.rto_s)) and the backup's age (C(details.rpo_s)), and removes the scratch namespaces and the
+        Restore again unless C(keep) is set in O(options).
     type: str
     required: true
-    choices: [install, backup, restore, migrate, schedule, status, storage, storage_status]
+    choices: [install, backup, restore, migrate, schedule, status, drill, storage, storage_status]
   name:
     description:
       - Name of the run (fleet backup, restore, migration or schedule name). Required except for
@@ -161,10 +166,10 @@ options:
     default: any
   progress:
     description:
-      - While the clusters run, print a line per cluster each time it enters a phase or finishes
+      - "While the clusters run, print a line per cluster each time it enters a phase or finishes
         (C(c17 Completed 34/34 2.1s)) and every O(progress_interval) seconds a one-line summary
         (C(backup nightly: 61/100 done, 2 failed, 37 in progress)), on the normal output (no C(-v)
-        needed). Secrets are masked as in the report. V(false) prints only the final table.
+        needed). Secrets are masked as in the report. V(false) prints only the final table."
     type: bool
     default: true
   progress_interval:

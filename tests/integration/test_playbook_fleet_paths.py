@@ -42,8 +42,6 @@ APP = "app"  # namespace on c1 only, migrated
 TERMINAL = ("Completed", "PartiallyFailed", "Failed", "FailedValidation")
 
 
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     handle = LabHandle.up(tmp_path_factory.mktemp("paths-lab"), clusters=3)

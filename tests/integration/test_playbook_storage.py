@@ -166,8 +166,8 @@ def test_a_shared_filesystem_gives_cephfs_volumes_and_goes_only_when_empty(lab, 
             {"name": "Refused before any write", "fleetdr.kube.rook_filesystem": {"name": "badfs", "active_count": 0},
              "register": "refused", "ignore_errors": True},
             {"name": "Check the refusal", "ansible.builtin.assert": {"that": ["refused.failed", "'active_count' in refused.msg"]}},
-            {"name": "Filesystem", "fleetdr.kube.rook_filesystem": {"name": "myfs", "data_pools": [{"name": "replicated"}],
-                                                                   "storage_class": {"name": "rook-cephfs"}}, "register": "fs"},
+            {"name": "Filesystem", "register": "fs",
+             "fleetdr.kube.rook_filesystem": {"name": "myfs", "data_pools": [{"name": "replicated"}], "storage_class": {"name": "rook-cephfs"}}},
             {"name": "Claim", "kubernetes.core.k8s": dict(auth, definition=claim), "when": "fs.result.phase == 'Ready'"},
         ]}]))
     proc = play(str(files), check_rc=0)

@@ -210,3 +210,32 @@ def test_status_does_not_count_backups_synced_from_another_cluster(lab, play):
     assert c2["verdict"] == "partially_failed" and "no Completed backup of this cluster" in c2["reason"]
     assert "mvkeep-c1" in [b["name"] for b in c2["details"]["synced_backups"]]
     assert all(b["name"] != "mvkeep-c1" for b in c2["details"]["backups"])
+
+
+def test_a_drill_restores_the_newest_good_backup_aside_checks_it_and_leaves_nothing(lab, play):
+    """playbook drill on c1: the fleet backup of busybox restored into busybox-drill, its workload up and its volume bytes
+    equal to the backup's record, RTO and RPO reported, nothing left behind; keep leaves it for inspection; an existing
+    scratch namespace fails the cluster before anything is written."""
+    play("backup", "-e", "backup_name=drillsrc", "-e", "included_namespaces=busybox", "-e", "default_volumes_to_fs_backup=true",
+         "--limit", "c1", check_rc=0)
+    restores_before = _velero_names(lab, "c1", "restores")
+    proc = play("drill", "-e", "drill_name=weekly", "-e", "backup_name=drillsrc", "--limit", "c1", check_rc=0)
+    assert "c1 CheckingWorkloads" in proc.stdout  # progress lines
+    c1 = _by_name(play.report("drill", "weekly")[1])["c1"]
+    assert c1["verdict"] == "succeeded" and c1["phase"] == "Drilled", c1
+    details = c1["details"]
+    assert details["backup"] == "drillsrc-c1" and details["scratch_namespaces"] == ["busybox-drill"] and not details["kept"]
+    assert details["rto_s"] > 0 and details["rpo_s"] >= 0
+    assert details["volumes_checked"] == [{"pvc": "busybox-drill/busybox-data", "backed_up_bytes": 16, "restored_bytes": 16,
+                                           "matches": True}]
+    assert all(ns.metadata.name != "busybox-drill" for ns in _core(lab, "c1").list_namespace().items)
+    assert _velero_names(lab, "c1", "restores") == restores_before
+    assert _sha(lab, "c1") is not None  # the source namespace untouched
+
+    play("drill", "-e", "drill_name=keep", "-e", "backup_name=drillsrc", "-e", "keep=true", "--limit", "c1", check_rc=0)
+    assert _sha(lab, "c1", namespace="busybox-drill") == _sha(lab, "c1")
+    proc = play("drill", "-e", "drill_name=again", "--limit", "c1", check_rc=2)
+    c1 = _by_name(play.report("drill", "again")[1])["c1"]
+    assert c1["verdict"] == "failed" and "scratch namespace busybox-drill already exists" in c1["reason"]
+    assert _velero_names(lab, "c1", "restores") == sorted(restores_before + ["keep-c1"])
+    _drop_namespace(lab, "c1", "busybox-drill")

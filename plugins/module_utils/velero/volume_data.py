@@ -103,7 +103,7 @@ def _entry(namespace, pvc, requested, moved, reason=None, pod=None, volume=None,
             "moved": bool(moved), "bytes": size, "snapshot_id": snapshot_id, "object": obj, "reason": reason}
 
 
-def _bytes(obj):
+def volume_bytes(obj):
     progress = (obj.get("status") or {}).get("progress") or {}
     value = progress.get("totalBytes", progress.get("bytesDone"))
     return None if value is None else int(value)
@@ -163,7 +163,7 @@ def _pvb_entry(namespace, claim, pvb):
     volume = (pvb.get("spec") or {}).get("volume")
     ref = {"kind": "PodVolumeBackup", "name": _meta(pvb).get("name")}
     if status.get("phase") == "Completed":
-        return _entry(namespace, claim, True, True, pod=pod, volume=volume, size=_bytes(pvb) or 0,
+        return _entry(namespace, claim, True, True, pod=pod, volume=volume, size=volume_bytes(pvb) or 0,
                       snapshot_id=status.get("snapshotID") or None, obj=ref,
                       reason=status.get("message") or None)
     return _entry(namespace, claim, True, False, pod=pod, volume=volume, obj=ref,
@@ -256,7 +256,7 @@ def restore_volumes(client, restore, pvbs):
             pvr_status = pvr.get("status") or {}
             ref = {"kind": "PodVolumeRestore", "name": _meta(pvr).get("name")}
             if pvr_status.get("phase") == "Completed":
-                entries.append(_entry(target, claim, True, True, pod=pod_name, volume=volume, size=_bytes(pvr) or 0,
+                entries.append(_entry(target, claim, True, True, pod=pod_name, volume=volume, size=volume_bytes(pvr) or 0,
                                       snapshot_id=status.get("snapshotID"), obj=ref))
             else:
                 entries.append(_entry(target, claim, True, False, pod=pod_name, volume=volume, obj=ref,

@@ -31,7 +31,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_fo
 
 
 PREFLIGHT_TIMEOUT = 30
-CEPH_GATED = ("backup", "restore", "migrate", "schedule")
+CEPH_GATED = ("backup", "restore", "migrate", "schedule", "drill")
 CEPH_GATE_CHOICES = ("off", "warn", "enforce")
 
 

@@ -26,13 +26,14 @@ def _cluster_mappings(cluster, job):
     }
 
 
-def run_restore(client, job, recorder, cluster, backup_name, restore_name, location=None, pvbs=None):
+def run_restore(client, job, recorder, cluster, backup_name, restore_name, location=None, pvbs=None, restore_options=None):
     """Create the Restore of ``backup_name`` and wait; returns (partial report entry, restore obj, changed).
 
     ``pvbs``: the backup's PodVolumeBackups, already present on this cluster; each volume they
-    hold is accounted for in the entry's ``volumes``.
+    hold is accounted for in the entry's ``volumes``. ``restore_options``: this cluster's own, instead
+    of the job's.
     """
-    params = dict(job.params["restore_options"])
+    params = dict(job.params["restore_options"] if restore_options is None else restore_options)
     params["backup_name"] = backup_name
     spec = specs.build_restore_spec(params, backup_name)
     labels = dict(job.params.get("labels") or {})

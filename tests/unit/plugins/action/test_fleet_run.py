@@ -22,6 +22,10 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.migrate 
     ("schedule", "nightly", {"schedule": "0 2 * * *", "from_backup": "b", "ttl": "1h"}, None, "from_backup"),
     ("migrate", "mv", {}, None, "source"),
     ("migrate", "mv", {"namespace_mapping": {"a": "B_"}}, "c1", "namespace_mapping"),
+    ("drill", "", {}, None, "name"),
+    ("drill", "weekly", {"scratch_suffix": "Drill_1"}, None, "scratch_suffix"),
+    ("drill", "weekly", {"backup_name": "a", "schedule_name": "b"}, None, "options"),
+    ("drill", "weekly", {"included_namespaces": ["Not A Namespace"]}, None, "included_namespaces"),
 ])
 def test_bad_input_names_the_option(operation, name, options, source, option):
     with pytest.raises(ValidationError) as info:

@@ -14,8 +14,10 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import difflib
 import os
 import re
+import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -178,6 +180,51 @@ def validate_options(operation, name, raw, source=None):
     return params
 
 
+# Variables every fleet playbook reads besides its option_vars (the run name, the shared settings).
+PLAYBOOK_VARS = ("backup_name", "restore_name", "migrate_name", "drill_name", "schedule_name", "source_cluster", "velero_state",
+                 "wait_timeout", "fleet_deadline", "fail_on", "report_dir", "velero_namespace", "progress", "progress_interval",
+                 "batch", "max_fail_percentage", "force_conflicts", "fleetdr_cluster_selector", "fleetdr_targets")
+
+
+def misspelt_variables(given, known):
+    """[(typed, meant)] for each of ``given`` that is not one of ``known`` but close to one (a typo
+    that would otherwise be ignored and, for a filter, widen what the run touches)."""
+    known = sorted(set(known))
+    out = []
+    for typed in sorted(given):
+        if typed in known:
+            continue
+        close = difflib.get_close_matches(typed, known, n=1, cutoff=0.85)
+        if close:
+            out.append((typed, close[0]))
+    return out
+
+
+def probe_report_dir(path, option):
+    """Fail (ValidationError naming ``option``) before any cluster is touched unless a report can be
+    written there: the missing directories are created, a file written, and all of it removed again
+    (the run itself writes the report at its end)."""
+    path = os.path.abspath(path)
+    created = []
+    try:
+        missing = path
+        while not os.path.exists(missing):
+            created.append(missing)
+            missing = os.path.dirname(missing)
+        for directory in reversed(created):
+            os.mkdir(directory)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ValidationError(option, "reports cannot be written under {0}: {1}".format(path, exc.strerror or exc))
+    finally:
+        for directory in created:
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass
+
+
 def selector_matches(selector, labels):
     return all(str(labels.get(str(key))) == str(value) for key, value in (selector or {}).items())
 
@@ -263,12 +310,25 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("fleetdr.kube.fleet_run needs the kubernetes Python library and the kubernetes.core "
                                     "collection on the controller: {0}".format(to_native(OPERATION_IMPORT_ERROR)))
         operation, name = args["operation"], args["name"]
+        # -e variables are the user's words for the playbook's options: a near miss is refused, not ignored.
+        extra_vars = getattr(getattr(self._task, "_variable_manager", None), "extra_vars", None) or {}
+        typos = misspelt_variables(extra_vars, list(args["option_vars"]) + list(PLAYBOOK_VARS))
+        if typos:
+            raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format("; ".join(
+                "variable '{0}' is not an option of this playbook; did you mean '{1}'?".format(typed, meant) for typed, meant in typos)),
+                result=dict(option=typos[0][0]))
+        for option, value, low in (("wait_timeout", args["wait_timeout"], 1), ("fleet_deadline", args["deadline"], 1),
+                                   ("progress_interval", args["progress_interval"], 0), ("max_workers", args["max_workers"], 1)):
+            if value is not None and value < low:
+                raise AnsibleActionFail("Invalid input, nothing was changed: {0} must be at least {1}, got {2}".format(option, low, value),
+                                        result=dict(option=option))
         options = self._options_from_vars(args["option_vars"], task_vars or {})
         options.update(args["options"])
         try:
             params = validate_options(operation, name, options, args["source"])
             name = params.pop("run_name")
             clusters, secrets = self._clusters(args, task_vars or {})
+            probe_report_dir(args["report_path"] or args["report_dir"], "report_path" if args["report_path"] else "report_dir")
         except ValidationError as exc:
             raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc.msg)),
                                     result=dict(option=exc.option))

@@ -120,6 +120,16 @@ def test_bad_input_fails_before_any_api_call(fleet_lab, play):
     proc = play("schedule", "-e", "schedule_name=nightly", "-e", "schedule='61 * * * *'", check_rc=2)
     assert "Invalid input" in proc.stdout and "schedule" in proc.stdout
 
+    # a misspelt option is refused, not ignored (ignored, this filter would back up every namespace)
+    proc = play("backup", "-e", "backup_name=ok", "-e", "includd_namespaces=database", check_rc=2)
+    assert "variable 'includd_namespaces' is not an option of this playbook; did you mean 'included_namespaces'?" in proc.stdout
+    for option, value in (("wait_timeout", "-5"), ("fleet_deadline", "0")):
+        proc = play("backup", "-e", "backup_name=ok", "-e", "%s=%s" % (option, value), check_rc=2)
+        assert "Invalid input, nothing was changed: %s must be at least 1, got %s" % (option, value) in proc.stdout
+
+    proc = play("backup", "-e", "backup_name=ok", "-e", "report_dir=/proc/nope", check_rc=2)
+    assert "Invalid input, nothing was changed: report_dir: reports cannot be written under /proc/nope" in proc.stdout
+
     proc = play("migrate", "-e", "migrate_name=mv", "-e", "source_cluster=nowhere", check_rc=2)
     assert "source 'nowhere' is not among the selected clusters" in proc.stdout
     assert not (play.work / "fleetdr-reports").exists()  # nothing ran, nothing reported

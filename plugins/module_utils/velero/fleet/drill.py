@@ -47,8 +47,8 @@ def drill_backup(client, job, cluster_name):
 def drill_namespaces(job, backup):
     """The backup's namespaces the drill restores: the ``included_namespaces`` option, else the
     backup's own explicit list."""
-    wanted = job.params.get("included_namespaces") or [n for n in (backup.get("spec") or {}).get("includedNamespaces") or []
-                                                      if n != "*"]
+    own = (backup.get("spec") or {}).get("includedNamespaces") or []
+    wanted = job.params.get("included_namespaces") or [namespace for namespace in own if namespace != "*"]
     if not wanted:
         raise PreflightError("Backup {0} covers every namespace; name the ones to drill with included_namespaces".format(
             backup["metadata"]["name"]))

@@ -4,7 +4,7 @@
 
 import pytest
 
-from ansible_collections.fleetdr.kube.plugins.action.fleet_run import selector_matches, validate_options
+from ansible_collections.fleetdr.kube.plugins.action.fleet_run import misspelt_variables, probe_report_dir, selector_matches, validate_options
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import minor_version
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.migrate import readonly_location_spec
@@ -77,3 +77,19 @@ def test_fleet_restore_and_velero_restore_name_a_restore_alike():
     module_params = dict((key, None) for key in velero_restore.argspec())
     module_params.update(options)
     assert validate_options("restore", "", options)["run_name"] == spec.default_restore_name("nightly", module_params)
+
+
+def test_misspelt_variables_are_caught_and_real_ones_left_alone():
+    known = ["included_namespaces", "excluded_namespaces", "backup_name", "wait_timeout"]
+    given = {"includd_namespaces": "db", "backup_name": "x", "velero_s3_access_key_id": "k", "wait_timout": 5, "unrelated": 1}
+    assert misspelt_variables(given, known) == [("includd_namespaces", "included_namespaces"), ("wait_timout", "wait_timeout")]
+
+
+def test_report_dir_probe_leaves_nothing_and_names_the_option(tmp_path):
+    probe_report_dir(str(tmp_path / "a" / "b"), "report_dir")
+    assert list(tmp_path.iterdir()) == []
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValidationError) as caught:
+        probe_report_dir(str(blocker / "reports"), "report_path")
+    assert caught.value.option == "report_path" and "reports cannot be written under" in caught.value.msg

@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import threading
+import time
 
 try:
     from urllib.parse import urlparse
@@ -222,6 +223,13 @@ class CollectionWatchSource(PathWatchSource):
             watcher.stop()
 
 
+def _timeout_within(timeout, deadline):
+    """A request timeout that ends by ``deadline`` (time.monotonic()) when one is given."""
+    if deadline is None:
+        return timeout
+    return max(min(float(timeout), deadline - time.monotonic()), 1.0)
+
+
 class KubeClient(object):
     """Typed, retried calls against one cluster, scoped to the Velero namespace."""
 
@@ -260,14 +268,14 @@ class KubeClient(object):
             response_type="object", _return_http_data_only=True, _preload_content=True, _request_timeout=_request_timeout)
 
     def _core(self, action, method, path, body=None, query=None, missing_ok=False, retries=None, timeout=None,
-              content_type="application/json", answer=True):
+              content_type="application/json", answer=True, deadline=None):
         """A retried request on any API path; None on 404 when ``missing_ok`` (and when the caller
         does not need the ``answer``: a 1 MB CRD's apply response is not decoded for nothing)."""
         try:
             return with_retries(
-                lambda: self._json_request(method, path, body=body, query=query, _request_timeout=timeout or self.request_timeout,
-                                           content_type=content_type, answer=answer),
-                action, retries=self.retries if retries is None else retries)
+                lambda: self._json_request(method, path, body=body, query=query, _request_timeout=_timeout_within(
+                    timeout or self.request_timeout, deadline), content_type=content_type, answer=answer),
+                action, retries=self.retries if retries is None else retries, deadline=deadline)
         except ApiError as exc:
             if missing_ok and exc.status == 404:
                 return None
@@ -303,9 +311,11 @@ class KubeClient(object):
             raise ApiException(http_resp=response)
         return response.response
 
-    def get_raw(self, path, action=None, retries=None, timeout=None):
-        """GET any API path (e.g. /apis/apps/v1/namespaces/velero/deployments/velero); None when absent."""
-        return self._core(action or "Reading {0}".format(path), "GET", path, missing_ok=True, retries=retries, timeout=timeout)
+    def get_raw(self, path, action=None, retries=None, timeout=None, deadline=None):
+        """GET any API path (e.g. /apis/apps/v1/namespaces/velero/deployments/velero); None when absent. With
+        ``deadline`` (a time.monotonic() value) neither a retry nor a request's read runs past it."""
+        return self._core(action or "Reading {0}".format(path), "GET", path, missing_ok=True, retries=retries, timeout=timeout,
+                          deadline=deadline)
 
     # ---- Velero custom objects (no /status subresource: status travels with the object)
     def get(self, plural, name, namespace=None):

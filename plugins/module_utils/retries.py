@@ -87,24 +87,32 @@ def api_error(exc, action):
     return ApiError(text, status=status, reason=reason, body=message)
 
 
-def with_retries(fn, action, retries=DEFAULT_RETRIES, sleep=time.sleep, backoff=None):
-    """Call ``fn()``; retry transient failures; raise ApiError otherwise."""
+def with_retries(fn, action, retries=DEFAULT_RETRIES, sleep=time.sleep, backoff=None, deadline=None, clock=time.monotonic):
+    """Call ``fn()``; retry transient failures (not past ``deadline``, a ``clock()`` value); raise ApiError otherwise."""
     backoff = backoff or Backoff()
     attempt = 0
+
+    def again(hint=None):
+        delay = backoff.next_delay(hint)
+        if deadline is not None and clock() + delay >= deadline:
+            return False
+        sleep(delay)
+        return True
+
     while True:
         try:
             return fn()
         except ApiException as exc:
             if is_transient(exc) and attempt < retries:
                 attempt += 1
-                sleep(backoff.next_delay(retry_after(exc)))
-                continue
+                if again(retry_after(exc)):
+                    continue
             raise api_error(exc, action)
         except Exception as exc:
             if is_transient(exc) and attempt < retries:
                 attempt += 1
-                sleep(backoff.next_delay())
-                continue
+                if again():
+                    continue
             if is_transient(exc):
                 raise ApiError("{0} failed: {1}".format(action, exc))
             raise

@@ -176,6 +176,24 @@ def test_backup_restore_round_trip_with_volume_data(fleet_lab, with_velero, play
     assert pvc_sha(lab, "c1") == before
 
 
+def test_backups_complete_under_injected_503s_and_429s(fleet_lab, with_velero, play):
+    """20% of every cluster's API answers are 503 (then 429): every cluster's backup still completes, each once."""
+    for round_number, code in ((1, "503"), (2, "429")):
+        for cluster in fleet_lab.clusters:
+            fleet_lab.cli("fault", cluster, "errors", "0.2", code)
+        try:
+            name = "flaky%d" % round_number
+            play("backup", "-e", "backup_name=" + name, "-e", "included_namespaces=default", check_rc=0)
+        finally:
+            for cluster in fleet_lab.clusters:
+                fleet_lab.cli("fault", cluster, "clear")
+        report = play.report("backup", name)[1]
+        assert [c["verdict"] for c in report["clusters"]] == ["succeeded"] * len(fleet_lab.clusters), report["clusters"]
+        for cluster in fleet_lab.clusters:
+            backups = custom(fleet_lab, cluster).list_namespaced_custom_object("velero.io", "v1", "velero", "backups")["items"]
+            assert [b["metadata"]["name"] for b in backups if b["metadata"]["name"].startswith(name)] == ["%s-%s" % (name, cluster)]
+
+
 def test_migrate_to_two_targets_leaves_the_source_unchanged(fleet_lab, play):
     lab = fleet_lab
     source_before = namespace_state(core(lab, "c1"), "busybox")

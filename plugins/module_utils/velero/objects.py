@@ -16,6 +16,7 @@ __metaclass__ = type
 import base64
 import copy
 import json
+import time
 import uuid
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import (
@@ -550,11 +551,14 @@ def image_version(deployment):
     return None
 
 
-def velero_deployment(client):
-    """The Velero server Deployment, or None when Velero is not installed; raises when unreachable."""
-    # One retry and a short timeout: an unreachable cluster should fail its pre-flight quickly.
+def velero_deployment(client, within=30):
+    """The Velero server Deployment, or None when Velero is not installed; raises when unreachable.
+
+    Retried like every call (a 503 or a reset is not the cluster's answer) but all of it, retries and
+    reads, within ``within`` seconds: a hung or unreachable cluster fails its pre-flight in that time.
+    """
     return client.get_raw("/apis/apps/v1/namespaces/{0}/deployments/velero".format(client.namespace),
-                          "Reading Deployment {0}/velero".format(client.namespace), retries=1, timeout=15)
+                          "Reading Deployment {0}/velero".format(client.namespace), timeout=15, deadline=time.monotonic() + within)
 
 
 def server_status(client, timeout=30, check_mode=False):

@@ -138,7 +138,7 @@ def preflight(client, job, recorder, location_name=None, deployment=None):
     {version, location, bsl}. ``deployment``: the Velero Deployment when the caller has just read it."""
     recorder.phase("Preflight")
     ceph_gate(client, job, recorder)
-    deployment = deployment or velero_deployment(client)
+    deployment = deployment or velero_deployment(client, timeout_for(job, recorder, PREFLIGHT_TIMEOUT))
     if deployment is None:
         raise PreflightError("Velero is not installed: Deployment velero not found in namespace {0}".format(client.namespace))
     status = deployment.get("status") or {}

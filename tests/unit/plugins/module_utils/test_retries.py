@@ -54,6 +54,20 @@ def test_retries_are_bounded():
     assert err.value.status == 500 and "Creating backups b1 failed: boom (HTTP 500)" == err.value.msg
 
 
+def test_no_retry_sleeps_past_the_deadline():
+    now = [100.0]
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    fn = Flaky([api_exception(503, headers={"Retry-After": "3"})] * 10)
+    with pytest.raises(ApiError) as err:
+        retries.with_retries(fn, "Reading Deployment velero/velero", sleep=sleep, deadline=107.0, clock=lambda: now[0])
+    assert now[0] < 107.0 and fn.calls == len(sleeps) + 1 and err.value.status == 503
+
+
 def test_client_errors_are_not_retried_and_keep_the_server_message():
     fn = Flaky([api_exception(422, "spec.ttl: Invalid value")])
     with pytest.raises(ApiError) as err:

@@ -64,6 +64,7 @@ UNNAMED = ("status", "install", "storage", "storage_status")
 ARGUMENT_SPEC = dict(
     operation=dict(type="str", required=True, choices=list(OPERATIONS)),
     name=dict(type="str", default=""),
+    name_var=dict(type="str", default="name"),
     options=dict(type="dict", default={}),
     option_vars=dict(type="list", elements="str", default=[]),
     hosts=dict(type="list", elements="str"),
@@ -94,6 +95,8 @@ def option_specs(operation):
     """(argument spec, mutually exclusive groups) of ``options`` for one operation."""
     spec = dict(COMMON_OPTIONS)
     exclusive = []
+    if operation in ("backup", "restore", "migrate", "drill"):
+        spec.update(on_timeout=dict(type="str", default="leave", choices=["leave", "cancel"]))
     if operation in ("backup", "schedule", "migrate"):
         spec.update(backup_spec_argspec())
         exclusive.extend(BACKUP_SPEC_MUTUALLY_EXCLUSIVE)
@@ -330,8 +333,10 @@ class ActionModule(ActionBase):
             clusters, secrets = self._clusters(args, task_vars or {})
             probe_report_dir(args["report_path"] or args["report_dir"], "report_path" if args["report_path"] else "report_dir")
         except ValidationError as exc:
-            raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc.msg)),
-                                    result=dict(option=exc.option))
+            option, message = exc.option, to_native(exc.msg)
+            if option == "name" and args["name_var"] != "name":  # the user typed the playbook's variable, not ours
+                option, message = args["name_var"], args["name_var"] + message[len("name"):]
+            raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(message), result=dict(option=option))
         if not clusters:
             raise AnsibleActionFail("no cluster selected (hosts {0}, cluster_selector {1})".format(
                 args["hosts"] or "of the play", args["cluster_selector"] or "none"))

@@ -18,6 +18,7 @@ import html
 import json
 import os
 import re
+import textwrap
 import xml.etree.ElementTree as ET
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.report_schema import (
@@ -468,23 +469,27 @@ def render_json(report):
 
 
 def render_table(report, reason_width=60):
-    """Compact fixed-width text table for the end of a run."""
+    """Compact fixed-width text table for the end of a run; long reasons wrap onto continuation lines
+    (whole, never cut: the reason is what the user reads to act)."""
     header = ("CLUSTER", "VERDICT", "PHASE", "ITEMS", "DURATION", "REASON")
     rows = []
     for cluster in report["clusters"]:
-        reason = (cluster["reason"] or "").replace("\n", " ")
-        if len(reason) > reason_width:
-            reason = reason[:reason_width - 3] + "..."
-        rows.append((
+        rows.extend(_wrapped((
             cluster["name"], cluster["verdict"], cluster["phase"] or "-", _fmt_items(cluster["items"]),
-            _fmt_duration(cluster["duration_s"]), reason,
-        ))
+            _fmt_duration(cluster["duration_s"]), (cluster["reason"] or "").replace("\n", " "),
+        ), reason_width))
     lines = [_headline(report)] + _fixed_width(header, rows)
-    volumes = [row[:5] + (row[5] if len(row[5]) <= reason_width else row[5][:reason_width - 3] + "...",)
-               for row in volume_rows(report)]
+    volumes = [line for row in volume_rows(report) for line in _wrapped(row, reason_width)]
     if volumes:
         lines += ["", "Volume data:"] + _fixed_width(VOLUME_HEADER, volumes)
     return "\n".join(lines) + "\n"
+
+
+def _wrapped(row, width):
+    """``row`` whose last cell is wrapped at ``width``: one line, or continuation lines with empty cells."""
+    parts = textwrap.wrap(row[-1], width, break_long_words=True, break_on_hyphens=False) or [""]
+    blank = ("",) * (len(row) - 1)
+    return [tuple(row[:-1]) + (parts[0],)] + [blank + (part,) for part in parts[1:]]
 
 
 def _fixed_width(header, rows):

@@ -79,6 +79,12 @@ options:
         C(status), C(install) and C(restore) (derived from the source and the options).
     type: str
     default: ""
+  name_var:
+    description:
+      - The play variable O(name) came from (e.g. C(backup_name)), so that a message about a bad name
+        names what the user typed.
+    type: str
+    default: name
   options:
     description:
       - Operation options, as the single-cluster modules take them (M(fleetdr.kube.velero_backup) options for

@@ -10,7 +10,8 @@ __metaclass__ = type
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import cluster_result, preflight, timeout_for
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import WaitTimeout
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import TimedOut, cluster_result, preflight, timed_out, timeout_for
 
 
 def run_backup(client, job, recorder, cluster_name, location_name, labels=None):
@@ -23,7 +24,11 @@ def run_backup(client, job, recorder, cluster_name, location_name, labels=None):
     changed, obj, diff = objects.ensure_backup(client, name, spec, all_labels, job.check_mode, location_checked=True)
     del diff
     if not job.check_mode:
-        obj = objects.wait_backup(client, name, timeout_for(job, recorder), initial=obj)
+        timeout = timeout_for(job, recorder)
+        try:
+            obj = objects.wait_backup(client, name, timeout, initial=obj)
+        except WaitTimeout:
+            raise TimedOut(timed_out(client, job, "Backup", "backups", name, timeout))
     result = results.normalize(obj, "Backup", client)
     if not job.check_mode:
         results.attach_details(result, client, location_name, job.secret_values)
@@ -36,7 +41,11 @@ def operation(job):
     def operation(cluster, recorder):
         client = job.clients.connect(cluster)
         pre = preflight(client, job, recorder, job.params["backup_spec"].get("storageLocation"))
-        result, changed = run_backup(client, job, recorder, cluster["name"], pre["location"])
+        try:
+            result, changed = run_backup(client, job, recorder, cluster["name"], pre["location"])
+        except TimedOut as exc:
+            job.mark_changed(cluster["name"], True)
+            return dict(exc.entry, location=pre["location"])
         job.mark_changed(cluster["name"], changed)
         if job.check_mode:
             return {"verdict": "succeeded", "phase": "WouldCreate" if changed else "Exists",

@@ -169,6 +169,36 @@ def preflight(client, job, recorder, location_name=None, deployment=None):
     return {"version": image_version(deployment), "location": name, "bsl": location}
 
 
+# --------------------------------------------------------------------------- timeouts
+
+class TimedOut(Exception):
+    """A Velero object outlived its wait; ``entry`` is the cluster's failed report entry (see timed_out)."""
+
+    def __init__(self, entry):
+        super(TimedOut, self).__init__(entry["reason"])
+        self.entry = entry
+
+
+def timed_out(client, job, kind, plural, name, timeout):
+    """The failed entry of a Velero object that did not finish within ``timeout``: it names the object,
+    its last phase, and what became of it - left to finish (on_timeout=leave, the default) or
+    cancelled (on_timeout=cancel: a DeleteBackupRequest for a Backup, deleted for a Restore)."""
+    obj = client.get(plural, name)
+    phase = ((obj or {}).get("status") or {}).get("phase") or "New"
+    if job.params.get("on_timeout") == "cancel" and obj is not None:
+        if kind == "Backup":
+            objects.delete_backup(client, name, wait=False)
+        else:
+            objects.delete_plain(client, plural, name)
+        fate = "cancelled (on_timeout=cancel: {0})".format("a DeleteBackupRequest removes it and its data" if kind == "Backup"
+                                                            else "the Restore was deleted; what it already restored stays")
+    else:
+        fate = "left on the cluster, where it may still finish (on_timeout=leave)"
+    return {"verdict": "failed", "phase": phase,
+            "reason": "{0} {1}/{2} did not finish within {3}s (last phase {4}); {5}".format(kind, client.namespace, name, timeout, phase, fate),
+            "object": {"kind": kind, "namespace": client.namespace, "name": name}}
+
+
 # --------------------------------------------------------------------------- result shaping
 
 def cluster_result(result, location=None, job=None, phase=None):

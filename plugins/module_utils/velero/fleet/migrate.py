@@ -17,6 +17,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.backup import run_backup
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import (
     PreflightError,
+    TimedOut,
     cluster_result,
     minor_version,
     preflight,
@@ -76,6 +77,12 @@ def _migrate_source(job, handoff, cluster, recorder, client, targets):
         entry = cluster_result(result, handoff.source_location, job)
         # What each target must hold before its restore may start (see volume_data.wait_for_pvbs).
         source_pvbs = volume_data.backup_pvbs(client, result["name"]) if entry["verdict"] != "failed" else []
+    except TimedOut as exc:
+        with handoff.cond:
+            handoff.source_backup = (False, "source backup failed: {0}".format(exc))
+            handoff.cond.notify_all()
+        job.mark_changed(cluster["name"], True)
+        return exc.entry
     except Exception as exc:
         with handoff.cond:
             handoff.source_backup = (False, "source backup failed: {0}".format(exc))

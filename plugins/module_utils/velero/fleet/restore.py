@@ -11,7 +11,8 @@ __metaclass__ = type
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import PreflightError, cluster_result, preflight, timeout_for
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import WaitTimeout
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import PreflightError, cluster_result, preflight, timed_out, timeout_for
 
 
 def _cluster_mappings(cluster, job):
@@ -46,7 +47,11 @@ def run_restore(client, job, recorder, cluster, backup_name, restore_name, locat
     if job.check_mode:
         return ({"verdict": "succeeded", "phase": "WouldCreate" if changed else "Exists",
                  "object": {"kind": "Restore", "namespace": client.namespace, "name": restore_name}}, obj, changed)
-    obj = objects.wait_restore(client, restore_name, timeout_for(job, recorder))
+    timeout = timeout_for(job, recorder)
+    try:
+        obj = objects.wait_restore(client, restore_name, timeout)
+    except WaitTimeout:
+        return timed_out(client, job, "Restore", "restores", restore_name, timeout), None, changed
     result = results.normalize(obj, "Restore", client)
     results.attach_details(result, client, location, job.secret_values)
     if result["phase"] in specs.RESTORE_TERMINAL_PHASES:

@@ -289,3 +289,14 @@ def test_storage_reports_get_a_ceph_section_with_a_capacity_bar_per_cluster():
     assert "<h2>Ceph storage</h2>" in html and 'style="width:25.0%"' in html and "25.0 GiB / 100.0 GiB" in html
     assert "TOO_FEW_OSDS: OSD count 1" in html
     assert "Ceph storage" not in render_html(build_report("backup", "b", [{"name": "c1"}]))
+
+
+def test_table_wraps_long_reasons_whole():
+    reason = ("no Backup nightly-c7 on this cluster (fleet backup nightly did not include it); the location default was "
+              "Unavailable at 02:00 because the bucket policy denies s3:ListBucket for the velero user")
+    report = rpt.build_report("restore", "nightly", [{"name": "c7", "verdict": "failed", "phase": "Preflight", "reason": reason}])
+    lines = rpt.render_table(report).splitlines()
+    start = lines[2].index("no Backup")
+    assert all(len(line) - start <= 60 for line in lines[2:])
+    assert " ".join(line[start:].strip() for line in lines[2:]) == reason  # every word, in order
+    assert all(not line[:start].strip() for line in lines[3:])  # continuation lines hold only the reason

@@ -31,6 +31,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.report import (
     FAIL_ON_CHOICES,
     RENDERERS,
     ReportError,
+    build_report,
     exit_decision,
     render_table,
     scrub_secrets,
@@ -338,8 +339,15 @@ class ActionModule(ActionBase):
                 option, message = args["name_var"], args["name_var"] + message[len("name"):]
             raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(message), result=dict(option=option))
         if not clusters:
-            raise AnsibleActionFail("no cluster selected (hosts {0}, cluster_selector {1})".format(
-                args["hosts"] or "of the play", args["cluster_selector"] or "none"))
+            # An empty selection is the user's mistake to see, not a quiet success: a failed run with a report saying why.
+            why = "no cluster selected (hosts {0}, cluster_selector {1})".format(args["hosts"] or "of the play",
+                                                                                  args["cluster_selector"] or "none")
+            paths = {}
+            if not self._task.check_mode:
+                report = build_report(operation, name, [], options={"selection": why})
+                paths = write_report(report, os.path.abspath(args["report_path"] or default_report_dir(args["report_dir"], operation, name)),
+                                     args["formats"])
+            raise AnsibleActionFail(why, result=dict(paths=paths, option="cluster_selector"))
         try:
             wave_size(args["batch"], len(clusters))
         except ValueError as exc:

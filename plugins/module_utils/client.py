@@ -344,11 +344,23 @@ class KubeClient(object):
         return result.get("items") or []
 
     def create(self, plural, body, namespace=None):
-        return self._call(
-            "Creating {0} {1}".format(plural, body.get("metadata", {}).get("name") or body.get("metadata", {}).get("generateName")),
-            self.custom.create_namespaced_custom_object,
-            VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, body,
-        )
+        meta = body.get("metadata", {})
+        try:
+            return self._call(
+                "Creating {0} {1}".format(plural, meta.get("name") or meta.get("generateName")),
+                self.custom.create_namespaced_custom_object,
+                VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, body,
+            )
+        except ApiError as exc:
+            # A create whose answer was lost (a timeout or reset, then retried) finds its own object:
+            # the same name carrying every label we set (our ownership labels) is ours, not a conflict.
+            labels = meta.get("labels") or {}
+            if exc.status != 409 or not meta.get("name") or not labels:
+                raise
+            existing = self.get(plural, meta["name"], namespace=namespace)
+            if existing is None or any(((existing.get("metadata") or {}).get("labels") or {}).get(k) != v for k, v in labels.items()):
+                raise
+            return existing
 
     def replace(self, plural, name, body, namespace=None):
         return self._call(

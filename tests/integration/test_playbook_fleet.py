@@ -134,6 +134,13 @@ def test_bad_input_fails_before_any_api_call(fleet_lab, play):
     assert "source 'nowhere' is not among the selected clusters" in proc.stdout
     assert not (play.work / "fleetdr-reports").exists()  # nothing ran, nothing reported
 
+    # a selection that matches no cluster is a failed run with a report saying why
+    proc = play("backup", "-e", "backup_name=nowhere", "-e", '{"fleetdr_cluster_selector": {"env": "nowhere"}}', check_rc=2)
+    assert "no cluster selected" in proc.stdout
+    directory, report = play.report("backup", "nowhere")
+    assert report["verdict"] == "failed" and report["totals"]["clusters"] == 0
+    assert "cluster_selector {'env': 'nowhere'}" in report["options"]["selection"]
+
 
 def test_backup_restore_round_trip_with_volume_data(fleet_lab, with_velero, play):
     lab = fleet_lab

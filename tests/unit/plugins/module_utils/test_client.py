@@ -140,3 +140,28 @@ def test_proxy_environment_read_once_per_run_applies_by_scheme_and_kubeconfig_pr
     api = clients_with(proxies)._api_client({"host": "http://10.0.0.2:8080", "api_key": "t"})
     assert not api.configuration.proxy  # only an https proxy was given
     assert api.configuration.auth_settings()["BearerToken"]["value"] == "Bearer t"
+
+
+class _Custom(object):
+    """CustomObjectsApi stand-in: the object already exists (our earlier create whose answer was lost)."""
+
+    def __init__(self, existing):
+        self.existing = existing
+
+    def create_namespaced_custom_object(self, *args, **kwargs):
+        from kubernetes.client.rest import ApiException
+        raise ApiException(status=409, reason="AlreadyExists")
+
+    def get_namespaced_custom_object(self, *args, **kwargs):
+        return self.existing
+
+
+def test_a_create_that_finds_its_own_object_returns_it_and_a_stranger_is_a_conflict():
+    body = {"metadata": {"name": "nightly-c1", "labels": {"fleetdr.kube/operation-name": "nightly"}}, "spec": {}}
+    kube = client.KubeClient(None)
+    kube.custom = _Custom({"metadata": {"name": "nightly-c1", "labels": {"fleetdr.kube/operation-name": "nightly", "x": "y"}}})
+    assert kube.create("backups", body)["metadata"]["labels"]["x"] == "y"
+    kube.custom = _Custom({"metadata": {"name": "nightly-c1", "labels": {"fleetdr.kube/operation-name": "other"}}})
+    with pytest.raises(ApiError) as caught:
+        kube.create("backups", body)
+    assert caught.value.status == 409

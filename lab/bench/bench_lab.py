@@ -5,7 +5,10 @@ Figures:
     idle CPU of the lab process over a few seconds after start-up;
   - LIST of 1,000 objects selected by a label selector (out of 2,000) over HTTPS with the
     kubernetes Python client;
-  - watch event latency: create a ConfigMap -> its ADDED event arrives at a watching client.
+  - watch event latency: create a ConfigMap -> its ADDED event arrives at a watching client;
+  - Rook: on a lab of N clusters (one node, one raw device each), Rook's stand-in release manifests
+    applied with kubectl, then per cluster a CephCluster (1 mon), a CephBlockPool, a CephObjectStore
+    and a bucket claim, all to Ready/Bound: wall time and the lab's CPU per cluster.
 Writes bench-results/lab.json and prints a table. Not a test: nothing here asserts.
 """
 from __future__ import annotations
@@ -136,6 +139,91 @@ def bench_watch(handle: LabHandle, events: int = 100) -> dict:
             "latency_max_ms": round(lat[-1], 2)}
 
 
+ROOK_GROUP = "ceph.rook.io"
+
+
+def _created(create, *args):
+    """Create, counting AlreadyExists as done (a retry after the CRDs became served)."""
+    try:
+        create(*args)
+    except kclient.ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def _rook_objects(api) -> None:
+    custom = kclient.CustomObjectsApi(api)
+    body = lambda kind, name, spec: {"apiVersion": f"{ROOK_GROUP}/v1", "kind": kind,  # noqa: E731
+                                     "metadata": {"name": name, "namespace": "rook-ceph"}, "spec": spec}
+    _created(custom.create_namespaced_custom_object, ROOK_GROUP, "v1", "rook-ceph", "cephclusters", body("CephCluster", "rook-ceph", {
+        "cephVersion": {"image": "quay.io/ceph/ceph:v20.2.4"}, "dataDirHostPath": "/var/lib/rook", "mon": {"count": 1},
+        "mgr": {"count": 1}, "storage": {"useAllNodes": True, "useAllDevices": True}}))
+    _created(custom.create_namespaced_custom_object, ROOK_GROUP, "v1", "rook-ceph", "cephblockpools", body(
+        "CephBlockPool", "replicapool", {"replicated": {"size": 1, "requireSafeReplicaSize": False}}))
+    _created(custom.create_namespaced_custom_object, ROOK_GROUP, "v1", "rook-ceph", "cephobjectstores", body("CephObjectStore", "store", {
+        "metadataPool": {"replicated": {"size": 1}}, "dataPool": {"replicated": {"size": 1}}, "gateway": {"port": 80}}))
+    _created(kclient.StorageV1Api(api).create_storage_class, {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "bucket"},
+        "provisioner": "rook-ceph.ceph.rook.io/bucket", "parameters": {"objectStoreName": "store", "objectStoreNamespace": "rook-ceph"}})
+    _created(custom.create_namespaced_custom_object, "objectbucket.io", "v1alpha1", "default", "objectbucketclaims", {
+        "apiVersion": "objectbucket.io/v1alpha1", "kind": "ObjectBucketClaim", "metadata": {"name": "bench", "namespace": "default"},
+        "spec": {"generateBucketName": "bench", "storageClassName": "bucket"}})
+
+
+def _rook_ready(api) -> bool:
+    custom = kclient.CustomObjectsApi(api)
+    phase = lambda group, ns, plural, name: ((custom.get_namespaced_custom_object(  # noqa: E731
+        group, "v1" if group == ROOK_GROUP else "v1alpha1", ns, plural, name).get("status") or {}).get("phase"))
+    try:
+        return (phase(ROOK_GROUP, "rook-ceph", "cephclusters", "rook-ceph") == "Ready"
+                and phase(ROOK_GROUP, "rook-ceph", "cephblockpools", "replicapool") == "Ready"
+                and phase("objectbucket.io", "default", "objectbucketclaims", "bench") == "Bound")
+    except kclient.ApiException:
+        return False
+
+
+def bench_rook(base: Path, clusters: int) -> dict:
+    """Rook on every cluster of a fresh lab: lab CPU and wall from the operator start to everything Ready."""
+    handle = LabHandle(base / f"rook{clusters}")
+    handle.cli("up", "--clusters", str(clusters), "--devices", "1")
+    try:
+        manifests = handle.dir / "rook-manifests"
+        handle.cli("rook", "manifests", "--out", str(manifests))
+        pid = handle.state["pid"]
+        cpu0, started = cpu_seconds(pid), time.monotonic()
+
+        def one(cluster):
+            import subprocess
+            subprocess.run(["kubectl", "--kubeconfig", str(handle.kubeconfig), "--context", cluster, "create",
+                            "-f", str(manifests / "crds.yaml"), "-f", str(manifests / "common.yaml"), "-f", str(manifests / "operator.yaml")],
+                           check=True, capture_output=True)
+            api = handle.api(cluster)
+            try:
+                deadline = time.monotonic() + 300
+                while True:  # the operator must be running before its CRs are reconciled
+                    try:
+                        _rook_objects(api)
+                        break
+                    except kclient.ApiException:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.5)
+                while not _rook_ready(api):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"Rook objects of {cluster} not Ready within 300 s")
+                    time.sleep(0.5)
+            finally:
+                api.close()
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, handle.clusters))
+        wall, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu0
+        return {"clusters": clusters, "wall_s": round(wall, 2), "lab_cpu_s": round(cpu, 2),
+                "lab_cpu_ms_per_cluster": round(1000 * cpu / clusters, 1)}
+    finally:
+        handle.down()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "bench-results" / "lab.json"))
@@ -155,6 +243,7 @@ def main() -> int:
         big, handle = bench_up(base, args.big, args.idle_seconds)
         handle.down()
         results[f"up_{args.big}"] = big
+        results["rook"] = bench_rook(base, args.big)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +264,10 @@ def main() -> int:
         ("watch latency create->ADDED median / p95",
          f"{results['watch'].get('latency_median_ms')} ms / "
          f"{results['watch'].get('latency_p95_ms')} ms"),
+        (f"Rook on {args.big} clusters (CephCluster, pool, object store, bucket claim): wall",
+         f"{results['rook']['wall_s']} s"),
+        (f"Rook on {args.big} clusters: lab CPU", f"{results['rook']['lab_cpu_s']} s "
+                                                  f"({results['rook']['lab_cpu_ms_per_cluster']} ms per cluster)"),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'fleetdr-lab benchmark':<{width}}  value")

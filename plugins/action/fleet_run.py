@@ -340,8 +340,8 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(message), result=dict(option=option))
         if not clusters:
             # An empty selection is the user's mistake to see, not a quiet success: a failed run with a report saying why.
-            why = "no cluster selected (hosts {0}, cluster_selector {1})".format(args["hosts"] or "of the play",
-                                                                                  args["cluster_selector"] or "none")
+            why = "no cluster selected (hosts {0}, cluster_selector {1})".format(
+                args["hosts"] or "of the play", args["cluster_selector"] or "none")
             paths = {}
             if not self._task.check_mode:
                 report = build_report(operation, name, [], options={"selection": why})

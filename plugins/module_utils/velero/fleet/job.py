@@ -190,8 +190,9 @@ def timed_out(client, job, kind, plural, name, timeout):
             objects.delete_backup(client, name, wait=False)
         else:
             objects.delete_plain(client, plural, name)
-        fate = "cancelled (on_timeout=cancel: {0})".format("a DeleteBackupRequest removes it and its data" if kind == "Backup"
-                                                            else "the Restore was deleted; what it already restored stays")
+        what = ("a DeleteBackupRequest removes it and its data" if kind == "Backup"
+                else "the Restore was deleted; what it already restored stays")
+        fate = "cancelled (on_timeout=cancel: {0})".format(what)
     else:
         fate = "left on the cluster, where it may still finish (on_timeout=leave)"
     return {"verdict": "failed", "phase": phase,

@@ -103,14 +103,19 @@ class Cluster:
 
     def resolve_url(self, url: str) -> str:
         """`http://<service>.<namespace>.svc[.cluster.local][:port]/...` -> the address registered for
-        that Service (scheme, host and port replaced); any other URL as it is."""
+        that Service, and `http://<load balancer ip>:<port>/...` of any cluster's LoadBalancer Service
+        -> what serves it (scheme, host and port replaced); any other URL as it is."""
         parts = urllib.parse.urlsplit(url)
         labels = (parts.hostname or "").split(".")
+        target = None
         if len(labels) >= 3 and labels[2] == "svc" and (labels[0], labels[1]) != ("", ""):
             target = self.service_addresses.get((labels[1], labels[0]))
-            if target:
-                base = urllib.parse.urlsplit(target)
-                return urllib.parse.urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
+        elif parts.hostname:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            target = self.lab.external_addresses.get(f"{parts.hostname}:{port}")
+        if target:
+            base = urllib.parse.urlsplit(target)
+            return urllib.parse.urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
         return url
 
     # -- bootstrap ---------------------------------------------------------------------------

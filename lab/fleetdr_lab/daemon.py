@@ -102,6 +102,8 @@ class Lab:
         self.base_port = base_port
         self.clock = Clock()
         self.clusters: dict[str, Cluster] = {}
+        # "<load balancer ip>:<port>" -> the address serving it (controllers/services.py)
+        self.external_addresses: dict[str, str] = {}
         self.errors: list[dict] = []
         self.control_token = secrets.token_urlsafe(32)
         self.control_port = 0

@@ -51,7 +51,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero.argspec import
 
 try:
     from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet import backup, drill, install, job as jobs, migrate, restore, schedule, status
-    from ansible_collections.fleetdr.kube.plugins.module_utils.rook import fleet as rook_fleet, manifests as rook_manifests
+    from ansible_collections.fleetdr.kube.plugins.module_utils.rook import fleet as rook_fleet, manifests as rook_manifests, vault as rook_vault
     OPERATION_IMPORT_ERROR = None
 except ImportError as exc:  # kubernetes / kubernetes.core missing on the controller
     jobs = None
@@ -284,9 +284,17 @@ class ActionModule(ActionBase):
         return options
 
     def _render_role(self, clusters, task_vars, params, secrets):
-        """Each cluster's objects from role fleetdr.kube.velero's templates and the host's variables."""
+        """Each cluster's objects from role fleetdr.kube.velero's templates and the host's variables; with
+        ``velero_vault`` set, the vault's cluster entry (its bucket and keys are fetched per cluster at run time)."""
         hostvars = task_vars.get("hostvars") or {}
-        rendered = RoleObjects(self._templar).render_all([c["name"] for c in clusters], hostvars, params["state"])
+        vault = rook_vault.vault_params(self._templar.template(task_vars.get("velero_vault")))
+        if vault is not None and params["state"] == "present":
+            if vault["cluster"] not in hostvars:
+                raise ValidationError("velero_vault", "cluster '{0}' is not an inventory host".format(vault["cluster"]))
+            values = dict((key, hostvars[vault["cluster"]].get(key)) for key in CLUSTER_HOSTVARS)
+            params["vault"] = dict(vault, target=cluster_from_hostvars(vault["cluster"], values))
+        rendered = RoleObjects(self._templar).render_all([c["name"] for c in clusters], hostvars, params["state"],
+                                                          target_elsewhere="vault" in params)
         for cluster in clusters:
             settings, cluster["objects"], cluster["switched_off"] = rendered[cluster["name"]]
             secrets.extend(str(settings[name]) for name in SECRET_VARS if settings.get(name))
@@ -359,6 +367,8 @@ class ActionModule(ActionBase):
         if operation == "install":
             try:
                 self._render_role(clusters, task_vars or {}, params, secrets)
+            except ValidationError as exc:
+                raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc.msg)), result=dict(option=exc.option))
             except ValueError as exc:
                 raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc)))
         if operation in ("storage", "storage_status"):

@@ -95,14 +95,6 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.common import get_cli
 from ansible_collections.fleetdr.kube.plugins.module_utils.rook import storage
 
 
-def bound(live):
-    return (live.get("status") or {}).get("phase") == "Bound"
-
-
-def never_failed(live):
-    return None  # lib-bucket-provisioner leaves a claim Pending on any error
-
-
 def main():
     spec = auth_argspec()
     spec.update(storage.ROOK_ARG_SPEC)
@@ -117,7 +109,7 @@ def main():
         client = get_client(module, namespace=params["namespace"])
         if params["state"] == "present":
             storage.check_bucket_class(client, params["storage_class"])
-        out = storage.module_result(module, client, [claim], ready=bound, failed=never_failed)
+        out = storage.module_result(module, client, [claim], ready=storage.claim_bound, failed=storage.claim_never_failed)
         if out["result"]["phase"] == "Bound":
             namespace = params["claim_namespace"]
             config = client.request("Reading ConfigMap {0}/{1}".format(namespace, params["name"]), "GET",

@@ -141,7 +141,7 @@ class RoleObjects(object):
             out[name] = names
         return out
 
-    def render_all(self, hosts, hostvars, state="present"):
+    def render_all(self, hosts, hostvars, state="present", target_elsewhere=False):
         """{host: (settings, objects, switched_off)}.
 
         Defaults whose value does not depend on anything that differs between the hosts (most of
@@ -169,11 +169,12 @@ class RoleObjects(object):
         if hosts and shared:
             templar, _known = self._templar_for(hosts[0], first, {})
             resolved = templar.template(trust_as_template("{{ {%s} }}" % ", ".join("%r: %s" % (n, n) for n in shared)))
-        return dict((host, self.render(host, inputs[host], resolved, state)) for host in hosts)
+        return dict((host, self.render(host, inputs[host], resolved, state, target_elsewhere)) for host in hosts)
 
-    def render(self, host, inputs, resolved, state="present"):
+    def render(self, host, inputs, resolved, state="present", target_elsewhere=False):
         """(settings, objects, switched_off) for one host: the variables the result needs, the
-        objects to apply (CRDs first) and the optional objects that are switched off."""
+        objects to apply (CRDs first) and the optional objects that are switched off.
+        ``target_elsewhere``: the bucket and keys come from elsewhere (a vault), not from the variables."""
         templar, known = self._templar_for(host, inputs, resolved)
         # One templating call resolves every variable the result and the templates read (each call
         # compiles its expression and the lazy defaults it touches: one call per host, not one per name).
@@ -183,7 +184,7 @@ class RoleObjects(object):
         values.update(templar.template(trust_as_template("{{ {%s} }}" % ", ".join("%r: %s" % (name, name) for name in wanted))))
         settings = dict((name, values[name]) for name in SETTINGS)
         missing = [name for name in ("velero_s3_bucket", "velero_s3_access_key_id", "velero_s3_secret_access_key")
-                   if state == "present" and not settings[name]]
+                   if state == "present" and not target_elsewhere and not settings[name]]
         if missing:
             raise ValueError("{0} required to install Velero on {1}".format(", ".join(missing), host))
         objects = list(self._crd_objects(settings["velero_crds_src"])) if state == "present" or settings["velero_remove_crds"] else []

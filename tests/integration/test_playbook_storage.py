@@ -285,6 +285,55 @@ def test_velero_keeps_its_backups_in_the_clusters_own_rook_object_store(lab, pla
     assert any(k.endswith("velero-backup.json") for k in keys), keys
 
 
+def test_a_vault_cluster_keeps_the_other_clusters_backups(lab, play):
+    """c2 is the vault: its RGW (store my-store, class rook-ceph-bucket) behind a LoadBalancer Service. Installing Velero
+    on c1 and c3 with velero_vault gives each its own bucket claim on c2 and points its location there; backups land in
+    those buckets (read with each claim's keys); a second install changes nothing; a cluster-internal endpoint is refused."""
+    import base64
+    import boto3
+    from botocore.config import Config
+    from kubernetes import client as kclient
+    api = lab.api("c2")
+    core = kclient.CoreV1Api(api)
+    core.create_namespaced_service(NS, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "rgw-external"},
+                                        "spec": {"type": "LoadBalancer", "selector": {"app": "rook-ceph-rgw", "rook_object_store": "my-store"},
+                                                 "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})
+    deadline = time.monotonic() + 30
+    while not (core.read_namespaced_service("rgw-external", NS).status.load_balancer.ingress or []):
+        assert time.monotonic() < deadline, "no load balancer address"
+        time.sleep(0.2)
+    address = core.read_namespaced_service("rgw-external", NS).status.load_balancer.ingress[0].ip
+    vault = play.work / "vault.json"
+    vault.write_text(json.dumps({"velero_vault": {"cluster": "c2", "storage_class": "rook-ceph-bucket",
+                                                  "endpoint": "http://%s:80" % address}}))
+    proc = play("install", "--limit", "c1,c3", "-e", "@%s" % vault, check_rc=0)
+    entries = dict((c["name"], c) for c in play.report("install", "velero")[1]["clusters"])
+    buckets = {}
+    for cluster in ("c1", "c3"):
+        claim = _get(lab, "c2", "/apis/objectbucket.io/v1alpha1/namespaces/velero-vault/objectbucketclaims/velero-" + cluster)
+        assert claim["status"]["phase"] == "Bound", claim
+        buckets[cluster] = claim["spec"]["bucketName"]
+        assert entries[cluster]["details"]["location_phase"] == "Available" and entries[cluster]["details"]["bucket"] == buckets[cluster]
+        bsl = _get(lab, cluster, "/apis/velero.io/v1/namespaces/velero/backupstoragelocations/default")
+        assert bsl["spec"]["config"]["s3Url"] == "http://%s:80" % address
+    keys = dict((cluster, dict((k, base64.b64decode(v).decode()) for k, v in core.read_namespaced_secret(
+        "velero-" + cluster, "velero-vault").data.items())) for cluster in ("c1", "c3"))
+    assert all(k["AWS_SECRET_ACCESS_KEY"] not in proc.stdout for k in keys.values())
+    again = play("install", "--limit", "c1,c3", "-e", "@%s" % vault, check_rc=0)
+    assert recap(again)["c1"]["changed"] == 0 and recap(again)["c3"]["changed"] == 0
+    play("backup", "--limit", "c1,c3", "-e", "backup_name=tovault", "-e", "included_namespaces=default", check_rc=0)
+    for cluster in ("c1", "c3"):
+        s3 = boto3.client("s3", endpoint_url=lab.s3["endpoint"], region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
+                          aws_access_key_id=keys[cluster]["AWS_ACCESS_KEY_ID"], aws_secret_access_key=keys[cluster]["AWS_SECRET_ACCESS_KEY"])
+        found = [o["Key"] for o in s3.list_objects_v2(Bucket=buckets[cluster]).get("Contents", [])]
+        assert any(k.endswith("tovault-%s/velero-backup.json" % cluster) for k in found), found
+    vault.write_text(json.dumps({"velero_vault": {"cluster": "c2", "storage_class": "rook-ceph-bucket",
+                                                  "endpoint": "http://rook-ceph-rgw-my-store.rook-ceph.svc:80"}}))
+    proc = play("install", "--limit", "c1", "-e", "@%s" % vault, check_rc=2)
+    assert "velero_vault: endpoint http://rook-ceph-rgw-my-store.rook-ceph.svc:80 is a cluster-internal Service name" in proc.stdout
+    api.close()
+
+
 def test_teardown_is_refused_while_storage_is_in_use_then_done_with_destroy_data(lab, play):
     consume = play.work / "consume.yml"
     consume.write_text(yaml.safe_dump([{

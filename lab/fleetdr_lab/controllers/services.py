@@ -1,6 +1,12 @@
 """Services: the endpoints controller (Endpoints from ready pods) and a LoadBalancer "cloud" that
 hands out ingress IPs. clusterIP / nodePort allocation is the Service strategy's
-(strategies.py)."""
+(strategies.py).
+
+Each cluster's load balancers come from its own /24 (10.128.0.0/9 split by cluster index), so an
+ingress IP names one cluster, as a cloud's addresses do. When the Service's pods are served by
+something the lab runs (a Service of the same selector with an address in the cluster's
+`service_addresses`, e.g. a Rook RGW), `http://<ingress IP>:<port>` reaches it from every cluster
+of the lab (`Lab.external_addresses`, used by `Cluster.resolve_url`)."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +14,7 @@ import ipaddress
 
 from .base import Controller, is_deleting, meta, pod_is_ready, pod_is_terminal
 
-LB_POOL = ipaddress.ip_network("172.18.255.0/24")
+LB_SPACE = ipaddress.ip_network("10.128.0.0/9")
 ENDPOINTS_BATCH_SECONDS = 0.05
 
 
@@ -53,19 +59,34 @@ class ServiceController(Controller):
     def _load_balancer(self, svc):
         lb = (svc.get("status") or {}).get("loadBalancer") or {}
         if lb.get("ingress"):
+            self._route(svc, lb["ingress"][0].get("ip"))
             return
         used = set()
         for s in self.store.list("", "services")["items"]:
             for ing in ((s.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
                 used.add(ing.get("ip"))
-        for off in range(10, LB_POOL.num_addresses - 1):
-            ip = str(LB_POOL.network_address + off)
+        pool = ipaddress.ip_network((int(LB_SPACE.network_address) + 256 * (self.cluster.index % 32768), 24))
+        for off in range(10, pool.num_addresses - 1):
+            ip = str(pool.network_address + off)
             if ip not in used:
                 break
         body = copy.deepcopy(svc)
         body.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"}]}
         self.store.update("", "services", meta(svc)["namespace"], meta(svc)["name"], body,
                           subresource="status")
+        self._route(svc, ip)
+
+    def _route(self, svc, ip):
+        """Make http://<ip>:<port> reach what serves the Service's pods, when the lab runs it."""
+        ns, selector = meta(svc)["namespace"], (svc.get("spec") or {}).get("selector")
+        if not ip or not selector:
+            return
+        for other in self.store.list("", "services", namespace=ns)["items"]:
+            target = self.cluster.service_addresses.get((ns, meta(other)["name"]))
+            if target and (other.get("spec") or {}).get("selector") == selector:
+                for port in (svc.get("spec") or {}).get("ports") or []:
+                    self.cluster.lab.external_addresses[f"{ip}:{port.get('port')}"] = target
+                return
 
     def _endpoints(self, svc, selector):
         ns, name = meta(svc)["namespace"], meta(svc)["name"]

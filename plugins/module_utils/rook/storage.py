@@ -288,6 +288,14 @@ def module_result(module, client, wanted, ready=phase_ready, failed=phase_failur
     return out
 
 
+def claim_bound(live):
+    return (live.get("status") or {}).get("phase") == "Bound"
+
+
+def claim_never_failed(live):
+    return None  # lib-bucket-provisioner leaves a claim Pending on any error
+
+
 def bucket_claim(params):
     """An ObjectBucketClaim (lib-bucket-provisioner pkg/apis/objectbucket.io/v1alpha1)."""
     spec = {"storageClassName": params["storage_class"]}

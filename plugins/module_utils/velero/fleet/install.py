@@ -16,6 +16,7 @@ __metaclass__ = type
 
 from ansible_collections.fleetdr.kube.plugins.module_utils import apply
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
+from ansible_collections.fleetdr.kube.plugins.module_utils.rook import vault as rook_vault
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import preflight, timeout_for
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.status import installed_entry
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
@@ -45,11 +46,24 @@ def operation(job):
             return {"verdict": "succeeded", "phase": ("WouldRemove" if job.check_mode else "Removed") if changed else "Absent",
                     "object": {"kind": "Namespace", "namespace": None, "name": namespace},
                     "details": {"changes": _summary(changes)}}
+        vault = job.params.get("vault")
+        vault_changed = False
+        if vault:
+            recorder.phase("ClaimingVaultBucket")
+            vault_changed, bucket, access_key, secret_key = rook_vault.ensure_bucket(
+                job.clients.connect(vault["target"]), vault, cluster["name"], timeout_for(job, recorder, 300), job.check_mode)
+            if bucket:
+                with job.lock:
+                    job.secret_values.update((access_key, secret_key))
+                rook_vault.point_at_vault(cluster["objects"], vault, bucket, access_key, secret_key)
+            if cluster["name"] == vault["cluster"]:
+                job.warn(cluster["name"], "this is the vault cluster: its own backups are kept in its own object store and do not "
+                                          "survive its loss")
         recorder.phase("Applying")
         changes = apply.apply_phased(client, cluster["objects"], job.check_mode, job.params.get("force_conflicts"),
                                      timeout_for(job, recorder, 120))
         changes += apply.remove(client, cluster.get("switched_off") or [], job.check_mode)
-        changed = apply.changed(changes)
+        changed = apply.changed(changes) or vault_changed
         job.mark_changed(cluster["name"], changed)
         job.record_diff(cluster["name"], changes)
         if job.check_mode:

@@ -294,7 +294,7 @@ class ActionModule(ActionBase):
             values = dict((key, hostvars[vault["cluster"]].get(key)) for key in CLUSTER_HOSTVARS)
             params["vault"] = dict(vault, target=cluster_from_hostvars(vault["cluster"], values))
         rendered = RoleObjects(self._templar).render_all([c["name"] for c in clusters], hostvars, params["state"],
-                                                          target_elsewhere="vault" in params)
+                                                         target_elsewhere="vault" in params)
         for cluster in clusters:
             settings, cluster["objects"], cluster["switched_off"] = rendered[cluster["name"]]
             secrets.extend(str(settings[name]) for name in SECRET_VARS if settings.get(name))

@@ -49,8 +49,6 @@ def wait_for(predicate, what: str = "condition", timeout: float = WAIT_SECONDS, 
         time.sleep(interval)
 
 
-
-
 class Apis:
     def __init__(self, api_client):
         self.client = api_client

@@ -107,6 +107,15 @@ class LabHandle:
             raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stderr}")
         return proc
 
+    def install_rook(self, context: str = "c1"):
+        """Rook installed the quickstart way: `kubectl create -f crds.yaml -f common.yaml -f operator.yaml`
+        of the lab's stand-in release manifests (`fleetdr-lab rook manifests`, written once per lab)."""
+        out = self.dir / "rook-manifests"
+        if not (out / "operator.yaml").exists():
+            self.cli("rook", "manifests", "--out", str(out))
+        return self.kubectl("create", "-f", str(out / "crds.yaml"), "-f", str(out / "common.yaml"), "-f", str(out / "operator.yaml"),
+                            context=context)
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

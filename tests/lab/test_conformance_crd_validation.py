@@ -8,7 +8,6 @@ import json
 
 import pytest
 from helpers import unique, wait_for
-from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 GROUP = "conformance.fleetdr.io"

@@ -4,8 +4,6 @@ with a raw device each, Rook installed the quickstart way (kubectl create -f crd
 The tests work in their own object names, so they can share it."""
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 from helpers import wait_for
 from kubernetes import client
@@ -18,10 +16,7 @@ GROUP, VERSION, NS = "ceph.rook.io", "v1", "rook-ceph"
 def ceph_lab(tmp_path_factory):
     handle = LabHandle.up(tmp_path_factory.mktemp("rook-storage"), clusters=1, nodes=3, extra=("--devices", "1"))
     try:
-        out = handle.dir / "manifests"
-        handle.cli("rook", "manifests", "--out", str(out))
-        subprocess.run(["kubectl", "--kubeconfig", str(handle.kubeconfig), "--context", "c1", "create", "-f", str(out / "crds.yaml"),
-                        "-f", str(out / "common.yaml"), "-f", str(out / "operator.yaml")], check=True, capture_output=True)
+        handle.install_rook()
         yield handle
     finally:
         handle.down()

@@ -25,9 +25,7 @@ IMAGE = "quay.io/ceph/ceph:v20.2.4"
 def rook_lab(tmp_path_factory):
     lab = LabHandle.up(tmp_path_factory.mktemp("rook"), clusters=1, nodes=3, extra=("--devices", "1"))
     try:
-        out = lab.dir / "manifests"
-        lab.cli("rook", "manifests", "--out", str(out))
-        kubectl(lab, "create", "-f", str(out / "crds.yaml"), "-f", str(out / "common.yaml"), "-f", str(out / "operator.yaml"))
+        lab.install_rook()
         yield lab
     finally:
         lab.down()

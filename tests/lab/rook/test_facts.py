@@ -7,7 +7,6 @@ Facts 1-5, 10-13, 15 and 17 are in test_cluster.py, test_filesystem.py and test_
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 from helpers import wait_for
@@ -166,10 +165,7 @@ def test_a_forbidden_data_dir_leaves_no_status_at_all(ceph_apis):
 
 def test_operator_settings_come_from_the_configmap_over_the_env_and_current_namespace_only_defaults_true(lab_factory):
     lab = lab_factory(clusters=1, nodes=1, extra=("--devices", "1"))
-    out = lab.dir / "manifests"
-    lab.cli("rook", "manifests", "--out", str(out))
-    subprocess.run(["kubectl", "--kubeconfig", str(lab.kubeconfig), "--context", "c1", "create", "-f", str(out / "crds.yaml"),
-                    "-f", str(out / "common.yaml"), "-f", str(out / "operator.yaml")], check=True, capture_output=True)
+    lab.install_rook()
     api = lab.api("c1")
     core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
     env = apps.read_namespaced_deployment("rook-ceph-operator", "rook-ceph").spec.template.spec.containers[0].env

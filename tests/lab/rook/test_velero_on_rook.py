@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 
 import pytest
 from helpers import Apis, VeleroInstall, make_app, put_file, restore, run_backup, tree, unique, wait_for
@@ -21,11 +20,7 @@ DRIVER = "rook-ceph.rbd.csi.ceph.com"
 
 
 def install_rook_storage(lab, cluster):
-    out = lab.dir / "manifests"
-    if not out.exists():
-        lab.cli("rook", "manifests", "--out", str(out))
-    subprocess.run(["kubectl", "--kubeconfig", str(lab.kubeconfig), "--context", cluster, "create", "-f", str(out / "crds.yaml"),
-                    "-f", str(out / "common.yaml"), "-f", str(out / "operator.yaml")], check=True, capture_output=True)
+    lab.install_rook(cluster)
     api = lab.api(cluster)
     custom = client.CustomObjectsApi(api)
     wait_for(lambda: [d for d in client.AppsV1Api(api).list_namespaced_deployment(NS).items if d.status.available_replicas],

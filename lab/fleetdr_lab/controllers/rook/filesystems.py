@@ -60,14 +60,6 @@ class CephFilesystemController(RookController):
     watches = [(GROUP, "cephfilesystems"), (GROUP, "cephclusters"), (GROUP, "cephfilesystemsubvolumegroups"),
                ("", "persistentvolumes")]
 
-    def keys_for(self, etype, obj):
-        if obj.get("kind") == "CephFilesystem":
-            return super().keys_for(etype, obj)
-        ns = (obj.get("metadata") or {}).get("namespace") or ((obj.get("spec") or {}).get("csi") or {}).get(
-            "volumeAttributes", {}).get("clusterID")
-        return [(f["metadata"]["namespace"], f["metadata"]["name"]) for f in self.store.list(GROUP, self.plural, ns)["items"]] \
-            if ns else ()
-
     def reconcile(self, key):
         ns, name = key
         fs = self.store.get_or_none(GROUP, self.plural, ns, name)
@@ -153,14 +145,6 @@ class CephFilesystemSubVolumeGroupController(RookController):
 
     plural = "cephfilesystemsubvolumegroups"
     watches = [(GROUP, "cephfilesystemsubvolumegroups"), (GROUP, "cephfilesystems"), ("", "persistentvolumes")]
-
-    def keys_for(self, etype, obj):
-        if obj.get("kind") == "CephFilesystemSubVolumeGroup":
-            return super().keys_for(etype, obj)
-        ns = (obj.get("metadata") or {}).get("namespace") or ((obj.get("spec") or {}).get("csi") or {}).get(
-            "volumeAttributes", {}).get("clusterID")
-        return [(g["metadata"]["namespace"], g["metadata"]["name"]) for g in self.store.list(GROUP, self.plural, ns)["items"]] \
-            if ns else ()
 
     def reconcile(self, key):
         ns, name = key

@@ -70,12 +70,6 @@ class CephObjectStoreController(RookController):
     plural = "cephobjectstores"
     watches = [(GROUP, "cephobjectstores"), (GROUP, "cephclusters"), (GROUP, "cephobjectstoreusers"), (OBC_GROUP, "objectbucketclaims")]
 
-    def keys_for(self, etype, obj):
-        if obj.get("kind") == "CephObjectStore":
-            return super().keys_for(etype, obj)
-        ns = (obj.get("metadata") or {}).get("namespace")
-        return [(s["metadata"]["namespace"], s["metadata"]["name"]) for s in self.store.list(GROUP, "cephobjectstores", ns)["items"]]
-
     def reconcile(self, key):
         ns, name = key
         obj = self.store.get_or_none(GROUP, "cephobjectstores", ns, name)
@@ -146,12 +140,6 @@ class CephObjectStoreController(RookController):
 class CephObjectStoreUserController(RookController):
     plural = "cephobjectstoreusers"
     watches = [(GROUP, "cephobjectstoreusers"), (GROUP, "cephobjectstores")]
-
-    def keys_for(self, etype, obj):
-        if obj.get("kind") == "CephObjectStoreUser":
-            return super().keys_for(etype, obj)
-        ns = (obj.get("metadata") or {}).get("namespace")
-        return [(u["metadata"]["namespace"], u["metadata"]["name"]) for u in self.store.list(GROUP, "cephobjectstoreusers", ns)["items"]]
 
     async def reconcile(self, key):
         ns, name = key

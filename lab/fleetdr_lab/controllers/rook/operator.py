@@ -176,10 +176,15 @@ class RookController(Controller):
         self.name = f"rook-{self.plural or type(self).__name__}"
 
     def keys_for(self, etype, obj):
+        """Its own kind: that object. Anything else it watches (its CephCluster, a store, a PV of its
+        cluster): every object of its kind in that namespace (a PV's clusterID)."""
         m = obj.get("metadata") or {}
-        if obj.get("kind", "").lower() + "s" == self.plural and self.operator.watches_namespace(m.get("namespace")):
-            return ((m.get("namespace"), m.get("name")),)
-        return ()
+        if obj.get("kind", "").lower() + "s" == self.plural:
+            return ((m.get("namespace"), m.get("name")),) if self.operator.watches_namespace(m.get("namespace")) else ()
+        ns = m.get("namespace") or (((obj.get("spec") or {}).get("csi") or {}).get("volumeAttributes") or {}).get("clusterID")
+        if not ns:
+            return ()
+        return [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in self.store.list(GROUP, self.plural, ns)["items"]]
 
     def with_finalizer(self, obj: dict, finalizer: str) -> dict:
         """obj carrying finalizer (Rook adds its own before anything else)."""

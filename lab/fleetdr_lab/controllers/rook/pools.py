@@ -32,14 +32,6 @@ class CephBlockPoolController(RookController):
     plural = "cephblockpools"
     watches = [(GROUP, "cephblockpools"), (GROUP, "cephclusters"), ("", "persistentvolumes")]
 
-    def keys_for(self, etype, obj):
-        if obj.get("kind") == "CephBlockPool":
-            return super().keys_for(etype, obj)
-        ns = (obj.get("metadata") or {}).get("namespace") or ((obj.get("spec") or {}).get("csi") or {}).get(
-            "volumeAttributes", {}).get("clusterID")
-        return [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in self.store.list(GROUP, "cephblockpools", ns)["items"]] \
-            if ns else ()
-
     def reconcile(self, key):
         ns, name = key
         pool = self.store.get_or_none(GROUP, "cephblockpools", ns, name)

@@ -679,17 +679,76 @@ def _timeline_svg(report):
     return "\n".join(parts)
 
 
+# Above this many clusters the page is built to be read at fleet scale: failures first, the succeeded
+# clusters collapsed, counts per label, and the timeline as phase percentiles instead of one lane each.
+LARGE_REPORT = 50
+_VERDICT_ORDER = ("failed", "partially_failed", "skipped", "succeeded")
+
+
+def _percentile(values, share):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))] if ordered else None
+
+
+def _phase_percentiles(report):
+    """Per phase: how many clusters went through it and how long it took them (p50, p90, max)."""
+    spent = {}
+    for cluster in report["clusters"]:
+        steps = cluster["timeline"]
+        for position, step in enumerate(steps):
+            stop = steps[position + 1]["at"] if position + 1 < len(steps) else cluster["finished"]
+            seconds = seconds_between(step["at"], stop)
+            if seconds is not None:
+                spent.setdefault(step["phase"], []).append(seconds)
+    rows = ["<tr><td>%s</td><td class=\"num\">%d</td><td class=\"num\">%s</td><td class=\"num\">%s</td><td class=\"num\">%s</td></tr>" % (
+        _esc(phase), len(values), _esc(_fmt_duration(_percentile(values, 0.5))), _esc(_fmt_duration(_percentile(values, 0.9))),
+        _esc(_fmt_duration(max(values)))) for phase, values in spent.items()]
+    durations = [c["duration_s"] for c in report["clusters"] if c["duration_s"] is not None]
+    if durations:
+        rows.append("<tr><td><b>whole run per cluster</b></td><td class=\"num\">%d</td><td class=\"num\">%s</td>"
+                    "<td class=\"num\">%s</td><td class=\"num\">%s</td></tr>" % (
+                        len(durations), _esc(_fmt_duration(_percentile(durations, 0.5))),
+                        _esc(_fmt_duration(_percentile(durations, 0.9))), _esc(_fmt_duration(max(durations)))))
+    return ("<table class=\"phases\"><thead><tr><th>Phase</th><th>Clusters</th><th>p50</th><th>p90</th><th>max</th></tr></thead>"
+            "<tbody>%s</tbody></table>" % "".join(rows))
+
+
+def _by_label(report):
+    """Verdict counts per label value (the fleet's env/region groups): where the failures are."""
+    counts = {}
+    for cluster in report["clusters"]:
+        for key, value in sorted(cluster["labels"].items()):
+            row = counts.setdefault("%s=%s" % (key, value), dict((verdict, 0) for verdict in _VERDICT_ORDER))
+            row[cluster["verdict"]] = row.get(cluster["verdict"], 0) + 1
+    if not counts:
+        return ""
+    return ("<h2>By label</h2><table class=\"labels\"><thead><tr><th>Label</th>%s</tr></thead><tbody>%s</tbody></table>" % (
+        "".join("<th>%s</th>" % _esc(v.replace("_", " ")) for v in _VERDICT_ORDER),
+        "".join("<tr><td>%s</td>%s</tr>" % (_esc(label), "".join('<td class="num">%d</td>' % row[v] for v in _VERDICT_ORDER))
+                for label, row in sorted(counts.items()))))
+
+
+_CLUSTER_HEADER = ("<th>Cluster</th><th>Labels</th><th>Verdict</th><th>Phase</th><th>Object</th><th>Location</th><th>Items</th>"
+                   "<th>Warnings</th><th>Errors</th><th>Duration</th><th>Reason</th>")
+
+
 def render_html(report):
     """Self-contained HTML page (inline CSS and SVG, no external assets)."""
     totals = report["totals"]
     title = "%s %s" % (report["operation"], report["name"])
+    large = len(report["clusters"]) > LARGE_REPORT
     rows = []
+    collapsed = []
     durations = [cluster["duration_s"] for cluster in report["clusters"] if cluster["duration_s"] is not None]
     slowest = max(durations) if len(durations) > 1 else None
-    for cluster in report["clusters"]:
+    clusters = report["clusters"]
+    if large:
+        rank = dict((verdict, index) for index, verdict in enumerate(_VERDICT_ORDER))
+        clusters = sorted(clusters, key=lambda c: rank.get(c["verdict"], 0))
+    for cluster in clusters:
         fg, bg = _VERDICT_COLOURS.get(cluster["verdict"], _VERDICT_COLOURS["skipped"])
         labels = ", ".join("%s=%s" % item for item in sorted(cluster["labels"].items()))
-        rows.append(
+        (collapsed if large and cluster["verdict"] == "succeeded" else rows).append(
             '<tr style="background:%s"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>'
             '<td class="num">%s</td><td class="num">%d</td><td class="num">%d</td><td class="num%s">%s</td><td>%s</td></tr>' % (
                 bg, _esc(cluster["name"]), _esc(labels), _badge(cluster["verdict"]), _esc(cluster["phase"]),
@@ -723,13 +782,19 @@ def render_html(report):
             totals["clusters"], _VERDICT_COLOURS["succeeded"][0], totals["succeeded"],
             _VERDICT_COLOURS["partially_failed"][0], totals["partially_failed"], _VERDICT_COLOURS["failed"][0],
             totals["failed"], _VERDICT_COLOURS["skipped"][0], totals["skipped"]),
-        "<h2>Clusters</h2>",
-        "<table><thead><tr><th>Cluster</th><th>Labels</th><th>Verdict</th><th>Phase</th><th>Object</th>"
-        "<th>Location</th><th>Items</th><th>Warnings</th><th>Errors</th><th>Duration</th><th>Reason</th></tr></thead>",
+        "<h2>Clusters</h2>" + (" <p class=\"meta\">Failures first; the %d succeeded clusters are collapsed below.</p>" % len(collapsed)
+                               if large else ""),
+        "<table><thead><tr>%s</tr></thead>" % _CLUSTER_HEADER,
         "<tbody>%s</tbody></table>" % "".join(rows),
-        "<h2>Timeline</h2>",
-        _timeline_svg(report),
     ]
+    if collapsed:
+        body.append("<details><summary>%d succeeded clusters</summary><table><thead><tr>%s</tr></thead><tbody>%s</tbody></table>"
+                    "</details>" % (len(collapsed), _CLUSTER_HEADER, "".join(collapsed)))
+    if large:
+        body += [_by_label(report), "<h2>Timeline</h2>", "<p class=\"meta\">Time spent per phase across the %d clusters.</p>" % (
+            len(report["clusters"])), _phase_percentiles(report)]
+    else:
+        body += ["<h2>Timeline</h2>", _timeline_svg(report)]
     volumes = volume_rows(report)
     if volumes:
         colours = {"moved": _VERDICT_COLOURS["succeeded"][1], "NOT MOVED": _VERDICT_COLOURS["failed"][1]}

@@ -300,3 +300,35 @@ def test_table_wraps_long_reasons_whole():
     assert all(len(line) - start <= 60 for line in lines[2:])
     assert " ".join(line[start:].strip() for line in lines[2:]) == reason  # every word, in order
     assert all(not line[:start].strip() for line in lines[3:])  # continuation lines hold only the reason
+
+
+def _fleet_of(count):
+    clusters = []
+    for index in range(count):
+        verdict = "failed" if index % 97 == 3 else "succeeded"
+        clusters.append({"name": "c%04d" % index, "verdict": verdict, "phase": "Completed" if verdict == "succeeded" else "Failed",
+                         "labels": {"env": ("prod", "staging")[index % 2], "region": "r%d" % (index % 5)},
+                         "reason": None if verdict == "succeeded" else "Backup c%04d ended Failed: bucket policy denies" % index,
+                         "started": "2026-12-03T02:00:00Z", "finished": "2026-12-03T02:01:%02dZ" % (index % 60),
+                         "timeline": [{"phase": "Preflight", "at": "2026-12-03T02:00:00Z"},
+                                      {"phase": "BackupInProgress", "at": "2026-12-03T02:00:02Z"},
+                                      {"phase": "Completed", "at": "2026-12-03T02:01:%02dZ" % (index % 60)}]})
+    return rpt.build_report("backup", "nightly", clusters, started="2026-12-03T02:00:00Z", finished="2026-12-03T02:01:59Z")
+
+
+def test_a_thousand_cluster_page_puts_failures_first_and_stays_small():
+    report = _fleet_of(1000)
+    page = rpt.render_html(report)
+    assert len(page.encode("utf-8")) < 2 * 1024 * 1024
+    main_table, rest = page.split("</table>", 1)
+    failed = [c["name"] for c in report["clusters"] if c["verdict"] == "failed"]
+    assert all(name in main_table for name in failed) and "c0000" not in main_table  # failures first, successes collapsed
+    assert "<summary>%d succeeded clusters</summary>" % (1000 - len(failed)) in rest and "c0000" in rest
+    assert 'class="lane"' not in page  # no 1,000 timeline lanes: phase percentiles instead
+    assert "<td>BackupInProgress</td><td class=\"num\">1000</td>" in page
+    assert "<td>env=prod</td>" in page and "<td>region=r3</td>" in page  # verdicts per label
+
+
+def test_a_small_page_keeps_one_timeline_lane_per_cluster():
+    page = rpt.render_html(_fleet_of(10))
+    assert page.count('class="lane"') == 10 and "succeeded clusters</summary>" not in page

@@ -281,10 +281,11 @@ class KubeClient(object):
                 return None
             raise
 
-    def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type="application/json", answer=True):
+    def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type="application/json", answer=True,
+                deadline=None):
         """A retried request on any API path (the apply engine's); None on 404 when ``missing_ok``."""
         return self._core(action, method, path, body=body, query=query, missing_ok=missing_ok, content_type=content_type,
-                          answer=answer)
+                          answer=answer, deadline=deadline)
 
     def watch_path(self, collection_path, name):
         """A ``waiter`` source for one object of any kind, by its collection path and name."""
@@ -551,7 +552,9 @@ class ClusterClients(object):
         if proxies and not configuration.proxy:  # a kubeconfig proxy-url wins, as in the library
             configuration.proxy = proxies.get(urlparse(configuration.host).scheme) or proxies.get("all")
             configuration.no_proxy = proxies.get("no")
-        # The ApiClient builds its connection pool from the configuration: overrides go in first.
+        # One retry policy (retries.py): urllib3's own retries (3 by default, read timeouts included)
+        # would multiply every bounded wait. The ApiClient builds its pool from the configuration.
+        configuration.retries = False
         return kubernetes.client.ApiClient(configuration)
 
     def connect(self, cluster):

@@ -201,6 +201,25 @@ def test_backups_complete_under_injected_503s_and_429s(fleet_lab, with_velero, p
             assert [b["metadata"]["name"] for b in backups if b["metadata"]["name"].startswith(name)] == ["%s-%s" % (name, cluster)]
 
 
+def test_a_hung_api_server_costs_only_its_share_of_the_wait(fleet_lab, with_velero, play):
+    """c2 accepts connections and never answers in time: its pre-flight gives up within wait_timeout (reads and
+    retries bounded by it), c1 and c3 back up, the run ends long before the fleet deadline."""
+    import time as clock
+    fleet_lab.cli("fault", "c2", "latency", "600000")
+    try:
+        started = clock.monotonic()
+        play("backup", "-e", "backup_name=hung", "-e", "included_namespaces=default", "-e", "wait_timeout=10",
+             "-e", "fleet_deadline=600", check_rc=2)
+        elapsed = clock.monotonic() - started
+    finally:
+        fleet_lab.cli("fault", "c2", "clear")
+    clusters = dict((c["name"], c) for c in play.report("backup", "hung")[1]["clusters"])
+    assert clusters["c1"]["verdict"] == clusters["c3"]["verdict"] == "succeeded"
+    assert clusters["c2"]["verdict"] == "failed" and "timed out" in clusters["c2"]["reason"], clusters["c2"]
+    assert [step["phase"] for step in clusters["c2"]["timeline"]] == ["Preflight", "Failed"]
+    assert elapsed < 60, elapsed  # bounded by wait_timeout (10 s) and its retries, not by the 600 s fleet deadline
+
+
 def test_migrate_to_two_targets_leaves_the_source_unchanged(fleet_lab, play):
     lab = fleet_lab
     source_before = namespace_state(core(lab, "c1"), "busybox")

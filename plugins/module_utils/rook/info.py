@@ -116,10 +116,12 @@ def gather(client, namespace, operator_namespace):
 _SEVERITY = {"HEALTH_OK": 0, "HEALTH_WARN": 1, "HEALTH_ERR": 2}
 
 
-def ceph_health(client):
+def ceph_health(client, deadline=None):
     """(health, checks text) of the least healthy CephCluster on the cluster; None without Rook
-    (no CephCluster CRD or none created) or while no cluster reported health yet."""
-    listing = client.request("Listing CephClusters", "GET", "/apis/ceph.rook.io/v1/cephclusters", missing_ok=True) or {}
+    (no CephCluster CRD or none created) or while no cluster reported health yet. ``deadline``
+    (time.monotonic()) bounds the read and its retries."""
+    listing = client.request("Listing CephClusters", "GET", "/apis/ceph.rook.io/v1/cephclusters", missing_ok=True,
+                             deadline=deadline) or {}
     worst = None
     for item in listing.get("items") or []:
         info = statuses.summary(item)

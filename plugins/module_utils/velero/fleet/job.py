@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import threading
+import time
 
 try:
     from urllib.parse import urlsplit
@@ -124,7 +125,7 @@ def ceph_gate(client, job, recorder):
     mode = job.params.get("ceph_health_gate") or "warn"
     if mode == "off" or job.operation not in CEPH_GATED:
         return
-    found = rook_info.ceph_health(client)
+    found = rook_info.ceph_health(client, deadline=time.monotonic() + timeout_for(job, recorder, PREFLIGHT_TIMEOUT))
     if found is None or found[0] == "HEALTH_OK":
         return
     health, text = found

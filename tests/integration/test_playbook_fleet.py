@@ -134,6 +134,10 @@ def test_bad_input_fails_before_any_api_call(fleet_lab, play):
     assert "source 'nowhere' is not among the selected clusters" in proc.stdout
     assert not (play.work / "fleetdr-reports").exists()  # nothing ran, nothing reported
 
+    # a target pattern that selects no inventory host fails (Ansible alone would exit 0 with a warning)
+    proc = play("status", "-e", "fleetdr_targets=no_such_group", check_rc=2)
+    assert "no cluster selected: the inventory has no host matching 'no_such_group'" in proc.stdout
+
     # a selection that matches no cluster is a failed run with a report saying why
     proc = play("backup", "-e", "backup_name=nowhere", "-e", '{"fleetdr_cluster_selector": {"env": "nowhere"}}', check_rc=2)
     assert "no cluster selected" in proc.stdout

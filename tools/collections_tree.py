@@ -1,5 +1,6 @@
 """Build the ansible_collections tree Ansible needs: this repo as fleetdr.kube next to the
-kubernetes.core copy that the `ansible` package bundles (Galaxy is unreachable)."""
+kubernetes.core copy that the `ansible` package bundles (Galaxy is unreachable), and awx.awx for
+extensions/awx/apply.yml."""
 import os
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def link(target, link_path):
 def main():
     root = Path(sys.argv[1]) / "ansible_collections"
     link(REPO, root / "fleetdr" / "kube")
-    for ns, name in (("kubernetes", "core"), ("ansible", "utils"), ("ansible", "posix"), ("community", "general")):
+    for ns, name in (("kubernetes", "core"), ("ansible", "utils"), ("ansible", "posix"), ("community", "general"), ("awx", "awx")):
         link(bundled(ns, name), root / ns / name)
 
 

@@ -10,7 +10,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collections browser lint sanity pytest test demo demo-down bench bench-lab clean
+.PHONY: help venv collections browser lint sanity pytest test demo demo-down bench bench-lab ee-context ee clean
 
 help:
 	@echo "make demo   - bring up a 3-cluster lab and run backup -> migrate -> restore with a report"
@@ -59,6 +59,21 @@ bench: collections
 bench-lab: venv
 	$(BIN)/python lab/bench/bench_lab.py
 	$(BIN)/python lab/bench/bench_backups.py
+
+# Execution environment (execution-environment.yml): the collection's tarball goes where the
+# definition's additional_build_files expects it; ee-context writes the build context only,
+# ee builds the image with podman (or docker: make ee EE_RUNTIME=docker).
+EE_RUNTIME ?= podman
+EE_TAG ?= fleetdr-kube-ee:latest
+
+ee-context: venv
+	rm -rf .build/ee && mkdir -p .build/ee
+	$(BIN)/ansible-galaxy collection build --output-path .build/ee .
+	mv .build/ee/fleetdr-kube-*.tar.gz .build/ee/fleetdr-kube.tar.gz
+	$(BIN)/ansible-builder create -f execution-environment.yml -c .build/ee/context --output-filename Containerfile
+
+ee: ee-context
+	$(EE_RUNTIME) build -f .build/ee/context/Containerfile -t $(EE_TAG) .build/ee/context
 
 clean:
 	-$(BIN)/fleetdr-lab down --dir .lab 2>/dev/null

@@ -18,8 +18,12 @@ def test_the_built_collection_has_what_users_need_and_nothing_that_needs_the_lab
         names = set(archive.getnames())
     for wanted in ("COPYING", "README.md", "meta/runtime.yml", "plugins/modules/fleet_run.py", "plugins/action/fleet_run.py",
                    "roles/velero/meta/argument_specs.yml", "roles/rook_ceph/meta/argument_specs.yml", "playbooks/backup.yml",
-                   "playbooks/drill.yml", "playbooks/drill.meta.yml"):
+                   "playbooks/drill.yml", "playbooks/drill.meta.yml",
+                   # what ansible-builder's introspection reads from an installed collection
+                   "meta/execution-environment.yml", "requirements.txt", "bindep.txt"):
         assert wanted in names, wanted
     assert "GNU GENERAL PUBLIC LICENSE" in (REPO / "COPYING").read_text()[:200]
     shipped_lab = sorted(n for n in names if n.startswith(("lab/", "tests/lab", "tests/integration", "tools/", ".lab", ".venv")))
     assert shipped_lab == []
+    # files for AWX projects, image builds and docs builds are not collection content
+    assert sorted(n for n in names if n.startswith(("collections/", "execution-environment.yml", ".build", "build/"))) == []

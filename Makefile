@@ -10,7 +10,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collections browser lint sanity pytest test demo demo-down bench bench-lab ee-context ee clean
+.PHONY: help venv collections browser lint sanity pytest test demo demo-down bench bench-lab ee-context ee docs galaxy-import clean
 
 help:
 	@echo "make demo   - bring up a 3-cluster lab and run backup -> migrate -> restore with a report"
@@ -75,6 +75,23 @@ ee-context: venv
 ee: ee-context
 	$(EE_RUNTIME) build -f .build/ee/context/Containerfile -t $(EE_TAG) .build/ee/context
 
+# Collection docs (RST, the Ansible docsite format) rendered by antsibull-docs into $(DOCS_DIR), after
+# antsibull-docs' own lint of every plugin's and role's documentation (markup, references).
+DOCS_DIR ?= build/docs
+
+docs: collections
+	rm -rf $(DOCS_DIR) && mkdir -p $(DOCS_DIR) && chmod 755 $(DOCS_DIR)
+	cd $(COLLECTIONS)/ansible_collections/fleetdr/kube && $(BIN)/antsibull-docs lint-collection-docs --plugin-docs .
+	$(BIN)/antsibull-docs collection --use-current --fail-on-error --dest-dir $(DOCS_DIR) fleetdr.kube
+	@echo "collection docs in $(DOCS_DIR)/collections/fleetdr/kube/"
+
+# Galaxy's import checks of the built tarball, with only this collection installed (as on Galaxy).
+galaxy-import: venv
+	rm -rf .build/galaxy && mkdir -p .build/galaxy
+	$(BIN)/ansible-galaxy collection build --output-path .build/galaxy .
+	cd .build/galaxy && env -u ANSIBLE_COLLECTIONS_PATH ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false \
+		GALAXY_IMPORTER_CONFIG=$(CURDIR)/tools/galaxy-importer.cfg $(BIN)/python -m galaxy_importer.main fleetdr-kube-*.tar.gz
+
 clean:
 	-$(BIN)/fleetdr-lab down --dir .lab 2>/dev/null
-	rm -rf .build .lab tests/output fleetdr-reports
+	rm -rf .build .lab tests/output fleetdr-reports build

@@ -21,7 +21,7 @@ description:
     ends, the error says so with the provisioner's events, and whether the StorageClass names a provisioner at all.
   - Deleting the claim deletes the bucket when its StorageClass's reclaim policy is C(Delete).
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - fleetdr.kube.rook
   - ansible.builtin.action_common_attributes
 attributes:

@@ -15,7 +15,7 @@ author:
   - fleetdr.kube maintainers (@fleetdr)
 description:
   - Manages one C(CephCluster) of a Rook-Ceph operator already installed on the cluster (role
-    M(fleetdr.kube.rook_ceph) installs it).
+    R(fleetdr.kube.rook_ceph,ansible_collections.fleetdr.kube.rook_ceph_role) installs it).
   - Options mirror Kurator's C(DistributedStorage) (O(data_dir_host_path), O(monitor), O(manager),
     O(storage)) and map onto the CephCluster as Kurator does (O(monitor.labels) become Rook's
     C(spec.labels.mon), which label the mon pods; node selection is O(monitor.placement)).
@@ -32,7 +32,7 @@ description:
     unless the cluster allows uninstalling with volumes. O(destroy_data=true) confirms Rook's cleanup
     policy first, so Rook wipes the data directories and disks.
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

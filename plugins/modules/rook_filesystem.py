@@ -20,7 +20,7 @@ description:
   - Checks Rook's rules before the write (at least one active metadata server, 50 at most; unique data pool names;
     each pool by Rook's pool rules) and waits by watch until the filesystem is C(Ready).
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - fleetdr.kube.rook
   - fleetdr.kube.rook.storage_class
   - ansible.builtin.action_common_attributes

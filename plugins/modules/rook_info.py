@@ -21,7 +21,7 @@ description:
   - Reads Rook's status as Rook writes it - a failed reconcile is phase C(Progressing) with state
     C(Error), and C(Ready) says nothing about health, so both are returned.
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:

@@ -21,7 +21,7 @@ description:
   - Checks Rook's rules before the write (a name of at most 38 characters, a port) and waits by watch until the
     store is C(Ready); returns its endpoint.
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - fleetdr.kube.rook
   - ansible.builtin.action_common_attributes
 attributes:

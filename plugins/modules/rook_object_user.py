@@ -20,7 +20,7 @@ description:
     O(return_credentials), and then the task should set C(no_log).
   - Rook marks a user it cannot create C(ReconcileFailed); the task fails at once with that.
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - fleetdr.kube.rook
   - ansible.builtin.action_common_attributes
 attributes:

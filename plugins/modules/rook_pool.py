@@ -22,7 +22,7 @@ description:
   - Waits by watch until the pool is C(Ready); C(Failure) fails at once, and a timeout reports Rook's events and,
     when the CephCluster is not healthy, that Rook waits for it.
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - fleetdr.kube.rook
   - fleetdr.kube.rook.storage_class
   - ansible.builtin.action_common_attributes

@@ -24,7 +24,7 @@ description:
   - When the backup did not fully succeed, the result carries Velero's error and warning texts read
     from the results file in object storage, using the location's credentials Secret.
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - fleetdr.kube.velero
   - fleetdr.kube.velero_backup_spec
   - fleetdr.kube.velero_wait

@@ -19,7 +19,7 @@ description:
   - Reports the server version and plugins through a C(ServerStatusRequest), as C(velero version) does.
   - Read-only; always returns C(changed=false).
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - fleetdr.kube.velero
   - ansible.builtin.action_common_attributes
 attributes:

@@ -20,7 +20,7 @@ description:
     message when it is V(Unavailable) (wrong bucket, bad credentials, unexpected content).
   - Credentials are no_log and never returned; the Secret's content is compared, not shown.
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - fleetdr.kube.velero
   - fleetdr.kube.velero_wait
   - ansible.builtin.action_common_attributes

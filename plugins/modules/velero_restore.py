@@ -23,7 +23,7 @@ description:
     task is idempotent too.
   - All options and the source backup are checked before anything is created.
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - fleetdr.kube.velero
   - fleetdr.kube.velero_wait
   - ansible.builtin.action_common_attributes

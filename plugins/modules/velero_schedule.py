@@ -19,7 +19,7 @@ description:
     argument spec), or is copied from an existing backup with O(from_backup).
   - The cron expression is validated (5 fields, descriptors, C(@every), C(CRON_TZ=)) before any API call.
 extends_documentation_fragment:
-  - kubernetes.core.k8s_auth_options
+  - fleetdr.kube.k8s_auth
   - fleetdr.kube.velero
   - fleetdr.kube.velero_backup_spec
   - ansible.builtin.action_common_attributes

@@ -66,8 +66,8 @@ class PlaybookRunner(object):
         self.lab, self.collections, self.work = lab, collections, work
         self.outputs = outputs if outputs is not None else []
 
-    def __call__(self, playbook, *extra, check_rc=None):
-        env = dict(os.environ)
+    def __call__(self, playbook, *extra, check_rc=None, env=None):
+        env = dict(os.environ, **(env or {}))
         env.update({
             "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
             "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",

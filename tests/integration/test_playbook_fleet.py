@@ -131,7 +131,7 @@ def test_bad_input_fails_before_any_api_call(fleet_lab, play):
     assert "Invalid input, nothing was changed: report_dir: reports cannot be written under /proc/nope" in proc.stdout
 
     proc = play("migrate", "-e", "migrate_name=mv", "-e", "source_cluster=nowhere", check_rc=2)
-    assert "source 'nowhere' is not among the selected clusters" in proc.stdout
+    assert "source_cluster 'nowhere' is not among the selected clusters" in proc.stdout
     assert not (play.work / "fleetdr-reports").exists()  # nothing ran, nothing reported
 
     # a target pattern that selects no inventory host fails (Ansible alone would exit 0 with a warning)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make reliability`: the fault and bad-input suite (tests/integration/fault_suite.py) on a private
-5-cluster lab with Velero everywhere, ten rounds of fleet backups under 20% HTTP 429 and under 20%
-HTTP 503 on every cluster, then one broken cluster at a time (down, hung, Velero at 0, location
+5-cluster lab with Velero everywhere, ten rounds of fleet backups and ten of migrations (c1 to the
+others) under 20% HTTP 429 and under 20% HTTP 503 on every cluster, then one broken cluster at a time (down, hung, Velero at 0, location
 Unavailable, another CA), 300 ms latency everywhere, every bad input, and a secret scan of all
 output and reports. Prints the figures and writes them to bench-results/reliability.json.
 Exit status 1 when any figure falls short (an operation that should have completed did not, a
@@ -49,6 +49,9 @@ def main():
         for label, fault in (("429 x20%", ["errors", "0.2", "429"]), ("503 x20%", ["errors", "0.2", "503"])):
             faults.append(fault_suite.backup_rounds(lab, play, fault, args.rounds, label.split()[0]))
             faults[-1]["fault"] = "%s, %d rounds" % (label, args.rounds)
+            print_fault(faults[-1])
+            faults.append(fault_suite.migrate_rounds(lab, play, fault, args.rounds, "r" + label.split()[0]))
+            faults[-1]["fault"] = "%s, %d migrate rounds" % (label, args.rounds)
             print_fault(faults[-1])
         faults.append(fault_suite.latency(lab, play))
         print_fault(faults[-1])

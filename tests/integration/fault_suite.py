@@ -196,6 +196,55 @@ def backup_rounds(lab, play, fault, rounds, label):
             "failures": failures[:5]}
 
 
+def _names(lab, cluster, plural, prefix):
+    from kubernetes import client
+
+    items = client.CustomObjectsApi(lab.api(cluster)).list_namespaced_custom_object("velero.io", "v1", "velero", plural)["items"]
+    return [item["metadata"]["name"] for item in items if item["metadata"]["name"].startswith(prefix + "-")]
+
+
+def migrate_rounds(lab, play, fault, rounds, label):
+    """`rounds` migrations of namespace rel-app (a ConfigMap) from c1 to every other cluster, each into a
+    namespace of its own (namespace_mapping), with `fault` on every cluster: the source and every target
+    must complete, the ConfigMap must be on every target, one Backup and one Restore per cluster and round
+    (the read-only location fleetdr-from-c1 is created again each round: a 409 on it under faults is ours)."""
+    from kubernetes import client
+
+    source = client.CoreV1Api(lab.api("c1"))
+    if "rel-app" not in [ns.metadata.name for ns in source.list_namespace().items]:
+        source.create_namespace({"metadata": {"name": "rel-app"}})
+        source.create_namespaced_config_map("rel-app", {"metadata": {"name": "settings"}, "data": {"colour": "blue"}})
+    attempted = completed = duplicates = 0
+    failures = []
+    for number in range(1, rounds + 1):
+        name = "%smv%d-%d" % (label, number, int(time.time()) % 100000)
+        for cluster in lab.clusters:
+            lab.cli("fault", cluster, *fault)
+        try:
+            play("migrate", "-e", "migrate_name=" + name, "-e", "source_cluster=c1", "-e", "included_namespaces=rel-app",
+                 "-e", json.dumps({"namespace_mapping": {"rel-app": name}}))
+        finally:
+            for cluster in lab.clusters:
+                lab.cli("fault", cluster, "clear")
+        report = play.report("migrate", name)[1]
+        verdicts = dict((c["name"], (c["verdict"], c.get("reason") or "")) for c in report["clusters"])
+        duplicates += max(0, len(_names(lab, "c1", "backups", name)) - 1)
+        for cluster in lab.clusters:
+            attempted += 1
+            verdict, reason = verdicts.get(cluster, ("missing", "not in the report"))
+            arrived = True
+            if cluster != "c1":
+                duplicates += max(0, len(_names(lab, cluster, "restores", name)) - 1)
+                maps = client.CoreV1Api(lab.api(cluster)).list_namespaced_config_map(name).items
+                arrived = any(m.metadata.name == "settings" and (m.data or {}).get("colour") == "blue" for m in maps)
+            if verdict == "succeeded" and arrived:
+                completed += 1
+            else:
+                failures.append("%s %s: %s%s" % (name, cluster, reason, "" if arrived else " (ConfigMap missing)"))
+    return {"fault": label + " migrate", "attempted": attempted, "completed": completed, "duplicates": duplicates,
+            "failures": failures[:5]}
+
+
 def one_cluster_fault(lab, play, label, inject, clear, expect_reason, extra=()):
     """A fleet backup with one cluster (c2) broken by `inject`: the others complete, c2 fails naming `expect_reason`."""
     name = "%s-%d" % (label, int(time.time()) % 100000)

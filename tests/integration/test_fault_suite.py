@@ -61,6 +61,11 @@ def test_300ms_latency_on_every_cluster_slows_backups_but_all_complete(lab, play
     assert row["completed"] == row["attempted"] == len(lab.clusters) and row["duplicates"] == 0, row
 
 
+def test_a_migration_under_20_percent_429s_completes_everywhere_once(lab, play):
+    row = fault_suite.migrate_rounds(lab, play, ["errors", "0.2", "429"], 1, "r429")
+    assert row["completed"] == row["attempted"] == len(lab.clusters) and row["duplicates"] == 0, str(row)
+
+
 def test_no_secret_in_anything_the_suite_printed_or_wrote(lab, play):
     figures = fault_suite.secret_occurrences(lab, play)
     assert figures["texts_scanned"] > 10 and figures["secret_occurrences"] == 0, figures

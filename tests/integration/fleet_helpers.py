@@ -52,6 +52,18 @@ def namespace_state(core_api, namespace, kinds=("cm", "pvc", "svc")):
     return state
 
 
+def api_get(lab, cluster, path):
+    """GET an API path on a lab cluster as plain JSON; None when it is not there."""
+    api = lab.api(cluster)
+    try:
+        response = api.call_api(*api.param_serialize("GET", path, header_params={"Accept": "application/json"},
+                                                     auth_settings=["BearerToken"]))
+        response.read()
+        return json.loads(response.data) if response.status == 200 else None
+    finally:
+        api.close()
+
+
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 

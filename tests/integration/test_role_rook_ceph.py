@@ -4,7 +4,6 @@
 2 clusters (3 nodes, one raw device each): c1 through the role, c2 through the fleet playbook
 fleetdr.kube.storage with the same variables. Both give the same objects; the role's second run
 changes nothing; its teardown is refused while a Rook volume exists and done with destroy_data."""
-import json
 import sys
 import textwrap
 from pathlib import Path
@@ -15,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from labctl import LabHandle  # noqa: E402
-from fleet_helpers import PlaybookRunner, recap  # noqa: E402
+from fleet_helpers import PlaybookRunner, api_get as _get, recap  # noqa: E402
 
 SETTINGS = {"rook_ceph_cluster": {"monitor": {"count": 3, "labels": {"team": "storage"}}, "manager": {"count": 2}}}
 
@@ -46,17 +45,6 @@ def play(lab, collections, tmp_path_factory):
             - role: fleetdr.kube.rook_ceph
         """))
     return runner
-
-
-def _get(lab, cluster, path):
-    api = lab.api(cluster)
-    try:
-        response = api.call_api(*api.param_serialize("GET", path, header_params={"Accept": "application/json"},
-                                                     auth_settings=["BearerToken"]))
-        response.read()
-        return json.loads(response.data) if response.status == 200 else None
-    finally:
-        api.close()
 
 
 def _shape(obj):

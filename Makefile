@@ -10,12 +10,13 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collections browser lint sanity pytest test demo demo-down bench bench-lab ee-context ee docs galaxy-import clean
+.PHONY: help venv collections browser lint sanity pytest test demo demo-down bench bench-lab reliability ee-context ee docs galaxy-import clean
 
 help:
 	@echo "make demo   - bring up a 3-cluster lab and run backup -> migrate -> restore with a report"
 	@echo "make test   - everything CI runs: lint, sanity, unit, lab and integration tests"
 	@echo "make bench  - fleet benchmarks (1/10/50/100 clusters); make bench-lab - lab benchmarks (API, watch, 100 emulated backups)"
+	@echo "make reliability - faults (429/503 x10 rounds, down, hung, Velero at 0, location Unavailable, wrong CA, latency), bad inputs, secret scan"
 
 venv: $(STAMP)
 
@@ -55,6 +56,10 @@ demo-down: venv
 
 bench: collections
 	$(BIN)/python tools/bench_fleet.py
+
+# Faults and bad input on a 5-cluster lab, ten rounds under 429/503; figures in bench-results/reliability.json.
+reliability: collections
+	$(BIN)/python tools/reliability.py
 
 bench-lab: venv
 	$(BIN)/python lab/bench/bench_lab.py

@@ -124,28 +124,35 @@ def bench_storage(args, sizes, env):
         pids = lab_pids(lab)
         for size in sizes:
             limit = ",".join("c%d" % i for i in range(1, size + 1))
-            cmd = [str(BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleetdr.kube.storage", "--limit", limit, "-e", "@" + str(settings)]
-            for run in ("fresh", "no-change"):
-                proc, wall, cpu, lab_cpu = measure(cmd, env, work, pids)
-                row = {"what": "storage", "shape": "fleet", "run": run, "clusters": size, "wall_s": wall, "controller_cpu_s": cpu,
-                       "lab_cpu_s": lab_cpu["lab"], "rc": proc.returncode}
-                if proc.returncode != 0:
-                    row["error_tail"] = (proc.stdout + proc.stderr)[-1500:]
-                rows.append(row)
-                print("storage %-9s %4d clusters: wall %7.2fs  controller CPU %7.2fs  lab CPU %6.2fs  rc %d" % (
-                    run, size, wall, cpu, lab_cpu["lab"], proc.returncode), flush=True)
-            subprocess.run([str(BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleetdr.kube.storage_teardown", "--limit", limit,
-                            "-e", "@" + str(settings), "-e", "rook_ceph_destroy_data=true"], env=env, cwd=work, capture_output=True, check=True)
+            for shape in ("fleet", "naive"):
+                if shape == "naive" and args.skip_naive:
+                    continue
+                playbook = "fleetdr.kube.storage" if shape == "fleet" else str(REPO / "tools" / "bench" / "naive_storage.yml")
+                cmd = [str(BIN / "ansible-playbook"), "-i", str(lab.inventory), playbook, "--limit", limit, "-e", "@" + str(settings)]
+                for run in ("fresh", "no-change"):
+                    proc, wall, cpu, lab_cpu = measure(cmd, env, work, pids)
+                    row = {"what": "storage", "shape": shape, "run": run, "clusters": size, "wall_s": wall, "controller_cpu_s": cpu,
+                           "lab_cpu_s": lab_cpu["lab"], "rc": proc.returncode}
+                    if proc.returncode != 0:
+                        row["error_tail"] = (proc.stdout + proc.stderr)[-1500:]
+                    rows.append(row)
+                    print("storage %-6s %-9s %4d clusters: wall %7.2fs  controller CPU %7.2fs  lab CPU %6.2fs  rc %d" % (
+                        shape, run, size, wall, cpu, lab_cpu["lab"], proc.returncode), flush=True)
+                subprocess.run([str(BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleetdr.kube.storage_teardown", "--limit", limit,
+                                "-e", "@" + str(settings), "-e", "rook_ceph_destroy_data=true"], env=env, cwd=work, capture_output=True, check=True)
     finally:
         lab.down()
     result = {"generated": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host_cpus": os.cpu_count(), "rows": rows,
               "ms_per_cluster_fresh": per_cluster_cpu(rows, "fleet", "fresh"),
-              "ms_per_cluster_no_change": per_cluster_cpu(rows, "fleet", "no-change")}
+              "ms_per_cluster_no_change": per_cluster_cpu(rows, "fleet", "no-change"),
+              "naive_ms_per_cluster_fresh": per_cluster_cpu(rows, "naive", "fresh"),
+              "naive_ms_per_cluster_no_change": per_cluster_cpu(rows, "naive", "no-change")}
     out = Path(args.out).with_name("storage.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print("\nstorage: controller CPU per added cluster %s ms (no-change %s ms); written to %s" % (
-        result["ms_per_cluster_fresh"], result["ms_per_cluster_no_change"], out))
+    print("\nstorage: controller CPU per added cluster fleet %s ms (no-change %s ms), per-host role %s ms (no-change %s ms); "
+          "written to %s" % (result["ms_per_cluster_fresh"], result["ms_per_cluster_no_change"],
+                             result["naive_ms_per_cluster_fresh"], result["naive_ms_per_cluster_no_change"], out))
 
 
 def per_cluster_cpu(rows, shape, run):

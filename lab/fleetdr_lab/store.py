@@ -78,6 +78,34 @@ def already_exists(gr: str, name: str) -> ApiError:
     return ApiError(409, "AlreadyExists", f'{gr} "{name}" already exists', details_for(gr, name))
 
 
+def _conflict_manager(entry: dict) -> str:
+    """A managedFields entry as an apply conflict names it (printManager in the apiserver's
+    staging/src/k8s.io/apiserver/pkg/endpoints/handlers/fieldmanager/internal/conflict.go):
+    "name", with its subresource, and "using <apiVersion>" for Update managers only."""
+    text = json.dumps(entry.get("manager") or "")
+    if entry.get("subresource"):
+        text += f" with subresource {json.dumps(entry['subresource'])}"
+    if entry.get("operation") == "Update":
+        text += f" using {entry.get('apiVersion')}"
+    return text
+
+
+def _conflict_message(conflicts: list) -> str:
+    """getConflictMessage (same file): one conflict inline; several grouped under each manager,
+    managers sorted."""
+    if len(conflicts) == 1:
+        manager, path = conflicts[0]
+        return f"Apply failed with 1 conflict: conflict with {manager}: {path_string(path)}"
+    by_manager: dict[str, list] = {}
+    for manager, path in conflicts:
+        by_manager.setdefault(manager, []).append(path_string(path))
+    lines = []
+    for manager in sorted(by_manager):
+        lines.append(f"conflicts with {manager}:")
+        lines.extend(f"- {path}" for path in by_manager[manager])
+    return f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
+
+
 def conflict(gr: str, name: str, msg: str) -> ApiError:
     return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {gr} "{name}": {msg}',
                     details_for(gr, name))
@@ -780,21 +808,14 @@ class Store:
         others = [(e, from_fields_v1(e.get("fieldsV1"))) for e in entries if e is not mine]
         wanted = field_set(applied, rt.kind, rt.builtin)
         leaves = {p for p in wanted if not _has_descendant(wanted, p)}
-        conflicts = [(e["manager"], p) for e, owned in others
+        conflicts = [(_conflict_manager(e), p) for e, owned in others
                      for p in sorted(leaves & owned, key=path_string)
                      if value_at(live, p) != value_at(applied, p)]
         if conflicts and not force:
-            by = conflicts[0][0]
-            paths = [path_string(p) for _, p in conflicts]
-            n = len(conflicts)
-            msg = (f"Apply failed with {n} conflict{'s' if n > 1 else ''}: conflict"
-                   f"{'s' if n > 1 else ''} with \"{by}\" using {rt.api_version}: "
-                   + (paths[0] if n == 1 else "\n- " + "\n- ".join(paths)))
             details = details_for(rt.group_resource, live["metadata"]["name"])
-            details["causes"] = [{"reason": "FieldManagerConflict",
-                                  "message": f'conflict with "{m}" using {rt.api_version}',
+            details["causes"] = [{"reason": "FieldManagerConflict", "message": f"conflict with {m}",
                                   "field": path_string(p)} for m, p in conflicts]
-            raise ApiError(409, "Conflict", msg, details)
+            raise ApiError(409, "Conflict", _conflict_message(conflicts), details)
         taken = {p for _, p in conflicts}
         kept_others = []
         for e, owned in others:

@@ -168,6 +168,8 @@ def validate_options(operation, name, raw, source=None):
         source_option = "backup_name" if params.get("backup_name") else "schedule_name"
         names.validate_object_name(params[source_option], source_option)
         params["resource_modifier_rules"] = specs.validate_resource_modifier_rules(params.get("resource_modifier_rules"))
+    if operation == "status" and params.get("max_backup_age_s") is not None and params["max_backup_age_s"] < 1:
+        raise ValidationError("max_backup_age_s", "must be at least 1, got {0}".format(params["max_backup_age_s"]))
     if operation == "drill":
         for option in ("backup_name", "schedule_name"):
             if params.get(option):
@@ -334,6 +336,13 @@ class ActionModule(ActionBase):
             if value is not None and value < low:
                 raise AnsibleActionFail("Invalid input, nothing was changed: {0} must be at least {1}, got {2}".format(option, low, value),
                                         result=dict(option=option))
+        try:
+            wave_size(args["batch"], 1)  # its form does not depend on the fleet's size
+        except ValueError as exc:
+            raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc)), result=dict(option="batch"))
+        if args["max_fail_percentage"] is not None and not 0 <= args["max_fail_percentage"] <= 100:
+            raise AnsibleActionFail("Invalid input, nothing was changed: max_fail_percentage must be between 0 and 100, got {0}".format(
+                args["max_fail_percentage"]), result=dict(option="max_fail_percentage"))
         options = self._options_from_vars(args["option_vars"], task_vars or {})
         options.update(args["options"])
         try:
@@ -356,13 +365,6 @@ class ActionModule(ActionBase):
                 paths = write_report(report, os.path.abspath(args["report_path"] or default_report_dir(args["report_dir"], operation, name)),
                                      args["formats"])
             raise AnsibleActionFail(why, result=dict(paths=paths, option="cluster_selector"))
-        try:
-            wave_size(args["batch"], len(clusters))
-        except ValueError as exc:
-            raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc)), result=dict(option="batch"))
-        if args["max_fail_percentage"] is not None and not 0 <= args["max_fail_percentage"] <= 100:
-            raise AnsibleActionFail("Invalid input, nothing was changed: max_fail_percentage must be between 0 and 100, got {0}".format(
-                args["max_fail_percentage"]), result=dict(option="max_fail_percentage"))
 
         if operation == "install":
             try:
@@ -380,7 +382,7 @@ class ActionModule(ActionBase):
         if operation == "migrate":
             cluster_names = [c["name"] for c in clusters]
             if args["source"] not in cluster_names:
-                raise AnsibleActionFail("Invalid input, nothing was changed: source '{0}' is not among the selected "
+                raise AnsibleActionFail("Invalid input, nothing was changed: source_cluster '{0}' is not among the selected "
                                         "clusters ({1})".format(args["source"], ", ".join(cluster_names)), result=dict(option="source"))
             targets = [n for n in cluster_names if n != args["source"]]
             if not targets:

@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import copy
 import json
 import os
@@ -496,6 +497,30 @@ def auth_from_hostvars(hostvars):
     return dict((option, hostvars[var]) for var, option in HOSTVAR_AUTH if hostvars.get(var) not in (None, ""))
 
 
+def _ca_data_inline(kubeconfig, context):
+    """(kubeconfig without its context cluster's certificate-authority-data, that CA as PEM text or None).
+
+    The kubernetes loader writes certificate-authority-data to a temporary file that only an atexit
+    handler removes; the action plugin runs in an Ansible worker process that ends with os._exit,
+    so every run left one PEM file per cluster in the temporary directory. The client takes the CA
+    as data (Configuration.ca_cert_data) instead.
+    """
+    name = context or kubeconfig.get("current-context")
+    cluster_name = next(((entry.get("context") or {}).get("cluster") for entry in kubeconfig.get("contexts") or []
+                         if entry.get("name") == name), None)
+    clusters, ca_pem = [], None
+    for entry in kubeconfig.get("clusters") or []:
+        cluster = entry.get("cluster") or {}
+        if entry.get("name") == cluster_name and cluster.get("certificate-authority-data"):
+            cluster = dict(cluster)
+            ca_pem = base64.standard_b64decode(cluster.pop("certificate-authority-data")).decode("ascii")
+            entry = dict(entry, cluster=cluster)
+        clusters.append(entry)
+    if ca_pem is None:
+        return kubeconfig, None
+    return dict(kubeconfig, clusters=clusters), ca_pem
+
+
 class ClusterClients(object):
     """Builds one KubeClient per cluster of a fleet run; safe to share between the cluster threads.
 
@@ -539,8 +564,11 @@ class ClusterClients(object):
         if kubeconfig:
             if not isinstance(kubeconfig, dict):
                 kubeconfig = self.kubeconfig(kubeconfig)
+            kubeconfig, ca_pem = _ca_data_inline(kubeconfig, params.get("context"))
             kubernetes.config.load_kube_config_from_dict(
                 kubeconfig, context=params.get("context"), client_configuration=configuration, persist_config=False)
+            if ca_pem and not params.get("ca_cert"):  # a ca_cert option replaces the kubeconfig's CA
+                configuration.ca_cert_data = ca_pem
         if params.get("host"):
             configuration.host = params["host"]
         if params.get("api_key"):

@@ -52,6 +52,18 @@ def namespace_state(core_api, namespace, kinds=("cm", "pvc", "svc")):
     return state
 
 
+def api_get(lab, cluster, path):
+    """GET an API path on a lab cluster as plain JSON; None when it is not there."""
+    api = lab.api(cluster)
+    try:
+        response = api.call_api(*api.param_serialize("GET", path, header_params={"Accept": "application/json"},
+                                                     auth_settings=["BearerToken"]))
+        response.read()
+        return json.loads(response.data) if response.status == 200 else None
+    finally:
+        api.close()
+
+
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 
@@ -66,8 +78,8 @@ class PlaybookRunner(object):
         self.lab, self.collections, self.work = lab, collections, work
         self.outputs = outputs if outputs is not None else []
 
-    def __call__(self, playbook, *extra, check_rc=None):
-        env = dict(os.environ)
+    def __call__(self, playbook, *extra, check_rc=None, env=None):
+        env = dict(os.environ, **(env or {}))
         env.update({
             "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
             "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",

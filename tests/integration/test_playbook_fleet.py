@@ -131,7 +131,7 @@ def test_bad_input_fails_before_any_api_call(fleet_lab, play):
     assert "Invalid input, nothing was changed: report_dir: reports cannot be written under /proc/nope" in proc.stdout
 
     proc = play("migrate", "-e", "migrate_name=mv", "-e", "source_cluster=nowhere", check_rc=2)
-    assert "source 'nowhere' is not among the selected clusters" in proc.stdout
+    assert "source_cluster 'nowhere' is not among the selected clusters" in proc.stdout
     assert not (play.work / "fleetdr-reports").exists()  # nothing ran, nothing reported
 
     # a target pattern that selects no inventory host fails (Ansible alone would exit 0 with a warning)
@@ -312,8 +312,10 @@ def test_schedule_second_run_changes_nothing(fleet_lab, play):
     assert schedule["spec"]["template"]["defaultVolumesToFsBackup"] is True
 
 
-def test_status_lists_the_fleet(fleet_lab, play):
-    play("status", "-e", "fail_on=never", check_rc=0)
+def test_status_lists_the_fleet(fleet_lab, play, tmp_path):
+    play("status", "-e", "fail_on=never", check_rc=0, env={"TMPDIR": str(tmp_path)})
+    # nothing left in the temporary directory (the kubeconfig's CA was written there once per cluster per run)
+    assert not [p.name for p in tmp_path.rglob("*") if p.is_file() and b"BEGIN CERTIFICATE" in p.read_bytes()]
     directory, report = play.report("status", "status")
     c1 = by_name(report)["c1"]
     names = [b["name"] for b in c1["details"]["backups"]]

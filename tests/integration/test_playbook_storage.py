@@ -14,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "lab"))
 from labctl import LabHandle  # noqa: E402
-from fleet_helpers import PlaybookRunner, recap  # noqa: E402
+from fleet_helpers import PlaybookRunner, api_get as _get, recap  # noqa: E402
 
 NS = "rook-ceph"
 
@@ -44,17 +44,6 @@ def play(lab, collections, tmp_path_factory):
     for cluster, mons in (("c1", 3), ("c2", 1), ("c3", 5)):
         host_vars(lab, cluster, mons)
     return runner
-
-
-def _get(lab, cluster, path):
-    api = lab.api(cluster)
-    try:
-        response = api.call_api(*api.param_serialize("GET", path, header_params={"Accept": "application/json"},
-                                                     auth_settings=["BearerToken"]))
-        response.read()
-        return json.loads(response.data) if response.status == 200 else None
-    finally:
-        api.close()
 
 
 def test_storage_on_the_fleet_with_per_cluster_settings_and_a_refused_cluster(lab, play):

@@ -561,12 +561,26 @@ def test_server_side_apply_keeps_fields_of_other_managers_and_plain_writes(store
     assert {e["manager"] for e in out["metadata"]["managedFields"]} == {"me", "other"}
 
 
+def test_server_side_apply_conflicts_are_credited_to_each_manager(store):
+    """Several conflicts: grouped under each manager, managers sorted (the message used to credit every
+    field to the first manager, with an apiVersion that real servers print for Update managers only)."""
+    apply(store, {"a": "1"}, "zeta")
+    apply(store, {"a": "1", "b": "1"}, "alpha")
+    e = err(apply, store, {"a": "2", "b": "2"}, "other")
+    assert e.message == ('Apply failed with 3 conflicts: conflicts with "alpha":\n- .data.a\n- .data.b\n'
+                         'conflicts with "zeta":\n- .data.a')
+    assert sorted((c["message"], c["field"]) for c in e.status()["details"]["causes"]) == [
+        ('conflict with "alpha"', ".data.a"), ('conflict with "alpha"', ".data.b"), ('conflict with "zeta"', ".data.a")]
+
+
 def test_server_side_apply_conflict_and_force(store):
     apply(store, {"a": "1"}, "me")
     apply(store, {"a": "1"}, "other")          # same value: shared ownership, no conflict
     e = err(apply, store, {"a": "2"}, "other")
     assert (e.code, e.reason) == (409, "Conflict")
-    assert e.message == 'Apply failed with 1 conflict: conflict with "me" using v1: .data.a'
+    # an Apply manager is named alone; "using <apiVersion>" is only for Update managers (printManager)
+    assert e.message == 'Apply failed with 1 conflict: conflict with "me": .data.a'
+    assert e.status()["details"]["causes"][0]["message"] == 'conflict with "me"'
     assert e.status()["details"]["causes"][0]["field"] == ".data.a"
     out = apply(store, {"a": "2"}, "other", force=True)
     assert out["data"] == {"a": "2"}

@@ -142,6 +142,26 @@ def test_proxy_environment_read_once_per_run_applies_by_scheme_and_kubeconfig_pr
     assert api.configuration.auth_settings()["BearerToken"]["value"] == "Bearer t"
 
 
+CA_PEM = "-----BEGIN CERTIFICATE-----\nMIIBdummy\n-----END CERTIFICATE-----\n"
+
+
+def test_kubeconfig_ca_data_reaches_the_client_as_data_and_no_file_is_written(tmp_path, monkeypatch):
+    import base64
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the kubernetes loader would write it
+    config = kubeconfig()
+    config["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(CA_PEM.encode()).decode()
+    api = clients_with({})._api_client({"kubeconfig": config})
+    assert api.configuration.ca_cert_data == CA_PEM and not api.configuration.ssl_ca_cert
+    assert api.rest_client.pool_manager.connection_pool_kw["ca_cert_data"] == CA_PEM
+    assert list(tmp_path.iterdir()) == []  # Ansible's worker processes skip the loader's atexit clean-up
+    assert "certificate-authority-data" in config["clusters"][0]["cluster"]  # the caller's dict is not changed
+
+    api = clients_with({})._api_client({"kubeconfig": config, "ca_cert": "/etc/other-ca.pem"})
+    assert api.configuration.ssl_ca_cert == "/etc/other-ca.pem" and not api.configuration.ca_cert_data
+
+
 class _Custom(object):
     """CustomObjectsApi stand-in: the object already exists (our earlier create whose answer was lost)."""
 

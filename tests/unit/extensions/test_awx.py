@@ -203,7 +203,7 @@ def test_awx_files_load_with_include_vars_from_any_directory(tmp_path):
     }]
     (tmp_path / "elsewhere.yml").write_text(yaml.safe_dump(play))
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
-    run = subprocess.run([str(BIN / "ansible-playbook"), "elsewhere.yml"], cwd=str(tmp_path), env=env,
+    run = subprocess.run(check=False, args=[str(BIN / "ansible-playbook"), "elsewhere.yml"], cwd=str(tmp_path), env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "failed=0" in run.stdout
@@ -213,7 +213,7 @@ def test_apply_playbook_passes_syntax_check():
     env = dict(os.environ, ANSIBLE_NOCOLOR="1")
     if not env.get("ANSIBLE_COLLECTIONS_PATH") and (REPO / ".build" / "collections").is_dir():
         env["ANSIBLE_COLLECTIONS_PATH"] = str(REPO / ".build" / "collections")
-    run = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", str(AWX / "apply.yml")], env=env,
+    run = subprocess.run(check=False, args=[str(BIN / "ansible-playbook"), "--syntax-check", str(AWX / "apply.yml")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
 

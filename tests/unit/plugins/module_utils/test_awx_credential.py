@@ -72,6 +72,6 @@ def test_each_host_reaches_its_own_cluster_with_the_injected_kubeconfig(tmp_path
         kube = clients.connect(cluster)
         configuration = kube.api_client.configuration
         seen[host] = (configuration.host, configuration.auth_settings()["BearerToken"]["value"], kube.context)
-        assert configuration.ssl_ca_cert and os.path.isfile(configuration.ssl_ca_cert)  # CA data written for the client
+        assert configuration.ca_cert_data and not configuration.ssl_ca_cert  # the kubeconfig's CA, passed as data
     assert seen == {"prod-eu-1": ("https://10.1.0.1:6443", "Bearer token-eu-1", "prod-eu-1"),
                     "prod-us-1": ("https://10.2.0.1:6443", "Bearer token-us-1", "prod-us-1")}

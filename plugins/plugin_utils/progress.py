@@ -29,6 +29,7 @@ class FleetProgress:
         self._lock = threading.Lock()
         self._started = monotonic()
         self._finished = {}  # cluster -> verdict
+        self._phase = {}  # cluster -> the last phase printed for it
         self._stop = threading.Event()
         self._ticker = None
 
@@ -44,14 +45,18 @@ class FleetProgress:
         with self._lock:
             if cluster in self._finished:
                 return
+            self._phase[cluster] = phase
         self._say("%s %s %s" % (cluster, phase, self._elapsed()))
 
     def on_result(self, result):
         """run_fleet hook: a cluster finished (its normalised result)."""
         with self._lock:
             self._finished[result["name"]] = result["verdict"]
-        words = [result["name"], result.get("phase") or result["verdict"]]
+            announced = self._phase.get(result["name"])
         items = result.get("items") or {}
+        if result["verdict"] == "succeeded" and not items.get("total") and result.get("phase") == announced:
+            return  # the phase line just said it (install: "c8 Installed 6.2s")
+        words = [result["name"], result.get("phase") or result["verdict"]]
         if items.get("total"):
             words.append("%s/%s" % (items.get("done") or 0, items["total"]))
         duration = result.get("duration_s")

@@ -7,6 +7,7 @@ Facts 1-5, 10-13, 15 and 17 are in test_cluster.py, test_filesystem.py and test_
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from helpers import wait_for
@@ -190,3 +191,51 @@ def test_operator_settings_come_from_the_configmap_over_the_env_and_current_name
     core.patch_namespaced_config_map("rook-ceph-operator-config", "rook-ceph", {"data": {"ROOK_CURRENT_NAMESPACE_ONLY": "false"}})
     wait_for(lambda: status_of(custom, "elsewhere").get("phase"), "the other namespace reconciled once the ConfigMap allows it")
     api.close()
+
+
+def test_mons_a_placement_cannot_hold_wait_150_s_of_canaries_then_fail_to_schedule(ceph_lab, ceph_apis):
+    """Rook cluster/mon/mon.go: a canary Deployment per new mon, anti-affine to other mons; the node
+    count check passed (3 nodes for 3 mons) but the placement admits 2, so the third canary stays
+    Pending and, 30 x 5 s later, the reconcile fails with "failed to schedule mons"."""
+    custom, core, _storage = ceph_apis
+    apps = client.AppsV1Api(core.api_client)
+    hosts = sorted(n.metadata.labels["kubernetes.io/hostname"] for n in core.list_node().items)
+    two = {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": hosts[:2]}]}]}}
+    create_in(core, custom, "rook-canary", cluster("rook-canary", "/var/lib/rook-canary", mon={"count": 3}, mgr={"count": 1},
+                                                  placement={"mon": {"nodeAffinity": two}}))
+
+    def canaries():
+        pods = core.list_namespaced_pod("rook-canary", label_selector="mon_canary=true").items
+        return pods if len(pods) == 3 and sum(1 for p in pods if p.spec.node_name) == 2 else None
+
+    pods = wait_for(canaries, "three canary pods, two scheduled")
+    assert sorted(deployments(apps, "rook-canary", "mon_canary=true")) == [
+        "rook-ceph-mon-a-canary", "rook-ceph-mon-b-canary", "rook-ceph-mon-c-canary"]
+    assert len({p.spec.node_name for p in pods if p.spec.node_name}) == 2  # anti-affine: one mon per node
+    pending = next(p for p in pods if not p.spec.node_name)
+    condition = next(c for c in pending.status.conditions if c.type == "PodScheduled")
+    assert condition.reason == "Unschedulable" and "2 node(s) didn't match pod anti-affinity rules" in condition.message
+    assert "1 node(s) didn't match Pod's node affinity/selector" in condition.message
+    time.sleep(2)  # no failure before the canaries' time is up
+    status = status_of(custom, "rook-canary")
+    assert status["phase"] == "Progressing" and status["state"] == "Creating" and status["message"] == "Configuring Ceph Mons"
+    assert not deployments(apps, "rook-canary", "app=rook-ceph-mon,!mon_canary")  # no mon before placement is known
+
+    ceph_lab.cli("clock", "advance", "151s")
+    status = wait_for(lambda: (lambda st: st if "failed to schedule mons" in st.get("message", "") else None)(
+        status_of(custom, "rook-canary")), "failed to schedule mons")
+    assert status["phase"] == "Progressing" and status["state"] == "Error"
+    assert status["message"] == "failed to create cluster: failed to start ceph monitors: failed to assign pods to mons: failed to schedule mons"
+
+    # the placement fixed: the retry's canaries get three nodes and the mons follow them
+    custom.patch_namespaced_custom_object(GROUP, VERSION, "rook-canary", "cephclusters", "rook-ceph",
+                                          {"spec": {"placement": {"mon": None}}})
+    ceph_lab.cli("clock", "advance", "151s")  # canaries of a retry started before the fix time out once more
+    wait_for(ready(custom, "rook-canary"), "rook-canary Ready", timeout=60)
+    mons = deployments(apps, "rook-canary", "app=rook-ceph-mon")
+    assert sorted(mons) == ["rook-ceph-mon-a", "rook-ceph-mon-b", "rook-ceph-mon-c"]  # canaries deleted
+    placed = {name: d.spec.template.spec.node_selector["kubernetes.io/hostname"] for name, d in mons.items()}
+    assert sorted(placed.values()) == hosts
+    mapping = json.loads(core.read_namespaced_config_map("rook-ceph-mon-endpoints", "rook-canary").data["mapping"])
+    assert {"rook-ceph-mon-" + mid: entry["Name"] for mid, entry in mapping["node"].items()} == placed

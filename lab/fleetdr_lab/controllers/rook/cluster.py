@@ -11,11 +11,18 @@ cluster/mgr/mgr.go, cluster/osd/*.go, cluster/cephstatus.go and controller/condi
   consumed device; `status.ceph` appears only after the first successful reconcile;
 - deletion is blocked by dependent CRs (DeletionIsBlocked) and by Rook-provisioned PVs; with the
   cleanup policy confirmed, cleanup Jobs wipe the hosts, otherwise their data stays.
-The lab reaches each step as soon as the previous one's pods are Ready (no 150 s canary waits).
+Mons are placed as Rook does (cluster/mon/mon.go assignMons/scheduleMonitor): a canary Deployment
+per new mon, with the mon placement and, unless allowMultiplePerNode, a required anti-affinity to
+other mon pods; the node the scheduler picks for each canary is the mon's node (kept in the
+rook-ceph-mon-endpoints ConfigMap's `mapping`), and canaries still unscheduled after 30 x 5 s of lab
+clock fail the reconcile with "failed to schedule mons". Other steps go on as soon as the previous
+one's pods are Ready.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import re
 import uuid
 
@@ -26,6 +33,7 @@ from .operator import GROUP, HOSTS, OPERATORS, RookController, hosts, log
 FINALIZER = "cephcluster.ceph.rook.io"
 PROTECTION = "ceph.rook.io/disaster-protection"
 DESTROY = "yes-really-destroy-data"
+CANARY_TIMEOUT_S = 30 * 5  # cluster/mon/mon.go: canaryRetries x canaryRetryDelaySeconds
 FORBIDDEN_DIRS = ("/etc/ceph", "/rook", "/var/log/ceph")
 MIN_VERSION = (19, 2, 0)
 SUPPORTED_MAJORS = (19, 20)
@@ -69,12 +77,26 @@ class CephClusterController(RookController):
     watches = [(GROUP, "cephclusters"), ("", "pods"), ("", "nodes"), ("", "persistentvolumes")] + \
         [(GROUP, plural) for _kind, plural in DEPENDENTS]
 
+    def __init__(self, operator):
+        super().__init__(operator)
+        self._canaries: dict[str, float] = {}  # CephCluster uid -> lab time its canaries were created
+        self._wakers: dict[str, asyncio.Future] = {}
+        self._seen: dict[str, tuple] = {}  # CephCluster uid -> (generation, deletionTimestamp, finalizers) last enqueued for  # CephCluster uid -> the task that enqueues it when they time out
+
     def keys_for(self, etype, obj):
         m = obj.get("metadata") or {}
         kind = obj.get("kind")
         if kind == "CephCluster":
+            # Rook's controller predicate (pkg/operator/ceph/controller/predicate.go) drops updates that
+            # change only the status: the operator's own status writes do not requeue the cluster.
+            mark = (m.get("generation"), m.get("deletionTimestamp"), tuple(m.get("finalizers") or ()))
+            if etype == "MODIFIED" and self._seen.get(m.get("uid")) == mark:
+                return ()
+            self._seen[m.get("uid")] = mark
             return super().keys_for(etype, obj)
         if kind == "Pod":
+            if (m.get("labels") or {}).get("mon_canary") and (etype == "DELETED" or m.get("deletionTimestamp")):
+                return ()  # canaries going away after a placement decision (or a failure) ask for nothing
             ns = (m.get("labels") or {}).get("rook_cluster")
             return self._clusters_in(ns) if ns else ()
         if kind in ("Node", "PersistentVolume"):
@@ -192,13 +214,13 @@ class CephClusterController(RookController):
         fsid = self._cluster_secrets(cc)
         table = hosts(self.cluster)
         placement = self._placement(spec, "mon")
-        allowed = [n["metadata"]["name"] for n in nodes if node_fits(placement, n)]
-        if not allowed or (not mon.get("allowMultiplePerNode") and len(allowed) < mons):
-            self._fail(cc, "failed to start ceph monitors: failed to assign pods to mons: failed to schedule mons")
+        assigned = self._assign_mons(cc, mons, placement)
+        if assigned is None:
+            return  # canaries still waiting to be scheduled
         ready_mons = 0
         for index in range(mons):
             mid = _letters(index)
-            node = allowed[index % len(allowed)]
+            node = assigned[mid]
             state = table[node]
             holder = state.data_dirs.get(path)
             if holder not in (None, fsid):
@@ -296,6 +318,77 @@ class CephClusterController(RookController):
             return False
         pods = self.store.list("", "pods", ns, label_selector=f"app=rook-ceph-{daemon},ceph_daemon_id={did}")["items"]
         return any(pod_is_ready(p) and not is_deleting(p) and p["spec"]["containers"][0].get("image") == image for p in pods)
+
+    def _assign_mons(self, cc, mons, placement) -> dict | None:
+        """mon id -> node for mons a.. up to ``mons``: from the endpoints ConfigMap's mapping, new ones
+        through canary Deployments; None while canaries wait to be scheduled."""
+        ns = cc["metadata"]["namespace"]
+        cm = self.store.get("", "configmaps", ns, "rook-ceph-mon-endpoints")
+        mapping = json.loads(cm["data"].get("mapping") or "{}")
+        nodes = mapping.setdefault("node", {})
+        wanted = [_letters(i) for i in range(mons)]
+        new = [mid for mid in wanted if mid not in nodes]
+        if not new:
+            return {mid: nodes[mid]["Name"] for mid in wanted}
+        key = (ns, cc["metadata"]["name"])
+        started = self._canaries.setdefault(cc["metadata"]["uid"], self.store.clock.time())
+        for mid in new:
+            self._canary(cc, mid, placement)
+        pods = self.store.list("", "pods", ns, label_selector="app=rook-ceph-mon,mon_canary=true")["items"]
+        placed = {p["metadata"]["labels"].get("mon"): p["spec"].get("nodeName") for p in pods
+                  if (p.get("spec") or {}).get("nodeName") and not is_deleting(p)}
+        if all(placed.get(mid) for mid in new):
+            for mid in new:
+                nodes[mid] = {"Name": placed[mid], "Hostname": placed[mid], "Address": self._node_address(placed[mid])}
+            cm["data"]["mapping"] = json.dumps(mapping, sort_keys=True)
+            self.store.update("", "configmaps", ns, "rook-ceph-mon-endpoints", cm)
+            self._drop_canaries(cc)
+            return {mid: nodes[mid]["Name"] for mid in wanted}
+        waited = self.store.clock.time() - started
+        if waited >= CANARY_TIMEOUT_S:
+            self._drop_canaries(cc)
+            self._fail(cc, "failed to start ceph monitors: failed to assign pods to mons: failed to schedule mons")
+        uid = cc["metadata"]["uid"]
+        if uid not in self._wakers:  # one wake-up per wait, held here (the loop keeps only weak references to tasks)
+            self._wakers[uid] = asyncio.ensure_future(self._enqueue_at(started + CANARY_TIMEOUT_S, key, uid))
+        return None
+
+    async def _enqueue_at(self, when, key, uid):
+        try:
+            await self.store.clock.sleep_until(when)
+        finally:
+            self._wakers.pop(uid, None)
+        self.enqueue(key)
+
+    def _canary(self, cc, mid, placement):
+        ns = cc["metadata"]["namespace"]
+        name = f"rook-ceph-mon-{mid}-canary"
+        if self.store.get_or_none("apps", "deployments", ns, name) is not None:
+            return
+        labels = {"app": "rook-ceph-mon", "mon": mid, "mon_canary": "true", "rook_cluster": ns}
+        pod_spec = {"containers": [{"name": "mon", "image": (cc["spec"].get("cephVersion") or {}).get("image"),
+                                    "command": ["/tmp/doesnotexist"]}]}
+        pod_spec.update((k, v) for k, v in placement.items() if v)
+        if not (cc["spec"].get("mon") or {}).get("allowMultiplePerNode"):
+            affinity = dict(pod_spec.get("affinity") or {})
+            affinity["podAntiAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": {"matchLabels": {"app": "rook-ceph-mon"}}, "topologyKey": "kubernetes.io/hostname"}]}
+            pod_spec["affinity"] = affinity
+        self.store.create("apps", "deployments", ns, {
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "labels": labels, "ownerReferences": [owner_reference(cc)]},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": pod_spec}}})
+
+    def _drop_canaries(self, cc):
+        ns = cc["metadata"]["namespace"]
+        self._canaries.pop(cc["metadata"]["uid"], None)
+        for dep in self.store.list("apps", "deployments", ns, label_selector="mon_canary=true")["items"]:
+            self.store.delete("apps", "deployments", ns, dep["metadata"]["name"], propagation_policy="Background")
+
+    def _node_address(self, node_name):
+        node = self.store.get_or_none("", "nodes", None, node_name) or {}
+        return next((a.get("address") for a in (node.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"), "")
 
     def _cluster_secrets(self, cc) -> str:
         ns = cc["metadata"]["namespace"]

@@ -9,7 +9,7 @@ import random
 from typing import Callable
 
 from ..base import controller_ref, is_deleting, meta, pod_is_terminal, set_condition, timers, log
-from .podspec import (INIT_POLL_SECONDS, JOB_RUN_DELAY, POD_START_DELAY, image_id, node_fits,
+from .podspec import (INIT_POLL_SECONDS, JOB_RUN_DELAY, POD_START_DELAY, anti_affinity_excludes, image_id, node_fits,
                       node_is_ready, normalize_image, pod_claims, qos_class)
 from .reconciler import Reconciler
 
@@ -128,11 +128,14 @@ class PodReconciler(Reconciler):
                          f"PersistentVolumeClaims.{tail}")
         fitting = [n for n in nodes if node_is_ready(n)
                    and not (n.get("spec") or {}).get("unschedulable") and node_fits(spec, n)]
-        if not fitting:
+        excluded = anti_affinity_excludes(pod, fitting, self.store.list("", "pods")["items"]) if fitting else set()
+        if len(excluded) == len(fitting):
             self._unschedulable.add(key)
-            return self._unschedulable_status(
-                pod, f"0/{total} nodes are available: {total} node(s) didn't match Pod's node "
-                     f"affinity/selector.{tail}")
+            # kube-scheduler lists each reason with its node count, sorted (framework.Diagnosis)
+            reasons = [f"{total - len(fitting)} node(s) didn't match Pod's node affinity/selector"] if total > len(fitting) else []
+            reasons += [f"{len(excluded)} node(s) didn't match pod anti-affinity rules"] if excluded else []
+            return self._unschedulable_status(pod, f"0/{total} nodes are available: {', '.join(sorted(reasons))}.{tail}")
+        fitting = [n for n in fitting if meta(n)["name"] not in excluded]
         load = {meta(n)["name"]: len(self._node_pods.get(meta(n)["name"], ())) for n in fitting}
         node_name = min(sorted(load), key=lambda n: load[n])
         self._node_pods.setdefault(node_name, set()).add(key)

@@ -6,7 +6,7 @@ import copy
 import hashlib
 import math
 
-from ..base import meta, owner_reference
+from ..base import is_deleting, meta, owner_reference, pod_is_terminal, selector_matches
 
 
 POD_START_DELAY = (0.1, 0.25)      # seconds from binding to Running/Ready
@@ -145,6 +145,32 @@ def node_fits(pod_spec: dict, node: dict, ignore_taints: bool = False) -> bool:
                     not tolerates(pod_spec.get("tolerations"), taint):
                 return False
     return True
+
+
+def anti_affinity_excludes(pod: dict, nodes: list[dict], pods: list[dict]) -> set[str]:
+    """Names of the nodes that the pod's required podAntiAffinity rules out: a node is out when a
+    pod matching a term's labelSelector (in the term's namespaces, by default the pod's own) runs on a
+    node with the same value of the term's topologyKey label (kube-scheduler's InterPodAffinity
+    filter, pkg/scheduler/framework/plugins/interpodaffinity/filtering.go). The reverse check, the
+    running pods' own anti-affinity against the new pod, is not emulated."""
+    spec = pod.get("spec") or {}
+    terms = (((spec.get("affinity") or {}).get("podAntiAffinity") or {})
+             .get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+    if not terms:
+        return set()
+    m = meta(pod)
+    node_labels = {meta(n)["name"]: meta(n).get("labels") or {} for n in nodes}
+    placed = [p for p in pods if (p.get("spec") or {}).get("nodeName") and meta(p).get("uid") != m.get("uid")
+              and not pod_is_terminal(p) and not is_deleting(p)]
+    out = set()
+    for term in terms:
+        key = term.get("topologyKey")
+        namespaces = term.get("namespaces") or [m.get("namespace")]
+        taken = {node_labels.get(p["spec"]["nodeName"], {}).get(key) for p in placed
+                 if meta(p).get("namespace") in namespaces and selector_matches(term.get("labelSelector"), meta(p).get("labels"))}
+        taken.discard(None)
+        out |= {name for name, labels in node_labels.items() if labels.get(key) in taken}
+    return out
 
 
 def pod_claims(pod: dict) -> list[str]:

@@ -64,3 +64,16 @@ def test_phases_after_a_cluster_finished_are_not_printed():
     progress.on_result({"name": "c1", "verdict": "succeeded", "phase": "Installed", "duration_s": 0.4})
     progress.on_phase("c1", "Late")
     assert lines == ["c1 Installed 0.4s"]
+
+
+def test_a_result_that_only_repeats_the_last_phase_line_is_not_printed_again():
+    lines = []
+
+    def install(cluster, recorder):
+        recorder.phase("Applying")
+        recorder.phase("Installed")
+        return {"verdict": "succeeded", "phase": "Installed"}
+
+    progress = FleetProgress("install", ["c1"], lines.append, interval=0)
+    run_fleet([{"name": "c1"}], install, on_result=progress.on_result, on_phase=progress.on_phase)
+    assert [line.rsplit(" ", 1)[0] for line in lines] == ["c1 Applying", "c1 Installed"]

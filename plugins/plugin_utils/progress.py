@@ -20,22 +20,23 @@ FAILED_VERDICTS = ("failed", "partially_failed")
 
 
 class FleetProgress:
-    def __init__(self, label, cluster_names, emit, interval=30.0, monotonic=time.monotonic):
+    """A cluster's phase line is held back for ``settle`` seconds: a cluster that finishes meanwhile
+    prints one line for its result instead of the same phase twice (``c8 Completed`` then
+    ``c8 Completed 29/29``)."""
+
+    def __init__(self, label, cluster_names, emit, interval=30.0, monotonic=time.monotonic, settle=0.5):
         self.label = label
         self.total = len(cluster_names)
         self._emit = emit
         self._interval = float(interval)
+        self._settle = float(settle)
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._started = monotonic()
         self._finished = {}  # cluster -> verdict
-        self._phase = {}  # cluster -> the last phase printed for it
+        self._held = {}  # cluster -> (phase, its line, when it was entered): not printed yet
         self._stop = threading.Event()
         self._ticker = None
-
-    def _say(self, line):
-        with self._lock:
-            self._emit(line)
 
     def _elapsed(self):
         return "%.1fs" % (self._monotonic() - self._started)
@@ -45,25 +46,35 @@ class FleetProgress:
         with self._lock:
             if cluster in self._finished:
                 return
-            self._phase[cluster] = phase
-        self._say("%s %s %s" % (cluster, phase, self._elapsed()))
+            previous = self._held.pop(cluster, None)
+            if previous is not None:
+                self._emit(previous[1])
+            self._held[cluster] = (phase, "%s %s %s" % (cluster, phase, self._elapsed()), self._monotonic())
 
     def on_result(self, result):
         """run_fleet hook: a cluster finished (its normalised result)."""
-        with self._lock:
-            self._finished[result["name"]] = result["verdict"]
-            announced = self._phase.get(result["name"])
-        items = result.get("items") or {}
-        if result["verdict"] == "succeeded" and not items.get("total") and result.get("phase") == announced:
-            return  # the phase line just said it (install: "c8 Installed 6.2s")
         words = [result["name"], result.get("phase") or result["verdict"]]
+        items = result.get("items") or {}
         if items.get("total"):
             words.append("%s/%s" % (items.get("done") or 0, items["total"]))
         duration = result.get("duration_s")
         words.append("%.1fs" % duration if duration is not None else self._elapsed())
         if result["verdict"] != "succeeded":
             words.append(result["verdict"] + (": " + result["reason"] if result.get("reason") else ""))
-        self._say(" ".join(words))
+        with self._lock:
+            self._finished[result["name"]] = result["verdict"]
+            held = self._held.pop(result["name"], None)
+            if held is not None and held[0] != result.get("phase"):
+                self._emit(held[1])
+            self._emit(" ".join(words))
+
+    def _flush(self, older_than):
+        with self._lock:
+            now = self._monotonic()
+            for cluster, (_phase, line, since) in sorted(self._held.items(), key=lambda item: item[1][2]):
+                if now - since >= older_than:
+                    del self._held[cluster]
+                    self._emit(line)
 
     def summary(self):
         with self._lock:
@@ -74,18 +85,27 @@ class FleetProgress:
             self.label, done, self.total, failed, self.total - len(verdicts))
 
     def _tick(self):
-        while not self._stop.wait(self._interval):
-            self._say(self.summary())
+        last_summary = self._monotonic()
+        step = min(self._settle, self._interval) if self._interval > 0 else self._settle
+        while not self._stop.wait(step):
+            self._flush(self._settle)
+            if self._interval > 0 and self._monotonic() - last_summary >= self._interval:
+                last_summary = self._monotonic()
+                line = self.summary()
+                with self._lock:
+                    self._emit(line)
 
     def start(self):
-        if self._interval > 0:
-            self._ticker = threading.Thread(target=self._tick, name="fleetdr-progress", daemon=True)
-            self._ticker.start()
+        self._ticker = threading.Thread(target=self._tick, name="fleetdr-progress", daemon=True)
+        self._ticker.start()
         return self
 
     def stop(self):
-        """End the periodic summary and print the final one."""
+        """End the periodic lines, print what is held and the final summary."""
         self._stop.set()
         if self._ticker is not None:
             self._ticker.join()
-        self._say(self.summary())
+        self._flush(0)
+        line = self.summary()
+        with self._lock:
+            self._emit(line)

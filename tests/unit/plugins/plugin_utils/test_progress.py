@@ -74,6 +74,22 @@ def test_a_result_that_only_repeats_the_last_phase_line_is_not_printed_again():
         recorder.phase("Installed")
         return {"verdict": "succeeded", "phase": "Installed"}
 
-    progress = FleetProgress("install", ["c1"], lines.append, interval=0)
+    progress = FleetProgress("install", ["c1"], lines.append, interval=0, settle=60)
     run_fleet([{"name": "c1"}], install, on_result=progress.on_result, on_phase=progress.on_phase)
     assert [line.rsplit(" ", 1)[0] for line in lines] == ["c1 Applying", "c1 Installed"]
+
+
+def test_a_phase_line_is_printed_once_it_has_settled_and_at_the_latest_when_progress_stops():
+    lines = []
+    clock = [0.0]
+    progress = FleetProgress("backup", ["c1", "c2"], lines.append, interval=0, monotonic=lambda: clock[0], settle=0.5)
+    progress.on_phase("c1", "InProgress")
+    progress.on_phase("c2", "InProgress")
+    progress._flush(0.5)
+    assert lines == []  # not settled yet
+    clock[0] = 1.0
+    progress._flush(0.5)
+    assert lines == ["c1 InProgress 0.0s", "c2 InProgress 0.0s"]
+    progress.on_phase("c1", "Finalizing")
+    progress.stop()
+    assert lines[2:] == ["c1 Finalizing 1.0s", "backup: 0/2 done, 0 failed, 2 in progress"]

@@ -230,7 +230,7 @@ def test_backups_are_gated_on_ceph_health(lab, play):
     """ceph_health_gate: enforce skips a HEALTH_ERR cluster (nothing created there), warn names the health."""
     secrets = play.work / "s3.yml"
     secrets.write_text(yaml.safe_dump({"velero_s3_access_key_id": lab.s3["access_key_id"],
-                                       "velero_s3_secret_access_key": lab.s3["secret_access_key"]}))
+                                       "velero_s3_secret_access_key": lab.s3["secret_access_key"], "velero_node_agent": True}))
     play("install", "-e", "@%s" % secrets, check_rc=0)
     lab.cli("rook", "health", "c2", "HEALTH_ERR", "--message", "Reduced data availability: 4 pgs inactive")
     try:
@@ -321,6 +321,62 @@ def test_a_vault_cluster_keeps_the_other_clusters_backups(lab, play):
     proc = play("install", "--limit", "c1", "-e", "@%s" % vault, check_rc=2)
     assert "velero_vault: endpoint http://rook-ceph-rgw-my-store.rook-ceph.svc:80 is a cluster-internal Service name" in proc.stdout
     api.close()
+
+
+def test_a_ceph_volume_moves_to_a_cluster_of_other_storage_classes_through_the_class_map(lab, play):
+    """busybox on c1 with its volume an RBD image of c1's Ceph (class rook-ceph-block) migrates to c3
+    with storage_class_mapping rook-ceph-block -> standard: c3's claim is of class standard (not Ceph),
+    its bytes are the source's, the report counts the volume and its bytes on both sides, and the
+    source keeps its Ceph volume. Velero on c1 and c3 uses the lab's shared bucket here: the vault
+    buckets of the test above are per cluster, and a target reads the source's backups."""
+    shared = play.work / "shared-bucket.json"
+    shared.write_text(json.dumps({"velero_s3_access_key_id": lab.s3["access_key_id"],
+                                  "velero_s3_secret_access_key": lab.s3["secret_access_key"], "velero_node_agent": True}))
+    play("install", "--limit", "c1,c3", "-e", "@%s" % shared, check_rc=0)
+    pool = play.work / "block_pool.yml"
+    pool.write_text(yaml.safe_dump([{"name": "A block pool and its class on c1", "hosts": "c1", "gather_facts": False, "tasks": [
+        {"name": "Pool", "fleetdr.kube.rook_pool": {"kubeconfig": "{{ fleetdr_kubeconfig }}", "context": "{{ fleetdr_context }}",
+                                                    "name": "replicapool", "replicated_size": 3,
+                                                    "storage_class": {"name": "rook-ceph-block", "default": False}}}]}]))
+    play(str(pool), check_rc=0)
+    lab.cli("seed", "busybox", "--cluster", "c1", "--storage-class", "rook-ceph-block")
+    claim = "/api/v1/namespaces/busybox/persistentvolumeclaims/busybox-data"
+    deadline = time.monotonic() + 30
+    while (_get(lab, "c1", claim).get("status") or {}).get("phase") != "Bound":
+        assert time.monotonic() < deadline, "busybox's claim on rook-ceph-block was not bound"
+        time.sleep(0.2)
+    source_pv = _get(lab, "c1", "/api/v1/persistentvolumes/" + _get(lab, "c1", claim)["spec"]["volumeName"])
+    assert source_pv["spec"]["csi"]["driver"] == "rook-ceph.rbd.csi.ceph.com"
+    payload = "ceph block bytes to another class\n" * 64
+    lab.cli("volume", "put", "--cluster", "c1", "-n", "busybox", "--pvc", "busybox-data", "--text", payload, "data.txt")
+
+    play("migrate", "--limit", "c1,c3", "-e", "migrate_name=cephmap", "-e", "source_cluster=c1", "-e", "included_namespaces=busybox",
+         "-e", "default_volumes_to_fs_backup=true", "-e", json.dumps({"storage_class_mapping": {"rook-ceph-block": "standard"}}),
+         check_rc=0)
+    report = play.report("migrate", "cephmap")[1]
+    clusters = dict((c["name"], c) for c in report["clusters"])
+    assert report["verdict"] == "succeeded", report
+    moved = dict((name, [v for v in clusters[name]["volumes"] if (v["namespace"], v["pvc"]) == ("busybox", "busybox-data")])
+                 for name in ("c1", "c3"))
+    assert len(moved["c1"]) == len(moved["c3"]) == 1, clusters
+    assert moved["c1"][0]["moved"] and moved["c3"][0]["moved"] and moved["c1"][0]["bytes"] == moved["c3"][0]["bytes"] == len(payload)
+    restored = _get(lab, "c3", claim)
+    assert restored["spec"]["storageClassName"] == "standard" and restored["status"]["phase"] == "Bound"
+    assert "csi" not in _get(lab, "c3", "/api/v1/persistentvolumes/" + restored["spec"]["volumeName"])["spec"]  # not a Ceph volume
+
+    def sha(cluster):
+        out = lab.cli("volume", "ls", "--cluster", cluster, "-n", "busybox", "--pvc", "busybox-data", "--sha256").stdout
+        return dict((parts[2], parts[1]) for parts in (line.split() for line in out.splitlines()) if len(parts) == 3)["data.txt"]
+    assert sha("c3") == sha("c1")
+    assert _get(lab, "c1", claim)["spec"]["storageClassName"] == "rook-ceph-block"  # the source untouched
+
+    # leave c1's pool empty for the teardown test
+    for cluster in ("c1", "c3"):
+        lab.kubectl("delete", "namespace", "busybox", "--wait=true", "--timeout=60s", context=cluster)
+    deadline = time.monotonic() + 60
+    while _get(lab, "c1", "/api/v1/persistentvolumes/" + source_pv["metadata"]["name"]) is not None:
+        assert time.monotonic() < deadline, "the RBD volume of busybox was not released"
+        time.sleep(0.2)
 
 
 def test_teardown_is_refused_while_storage_is_in_use_then_done_with_destroy_data(lab, play):

@@ -3,6 +3,7 @@
 """Distributed storage fleet-wide: playbooks fleetdr.kube.storage / storage_status / storage_teardown
 and the Rook modules against a lab of 3 clusters (3 nodes, one raw device each) running the emulated
 Rook operator. Per-cluster CephCluster settings come from host_vars; tests build on each other."""
+import base64
 import json
 import sys
 import time
@@ -321,6 +322,30 @@ def test_a_vault_cluster_keeps_the_other_clusters_backups(lab, play):
     proc = play("install", "--limit", "c1", "-e", "@%s" % vault, check_rc=2)
     assert "velero_vault: endpoint http://rook-ceph-rgw-my-store.rook-ceph.svc:80 is a cluster-internal Service name" in proc.stdout
     api.close()
+
+
+def test_a_migration_between_clusters_with_their_own_vault_buckets(lab, play):
+    """c1 and c3 keep their backups in their own bucket claims on the vault (c2), and a claim's keys
+    reach only its own bucket. Migrating an app from c1 to c3: c3's read-only location reads c1's
+    bucket with c1's keys (a copy in a Secret of its own, removed afterwards with the location)."""
+    core = lab.api("c1")
+    try:
+        from kubernetes import client as kclient
+        kclient.CoreV1Api(core).create_namespace({"metadata": {"name": "vaulted"}})
+        kclient.CoreV1Api(core).create_namespaced_config_map("vaulted", {"metadata": {"name": "settings"}, "data": {"colour": "blue"}})
+    finally:
+        core.close()
+    proc = play("migrate", "--limit", "c1,c3", "-e", "migrate_name=vaulted", "-e", "source_cluster=c1",
+                "-e", "included_namespaces=vaulted", check_rc=0)
+    report = play.report("migrate", "vaulted")[1]
+    assert report["verdict"] == "succeeded", report
+    assert _get(lab, "c3", "/api/v1/namespaces/vaulted/configmaps/settings")["data"] == {"colour": "blue"}
+    assert _get(lab, "c3", "/apis/velero.io/v1/namespaces/velero/backupstoragelocations/fleetdr-from-c1") is None
+    assert _get(lab, "c3", "/api/v1/namespaces/velero/secrets/fleetdr-from-c1") is None
+    c1_keys = _get(lab, "c1", "/api/v1/namespaces/velero/secrets/cloud-credentials")["data"]["cloud"]
+    assert c1_keys not in proc.stdout and base64.b64decode(c1_keys).decode() not in proc.stdout
+    for cluster in ("c1", "c3"):
+        lab.kubectl("delete", "namespace", "vaulted", "--wait=false", context=cluster)
 
 
 def test_a_ceph_volume_moves_to_a_cluster_of_other_storage_classes_through_the_class_map(lab, play):

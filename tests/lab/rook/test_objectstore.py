@@ -78,7 +78,25 @@ def test_bucket_claim_contract_and_deletion(ceph_lab, ceph_apis):
     assert set(keys) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     ob = custom.get_cluster_custom_object("objectbucket.io", "v1alpha1", "objectbuckets", "obc-default-uploads")
     assert ob["status"]["phase"] == "Bound" and ob["spec"]["reclaimPolicy"] == "Delete"
-    s3(ceph_lab, keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"]).put_object(Bucket=bucket, Key="a.txt", Body=b"x")
+    owner = s3(ceph_lab, keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"])
+    owner.put_object(Bucket=bucket, Key="a.txt", Body=b"x")
+    # a claim's key reaches its own bucket only: another claim's bucket (and the lab's Velero bucket) answer AccessDenied
+    custom.create_namespaced_custom_object("objectbucket.io", "v1alpha1", "default", "objectbucketclaims", {
+        "apiVersion": "objectbucket.io/v1alpha1", "kind": "ObjectBucketClaim", "metadata": {"name": "other", "namespace": "default"},
+        "spec": {"generateBucketName": "other", "storageClassName": "rook-ceph-bucket"}})
+    other = wait(lambda: (lambda c: c if (c.get("status") or {}).get("phase") == "Bound" else None)(
+        custom.get_namespaced_custom_object("objectbucket.io", "v1alpha1", "default", "objectbucketclaims", "other")), "Bound")
+    other_keys = decoded(core.read_namespaced_secret("other", "default"))
+    s3(ceph_lab, other_keys["AWS_ACCESS_KEY_ID"], other_keys["AWS_SECRET_ACCESS_KEY"]).put_object(
+        Bucket=other["spec"]["bucketName"], Key="b.txt", Body=b"y")
+    for call in (lambda: owner.get_object(Bucket=other["spec"]["bucketName"], Key="b.txt"),
+                 lambda: owner.put_object(Bucket=other["spec"]["bucketName"], Key="c.txt", Body=b"z"),
+                 lambda: owner.list_objects_v2(Bucket=other["spec"]["bucketName"]),
+                 lambda: owner.list_objects_v2(Bucket=ceph_lab.s3["bucket"])):
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert caught.value.response["Error"]["Code"] == "AccessDenied"
+    custom.delete_namespaced_custom_object("objectbucket.io", "v1alpha1", "default", "objectbucketclaims", "other")
     # a claim of a class no Rook provisioner serves is ignored: no phase at all
     storage.create_storage_class({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "other-bucket"},
                                   "provisioner": "example.com/bucket", "parameters": {}})

@@ -4,8 +4,10 @@ Rook pkg/operator/ceph/object/{controller,objectstore,rgw,status}.go, object/use
 object/bucket/provisioner.go and lib-bucket-provisioner pkg/provisioner/controller.go. The RADOS
 gateway's S3 API is the lab's object store (moto, IAM enforced): every object user and bucket
 claim gets its own IAM user and access key there, so a wrong or deleted key is refused, and the
-buckets a claim makes are real S3 buckets boto3 can read. Limits of the emulation: bucket names are
-one namespace for the whole lab (not one per store), and users are not confined to their buckets.
+buckets a claim makes are real S3 buckets boto3 can read; a claim's key reaches its own bucket only
+(AccessDenied elsewhere, as RGW answers for another user's bucket). Limits of the emulation: bucket
+names are one namespace for the whole lab (not one per store), and a CephObjectStoreUser's key is
+not confined to the buckets that user created (IAM policies cannot say "buckets you own").
 In-cluster clients reach a store at `http://rook-ceph-rgw-<store>.<ns>.svc:<port>`: a Ready store
 registers its RGW Service in the cluster's DNS (`Cluster.service_addresses`), so the emulated Velero
 of that cluster can keep its backups there.
@@ -35,14 +37,23 @@ def _iam(cluster):
     return cluster.lab.objectstore.admin_client("iam")
 
 
-def _make_user(cluster, name: str) -> tuple[str, str]:
+def _bucket_policy(bucket: str) -> dict:
+    """What an ObjectBucketClaim's user may do: everything on its own bucket and nothing else (RGW: the
+    provisioner's user owns the bucket it created; other users' buckets answer AccessDenied)."""
+    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"],
+                                                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+
+
+def _make_user(cluster, name: str, bucket: str | None = None) -> tuple[str, str]:
+    """An RGW user as an IAM user with one fresh key; confined to ``bucket`` when it is a claim's."""
     iam = _iam(cluster)
     try:
         iam.create_user(UserName=name)
     except iam.exceptions.EntityAlreadyExistsException:
         for key in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
             iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
-    iam.put_user_policy(UserName=name, PolicyName="rgw", PolicyDocument=json.dumps(_ALLOW_S3))
+    policy = _bucket_policy(bucket) if bucket else _ALLOW_S3
+    iam.put_user_policy(UserName=name, PolicyName="rgw", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return key["AccessKeyId"], key["SecretAccessKey"]
 
@@ -247,7 +258,7 @@ class BucketClaimController(RookController):
         if spec.get("bucketName") != bucket:
             claim["spec"]["bucketName"] = bucket
             claim = self.store.update(OBC_GROUP, "objectbucketclaims", ns, name, claim)
-        key_id, secret = await loop.run_in_executor(None, _make_user, self.cluster, iam_name)
+        key_id, secret = await loop.run_in_executor(None, _make_user, self.cluster, iam_name, bucket)
 
         def create_bucket():
             s3 = _s3(self.cluster)

@@ -42,16 +42,44 @@ class Handoff(object):
         self.source_version = None
         self.source_backup = None  # (ok, backup name or reason)
         self.source_pvbs = []  # the source backup's PodVolumeBackups: what every target must receive
+        self.source_credential = None  # {key: base64 value} the source's location reads its bucket with
 
 
-def readonly_location_spec(source_bsl, target_bsl):
-    """A ReadOnly BSL on the source's bucket/prefix, using the target's own credentials Secret."""
+# Velero's default credentials when a location names none: the Secret `velero install` mounts as
+# AWS_SHARED_CREDENTIALS_FILE (pkg/install/resources.go, credentialsSecretName / key "cloud").
+DEFAULT_CREDENTIAL = {"name": "cloud-credentials", "key": "cloud"}
+
+
+def readonly_location_spec(source_bsl, credential):
+    """A ReadOnly BSL on the source's bucket/prefix, reading it with ``credential`` ({name, key})."""
     source_spec = source_bsl.get("spec") or {}
-    target_spec = (target_bsl or {}).get("spec") or {}
     return specs.location_spec(
         source_spec.get("provider"), dict(source_spec.get("objectStorage") or {}), dict(source_spec.get("config") or {}),
-        access_mode="ReadOnly", default=False, backup_sync_period=READONLY_SYNC_PERIOD,
-        credential=target_spec.get("credential") or source_spec.get("credential"))
+        access_mode="ReadOnly", default=False, backup_sync_period=READONLY_SYNC_PERIOD, credential=credential)
+
+
+def source_credential(client, source_bsl):
+    """{key: base64 value} of what the source's location reads its bucket with, or None.
+
+    A target's own keys may not reach the source's bucket (each cluster's bucket claim in a Rook
+    vault: RGW answers AccessDenied for another user's bucket), so the target's read-only location
+    carries the source's credentials, copied into a Secret of its own.
+    """
+    credential = (source_bsl.get("spec") or {}).get("credential") or DEFAULT_CREDENTIAL
+    value = ((client.get_secret(credential["name"]) or {}).get("data") or {}).get(credential["key"])
+    return {credential["key"]: value} if value else None
+
+
+def _put_readonly_credential(client, name, data, labels):
+    """The source's credentials as Secret ``name`` on the target (created or brought up to date)."""
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": client.namespace, "labels": labels}, "data": data}
+    existing = client.get_secret(name)
+    if existing is None:
+        client.create_secret(body)
+    elif existing.get("data") != data:
+        body["metadata"]["resourceVersion"] = existing["metadata"].get("resourceVersion")
+        client.replace_secret(name, body)
 
 
 def _target_namespaces(job):
@@ -129,12 +157,14 @@ def _remove_source_location(client, job, location_name):
 
     Plain deletes, as ``velero backup-location delete`` does (pkg/cmd/cli/backuplocation/delete.go):
     a DeleteBackupRequest would remove the source's backup from storage. Their PodVolumeBackups
-    go with them through ownerReferences. Returns True when something was deleted.
+    go with them through ownerReferences; the copy of the source's credentials goes too. Returns
+    True when something was deleted.
     """
     deleted = False
     for backup in client.list("backups", label_selector="velero.io/storage-location={0}".format(names.label_value(location_name))):
         deleted = client.delete("backups", backup["metadata"]["name"]) is not None or deleted
-    return client.delete("backupstoragelocations", location_name) is not None or deleted
+    deleted = client.delete("backupstoragelocations", location_name) is not None or deleted
+    return client.delete_secret(location_name) is not None or deleted
 
 
 def _migrate_target(job, handoff, cluster, recorder, client, source_bsl):
@@ -166,9 +196,14 @@ def _migrate_target(job, handoff, cluster, recorder, client, source_bsl):
     done_before = client.get("restores", restore_name)
     if done_before is None and not job.check_mode:
         target_bsl = objects.check_storage_location(client, None)
+        labels = names.ownership_labels(job.operation, job.name, name)
+        if handoff.source_credential:
+            _put_readonly_credential(client, location_name, handoff.source_credential, labels)
+            credential = {"name": location_name, "key": list(handoff.source_credential)[0]}
+        else:  # the source's Secret was not readable: try the target's own
+            credential = ((target_bsl or {}).get("spec") or {}).get("credential")
         objects.ensure_location(client, "backupstoragelocations", "BackupStorageLocation", location_name,
-                                readonly_location_spec(source_bsl, target_bsl),
-                                names.ownership_labels(job.operation, job.name, name))
+                                readonly_location_spec(source_bsl, credential), labels)
         # Velero syncs a location on its own ticker (create events do not trigger one), so the Backup
         # appears once the new read-only location was validated and synced; its PodVolumeBackups
         # come after it, and the Restore must not start before they are all here.
@@ -218,8 +253,10 @@ def operation(job, source_cluster, targets):
                         handoff.source_backup = (False, "source pre-flight failed: {0}".format(exc))
                         handoff.cond.notify_all()
                     raise
+                credential = source_credential(client, pre["bsl"])
                 with handoff.cond:
                     handoff.source = pre
+                    handoff.source_credential = credential
                     handoff.source_location = pre["location"]
                     handoff.source_version = pre["version"]
                     handoff.cond.notify_all()

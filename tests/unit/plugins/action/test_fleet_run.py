@@ -7,7 +7,8 @@ import pytest
 from ansible_collections.fleetdr.kube.plugins.action.fleet_run import misspelt_variables, probe_report_dir, selector_matches, validate_options
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import minor_version
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.migrate import readonly_location_spec
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.migrate import readonly_location_spec, source_credential
+from fakes import FakeKube
 
 
 @pytest.mark.parametrize("operation,name,options,source,option", [
@@ -54,14 +55,22 @@ def test_selector_matches_labels():
     assert not selector_matches({"env": "prod", "region": "us-east"}, labels)
 
 
-def test_readonly_location_reads_the_source_prefix_with_the_target_credentials():
+def test_readonly_location_reads_the_source_prefix_with_the_sources_credentials():
     source = {"spec": {"provider": "aws", "objectStorage": {"bucket": "fleetdr", "prefix": "c1"},
                        "config": {"region": "us-east-1"}, "credential": {"name": "src-creds", "key": "cloud"}, "default": True}}
-    target = {"spec": {"credential": {"name": "cloud-credentials", "key": "cloud"}}}
-    spec = readonly_location_spec(source, target)
+    spec = readonly_location_spec(source, {"name": "fleetdr-from-c1", "key": "cloud"})
     assert spec["accessMode"] == "ReadOnly" and spec["default"] is False
     assert spec["objectStorage"] == {"bucket": "fleetdr", "prefix": "c1"}
-    assert spec["credential"] == {"name": "cloud-credentials", "key": "cloud"}
+    assert spec["credential"] == {"name": "fleetdr-from-c1", "key": "cloud"}
+
+
+def test_the_source_credential_is_its_locations_secret_or_velero_s_default():
+    kube = FakeKube()
+    kube.secrets["src-creds"] = {"metadata": {"name": "src-creds"}, "data": {"aws": "a2V5cw=="}}
+    kube.secrets["cloud-credentials"] = {"metadata": {"name": "cloud-credentials"}, "data": {"cloud": "ZGVmYXVsdA=="}}
+    assert source_credential(kube, {"spec": {"credential": {"name": "src-creds", "key": "aws"}}}) == {"aws": "a2V5cw=="}
+    assert source_credential(kube, {"spec": {}}) == {"cloud": "ZGVmYXVsdA=="}
+    assert source_credential(kube, {"spec": {"credential": {"name": "missing", "key": "cloud"}}}) is None
 
 
 def test_minor_version():

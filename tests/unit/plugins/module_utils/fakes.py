@@ -76,6 +76,10 @@ class FakeKube(object):
         self.writes.append(("replace", "secrets", name))
         self.secrets[name] = copy.deepcopy(body)
 
+    def delete_secret(self, name, namespace=None):
+        self.writes.append(("delete", "secrets", name))
+        return self.secrets.pop(name, None)
+
     def get_configmap(self, name, namespace=None):
         return copy.deepcopy(self.configmaps.get(name))
 

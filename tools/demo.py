@@ -4,7 +4,9 @@
 Steps (each one a real `ansible-playbook fleetdr.kube.<name>` run against the lab's inventory):
 lab up (.lab, 3 nodes with one raw device each, reused when running) -> Rook-Ceph on every cluster
 (different mon counts from host_vars) -> a Ceph block pool and class rook-ceph-block everywhere
-(tools/demo_block_storage.yml) -> install Velero (with node-agent for volume data) -> seed busybox
+(tools/demo_block_storage.yml) -> c3 as the backup vault: a Rook object store reached through a
+LoadBalancer (tools/demo_vault.yml) -> install Velero with each cluster's backups in a bucket claim of
+its own on the vault (velero_vault; node-agent on for volume data) -> seed busybox
 (a file written into its PVC, a Ceph RBD volume) and database on c1 -> back up the fleet -> migrate busybox
 c1 -> c2, c3 -> delete busybox on c1 and restore it there -> compare the file's sha256 -> a restore
 drill on c1 -> print the report tables and the HTML report paths. `make demo-down` stops the lab.
@@ -128,12 +130,18 @@ def main():
     step("A Ceph block pool and its class rook-ceph-block on every cluster (module rook_pool)")
     playbook(str(REPO / "tools" / "demo_block_storage.yml"))
 
-    step("Install Velero on every cluster (role fleetdr.kube.velero, node-agent on)")
-    s3 = json.loads((LAB_DIR / "s3.json").read_text())
+    step("c3 is the backup vault: a Rook object store with a bucket class, its S3 endpoint on a LoadBalancer (tools/demo_vault.yml)")
+    playbook(str(REPO / "tools" / "demo_vault.yml"))
+    wait_namespaced("c3", "service", "rook-ceph", "rgw-vault-external",
+                    lambda svc: svc is not None and (svc.status.load_balancer.ingress or []), 60)
+    address = core_api("c3").read_namespaced_service("rgw-vault-external", "rook-ceph").status.load_balancer.ingress[0].ip
+    vault = {"cluster": "c3", "storage_class": "rook-ceph-bucket", "endpoint": "http://%s:80" % address}
+    print("vault endpoint %s" % vault["endpoint"])
+
+    step("Install Velero on every cluster, each keeping its backups in a bucket claim of its own on the vault (node-agent on)")
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         os.chmod(handle.name, 0o600)
-        json.dump({"velero_s3_access_key_id": s3["access_key_id"], "velero_s3_secret_access_key": s3["secret_access_key"],
-                   "velero_node_agent": True}, handle)
+        json.dump({"velero_vault": vault, "velero_node_agent": True}, handle)
     try:
         playbook("install", "-e", "@" + handle.name)
     finally:
@@ -185,6 +193,22 @@ def main():
     results = dict((cluster, sha_of(cluster)) for cluster in ("c1", "c2", "c3"))
     for cluster, digest in results.items():
         print("%s %s sha256 %s %s" % (cluster, FILE_IN_PVC, digest, "OK" if digest == original else "MISMATCH"))
+
+    step("Check the vault: each cluster's backup is in its own bucket on c3, read with that bucket's keys")
+    import base64
+    import boto3
+    from botocore.config import Config
+    endpoint = json.loads((LAB_DIR / "s3.json").read_text())["endpoint"]  # where the lab serves c3's RGW
+    for cluster in ("c1", "c2", "c3"):
+        keys = dict((k, base64.b64decode(v).decode()) for k, v in
+                    core_api("c3").read_namespaced_secret("velero-" + cluster, "velero-vault").data.items())
+        bucket = core_api("c3").read_namespaced_config_map("velero-" + cluster, "velero-vault").data["BUCKET_NAME"]
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
+                          aws_access_key_id=keys["AWS_ACCESS_KEY_ID"], aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"])
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix="%s/backups/%s-%s/" % (cluster, backup, cluster)).get("Contents", [])
+        print("%s: bucket %s on c3 holds %d objects of backup %s-%s" % (cluster, bucket, len(listed), backup, cluster))
+        if not listed:
+            sys.exit("the vault has no backup of %s" % cluster)
 
     step("Restore drill on c1: the fleet backup's busybox restored aside (busybox-drill), checked, RTO/RPO, cleaned up")
     drill = "demo-drill-%s" % stamp

@@ -18,6 +18,7 @@ import difflib
 import os
 import re
 import tempfile
+import threading
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -275,6 +276,24 @@ class ActionModule(ActionBase):
             clusters.append(cluster)
         return clusters, secrets
 
+    def _inventory_resolver(self, task_vars, job):
+        """name -> cluster entry of any inventory host (None when there is none), for the cluster threads
+        that need a cluster outside the selection (a backup vault). Host variables are templated under
+        one lock, while the main thread only waits for the fleet run."""
+        hostvars = task_vars.get("hostvars") or {}
+        lock = threading.Lock()
+
+        def resolve(name):
+            with lock:
+                if name not in hostvars:
+                    return None
+                values = dict((key, hostvars[name].get(key)) for key in CLUSTER_HOSTVARS)
+            if values.get("fleetdr_api_key"):
+                with job.lock:
+                    job.secret_values.add(str(values["fleetdr_api_key"]))
+            return cluster_from_hostvars(name, values)
+        return resolve
+
     def _options_from_vars(self, option_vars, task_vars):
         """Options given as play variables (extra vars, AWX survey answers); unset or empty ones are left out."""
         options = {}
@@ -379,6 +398,7 @@ class ActionModule(ActionBase):
             except ValidationError as exc:
                 raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc.msg)), result=dict(option=exc.option))
         job = jobs.FleetJob(operation, name, params, args["velero_namespace"], args["wait_timeout"], self._task.check_mode)
+        job.resolve_cluster = self._inventory_resolver(task_vars or {}, job)
         if operation == "migrate":
             cluster_names = [c["name"] for c in clusters]
             if args["source"] not in cluster_names:

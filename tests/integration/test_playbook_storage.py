@@ -324,6 +324,30 @@ def test_a_vault_cluster_keeps_the_other_clusters_backups(lab, play):
     api.close()
 
 
+def test_the_vaults_ceph_health_gates_the_clusters_that_keep_backups_there(lab, play):
+    """c1 and c3 keep their backups on c2's object store: with c2 at HEALTH_ERR, enforce skips their
+    backups (none created) naming the vault and its health; warn lets them run and says it."""
+    lab.cli("rook", "health", "c2", "HEALTH_ERR", "--message", "Reduced data availability: 8 pgs inactive")
+    try:
+        play("backup", "--limit", "c1,c3", "-e", "backup_name=vaultgated", "-e", "included_namespaces=default",
+             "-e", "ceph_health_gate=enforce", check_rc=0)
+        clusters = dict((c["name"], c) for c in play.report("backup", "vaultgated")[1]["clusters"])
+        for name in ("c1", "c3"):
+            entry = clusters[name]
+            assert entry["verdict"] == "skipped", entry
+            assert entry["reason"].startswith("the backup vault c2 (location default keeps this cluster's backups there): "
+                                              "Ceph HEALTH_ERR on CephCluster rook-ceph/rook-ceph"), entry["reason"]
+            assert "8 pgs inactive" in entry["reason"] and "ceph_health_gate=enforce" in entry["reason"]
+            assert not [b for b in (_get(lab, name, "/apis/velero.io/v1/namespaces/velero/backups") or {}).get("items") or []
+                        if b["metadata"]["name"].startswith("vaultgated")]
+        play("backup", "--limit", "c1", "-e", "backup_name=vaultwarned", "-e", "included_namespaces=default", check_rc=0)
+        entry = play.report("backup", "vaultwarned")[1]["clusters"][0]
+        assert entry["verdict"] == "succeeded" and any(text.startswith("the backup vault c2") and "HEALTH_ERR" in text
+                                                       for text in entry["warnings"]), entry
+    finally:
+        lab.cli("rook", "health", "c2", "HEALTH_OK")
+
+
 def test_a_migration_between_clusters_with_their_own_vault_buckets(lab, play):
     """c1 and c3 keep their backups in their own bucket claims on the vault (c2), and a claim's keys
     reach only its own bucket. Migrating an app from c1 to c3: c3's read-only location reads c1's

@@ -30,6 +30,8 @@ LABEL_OPERATION = LABEL_PREFIX + "/operation"
 LABEL_OPERATION_NAME = LABEL_PREFIX + "/operation-name"
 LABEL_CLUSTER = LABEL_PREFIX + "/cluster"
 ANNOTATION_REQUESTED_SPEC = LABEL_PREFIX + "/requested-spec"
+# On a location whose bucket is a claim on another cluster's Rook object store: that inventory host
+ANNOTATION_VAULT = LABEL_PREFIX + "/vault-cluster"
 MANAGED_BY_VALUE = "fleetdr.kube"
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -26,7 +26,7 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.client import Cluster
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.fleet import SkipCluster
 from ansible_collections.fleetdr.kube.plugins.module_utils.rook import info as rook_info
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero import objects, results
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.objects import image_version, velero_deployment
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
 
@@ -57,10 +57,26 @@ class FleetJob(object):
         self.warnings = {}  # cluster -> texts the operation adds to that cluster's result
         self.lock = threading.Lock()
         self.clients = ClusterClients(velero_namespace)
+        # inventory host -> its cluster entry (or None), for clusters outside the selection (a vault)
+        self.resolve_cluster = lambda name: None
+        self._vault_health = {}  # vault host -> (health, text) or None, read once per run
+        self._vault_locks = {}
 
     def mark_changed(self, cluster, changed):
         with self.lock:
             self.changed[cluster] = bool(self.changed.get(cluster)) or bool(changed)
+
+    def vault_health(self, vault, deadline):
+        """The Ceph health of the vault cluster ``vault`` (an inventory host), read once per run."""
+        with self.lock:
+            lock = self._vault_locks.setdefault(vault, threading.Lock())
+        with lock:
+            if vault not in self._vault_health:
+                cluster = self.resolve_cluster(vault)
+                if cluster is None:
+                    raise FleetdrError("the vault cluster {0} is not an inventory host".format(vault))
+                self._vault_health[vault] = rook_info.ceph_health(self.clients.connect(cluster), deadline=deadline)
+            return self._vault_health[vault]
 
     def warn(self, cluster, text):
         with self.lock:
@@ -134,6 +150,28 @@ def ceph_gate(client, job, recorder):
     job.warn(recorder.name, text)
 
 
+def vault_gate(job, recorder, location):
+    """The Ceph gate for a location kept on another cluster's Rook object store (install's
+    velero_vault): that cluster's health counts as this one's, since its backups are written or read
+    there. An unreadable vault health is a warning; the location's own validation decides."""
+    mode = job.params.get("ceph_health_gate") or "warn"
+    vault = ((location.get("metadata") or {}).get("annotations") or {}).get(names.ANNOTATION_VAULT)
+    if mode == "off" or job.operation not in CEPH_GATED or not vault or vault == recorder.name:
+        return
+    where = "the backup vault {0} (location {1} keeps this cluster's backups there)".format(vault, location["metadata"]["name"])
+    try:
+        found = job.vault_health(vault, time.monotonic() + timeout_for(job, recorder, PREFLIGHT_TIMEOUT))
+    except Exception as exc:  # unreachable or not in the inventory: say so, the location's validation decides
+        job.warn(recorder.name, "{0}: Ceph health not checked: {1}".format(where, getattr(exc, "msg", None) or exc))
+        return
+    if found is None or found[0] == "HEALTH_OK":
+        return
+    health, text = found
+    if health == "HEALTH_ERR" and mode == "enforce":
+        raise SkipCluster("{0}: {1}; skipped by ceph_health_gate=enforce".format(where, text))
+    job.warn(recorder.name, "{0}: {1}".format(where, text))
+
+
 def preflight(client, job, recorder, location_name=None, deployment=None):
     """Velero Deployment ready and the location Available (and the Ceph health gate); returns
     {version, location, bsl}. ``deployment``: the Velero Deployment when the caller has just read it."""
@@ -162,6 +200,7 @@ def preflight(client, job, recorder, location_name=None, deployment=None):
         if location["status"]["phase"] != "Available":
             raise PreflightError("BackupStorageLocation {0} is Unavailable: {1}".format(
                 name, location["status"].get("message") or "no reason given"))
+    vault_gate(job, recorder, location)
     url = ((location.get("spec") or {}).get("config") or {}).get("s3Url") or ""
     host = urlsplit(url).hostname or ""
     if host.endswith((".svc", ".svc.cluster.local")):

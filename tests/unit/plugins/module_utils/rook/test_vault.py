@@ -37,4 +37,5 @@ def test_the_location_and_secret_point_at_the_vault():
                    "velero-c1-0000", "AKID", "SECRET")
     assert objects[0]["spec"]["objectStorage"] == {"bucket": "velero-c1-0000", "prefix": "c1"}
     assert objects[0]["spec"]["config"]["s3Url"] == "http://10.128.2.10:80"
+    assert objects[0]["metadata"]["annotations"]["fleetdr.kube/vault-cluster"] == "c3"  # what the Ceph gate reads
     assert base64.b64decode(objects[1]["data"]["cloud"]).decode() == "[default]\naws_access_key_id=AKID\naws_secret_access_key=SECRET\n"

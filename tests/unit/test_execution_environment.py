@@ -49,7 +49,7 @@ def test_ansible_builder_create_writes_a_context_with_the_collection_and_kuberne
 
 
 def test_the_installed_collection_declares_its_python_and_system_requirements(tmp_path, tarball):
-    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "-p", str(tmp_path),
+    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "--force", "-p", str(tmp_path),
                     str(tarball)], check=True, capture_output=True)
     meta = yaml.safe_load((tmp_path / "ansible_collections" / "fleetdr" / "kube" / "meta" / "execution-environment.yml").read_text())
     assert meta["dependencies"] == {"python": "requirements.txt", "system": "bindep.txt"}

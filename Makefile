@@ -10,7 +10,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collections browser lint sanity pytest test demo demo-down bench bench-lab reliability ee-context ee docs galaxy-import clean
+.PHONY: help venv collections browser lint sanity pytest test demo demo-down bench bench-lab bench-scale reliability ee-context ee docs galaxy-import clean
 
 help:
 	@echo "make demo   - bring up a 3-cluster lab and run backup -> migrate -> restore with a report"
@@ -60,6 +60,10 @@ bench: collections
 # Faults and bad input on a 5-cluster lab, ten rounds under 429/503; figures in bench-results/reliability.json.
 reliability: collections
 	$(BIN)/python tools/reliability.py
+
+# One run on one controller at 1,000 clusters: install, backup, status, report (bench-results/scale.json).
+bench-scale: collections
+	$(BIN)/python tools/bench_scale.py
 
 bench-lab: venv
 	$(BIN)/python lab/bench/bench_lab.py

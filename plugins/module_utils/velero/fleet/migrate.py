@@ -167,6 +167,25 @@ def _remove_source_location(client, job, location_name):
     return client.delete_secret(location_name) is not None or deleted
 
 
+def open_readonly_location(client, labels, location_name, source_bsl, source_credential, timeout):
+    """The target's read-only location on the source's bucket, with the source's credentials, once
+    Velero validated it. A location that cannot reach the bucket never syncs: it fails here, saying
+    why, instead of waiting out the operation's time for a Backup that cannot appear."""
+    if source_credential:
+        _put_readonly_credential(client, location_name, source_credential, labels)
+        credential = {"name": location_name, "key": list(source_credential)[0]}
+    else:  # the source's Secret was not readable: try the target's own
+        target_bsl = objects.check_storage_location(client, None)
+        credential = ((target_bsl or {}).get("spec") or {}).get("credential")
+    objects.ensure_location(client, "backupstoragelocations", "BackupStorageLocation", location_name,
+                            readonly_location_spec(source_bsl, credential), labels)
+    validated = objects.wait_location_validated(client, location_name, None, timeout)
+    if (validated.get("status") or {}).get("phase") != "Available":
+        raise FleetdrError("read-only location {0} on the source's bucket is Unavailable: {1}".format(
+            location_name, validated["status"].get("message") or "no reason given"))
+    return validated
+
+
 def _migrate_target(job, handoff, cluster, recorder, client, source_bsl):
     name = cluster["name"]
     try:
@@ -195,15 +214,8 @@ def _migrate_target(job, handoff, cluster, recorder, client, source_bsl):
     location_name = names.make_name("fleetdr-from", job.params["source"])
     done_before = client.get("restores", restore_name)
     if done_before is None and not job.check_mode:
-        target_bsl = objects.check_storage_location(client, None)
-        labels = names.ownership_labels(job.operation, job.name, name)
-        if handoff.source_credential:
-            _put_readonly_credential(client, location_name, handoff.source_credential, labels)
-            credential = {"name": location_name, "key": list(handoff.source_credential)[0]}
-        else:  # the source's Secret was not readable: try the target's own
-            credential = ((target_bsl or {}).get("spec") or {}).get("credential")
-        objects.ensure_location(client, "backupstoragelocations", "BackupStorageLocation", location_name,
-                                readonly_location_spec(source_bsl, credential), labels)
+        open_readonly_location(client, names.ownership_labels(job.operation, job.name, name), location_name, source_bsl,
+                               handoff.source_credential, timeout_for(job, recorder))
         # Velero syncs a location on its own ticker (create events do not trigger one), so the Backup
         # appears once the new read-only location was validated and synced; its PodVolumeBackups
         # come after it, and the Restore must not start before they are all here.

@@ -5,9 +5,10 @@
 import pytest
 
 from ansible_collections.fleetdr.kube.plugins.action.fleet_run import misspelt_variables, probe_report_dir, selector_matches, validate_options
-from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ValidationError
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError, ValidationError
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import minor_version
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.migrate import readonly_location_spec, source_credential
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.migrate import (
+    open_readonly_location, readonly_location_spec, source_credential)
 from fakes import FakeKube
 
 
@@ -71,6 +72,28 @@ def test_the_source_credential_is_its_locations_secret_or_velero_s_default():
     assert source_credential(kube, {"spec": {"credential": {"name": "src-creds", "key": "aws"}}}) == {"aws": "a2V5cw=="}
     assert source_credential(kube, {"spec": {}}) == {"cloud": "ZGVmYXVsdA=="}
     assert source_credential(kube, {"spec": {"credential": {"name": "missing", "key": "cloud"}}}) is None
+
+
+def test_the_readonly_location_carries_the_source_credentials_and_fails_at_once_when_unavailable():
+    kube = FakeKube()
+    source = {"spec": {"provider": "aws", "objectStorage": {"bucket": "velero-c1", "prefix": "c1"}, "config": {}}}
+
+    def validated_as(phase, message=None):
+        def on_create(obj):
+            obj["status"] = {"phase": phase, "message": message, "lastValidationTime": "2026-12-04T00:00:00Z"}
+        return on_create
+
+    kube.on_create["backupstoragelocations"] = validated_as("Available")
+    bsl = open_readonly_location(kube, {"app.kubernetes.io/managed-by": "fleetdr.kube"}, "fleetdr-from-c1", source,
+                                 {"cloud": "c291cmNlLWtleXM="}, 5)
+    assert bsl["spec"]["credential"] == {"name": "fleetdr-from-c1", "key": "cloud"} and bsl["spec"]["accessMode"] == "ReadOnly"
+    assert kube.secrets["fleetdr-from-c1"]["data"] == {"cloud": "c291cmNlLWtleXM="}
+
+    kube = FakeKube()
+    kube.on_create["backupstoragelocations"] = validated_as("Unavailable", "AccessDenied: Access Denied")
+    with pytest.raises(FleetdrError) as caught:
+        open_readonly_location(kube, {}, "fleetdr-from-c1", source, {"cloud": "c291cmNlLWtleXM="}, 5)
+    assert caught.value.msg == "read-only location fleetdr-from-c1 on the source's bucket is Unavailable: AccessDenied: Access Denied"
 
 
 def test_minor_version():

@@ -90,29 +90,37 @@ class ObjectStore:
                 f"aws_secret_access_key={self.secret_access_key}\n")
 
     async def start(self, timeout: float = 60.0) -> None:
-        if self.port is None:
-            self.port = free_port(self.host)
-        env = dict(os.environ)
-        env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_CALLS)
-        env.pop("MOTO_PORT", None)
-        logfile = open(self.log_path, "ab")
-        try:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "fleetdr_lab.s3_child_server", "-H", self.host, "-p", str(self.port),
-                stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile,
-                env=env, preexec_fn=_die_with_parent,
-            )
-        finally:
-            logfile.close()
+        # A port picked free here can be taken before the child binds it (a 1,000-cluster lab binds
+        # as many ports meanwhile): a child that exits at once then gets a new port, a few times.
+        chosen = self.port is None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not await loop.run_in_executor(None, self._answers):
-            if self.process.returncode is not None:
-                raise RuntimeError(f"moto server exited with {self.process.returncode}; "
-                                   f"see {self.log_path}")
-            if loop.time() > deadline:
-                raise RuntimeError(f"moto server did not answer on {self.endpoint}")
-            await asyncio.sleep(0.2)
+        for attempt in range(5 if chosen else 1):
+            if chosen:
+                self.port = free_port(self.host)
+            env = dict(os.environ)
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_CALLS)
+            env.pop("MOTO_PORT", None)
+            logfile = open(self.log_path, "ab")
+            try:
+                self.process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "fleetdr_lab.s3_child_server", "-H", self.host, "-p", str(self.port),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile,
+                    env=env, preexec_fn=_die_with_parent,
+                )
+            finally:
+                logfile.close()
+            while not await loop.run_in_executor(None, self._answers):
+                if self.process.returncode is not None:
+                    break
+                if loop.time() > deadline:
+                    raise RuntimeError(f"moto server did not answer on {self.endpoint}")
+                await asyncio.sleep(0.2)
+            if self.process.returncode is None:
+                break
+            log.warning("moto server exited with %s on port %s (attempt %d)", self.process.returncode, self.port, attempt + 1)
+        else:
+            raise RuntimeError(f"moto server exited with {self.process.returncode}; see {self.log_path}")
         await loop.run_in_executor(None, self._setup)
         log.info("S3 (moto) ready at %s, bucket %s", self.endpoint, self.bucket)
 

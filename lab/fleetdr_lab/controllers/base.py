@@ -236,8 +236,28 @@ class Controller:
         pass
 
     # ------------------------------------------------------------------ helpers
+    event_source = "fleetdr-lab"  # what the controller's events name as source.component
+
     def now(self) -> str:
         return rfc3339(self.store.clock.now())
+
+    def event(self, obj: dict, etype: str, reason: str, message: str, source: str | None = None):
+        """A core/v1 Event about obj, as client-go's recorder writes them (a repeat counts up)."""
+        m = obj["metadata"]
+        now = self.now()
+        name = f"{m['name']}.{abs(hash((reason, message))) % 10 ** 12:x}"
+        existing = self.store.get_or_none("", "events", m["namespace"], name)
+        if existing:
+            existing["count"] = existing.get("count", 1) + 1
+            existing["lastTimestamp"] = now
+            self.store.update("", "events", m["namespace"], name, existing)
+            return
+        self.store.create("", "events", m["namespace"], {
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": m["namespace"]},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": m["name"],
+                               "namespace": m["namespace"], "uid": m.get("uid")},
+            "type": etype, "reason": reason, "message": message, "count": 1,
+            "firstTimestamp": now, "lastTimestamp": now, "source": {"component": source or self.event_source}})
 
 
 # ---------------------------------------------------------------------- object helpers

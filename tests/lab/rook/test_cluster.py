@@ -192,12 +192,18 @@ def test_deleting_the_cluster_waits_for_dependents_and_volumes_then_cleans_up(ro
 
 
 def test_a_new_cluster_after_a_teardown_without_cleanup_fails_on_the_stale_data_dir(custom):
-    custom[0].create_namespaced_custom_object(GROUP, VERSION, NS, "cephclusters", cluster_body("second", mon={"count": 1}))
+    # both clusters' mon on the same node (the scheduler picks a canary's node; placement pins it)
+    node = sorted(n.metadata.name for n in custom[1].list_node().items)[0]
+    on_node = {"mon": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}}
+    custom[0].create_namespaced_custom_object(GROUP, VERSION, NS, "cephclusters", cluster_body("second", mon={"count": 1},
+                                                                                              placement=on_node))
     wait(lambda: (get_cluster(custom, "second").get("status") or {}).get("phase") == "Ready", "second Ready")
     custom[0].delete_namespaced_custom_object(GROUP, VERSION, NS, "cephclusters", "second")  # no cleanup policy
     wait(lambda: not custom[0].list_namespaced_custom_object(GROUP, VERSION, NS, "cephclusters")["items"], "second gone")
     wait(lambda: not _exists(lambda: custom[1].read_namespaced_secret("rook-ceph-mon", NS)), "owned objects collected")
-    custom[0].create_namespaced_custom_object(GROUP, VERSION, NS, "cephclusters", cluster_body("third", mon={"count": 1}))
+    custom[0].create_namespaced_custom_object(GROUP, VERSION, NS, "cephclusters", cluster_body("third", mon={"count": 1},
+                                                                                              placement=on_node))
     cc = wait(lambda: (lambda c: c if (c.get("status") or {}).get("state") == "Error" else None)(get_cluster(custom, "third")),
               "quorum failure")
     assert cc["status"]["message"].endswith("exceeded max retry count waiting for monitors to reach quorum")

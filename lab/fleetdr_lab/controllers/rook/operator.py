@@ -169,6 +169,7 @@ class RookController(Controller):
     """Base of the operator's sub-controllers: keys are (namespace, name) of their kind."""
 
     plural = ""
+    event_source = "rook-ceph-operator"
 
     def __init__(self, operator: RookOperator):
         super().__init__(operator.cluster)
@@ -206,20 +207,3 @@ class RookController(Controller):
         current["status"] = status
         return self.store.update(GROUP, self.plural, m["namespace"], m["name"], current, subresource="status")
 
-    def event(self, obj: dict, etype: str, reason: str, message: str):
-        """A core/v1 Event about obj, as Rook's recorder writes them."""
-        m = obj["metadata"]
-        now = self.now()
-        name = f"{m['name']}.{abs(hash((reason, message))) % 10 ** 12:x}"
-        existing = self.store.get_or_none("", "events", m["namespace"], name)
-        if existing:
-            existing["count"] = existing.get("count", 1) + 1
-            existing["lastTimestamp"] = now
-            self.store.update("", "events", m["namespace"], name, existing)
-            return
-        self.store.create("", "events", m["namespace"], {
-            "apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": m["namespace"]},
-            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": m["name"],
-                               "namespace": m["namespace"], "uid": m.get("uid")},
-            "type": etype, "reason": reason, "message": message, "count": 1,
-            "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "rook-ceph-operator"}})

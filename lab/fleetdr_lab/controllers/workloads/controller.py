@@ -89,6 +89,7 @@ class WorkloadController(Controller):
         keys = [("DaemonSet", meta(ds)["namespace"], meta(ds)["name"])
                 for ds in self.store.list("apps", "daemonsets")["items"]]
         keys += self.pods.waiting_for_a_node()
+        keys += self.pods.pods_on(name)  # NoExecute taints evict what runs there
         return keys
 
     def reconcile(self, key):

@@ -6,11 +6,12 @@ import copy
 import hashlib
 import ipaddress
 import random
+import time
 from typing import Callable
 
 from ..base import controller_ref, is_deleting, meta, pod_is_terminal, set_condition, timers, log
 from .podspec import (INIT_POLL_SECONDS, JOB_RUN_DELAY, POD_START_DELAY, anti_affinity_excludes, image_id, node_fits,
-                      node_is_ready, normalize_image, pod_claims, qos_class)
+                      node_is_ready, normalize_image, pod_claims, qos_class, tolerates)
 from .reconciler import Reconciler
 
 
@@ -35,6 +36,7 @@ class PodReconciler(Reconciler):
         self._next_ip: dict[str, int] = {}
         self._node_pods: dict[str, set] = {}
         self._node_ips: dict[str, dict[str, tuple]] = {}
+        self._taint_seen: dict[tuple, float] = {}  # pod key -> when a NoExecute taint it tolerates for a while was first seen
 
     def forget(self, key):
         """A pod was deleted: stop waiting for a node and cancel its kubelet timer."""
@@ -86,6 +88,8 @@ class PodReconciler(Reconciler):
             self._schedule(pod)
             return
         self._unschedulable.discard(key)
+        if self._evicted_for_taints(pod):
+            return
         if key in self._kubelet_timers:
             return
         if phase == "Pending":
@@ -94,6 +98,43 @@ class PodReconciler(Reconciler):
         elif phase == "Running" and (controller_ref(pod) or {}).get("kind") == "Job":
             self._kubelet_timers[key] = timers().call_later(
                 random.uniform(*JOB_RUN_DELAY), self._kubelet_finish, ns, name, meta(pod)["uid"])
+
+    def pods_on(self, node_name):
+        return sorted(self._node_pods.get(node_name, ()))
+
+    def _evicted_for_taints(self, pod) -> bool:
+        """kube-controller-manager's TaintEvictionController (pkg/controller/tainteviction): a pod on a
+        node with a NoExecute taint it does not tolerate is deleted now, one that tolerates it for
+        tolerationSeconds when they have passed (counted from when the lab saw the taint); it is first
+        marked with the DisruptionTarget condition and a TaintManagerEviction event."""
+        m = meta(pod)
+        key = ("Pod", m["namespace"], m["name"])
+        node = self.store.get_or_none("", "nodes", None, pod["spec"]["nodeName"]) or {}
+        taints = [t for t in (node.get("spec") or {}).get("taints") or [] if t.get("effect") == "NoExecute"]
+        if not taints:
+            self._taint_seen.pop(key, None)
+            return False
+        tolerations = [t for t in pod["spec"].get("tolerations") or [] if t.get("effect") in (None, "", "NoExecute")]
+        wait = 0.0 if any(not tolerates(tolerations, t) for t in taints) else min(
+            (min((tol.get("tolerationSeconds") if tol.get("tolerationSeconds") is not None else float("inf"))
+                 for tol in tolerations if tolerates([tol], t)) for t in taints), default=float("inf"))
+        if wait == float("inf"):
+            self._taint_seen.pop(key, None)
+            return False
+        seen = self._taint_seen.setdefault(key, time.monotonic())
+        left = seen + max(0.0, wait) - time.monotonic()
+        if left > 0:
+            timers().call_later(left, self.controller.enqueue, key)
+            return False
+        self._taint_seen.pop(key, None)
+        status = copy.deepcopy(pod.get("status") or {})
+        status["conditions"] = set_condition(status.get("conditions"), "DisruptionTarget", "True", "DeletionByTaintManager",
+                                             "Taint manager: deleting due to NoExecute taint", self.now())
+        pod = self._write_status("", "pods", pod, status)
+        self.controller.event(pod, "Normal", "TaintManagerEviction", "Marking for deletion Pod %s/%s" % (m["namespace"], m["name"]),
+                              source="taint-eviction-controller")
+        self._delete("", "pods", pod)
+        return True
 
     def _stop_pod(self, pod):
         """A pod being deleted: containers stop, then the kubelet confirms (grace period 0)."""

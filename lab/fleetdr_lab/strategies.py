@@ -84,6 +84,23 @@ class StatefulSetStrategy(ImmutableSelector):
         return errs
 
 
+class DaemonSetStrategy(ImmutableSelector):
+    """apps/v1 DaemonSets carry the internal spec.templateGeneration as an annotation: 1 at
+    create, one more each time an update changes the template (pkg/registry/apps/daemonset/strategy.go)."""
+
+    ANNOTATION = "deprecated.daemonset.template.generation"
+
+    def admit(self, store, obj: dict, old: dict | None) -> None:
+        super().admit(store, obj, old)
+        if old is None:
+            generation = 1
+        else:
+            generation = int(((old.get("metadata") or {}).get("annotations") or {}).get(self.ANNOTATION) or 1)
+            if (obj.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+                generation += 1
+        obj.setdefault("metadata", {}).setdefault("annotations", {})[self.ANNOTATION] = str(generation)
+
+
 class JobStrategy(ImmutableSelector):
     def validate_update(self, obj: dict, old: dict) -> list:
         errs = super().validate_update(obj, old)
@@ -490,8 +507,9 @@ def builtin_strategies() -> dict[tuple[str, str], Strategy]:
     for key in set(validation.DEFAULTERS) | set(validation.VALIDATORS) | \
             set(validation.INITIAL_STATUS):
         table[key] = BuiltinStrategy(*key)
-    for plural in ("deployments", "replicasets", "daemonsets"):
+    for plural in ("deployments", "replicasets"):
         table[("apps", plural)] = ImmutableSelector("apps", plural)
+    table[("apps", "daemonsets")] = DaemonSetStrategy("apps", "daemonsets")
     table[("apps", "statefulsets")] = StatefulSetStrategy("apps", "statefulsets")
     table[("batch", "jobs")] = JobStrategy("batch", "jobs")
     table[("", "configmaps")] = ConfigDataStrategy("", "configmaps", "ConfigMap")

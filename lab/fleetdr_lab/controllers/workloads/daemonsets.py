@@ -5,6 +5,8 @@ from ..base import is_deleting, meta, pod_is_ready, pod_is_terminal, template_ha
 from .podspec import DS_TOLERATIONS, node_fits, omit_zero, pod_from_template
 from .reconciler import Reconciler
 
+TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
+
 
 class DaemonSetReconciler(Reconciler):
     """A daemon pod on every node the template fits, with the daemon tolerations."""
@@ -18,7 +20,8 @@ class DaemonSetReconciler(Reconciler):
         tspec = dict(template.get("spec") or {})
         tspec["tolerations"] = list(tspec.get("tolerations") or []) + DS_TOLERATIONS
         revision = template_hash(template)
-        generation = str(meta(ds).get("generation", 1))
+        # the template generation the API server keeps in this annotation (apps/v1 DaemonSet)
+        generation = (meta(ds).get("annotations") or {}).get(TEMPLATE_GENERATION) or str(meta(ds).get("generation", 1))
         nodes = self.store.list("", "nodes")["items"]
         eligible = {meta(n)["name"] for n in nodes if node_fits(tspec, n)}
         pods = [p for p in self._claim(ds, "", "pods") if not is_deleting(p)]
@@ -46,6 +49,7 @@ class DaemonSetReconciler(Reconciler):
                 for p in node_pods:
                     self._delete("", "pods", p)
         pods = [p for p in self._claim(ds, "", "pods") if not is_deleting(p) and not pod_is_terminal(p)]
+        self._history(ds, revision, {(meta(p).get("labels") or {}).get("controller-revision-hash") for p in pods})
         scheduled = {self._daemon_pod_node(p) for p in pods}
         ready_pods = [p for p in pods if pod_is_ready(p)]
         status = omit_zero({

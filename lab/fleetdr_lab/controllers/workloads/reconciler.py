@@ -55,3 +55,34 @@ class Reconciler:
         except Exception as e:
             if getattr(e, "code", None) not in (404, 409):
                 raise
+
+    def _history(self, owner: dict, hash_: str, pod_label_values: set) -> dict:
+        """The owner's ControllerRevisions (Kubernetes pkg/controller/history, used by the DaemonSet and
+        StatefulSet controllers): `<owner>-<hash>` holds the pod template as the patch that restores it,
+        numbered after the newest; an owner going back to an older template renumbers that revision;
+        beyond spec.revisionHistoryLimit (10) the oldest revisions no live pod uses are deleted.
+        ``pod_label_values``: the controller-revision-hash labels of the owner's live pods."""
+        ns, owner_name = meta(owner)["namespace"], meta(owner)["name"]
+        spec = owner.get("spec") or {}
+        name = f"{owner_name}-{hash_}"
+        revisions = sorted(self._claim(owner, "apps", "controllerrevisions"), key=lambda r: r.get("revision", 0))
+        newest = revisions[-1].get("revision", 0) if revisions else 0
+        current = next((r for r in revisions if meta(r)["name"] == name), None)
+        if current is None:
+            template = copy.deepcopy(spec.get("template") or {})
+            template["$patch"] = "replace"
+            labels = dict(((spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
+            labels["controller-revision-hash"] = hash_
+            current = self.store.create("apps", "controllerrevisions", ns, {
+                "apiVersion": "apps/v1", "kind": "ControllerRevision",
+                "metadata": {"name": name, "namespace": ns, "labels": labels, "ownerReferences": [owner_reference(owner)]},
+                "data": {"spec": {"template": template}}, "revision": newest + 1})
+            revisions.append(current)
+        elif current.get("revision", 0) != newest:
+            current = self.store.patch("apps", "controllerrevisions", ns, name, {"revision": newest + 1}, "merge")
+        limit = spec.get("revisionHistoryLimit", 10)
+        old = [r for r in revisions if meta(r)["name"] != name and meta(r)["name"] not in pod_label_values
+               and (meta(r).get("labels") or {}).get("controller-revision-hash") not in pod_label_values]
+        for stale in old[:max(0, len(old) - limit)]:
+            self._delete("apps", "controllerrevisions", stale)
+        return current

@@ -63,6 +63,7 @@ class StatefulSetReconciler(Reconciler):
                 if stale:
                     self._delete("", "pods", by_ordinal[stale[0]])
         live = [p for p in by_ordinal.values() if not pod_is_terminal(p)]
+        self._history(sts, revision[len(name) + 1:], {(meta(p).get("labels") or {}).get("controller-revision-hash") for p in live})
         ready = sum(1 for p in live if pod_is_ready(p))
         updated = sum(1 for p in live if (meta(p).get("labels") or {}).get("controller-revision-hash")
                       == revision)

@@ -187,7 +187,9 @@ def _comparable(obj):
     obj = dict(obj)
     obj.pop("status", None)
     meta = dict((k, v) for k, v in obj["metadata"].items() if k not in SERVER_FIELDS)
-    annotations = dict((k, v) for k, v in (meta.get("annotations") or {}).items() if not k.startswith(("kubectl.kubernetes.io/", "deployment.kubernetes.io/")))
+    # annotations the API server and controllers keep (deployment revision, DaemonSet template generation)
+    server_set = ("kubectl.kubernetes.io/", "deployment.kubernetes.io/", "deprecated.daemonset.")
+    annotations = dict((k, v) for k, v in (meta.get("annotations") or {}).items() if not k.startswith(server_set))
     meta.pop("annotations", None)
     if annotations:
         meta["annotations"] = annotations

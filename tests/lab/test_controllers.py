@@ -243,6 +243,25 @@ def test_bare_pod_is_scheduled_and_runs(apis, ns):
     assert pod.status.container_statuses[0].image == "docker.io/library/busybox:latest"
 
 
+def test_required_pod_anti_affinity_keeps_a_pod_out_until_the_other_pod_goes(apis, ns):
+    """kube-scheduler's InterPodAffinity filter, and its retry of unschedulable pods when an assigned pod
+    is deleted. Every node of the shared lab gets a pod labelled tier=db first."""
+    nodes = [n.metadata.name for n in apis.core.list_node().items]
+    for i, node in enumerate(nodes):
+        apis.core.create_namespaced_pod(ns, {"metadata": {"name": "db-%d" % i, "labels": {"tier": "db"}},
+                                             "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox:1.36"}]}})
+    apis.core.create_namespaced_pod(ns, {"metadata": {"name": "apart"}, "spec": {
+        "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"tier": "db"}}, "topologyKey": "kubernetes.io/hostname"}]}},
+        "containers": [{"name": "c", "image": "busybox:1.36"}]}})
+    pending = wait_for(lambda: cond(apis.core.read_namespaced_pod("apart", ns), "PodScheduled"), "a scheduling verdict")
+    assert pending.status == "False" and pending.reason == "Unschedulable"
+    assert "%d node(s) didn't match pod anti-affinity rules" % len(nodes) in pending.message
+    apis.core.delete_namespaced_pod("db-0", ns, grace_period_seconds=0)
+    placed = wait_for(lambda: apis.core.read_namespaced_pod("apart", ns).spec.node_name, "placed once db-0 is gone")
+    assert placed == nodes[0]
+
+
 def test_pod_stays_pending_until_its_claim_is_bound(apis, ns):
     apis.core.create_namespaced_pod(ns, {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "waiter"},

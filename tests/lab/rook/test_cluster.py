@@ -204,8 +204,15 @@ def test_a_new_cluster_after_a_teardown_without_cleanup_fails_on_the_stale_data_
     wait(lambda: not _exists(lambda: custom[1].read_namespaced_secret("rook-ceph-mon", NS)), "owned objects collected")
     custom[0].create_namespaced_custom_object(GROUP, VERSION, NS, "cephclusters", cluster_body("third", mon={"count": 1},
                                                                                               placement=on_node))
-    cc = wait(lambda: (lambda c: c if (c.get("status") or {}).get("state") == "Error" else None)(get_cluster(custom, "third")),
-              "quorum failure")
+    seen = []
+    try:
+        cc = wait(lambda: (lambda c: seen.append(c.get("status")) or (c if (c.get("status") or {}).get("state") == "Error" else None))(
+            get_cluster(custom, "third")), "quorum failure")
+    except AssertionError as exc:
+        raise AssertionError("%s; last status %s; mons %s; endpoints %s" % (exc, seen[-1:], [
+            (d.metadata.name, d.spec.template.spec.node_selector) for d in custom[2].list_namespaced_deployment(NS).items
+            if "mon" in d.metadata.name], [c.data for c in custom[1].list_namespaced_config_map(NS).items
+                                           if c.metadata.name == "rook-ceph-mon-endpoints"])) from None
     assert cc["status"]["message"].endswith("exceeded max retry count waiting for monitors to reach quorum")
 
 

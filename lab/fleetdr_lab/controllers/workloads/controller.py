@@ -48,6 +48,10 @@ class WorkloadController(Controller):
             keys = [] if etype == "DELETED" else [("Pod", ns, name)]
             if etype == "DELETED":
                 self.pods.forget(("Pod", ns, name))
+                if (obj.get("spec") or {}).get("nodeName"):
+                    # kube-scheduler retries pods it could not place when an assigned pod goes
+                    # (its anti-affinity or its room may have been what kept them out)
+                    keys += self.pods.waiting_for_a_node()
             return keys + self._owner_keys(obj, *OWNER_KINDS)
         if kind == "Node":
             return self._node_changed(etype, obj)

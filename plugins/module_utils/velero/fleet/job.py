@@ -72,11 +72,17 @@ class FleetJob(object):
             lock = self._vault_locks.setdefault(vault, threading.Lock())
         with lock:
             if vault not in self._vault_health:
-                cluster = self.resolve_cluster(vault)
-                if cluster is None:
-                    raise FleetdrError("the vault cluster {0} is not an inventory host".format(vault))
-                self._vault_health[vault] = rook_info.ceph_health(self.clients.connect(cluster), deadline=deadline)
-            return self._vault_health[vault]
+                try:
+                    cluster = self.resolve_cluster(vault)
+                    if cluster is None:
+                        raise FleetdrError("the vault cluster {0} is not an inventory host".format(vault))
+                    self._vault_health[vault] = rook_info.ceph_health(self.clients.connect(cluster), deadline=deadline)
+                except Exception as exc:  # kept too: the other clusters of that vault do not wait for it again
+                    self._vault_health[vault] = exc
+            found = self._vault_health[vault]
+        if isinstance(found, Exception):
+            raise found
+        return found
 
     def warn(self, cluster, text):
         with self.lock:

@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import threading
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import FleetdrError
@@ -265,7 +266,17 @@ def operation(job, source_cluster, targets):
                         handoff.source_backup = (False, "source pre-flight failed: {0}".format(exc))
                         handoff.cond.notify_all()
                     raise
-                credential = source_credential(client, pre["bsl"])
+                try:
+                    credential = source_credential(client, pre["bsl"])
+                except Exception:  # unreadable (e.g. RBAC): the targets try their own keys
+                    credential = None
+                if credential:  # scrubbed from the report: the Secret's data and the secrets of its credentials file
+                    value = list(credential.values())[0]
+                    text = base64.b64decode(value).decode("utf-8", "replace")
+                    pairs = [line.split("=", 1) for line in text.splitlines() if "=" in line]
+                    with job.lock:
+                        job.secret_values.update([value, text] + [v.strip() for k, v in pairs
+                                                                  if ("secret" in k or "token" in k) and v.strip()])
                 with handoff.cond:
                     handoff.source = pre
                     handoff.source_credential = credential

@@ -17,8 +17,8 @@ def test_the_vault_is_looked_up_once_even_when_it_cannot_be_read():
         return None  # not an inventory host
 
     job.resolve_cluster = resolve
-    for _ in range(3):
+    for attempt in range(3):
         with pytest.raises(FleetdrError) as caught:
             job.vault_health("c9", deadline=None)
-        assert "the vault cluster c9 is not an inventory host" in caught.value.msg
+        assert "the vault cluster c9 is not an inventory host" in caught.value.msg, attempt
     assert asked == ["c9"]

@@ -29,6 +29,7 @@ class WorkloadController(Controller):
     def __init__(self, cluster):
         super().__init__(cluster)
         self._node_signature: dict[str, tuple] = {}
+        self.no_execute: dict[str, list] = {}  # node -> its NoExecute taints, from the node stream (no read per pod)
         self.pods = PodReconciler(self)
         self.reconcilers = {"Deployment": DeploymentReconciler(self), "ReplicaSet": ReplicaSetReconciler(self),
                             "StatefulSet": StatefulSetReconciler(self), "DaemonSet": DaemonSetReconciler(self),
@@ -82,9 +83,11 @@ class WorkloadController(Controller):
         name = meta(node).get("name")
         if etype == "DELETED":
             self._node_signature.pop(name, None)
+            self.no_execute.pop(name, None)
             sig = None
         else:
             spec = node.get("spec") or {}
+            self.no_execute[name] = [t for t in spec.get("taints") or [] if t.get("effect") == "NoExecute"]
             sig = (tuple(sorted((meta(node).get("labels") or {}).items())),
                    repr(spec.get("taints")), bool(spec.get("unschedulable")), node_is_ready(node))
             if self._node_signature.get(name) == sig:

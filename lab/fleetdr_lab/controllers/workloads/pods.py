@@ -109,8 +109,7 @@ class PodReconciler(Reconciler):
         marked with the DisruptionTarget condition and a TaintManagerEviction event."""
         m = meta(pod)
         key = ("Pod", m["namespace"], m["name"])
-        node = self.store.get_or_none("", "nodes", None, pod["spec"]["nodeName"]) or {}
-        taints = [t for t in (node.get("spec") or {}).get("taints") or [] if t.get("effect") == "NoExecute"]
+        taints = self.controller.no_execute.get(pod["spec"]["nodeName"])
         if not taints:
             self._taint_seen.pop(key, None)
             return False
@@ -169,7 +168,9 @@ class PodReconciler(Reconciler):
                          f"PersistentVolumeClaims.{tail}")
         fitting = [n for n in nodes if node_is_ready(n)
                    and not (n.get("spec") or {}).get("unschedulable") and node_fits(spec, n)]
-        excluded = anti_affinity_excludes(pod, fitting, self.store.list("", "pods")["items"]) if fitting else set()
+        # every pod of the cluster is read only for a pod that asks for anti-affinity
+        wants_apart = ((spec.get("affinity") or {}).get("podAntiAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+        excluded = anti_affinity_excludes(pod, fitting, self.store.list("", "pods")["items"]) if fitting and wants_apart else set()
         if len(excluded) == len(fitting):
             self._unschedulable.add(key)
             # kube-scheduler lists each reason with its node count, sorted (framework.Diagnosis)

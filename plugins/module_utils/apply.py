@@ -19,6 +19,7 @@ __metaclass__ = type
 
 import base64
 import copy
+import json
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ApiError, FleetdrError, WaitTimeout
 from ansible_collections.fleetdr.kube.plugins.module_utils.waiter import wait_for
@@ -117,12 +118,27 @@ def _normalised(obj):
     return out
 
 
+def _identical(want, have):
+    """Equal with JSON types kept apart (Python's == takes True for 1)."""
+    try:
+        return json.dumps(want, sort_keys=True) == json.dumps(have, sort_keys=True)
+    except (TypeError, ValueError):
+        return False
+
+
 def holds(want, have):
-    """True when ``have`` already holds every field of ``want`` (server defaults may add more)."""
+    """True when ``have`` already holds every field of ``want`` (server defaults may add more).
+
+    Most subtrees come back exactly as sent (a CRD's schema is thousands of nodes): they are
+    compared whole first, in C, and walked only where the server added something."""
     if isinstance(want, dict):
-        return isinstance(have, dict) and all(holds(value, have.get(key)) for key, value in want.items())
+        if not isinstance(have, dict):
+            return False
+        return (want == have and _identical(want, have)) or all(holds(value, have.get(key)) for key, value in want.items())
     if isinstance(want, list):
-        return isinstance(have, list) and len(want) == len(have) and all(holds(w, h) for w, h in zip(want, have))
+        if not isinstance(have, list) or len(want) != len(have):
+            return False
+        return (want == have and _identical(want, have)) or all(holds(w, h) for w, h in zip(want, have))
     if isinstance(want, bool) or isinstance(have, bool):
         return want is have
     if isinstance(want, (int, float)) and isinstance(have, (int, float)):
@@ -260,10 +276,15 @@ def apply_phased(client, objects, check_mode=False, force=False, timeout=60):
         if change["action"] == "create":
             new_namespaces.add(obj["metadata"]["name"])
     for obj in rest:
-        if check_mode and ((obj.get("metadata") or {}).get("namespace") in new_namespaces
-                           or ((obj.get("apiVersion") or "").split("/")[0], obj.get("kind")) in new_kinds):
-            want = _normalised(obj)
-            changes.append(Change(object=describe(want), action="create", diff={"before": {}, "after": _masked(want)}))
+        # An object in a namespace just created, or of a kind just defined, cannot exist yet: no read
+        # (in check mode the API could not even answer for it).
+        if ((obj.get("metadata") or {}).get("namespace") in new_namespaces
+                or ((obj.get("apiVersion") or "").split("/")[0], obj.get("kind")) in new_kinds):
+            if check_mode:
+                want = _normalised(obj)
+                changes.append(Change(object=describe(want), action="create", diff={"before": {}, "after": _masked(want)}))
+            else:
+                changes.append(apply_object(client, mapper, obj, check_mode, force, live=None))
             continue
         changes.append(apply_object(client, mapper, obj, check_mode, force))
     return changes

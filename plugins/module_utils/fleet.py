@@ -179,6 +179,7 @@ def run_fleet(clusters, operation, deadline_s=None, max_workers=None, on_result=
 
     def work(index):
         recorder = recorders[index]
+        started.wait()
         if cancelled.is_set():  # queued behind the worker cap and the deadline already passed
             return
         recorder.started = to_timestamp(clock())
@@ -200,7 +201,13 @@ def run_fleet(clusters, operation, deadline_s=None, max_workers=None, on_result=
         finish(index, partial)
 
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleetdr-cluster")
-    futures = dict((executor.submit(work, index), index) for index in range(len(clusters)))
+    # Threads start idle and are released together: each thread start waits for the new thread
+    # to take the GIL, which takes a switch interval per thread once the earlier ones are busy.
+    started = threading.Event()
+    try:
+        futures = dict((executor.submit(work, index), index) for index in range(len(clusters)))
+    finally:
+        started.set()
     try:
         timeout = None if deadline is None else max(deadline - monotonic(), 0.0)
         concurrent.futures.wait(futures, timeout=timeout)

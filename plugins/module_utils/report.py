@@ -465,7 +465,19 @@ def storage_rows(report):
 
 
 def render_json(report):
-    return json.dumps(report, indent=2) + "\n"
+    """The report as JSON: the top level and the ``clusters`` list indented, one line per cluster.
+
+    Indenting everything switches json to its pure-Python encoder (about 2 ms per cluster on a
+    fleet install); each cluster entry on a line of its own keeps the file greppable by cluster.
+    """
+    lines = []
+    for key, value in report.items():
+        if key == "clusters" and isinstance(value, list) and value:
+            text = "[\n" + ",\n".join("    " + json.dumps(entry) for entry in value) + "\n  ]"
+        else:
+            text = json.dumps(value)
+        lines.append("  %s: %s" % (json.dumps(key), text))
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def render_table(report, reason_width=60):

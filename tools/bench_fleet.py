@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: fleet install, storage (Rook) and backup, wall time and controller CPU for 1, 10, 50 and 100 lab clusters.
+"""`make bench`: fleet install, storage (Rook), backup, migrate and drill, wall time and controller CPU for 1, 10, 50 and 100 lab clusters.
 
 Install: on a lab without Velero, for each size N (clusters c1..cN, uninstalled again after each
 shape) a fresh install and a second, no-change run, both ways:
@@ -11,6 +11,8 @@ cluster through the API (the test helper) to keep set-up time sane. For each siz
 backup (namespace default) runs twice with `--limit c1..cN`:
   fleet  - playbooks/backup.yml: one controller-side task, one thread per cluster, watch waits;
   naive  - tools/bench/naive_backup.yml: velero_backup per host, wait: true, default 5 forks.
+Migrate and drill, on the same lab (bench-results/day2.json): migrate c1 -> c2..cN of a namespace
+with a ConfigMap, each size into its own namespace; drill of a fresh backup on c1..cN.
 Controller CPU = user+sys of the ansible-playbook process tree (resource.RUSAGE_CHILDREN delta).
 Lab CPU = the same for the lab daemon (every emulated API server and Velero) and its S3 child
 (moto), read from /proc: on this machine they share the cores with the controller, so a large
@@ -155,6 +157,48 @@ def bench_storage(args, sizes, env):
                              result["naive_ms_per_cluster_fresh"], result["naive_ms_per_cluster_no_change"], out))
 
 
+def bench_day2(args, sizes, env, lab, work, pids, stamp):
+    """Migrate (c1 to c2..cN, each size into namespaces of its own) and drill (each cluster restores
+    its own backup aside, checks it and removes it) per size, on the backup bench's lab; fleet path
+    only (the per-host way has no migrate or drill of its own). Writes day2.json."""
+    lab.kubectl("create", "namespace", "benchapp", context="c1")
+    lab.kubectl("create", "configmap", "settings", "-n", "benchapp", "--from-literal=colour=blue", context="c1")
+    rows = []
+    for size in sizes:
+        limit = ",".join("c%d" % i for i in range(1, size + 1))
+        runs = []
+        if "migrate" in args.what and size > 1:
+            runs.append(("migrate", ["fleetdr.kube.migrate", "-e", "migrate_name=mv-%d-%s" % (size, stamp), "-e", "source_cluster=c1",
+                                     "-e", "included_namespaces=benchapp",
+                                     "-e", json.dumps({"namespace_mapping": {"benchapp": "benchapp-%d" % size}})]))
+        if "drill" in args.what:
+            name = "dr-%d-%s" % (size, stamp)
+            runs.append(("drill-backup", ["fleetdr.kube.backup", "-e", "backup_name=" + name, "-e", "included_namespaces=default"]))
+            runs.append(("drill", ["fleetdr.kube.drill", "-e", "drill_name=" + name, "-e", "backup_name=" + name,
+                                   "-e", "included_namespaces=default"]))
+        for what, playbook in runs:
+            cmd = [str(BIN / "ansible-playbook"), "-i", str(lab.inventory)] + playbook + [
+                "--limit", limit, "-e", "report_dir=" + str(work / "reports")]
+            proc, wall, cpu, lab_cpu = measure(cmd, env, work, pids)
+            row = {"what": what, "shape": "fleet", "clusters": size, "wall_s": wall, "controller_cpu_s": cpu,
+                   "lab_cpu_s": lab_cpu["lab"], "s3_cpu_s": lab_cpu["s3"], "rc": proc.returncode}
+            if proc.returncode != 0:
+                row["error_tail"] = (proc.stdout + proc.stderr)[-1500:]
+            rows.append(row)
+            print("%-12s %4d clusters: wall %7.2fs  controller CPU %7.2fs  lab CPU %6.2fs  S3 CPU %6.2fs  rc %d" % (
+                what, size, wall, cpu, lab_cpu["lab"], lab_cpu["s3"], proc.returncode), flush=True)
+    result = {"generated": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host_cpus": os.cpu_count(), "rows": rows}
+    for what in ("migrate", "drill"):
+        found = sorted((r["clusters"], r["controller_cpu_s"]) for r in rows if r["what"] == what and r["rc"] == 0)
+        result["%s_ms_per_cluster" % what] = (round(1000 * (found[-1][1] - found[0][1]) / (found[-1][0] - found[0][0]), 1)
+                                              if len(found) > 1 else None)
+    out = Path(args.out).with_name("day2.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print("\nmigrate: controller CPU per added target %s ms; drill: %s ms per added cluster; written to %s" % (
+        result["migrate_ms_per_cluster"], result["drill_ms_per_cluster"], out))
+
+
 def per_cluster_cpu(rows, shape, run):
     """Controller CPU per additional cluster, from the smallest and the largest size measured."""
     found = sorted((r["clusters"], r["controller_cpu_s"]) for r in rows if r["shape"] == shape and r["run"] == run and r["rc"] == 0)
@@ -166,7 +210,8 @@ def per_cluster_cpu(rows, shape, run):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,10,50,100")
-    parser.add_argument("--what", default="install,storage,backup", help="any of install, storage, backup (comma separated)")
+    parser.add_argument("--what", default="install,storage,backup,migrate,drill",
+                        help="any of install, storage, backup, migrate, drill (comma separated; migrate and drill run on the backup lab)")
     parser.add_argument("--lab-dir", default=None, help="default: a new temporary directory")
     parser.add_argument("--out", default=str(REPO / "bench-results" / "fleet.json"))
     parser.add_argument("--skip-naive", action="store_true")
@@ -196,7 +241,7 @@ def main():
                                  result["naive_ms_per_cluster_fresh"], max(sizes), result["fleet_wall_ratio_max_over_1"], out))
     if "storage" in args.what:
         bench_storage(args, [n for n in sizes if n <= 50], env)
-    if "backup" in args.what:
+    if "backup" in args.what or "migrate" in args.what or "drill" in args.what:
         bench_backup(args, sizes, env)
 
 
@@ -234,6 +279,8 @@ def bench_backup(args, sizes, env):
                 rows.append(row)
                 print("%-6s %4d clusters: wall %7.2fs  controller CPU %7.2fs  lab CPU %6.2fs  S3 CPU %6.2fs  rc %d" % (
                     shape, size, wall, cpu, lab_cpu["lab"], lab_cpu["s3"], proc.returncode), flush=True)
+        if "migrate" in args.what or "drill" in args.what:
+            bench_day2(args, sizes, env, lab, work, pids, stamp)
     finally:
         lab.down()
     fleet = dict((r["clusters"], r) for r in rows if r["shape"] == "fleet")

@@ -77,7 +77,11 @@ class RoleObjects(object):
     """Renders the role for many hosts; files are read once."""
 
     def __init__(self, templar, role_path=ROLE_PATH):
+        # One templar for every host, its variables swapped per host: a copy per host is a new
+        # Jinja environment, and templates included from its search path are compiled once per
+        # environment (compiling them was most of rendering a host).
         self.templar = templar
+        self.host_templar = templar.copy_with_new_env(searchpath=[os.path.join(role_path, "templates")])
         self.role_path = role_path
         self.defaults = _trusted(_load_yaml(os.path.join(role_path, "defaults", "main.yml")))
         self.internal = _trusted(_load_yaml(os.path.join(role_path, "vars", "main.yml")))
@@ -90,7 +94,7 @@ class RoleObjects(object):
                 text = handle.read()
             # The variables the template reads: its output is reused for every host where they resolve alike.
             inputs = sorted(meta.find_undeclared_variables(environment.parse(text)))
-            self.templates.append((name, trust_as_template(text), inputs))
+            self.templates.append((name, trust_as_template("{%% include %s %%}" % json.dumps(name)), inputs))
         self._rendered = {}
         self._crds = {}
         # The role's argument spec types each variable; values from the inventory or -e (strings
@@ -120,7 +124,8 @@ class RoleObjects(object):
         available.update(self.internal)
         available.update(resolved)
         available.update(inventory_hostname=host, role_path=self.role_path)
-        return self.templar.copy_with_new_env(available_variables=available), set(available)
+        self.host_templar.available_variables = available
+        return self.host_templar, set(available)
 
     def _dependencies(self):
         """name -> the variables its default (or internal) value reads."""

@@ -87,22 +87,20 @@ class _VeleroWatchSource(object):
         self.selector = selector  # field_selector / label_selector keyword arguments
 
     def _list(self):
-        result = self.client.custom.list_namespaced_custom_object(
-            VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural, _request_timeout=self.client.request_timeout, **self.selector)
+        result = self.client._list_path(self.client._velero_path(self.plural, self.namespace), _request_timeout=self.client.request_timeout,
+                                        **self.selector) or {}
         return result.get("items") or [], (result.get("metadata") or {}).get("resourceVersion")
 
     def _events(self, resource_version, timeout_seconds):
+        path = self.client._velero_path(self.plural, self.namespace)
+
+        def list_fn(**kwargs):  # no docstring: kubernetes.watch then leaves objects as dicts
+            return self.client._list_path(path, **kwargs)
+
         watcher = k8s_watch.Watch()
         try:
-            for event in watcher.stream(
-                self.client.custom.list_namespaced_custom_object,
-                VELERO_GROUP, VELERO_VERSION, self.namespace, self.plural,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout_seconds,
-                _request_timeout=(self.client.request_timeout, timeout_seconds + 15),
-                **self.selector
-            ):
+            for event in watcher.stream(list_fn, resource_version=resource_version, allow_watch_bookmarks=True, timeout_seconds=timeout_seconds,
+                                        _request_timeout=(self.client.request_timeout, timeout_seconds + 15), **self.selector):
                 yield event["type"], event["object"]
         finally:
             watcher.stop()
@@ -241,11 +239,6 @@ class KubeClient(object):
         self.cluster = cluster
         self.retries = retries
         self.request_timeout = request_timeout
-        self.custom = kubernetes.client.CustomObjectsApi(api_client)
-
-    def _call(self, action, fn, *args, **kwargs):
-        kwargs.setdefault("_request_timeout", self.request_timeout)
-        return with_retries(lambda: fn(*args, **kwargs), action, retries=self.retries)
 
     def _json_request(self, method, path, body=None, query=None, _request_timeout=None, content_type="application/json", answer=True):
         """One JSON request on an API path, answered as a dict.
@@ -323,40 +316,26 @@ class KubeClient(object):
         return self._core(action or "Reading {0}".format(path), "GET", path, missing_ok=True, retries=retries, timeout=timeout,
                           deadline=deadline)
 
-    # ---- Velero custom objects (no /status subresource: status travels with the object)
+    # ---- Velero custom objects (no /status subresource: status travels with the object), as plain
+    # JSON on their paths: the typed CustomObjectsApi validates every call's arguments (pydantic)
+    # and costs its import in every process.
+    def _velero_path(self, plural, namespace=None, name=None):
+        path = "/apis/{0}/{1}/namespaces/{2}/{3}".format(VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural)
+        return path + "/" + name if name else path
+
     def get(self, plural, name, namespace=None):
-        try:
-            return self._call(
-                "Reading {0} {1}".format(plural, name),
-                self.custom.get_namespaced_custom_object,
-                VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, name,
-            )
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._core("Reading {0} {1}".format(plural, name), "GET", self._velero_path(plural, namespace, name), missing_ok=True)
 
     def list(self, plural, label_selector=None, field_selector=None, namespace=None):
-        kwargs = {}
-        if label_selector:
-            kwargs["label_selector"] = label_selector
-        if field_selector:
-            kwargs["field_selector"] = field_selector
-        result = self._call(
-            "Listing {0}".format(plural),
-            self.custom.list_namespaced_custom_object,
-            VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, **kwargs
-        )
-        return result.get("items") or []
+        query = dict((key, value) for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if value)
+        result = self._core("Listing {0}".format(plural), "GET", self._velero_path(plural, namespace), query=query or None)
+        return (result or {}).get("items") or []
 
     def create(self, plural, body, namespace=None):
         meta = body.get("metadata", {})
         try:
-            return self._call(
-                "Creating {0} {1}".format(plural, meta.get("name") or meta.get("generateName")),
-                self.custom.create_namespaced_custom_object,
-                VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, body,
-            )
+            return self._core("Creating {0} {1}".format(plural, meta.get("name") or meta.get("generateName")), "POST",
+                              self._velero_path(plural, namespace), body=body)
         except ApiError as exc:
             # A create whose answer was lost (a timeout or reset, then retried) finds its own object:
             # the same name carrying every label we set (our ownership labels) is ours, not a conflict.
@@ -369,23 +348,10 @@ class KubeClient(object):
             return existing
 
     def replace(self, plural, name, body, namespace=None):
-        return self._call(
-            "Updating {0} {1}".format(plural, name),
-            self.custom.replace_namespaced_custom_object,
-            VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, name, body,
-        )
+        return self._core("Updating {0} {1}".format(plural, name), "PUT", self._velero_path(plural, namespace, name), body=body)
 
     def delete(self, plural, name, namespace=None):
-        try:
-            return self._call(
-                "Deleting {0} {1}".format(plural, name),
-                self.custom.delete_namespaced_custom_object,
-                VELERO_GROUP, VELERO_VERSION, namespace or self.namespace, plural, name,
-            )
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._core("Deleting {0} {1}".format(plural, name), "DELETE", self._velero_path(plural, namespace, name), missing_ok=True)
 
     def watch_source(self, plural, name, namespace=None):
         return ObjectWatchSource(self, plural, name, namespace)

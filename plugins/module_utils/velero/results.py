@@ -19,6 +19,7 @@ import base64
 import configparser
 import gzip
 import json
+import threading
 
 import importlib.util
 
@@ -28,6 +29,10 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero import volume_
 
 # boto3 is imported only when a results file is read (it costs ~0.5 s per module start).
 HAS_BOTO3 = importlib.util.find_spec("boto3") is not None
+# One boto3 session per process for every cluster's client: a session loads the S3 service model
+# (~50 ms of JSON), and the cluster threads each made their own through boto3's default session.
+_SESSION = None
+_SESSION_LOCK = threading.Lock()
 
 SUCCESS_PHASES = ("Completed", "Available", "Enabled", "Processed")
 # How many results-file entries a result carries per list (a bad restore can log thousands).
@@ -150,6 +155,13 @@ def _credentials_from_secret(secret, key, profile):
     return parser.get(section, "aws_access_key_id"), parser.get(section, "aws_secret_access_key"), parser.get(section, "aws_session_token", fallback=None)
 
 
+def _boto3_session(boto3):
+    global _SESSION
+    if _SESSION is None:
+        _SESSION = boto3.session.Session()
+    return _SESSION
+
+
 def location_s3_client(client, location, secret_values=None):
     """A boto3 S3 client for a BackupStorageLocation, with the credentials Velero uses for it.
 
@@ -170,16 +182,18 @@ def location_s3_client(client, location, secret_values=None):
 
     verify = str(config.get("insecureSkipTLSVerify", "false")).lower() not in ("true", "1")
     addressing = "path" if str(config.get("s3ForcePathStyle", "false")).lower() in ("true", "1") else "auto"
-    return boto3.client(
-        "s3",
-        endpoint_url=config.get("s3Url") or None,
-        region_name=config.get("region") or "us-east-1",
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret_key,
-        aws_session_token=token,
-        verify=verify,
-        config=BotoConfig(s3={"addressing_style": addressing}, retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=30),
-    )
+    with _SESSION_LOCK:  # botocore sessions are not thread-safe; the clients they make are
+        return _boto3_session(boto3).client(
+            "s3",
+            endpoint_url=config.get("s3Url") or None,
+            region_name=config.get("region") or "us-east-1",
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret_key,
+            aws_session_token=token,
+            verify=verify,
+            config=BotoConfig(s3={"addressing_style": addressing}, retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10,
+                              read_timeout=30),
+        )
 
 
 def read_results(client, kind, name, location_name, secret_values=None):

@@ -162,26 +162,23 @@ def test_kubeconfig_ca_data_reaches_the_client_as_data_and_no_file_is_written(tm
     assert api.configuration.ssl_ca_cert == "/etc/other-ca.pem" and not api.configuration.ca_cert_data
 
 
-class _Custom(object):
-    """CustomObjectsApi stand-in: the object already exists (our earlier create whose answer was lost)."""
-
-    def __init__(self, existing):
-        self.existing = existing
-
-    def create_namespaced_custom_object(self, *args, **kwargs):
+def _existing(obj):
+    """The API as a create whose answer was lost sees it: POST is a conflict, GET finds ``obj``."""
+    def request(method, path, body=None, **kwargs):
         from kubernetes.client.rest import ApiException
-        raise ApiException(status=409, reason="AlreadyExists")
-
-    def get_namespaced_custom_object(self, *args, **kwargs):
-        return self.existing
+        assert path.startswith("/apis/velero.io/v1/namespaces/velero/backups")
+        if method == "POST":
+            raise ApiException(status=409, reason="AlreadyExists")
+        return obj
+    return request
 
 
 def test_a_create_that_finds_its_own_object_returns_it_and_a_stranger_is_a_conflict():
     body = {"metadata": {"name": "nightly-c1", "labels": {"fleetdr.kube/operation-name": "nightly"}}, "spec": {}}
     kube = client.KubeClient(None)
-    kube.custom = _Custom({"metadata": {"name": "nightly-c1", "labels": {"fleetdr.kube/operation-name": "nightly", "x": "y"}}})
+    kube._json_request = _existing({"metadata": {"name": "nightly-c1", "labels": {"fleetdr.kube/operation-name": "nightly", "x": "y"}}})
     assert kube.create("backups", body)["metadata"]["labels"]["x"] == "y"
-    kube.custom = _Custom({"metadata": {"name": "nightly-c1", "labels": {"fleetdr.kube/operation-name": "other"}}})
+    kube._json_request = _existing({"metadata": {"name": "nightly-c1", "labels": {"fleetdr.kube/operation-name": "other"}}})
     with pytest.raises(ApiError) as caught:
         kube.create("backups", body)
     assert caught.value.status == 409

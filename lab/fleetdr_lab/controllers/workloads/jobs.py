@@ -43,9 +43,10 @@ class JobReconciler(Reconciler):
             for c in conds:
                 c.setdefault("lastProbeTime", now)
             status["completionTime"] = now
-        elif failed > spec.get("backoffLimit", 6):
-            for p in active:
+        elif failed > spec.get("backoffLimit", 6) or self._past_backoff_limit_on_failure(spec, active):
+            for p in active:  # the active pods are terminated and count as failed
                 self._delete("", "pods", p)
+                failed += 1
             active = []
             msg = "Job has reached the specified backoff limit"
             conds = set_condition(conds, "FailureTarget", "True", "BackoffLimitExceeded", msg, now)
@@ -69,3 +70,16 @@ class JobReconciler(Reconciler):
             status["conditions"] = conds
         status.setdefault("uncountedTerminatedPods", {})
         self._write_status("batch", "jobs", job, status)
+
+    @staticmethod
+    def _past_backoff_limit_on_failure(spec, active) -> bool:
+        """pkg/controller/job/job_controller.go pastBackoffLimitOnFailure: with restartPolicy OnFailure
+        the kubelet restarts failed containers in place, and their restarts count toward backoffLimit."""
+        if ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy") != "OnFailure":
+            return False
+        restarts = sum(int(cs.get("restartCount") or 0) for p in active
+                       if (p.get("status") or {}).get("phase") in ("Running", "Pending")
+                       for cs in ((p.get("status") or {}).get("initContainerStatuses") or [])
+                       + ((p.get("status") or {}).get("containerStatuses") or []))
+        limit = spec.get("backoffLimit", 6)
+        return restarts > 0 if limit == 0 else restarts >= limit

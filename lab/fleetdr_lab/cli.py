@@ -486,8 +486,8 @@ def cmd_image(args) -> int:
     else:
         if args.cluster:
             require_cluster(state, args.cluster)
-        result = control(state, "POST", "/images", {"action": args.image_command, "pattern": args.pattern,
-                                                     "cluster": args.cluster})
+        body = {"action": args.image_command, "pattern": args.pattern, "cluster": args.cluster}
+        result = control(state, "POST", "/images", body)
     rules = [("lab-wide", r) for r in result["lab"]] + [
         (c, r) for c, rs in result["clusters"].items() for r in rs]
     for scope, rule in rules:

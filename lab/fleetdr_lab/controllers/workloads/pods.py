@@ -53,7 +53,6 @@ class PodReconciler(Reconciler):
     def waiting_for_a_node(self):
         return sorted(self._unschedulable)
 
-
     def track(self, etype, pod):
         """Which pods (and pod IPs) each node has, from the pod stream: the scheduler's spread
         and the IPAM's free addresses without listing every pod of the cluster."""
@@ -300,8 +299,7 @@ class PodReconciler(Reconciler):
         now = self.now()
         host_ip, network = self._node_addresses(node_name)
         status = copy.deepcopy(pod.get("status") or {})
-        pod_ip = host_ip if spec.get("hostNetwork") else (status.get("podIP")
-                                                           or self._allocate_pod_ip(node_name, network, key))
+        pod_ip = host_ip if spec.get("hostNetwork") else (status.get("podIP") or self._allocate_pod_ip(node_name, network, key))
         order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
         blocking = self._blocking_init_container(pod)
         if blocking:

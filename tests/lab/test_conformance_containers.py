@@ -207,9 +207,18 @@ def test_a_job_pod_sleeping_600_seconds_completes_only_when_the_lab_clock_has_pa
             "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
             "spec": {"backoffLimit": 1, "template": {"spec": {"restartPolicy": policy, "containers": [
                 {"name": "c", "image": "busybox:1.36", "command": ["/bin/false"]}]}}}})
-    for name in ("never", "onfailure"):
-        failed = wait_for(lambda name=name: cond(batch.read_namespaced_job(name, ns), "Failed"), f"{name} job failed", timeout=15)
-        assert (failed.reason, failed.message) == ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    # OnFailure: the first restart is immediate and reaches backoffLimit 1
+    failed = wait_for(lambda: cond(batch.read_namespaced_job("onfailure", ns), "Failed"), "OnFailure job failed", timeout=10)
+    assert (failed.reason, failed.message) == ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    # Never: the failed pod is replaced after the Job's pod failure back-off (10 s of lab clock)
+    wait_for(lambda: batch.read_namespaced_job("never", ns).status.failed == 1, "the first pod failed")
+    time.sleep(1.5)
+    job = batch.read_namespaced_job("never", ns)
+    assert (job.status.failed, job.status.active, cond(job, "Failed")) == (1, None, None)
+    assert len(core.list_namespaced_pod(ns, label_selector="job-name=never").items) == 1
+    _advance(lab2, "10s")
+    failed = wait_for(lambda: cond(batch.read_namespaced_job("never", ns), "Failed"), "Never job failed", timeout=10)
+    assert (failed.reason, failed.message) == ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
     assert batch.read_namespaced_job("never", ns).status.failed == 2
 
 

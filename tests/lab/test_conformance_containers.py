@@ -101,6 +101,11 @@ def test_an_image_that_cannot_be_pulled_is_err_image_pull_then_image_pull_back_o
     available = cond(d, "Available")
     assert (available.status, available.reason) == ("False", "MinimumReplicasUnavailable")
     assert not d.status.available_replicas
+    events = {(e.type, e.reason, e.message, e.source.component) for e in core.list_namespaced_event(ns).items
+              if e.involved_object.name == pod}
+    assert ("Warning", "Failed", f'Failed to pull image "{image}": {messages["ErrImagePull"]}', "kubelet") in events
+    assert ("Normal", "BackOff", f'Back-off pulling image "{image}"', "kubelet") in events
+    assert ("Warning", "Failed", "Error: ImagePullBackOff", "kubelet") in events
     # kubectl's STATUS column
     out = lab2.kubectl("get", "pod", pod, "-n", ns, "--no-headers").stdout.split()
     assert out[1:3] == ["0/1", "ImagePullBackOff"] or out[1:3] == ["0/1", "ErrImagePull"]
@@ -167,6 +172,10 @@ def test_bin_false_crash_loops_with_back_off_on_the_lab_clock(lab2, kube, ns):
     wait_for(lambda: crash_loop(4, "1m20s"), "fourth restart after 40 s more", timeout=10)
     out = lab2.kubectl("get", "pod", "crash", "-n", ns, "--no-headers").stdout.split()
     assert out[1:4] == ["0/1", "CrashLoopBackOff", "4"]
+    backoffs = [e for e in core.list_namespaced_event(ns).items if e.involved_object.name == "crash" and e.reason == "BackOff"]
+    assert [(e.type, e.message, e.source.component) for e in backoffs] == [
+        ("Warning", f"Back-off restarting failed container c in pod crash_{ns}({uid})", "kubelet")]
+    assert backoffs[0].count >= 3
 
     # exit N with restartPolicy Never: the pod fails with that exit code; exit 0: Succeeded
     core.create_namespaced_pod(ns, _pod("three", ["sh", "-c", "exit 3"], restart_policy="Never"))

@@ -219,6 +219,9 @@ class PodRun:
         self.restart_policy = spec.get("restartPolicy") or "Always"
         self.cluster = cluster_name
         self.containers = [ContainerRun(c, job_pod) for c in spec.get("containers") or []]
+        # kubelet events of the failure paths (pkg/kubelet/events): (type, reason, message), taken by
+        # the caller; the ordinary start (Pulled/Created/Started) writes none, to keep starts cheap
+        self.events: list[tuple[str, str, str]] = []
 
     # -- transitions --------------------------------------------------------------------------
     def run_until(self, now: float) -> bool:
@@ -255,6 +258,8 @@ class PodRun:
                 c.pull_backoff = _next_backoff(c.pull_backoff, c.pull_backoff_at, t)
                 c.pull_backoff_at = t
                 c.reason, c.message = "ErrImagePull", pull_error(c.image, why)
+                self.events += [("Warning", "Failed", f'Failed to pull image "{c.image}": {c.message}'),
+                                ("Warning", "Failed", "Error: ErrImagePull")]
                 c.action, c.next_at = "shown", t + min(PULL_BACKOFF_SHOWN, c.pull_backoff)
                 return
             c.pulled = True
@@ -262,6 +267,7 @@ class PodRun:
 
     def _shown(self, c: ContainerRun, t: float):
         c.reason, c.message = "ImagePullBackOff", f'Back-off pulling image "{c.image}"'
+        self.events += [("Normal", "BackOff", c.message), ("Warning", "Failed", "Error: ImagePullBackOff")]
         c.action, c.next_at = "pull", c.pull_backoff_at + c.pull_backoff
 
     def _start(self, c: ContainerRun, t: float):
@@ -297,6 +303,7 @@ class PodRun:
             c.state, c.action, c.next_at = "waiting", "restart", t + c.backoff
             c.reason = "CrashLoopBackOff"
             c.message = f"back-off {format_go_duration(c.backoff)} restarting failed container={c.name} pod={self.pod_ref}"
+            self.events.append(("Warning", "BackOff", f"Back-off restarting failed container {c.name} in pod {self.pod_ref}"))
             return
         self._restart(c, t)
 

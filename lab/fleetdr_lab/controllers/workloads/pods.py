@@ -363,7 +363,10 @@ class PodReconciler(Reconciler):
             elif c.get("reason") == "PodCompleted":
                 c.pop("message", None)
         status.update({"phase": phase, "conditions": conds, "containerStatuses": run.container_statuses(self._ts)})
-        self._write_status("", "pods", pod, status)
+        pod = self._write_status("", "pods", pod, status)
+        events, run.events = run.events[-20:], []
+        for etype, reason, message in events:
+            self.controller.event(pod, etype, reason, message, source="kubelet")
         if terminal:
             self._runs.pop(key, None)
             return

@@ -111,6 +111,26 @@ def test_an_image_that_cannot_be_pulled_is_err_image_pull_then_image_pull_back_o
     assert out[1:3] == ["0/1", "ImagePullBackOff"] or out[1:3] == ["0/1", "ErrImagePull"]
 
 
+def test_a_rollout_stuck_on_an_unpullable_image_exceeds_its_progress_deadline(lab2, kube, ns):
+    _, core, apps, _ = kube["c1"]
+    apps.create_namespaced_deployment(ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck"},
+        "spec": {"replicas": 1, "progressDeadlineSeconds": 60, "selector": {"matchLabels": {"app": "stuck"}},
+                 "template": {"metadata": {"labels": {"app": "stuck"}},
+                              "spec": {"containers": [{"name": "app", "image": "registry.example.com/team/app:2.0"}]}}}})
+    wait_for(lambda: (cond(apps.read_namespaced_deployment("stuck", ns), "Progressing") or client.V1DeploymentCondition(
+        type="x", status="x")).reason == "ReplicaSetUpdated", "the rollout progressing")
+    time.sleep(1)
+    assert cond(apps.read_namespaced_deployment("stuck", ns), "Progressing").status == "True"
+    _advance(lab2, "61s")
+    progressing = wait_for(lambda: (c := cond(apps.read_namespaced_deployment("stuck", ns), "Progressing")).status == "False" and c,
+                           "the progress deadline exceeded", timeout=10)
+    rs = apps.list_namespaced_replica_set(ns, label_selector="app=stuck").items[0].metadata.name
+    assert (progressing.reason, progressing.message) == ("ProgressDeadlineExceeded", f'ReplicaSet "{rs}" has timed out progressing.')
+    proc = lab2.kubectl("rollout", "status", "deployment/stuck", "-n", ns, "--timeout=20s", check=False)
+    assert proc.returncode != 0 and 'deployment "stuck" exceeded its progress deadline' in proc.stderr
+
+
 def test_image_deny_and_allow_per_cluster_and_lab_wide(lab2, kube, ns):
     _, core1, _, _ = kube["c1"]
     _, core2, _, _ = kube["c2"]

@@ -169,7 +169,6 @@ class DeploymentReconciler(Reconciler):
         status["conditions"] = conditions
         self._write_status("apps", "deployments", d, status)
 
-
     def _progress(self, d, conditions, new_name, now, counts, old_counts):
         """A rollout that makes no progress for spec.progressDeadlineSeconds (lab clock) gets
         Progressing=False ProgressDeadlineExceeded (pkg/controller/deployment/progress.go

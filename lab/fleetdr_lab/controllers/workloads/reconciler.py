@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from ...selectors import selector_string
-from ..base import controller_ref, is_deleting, meta, owned_by, owner_reference, selector_matches
+from ..base import controller_ref, is_deleting, meta, owned_by, owner_reference, selector_matches, timers
 
 
 class Reconciler:
@@ -17,6 +17,26 @@ class Reconciler:
 
     def now(self):
         return self.controller.now()
+
+    def _lab_time(self) -> float:
+        clock = self.store.clock
+        return clock.time() if hasattr(clock, "time") else clock.now().timestamp()
+
+    def _enqueue_after_lab(self, seconds: float, key):
+        """Reconcile key again after `seconds` of lab clock (one pending wake-up per key)."""
+        pending = self.__dict__.setdefault("_lab_wakeups", {})
+        when = self._lab_time() + seconds
+        if key in pending and pending[key][0] <= when and not pending[key][1].cancelled:
+            return
+        if key in pending:
+            pending[key][1].cancel()
+
+        def wake():
+            pending.pop(key, None)
+            self.controller.enqueue(key)
+        clock = self.store.clock
+        timer = clock.call_at(when, wake) if hasattr(clock, "call_at") else timers().call_later(seconds, wake)
+        pending[key] = (when, timer)
 
     def _claim(self, owner: dict, group: str, plural: str, name_ok=None) -> list[dict]:
         """Objects of group/plural controlled by owner, adopting matching orphans (as real)."""

@@ -7,8 +7,9 @@ references and only what is handed out is copied.
 Known simplifications (the rest follows kube-apiserver): no conversion between CR versions
 (strategy None, as most CRDs use); server-side apply tracks only Apply managers; a CRD's deletion
 removes its objects at once; watch history is a fixed number of events per cluster rather than
-etcd compaction; list continue tokens never expire; built-in kinds have no schema, so
-fieldValidation=Strict only checks custom resources.
+etcd compaction; list continue tokens never expire; fieldValidation=Strict checks built-in kinds
+against Kubernetes 1.32's definitions (unknown fields only) and custom resources against their
+schema.
 """
 from __future__ import annotations
 
@@ -984,8 +985,15 @@ class Store:
                field_validation: str | None = None) -> None:
         """Defaulting, admission plugins and validation; raises 422 Invalid.
         field_validation "Strict" turns fields a CRD schema does not know into a 400 (what
-        kubectl's default --validate=strict gets); otherwise they are pruned silently."""
+        kubectl's default --validate=strict gets); otherwise they are pruned silently. Built-in
+        kinds are checked against Kubernetes' own definitions (strict JSON decoding)."""
         strategy = self._strategy(rt)
+        if rt.builtin and field_validation == "Strict":
+            unknown = validation.builtin_unknown_fields(obj, rt.group, rt.version, rt.kind)
+            if unknown:
+                raise bad_request(
+                    f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                    "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown))
         strategy.admit(self, obj, old)
         for plugin in self._plugins:
             plugin.admit(self, rt, obj, old)

@@ -336,6 +336,14 @@ class Strategy:
     def decode(self, obj: dict) -> None:
         """Refuse a body that cannot be decoded as this kind (raise ApiError 400)."""
 
+    def to_version(self, obj: dict, version: str) -> dict:
+        """obj (a private copy, in the storage version) as the served `version` shows it."""
+        return obj
+
+    def from_version(self, obj: dict, version: str) -> dict:
+        """obj (a private copy in the served `version`) in the storage version."""
+        return obj
+
     def reset_status(self, obj: dict) -> None:
         """PrepareForCreate of a resource with a status subresource: the status a create gets."""
         obj.pop("status", None)
@@ -481,9 +489,22 @@ class Store:
 
     def _out(self, rt: ResourceType, obj: dict, version: str | None = None) -> dict:
         out = self._copy(obj)
-        out["apiVersion"] = rt.api_version_for(version if version in rt.versions else None)
+        if version is not None and version != rt.version and version in rt.versions:
+            out = self._strategy(rt).to_version(out, version)
+            out["apiVersion"] = rt.api_version_for(version)
+        else:
+            out["apiVersion"] = rt.api_version
         out["kind"] = rt.kind
         return out
+
+    def to_version(self, group: str, plural: str, obj: dict, version: str) -> dict:
+        """obj (as a verb returned it: storage version) in the served `version` (conversion of
+        built-in kinds, e.g. autoscaling/v1 HorizontalPodAutoscaler; CRDs: apiVersion only)."""
+        rt = self._type(group, plural)
+        if version != rt.version and version in rt.versions:
+            obj = self._strategy(rt).to_version(fast_copy(obj), version)
+        obj["apiVersion"] = rt.api_version_for(version)
+        return obj
 
     def _check_verb(self, rt: ResourceType, verb: str, subresource: str | None = None):
         verbs = rt.subresources.get(subresource) if subresource else rt.verbs
@@ -579,6 +600,9 @@ class Store:
             except (ValueError, KeyError, TypeError, binascii.Error):
                 raise bad_request(f"continue key is not valid: {continue_token}")
         items, next_token, remaining = [], None, 0
+        convert = (self._strategy(rt).to_version
+                   if version is not None and version != rt.version and version in rt.versions
+                   else None)
         for ns, name, obj in self._select(rt, namespace, ls, fs):
             if start is not None and (ns, name) <= start:
                 continue
@@ -591,6 +615,8 @@ class Store:
                 remaining += 1
                 continue
             item = self._copy(obj)
+            if convert is not None:
+                item = convert(item, version)
             if not rt.builtin:  # custom resource lists carry apiVersion/kind per item
                 item["apiVersion"] = rt.api_version_for(version if version in rt.versions else None)
                 item["kind"] = rt.kind
@@ -718,7 +744,8 @@ class Store:
     def patch(self, group: str, plural: str, namespace: str | None, name: str, patch,
               patch_type: str, subresource: str | None = None, dry_run: bool = False,
               field_manager: str | None = None, force: bool = False,
-              field_validation: str | None = None) -> dict:
+              field_validation: str | None = None, version: str | None = None) -> dict:
+        """version: the served version the patch is written against (default: storage)."""
         rt = self._type(group, plural)
         if subresource:
             self._check_verb(rt, "patch", subresource)
@@ -751,7 +778,7 @@ class Store:
         if subresource == "scale":
             current = self._scale_of(rt, old)
         else:
-            current = self._out(rt, old)
+            current = self._out(rt, old, version)
         try:
             if patch_type == "json":
                 new = json_patch(current, patch)
@@ -965,6 +992,8 @@ class Store:
         if kind and kind != rt.kind:
             raise bad_request(f"the kind in the data ({kind}) does not match the expected kind "
                               f"({rt.kind})")
+        if av and av != rt.api_version:  # another served version: to the storage version
+            obj = self._strategy(rt).from_version(obj, av.rpartition("/")[2])
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         self._strategy(rt).decode(obj)
@@ -1054,6 +1083,9 @@ class Store:
             raise conflict(rt.group_resource, name, "the object has been modified; please apply "
                            "your changes to the latest version and try again")
         if subresource == "status":
+            av = obj.get("apiVersion")
+            if av and av != rt.api_version and av in [rt.api_version_for(v) for v in rt.versions]:
+                obj = self._strategy(rt).from_version(fast_copy(obj), av.rpartition("/")[2])
             new = dict(old)
             if "status" in obj:
                 new["status"] = obj["status"]

@@ -532,11 +532,14 @@ class ClusterApi:
 
     # -- representation -------------------------------------------------------------------
     def convert(self, obj: dict, path: ResourcePath) -> dict:
-        """Objects are served in the version the request names (CRD conversion `None`)."""
+        """Objects are served in the version the request names (built-in conversions: the kind's
+        strategy; CRD conversion `None`)."""
         rt = path.rt
         if isinstance(obj, dict) and obj.get("kind") == rt.kind:
             want = rt.api_version_for(path.version)
             if obj.get("apiVersion") != want:
+                if obj.get("apiVersion") == rt.api_version:  # storage version: convert
+                    return self.store.to_version(rt.group, rt.plural, obj, path.version)
                 obj["apiVersion"] = want
         return obj
 
@@ -735,7 +738,8 @@ class ClusterApi:
                                    dry_run=self.dry_run(request),
                                    field_manager=field_manager, force=force,
                                    field_validation=self.field_validation(request,
-                                                                          "PatchOptions"))
+                                                                          "PatchOptions"),
+                                   version=path.version)
         if path.sub == "scale":
             return json_response(patched)
         return self.respond_object(request, path, patched, 200 if existed else 201)

@@ -643,8 +643,8 @@ def hpa_to_v1(obj: dict) -> dict:
     v1spec = _some(scaleTargetRef=spec.get("scaleTargetRef"), minReplicas=spec.get("minReplicas"),
                    maxReplicas=spec.get("maxReplicas"))
     metrics = spec.get("metrics") or []
-    cpu = next((m for m in metrics if m.get("type") == "Resource" and
-                (m.get("resource") or {}).get("name") == "cpu"), None)
+    cpu = next((m for m in metrics if m.get("type") == "Resource"
+                and (m.get("resource") or {}).get("name") == "cpu"), None)
     if cpu is not None and _is_cpu_utilization(cpu):
         v1spec["targetCPUUtilizationPercentage"] = cpu["resource"]["target"]["averageUtilization"]
     other = [_metric_to_v1(m) for m in metrics if not _is_cpu_utilization(m)]

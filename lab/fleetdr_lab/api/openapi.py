@@ -137,8 +137,8 @@ def crd_definitions(rt, version: str, v3: bool) -> dict:
     """{name: schema} of one served version of a custom resource (object and list kinds)."""
     ref = V3_REF if v3 else V2_REF
     gvk = [{"group": rt.group, "version": version, "kind": rt.kind}]
-    schema = copy.deepcopy(rt.schemas.get(version) or {"type": "object",
-                                                      "x-kubernetes-preserve-unknown-fields": True})
+    schema = copy.deepcopy(rt.schemas.get(version)
+                           or {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
     if not v3:
         schema = _crd_v2(schema)
     props = schema.setdefault("properties", {}) if schema.get("type", "object") == "object" else {}
@@ -206,7 +206,6 @@ def paths_v3(rt, version: str, object_ref: str, list_ref: str) -> dict:
     base = f"{prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced \
         else f"{prefix}/{rt.plural}"
     ns_word = "Namespaced" if rt.namespaced else ""
-    ok = {"description": "OK", "content": _content(object_ref)}
     paths = {}
 
     def op(action, op_id, response_ref=None, body_ref=None, params=(), body_types=None):

@@ -295,3 +295,27 @@ def test_external_snapshotter_crds_install_and_work(kubectl, ns):
     finally:
         kubectl("delete", "--wait=true", *[f"crd/{n}" for n in names], check=False)
         kubectl("delete", "volumesnapshotclass", f"{ns}-rbd", check=False)
+
+
+def test_crd_changes_are_republished(http, kubectl):
+    group = "republish.fleetdr.test"
+    crd = crd_manifest(group, "doohickeys", "Doohickey", {
+        "type": "object", "properties": {"size": {"type": "integer"}}})
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(crd))
+    try:
+        kubectl("wait", "--for=condition=Established", f"crd/doohickeys.{group}", "--timeout=30s")
+        before = http("/openapi/v3").json()["paths"]
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+            "properties"]["colour"] = {"type": "string", "description": "Colour of the doohickey."}
+        kubectl("apply", "-f", "-", stdin=yaml.safe_dump(crd))
+        after = http("/openapi/v3").json()["paths"]
+        key = f"apis/{group}/v1"
+        assert after[key] != before[key]  # a new hash: clients refetch
+        assert after["apis/apps/v1"] == before["apis/apps/v1"]  # the others stay cached
+        old = http(before[key]["serverRelativeURL"])
+        assert old.status_code == 301 and old.headers["Location"] == after[key]["serverRelativeURL"]
+        out = kubectl("explain", "doohickeys.spec.colour").stdout
+        assert "Colour of the doohickey." in out
+    finally:
+        kubectl("delete", "crd", f"doohickeys.{group}", "--wait=true", check=False)
+    assert f"apis/{group}/v1" not in http("/openapi/v3").json()["paths"]

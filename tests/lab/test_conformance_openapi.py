@@ -112,6 +112,11 @@ def test_explain_builtin_and_custom_resource_fields(kubectl, gadgets):
     assert "FIELD: size <integer>" in out and "Size of the gadget in cubits." in out
     out = kubectl("explain", "gadgets").stdout
     assert "metadata\t<ObjectMeta>" in out and "spec\t<Object>" in out
+    # the same from /openapi/v2 (kubectl decodes its protobuf form)
+    out = kubectl("explain", "--output=plaintext-openapiv2", "deployment.spec.replicas").stdout
+    assert "FIELD:    replicas <integer>" in out and "Number of desired pods." in out
+    out = kubectl("explain", "--output=plaintext-openapiv2", "gadgets.spec.size").stdout
+    assert "FIELD:    size <integer>" in out and "Size of the gadget in cubits." in out
 
 
 def test_apply_of_an_unknown_kind_says_no_matches(kubectl, ns):

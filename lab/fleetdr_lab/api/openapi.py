@@ -199,7 +199,10 @@ def paths_v3(rt, version: str, object_ref: str, list_ref: str) -> dict:
     group = rt.group
     prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
     gvk = {"group": group, "version": version, "kind": rt.kind}
-    kind_v = f"{version[0].upper()}{version[1:]}{rt.kind}"
+    # operation ids as Kubernetes names them: patchAppsV1NamespacedDeployment
+    name = group[:-len(".k8s.io")] if rt.builtin and group.endswith(".k8s.io") else group
+    gv = "".join(w[:1].upper() + w[1:] for w in name.replace("-", ".").split(".")) or "Core"
+    gv += version[:1].upper() + version[1:]
     write_params = [_param("dryRun"), _param("fieldManager"), _param("fieldValidation")]
     patch_types = [t for t in _PATCH_TYPES if rt.builtin or "strategic" not in t]
     ns_param = [_param("namespace", "path", True)] if rt.namespaced else []
@@ -221,27 +224,27 @@ def paths_v3(rt, version: str, object_ref: str, list_ref: str) -> dict:
 
     coll = {"parameters": ns_param + [_param("pretty")]}
     if "list" in rt.verbs:
-        coll["get"] = op("list", f"list{ns_word}{kind_v}", list_ref,
+        coll["get"] = op("list", f"list{gv}{ns_word}{rt.kind}", list_ref,
                          params=[_param(n) for n in ("labelSelector", "fieldSelector", "limit",
                                                      "continue", "resourceVersion", "watch")])
     if "create" in rt.verbs:
-        coll["post"] = op("post", f"create{ns_word}{kind_v}", body_ref=object_ref,
+        coll["post"] = op("post", f"create{gv}{ns_word}{rt.kind}", body_ref=object_ref,
                           params=write_params, body_types=("*/*",))
     if "deletecollection" in rt.verbs:
-        coll["delete"] = op("deletecollection", f"deletecollection{ns_word}{kind_v}",
+        coll["delete"] = op("deletecollection", f"deletecollection{gv}{ns_word}{rt.kind}",
                             V3_REF + META + "Status")
     paths[base] = coll
     item = {"parameters": [_param("name", "path", True)] + ns_param + [_param("pretty")]}
     if "get" in rt.verbs:
-        item["get"] = op("get", f"read{ns_word}{kind_v}")
+        item["get"] = op("get", f"read{gv}{ns_word}{rt.kind}")
     if "update" in rt.verbs:
-        item["put"] = op("put", f"replace{ns_word}{kind_v}", body_ref=object_ref,
+        item["put"] = op("put", f"replace{gv}{ns_word}{rt.kind}", body_ref=object_ref,
                          params=write_params, body_types=("*/*",))
     if "patch" in rt.verbs:
-        item["patch"] = op("patch", f"patch{ns_word}{kind_v}", body_ref=V3_REF + META + "Patch",
+        item["patch"] = op("patch", f"patch{gv}{ns_word}{rt.kind}", body_ref=V3_REF + META + "Patch",
                            params=write_params + [_param("force")], body_types=patch_types)
     if "delete" in rt.verbs:
-        item["delete"] = op("delete", f"delete{ns_word}{kind_v}", V3_REF + META + "Status")
+        item["delete"] = op("delete", f"delete{gv}{ns_word}{rt.kind}", V3_REF + META + "Status")
     paths[base + "/{name}"] = item
     for sub, verbs in rt.subresources.items():
         if sub not in ("status", "scale"):
@@ -252,19 +255,19 @@ def paths_v3(rt, version: str, object_ref: str, list_ref: str) -> dict:
         sub_word = sub.capitalize()
         entry = {"parameters": list(item["parameters"])}
         if "get" in verbs:
-            entry["get"] = op("get", f"read{ns_word}{kind_v}{sub_word}", ref)
+            entry["get"] = op("get", f"read{gv}{ns_word}{rt.kind}{sub_word}", ref)
         if "update" in verbs:
-            entry["put"] = op("put", f"replace{ns_word}{kind_v}{sub_word}", ref, ref,
+            entry["put"] = op("put", f"replace{gv}{ns_word}{rt.kind}{sub_word}", ref, ref,
                               params=write_params, body_types=("*/*",))
         if "patch" in verbs:
-            entry["patch"] = op("patch", f"patch{ns_word}{kind_v}{sub_word}", ref,
+            entry["patch"] = op("patch", f"patch{gv}{ns_word}{rt.kind}{sub_word}", ref,
                                 V3_REF + META + "Patch", params=write_params + [_param("force")],
                                 body_types=patch_types)
         paths[f"{base}/{{name}}/{sub}"] = entry
     if rt.namespaced and "list" in rt.verbs:
         paths[f"{prefix}/{rt.plural}"] = {
             "parameters": [_param("pretty")],
-            "get": op("list", f"list{kind_v}ForAllNamespaces", list_ref)}
+            "get": op("list", f"list{gv}{rt.kind}ForAllNamespaces", list_ref)}
     return paths
 
 
@@ -318,14 +321,62 @@ def build_v3(group: str, version: str, rts) -> dict:
             "components": {"schemas": dict(sorted(schemas.items()))}}
 
 
+def _v2_ref(ref: str) -> str:
+    return V2_REF + ref.rsplit("/", 1)[-1]
+
+
+def _v2_param(p: dict) -> dict:
+    out = {"name": p["name"], "in": p["in"], "type": "string", "uniqueItems": True}
+    if p.get("required"):
+        out["required"] = True
+    return out
+
+
+def paths_v2(rt, version: str, object_name: str, list_name: str) -> dict:
+    """The same operations in a v2 document (body parameters, consumes/produces)."""
+    paths = {}
+    for path, item in paths_v3(rt, version, V3_REF + object_name, V3_REF + list_name).items():
+        out = {"parameters": [_v2_param(p) for p in item.get("parameters") or []]}
+        for method in ("get", "put", "post", "delete", "patch"):
+            op = item.get(method)
+            if op is None:
+                continue
+            v2op = {k: op[k] for k in ("operationId", "x-kubernetes-action",
+                                       "x-kubernetes-group-version-kind")}
+            params = [_v2_param(p) for p in op.get("parameters") or []]
+            body = op.get("requestBody")
+            if body:
+                content = body["content"]
+                v2op["consumes"] = list(content)
+                schema = next(iter(content.values()))["schema"]
+                params.insert(0, {"name": "body", "in": "body", "required": True,
+                                  "schema": {"$ref": _v2_ref(schema["$ref"])}})
+            v2op["produces"] = ["application/json", "application/yaml"]
+            v2op["schemes"] = ["https"]
+            v2op["parameters"] = params
+            responses = {}
+            for code, r in op["responses"].items():
+                resp = {"description": r["description"]}
+                if r.get("content"):
+                    ref = next(iter(r["content"].values()))["schema"]["$ref"]
+                    resp["schema"] = {"$ref": _v2_ref(ref)}
+                responses[code] = resp
+            v2op["responses"] = responses
+            out[method] = v2op
+        paths[path] = out
+    return paths
+
+
 def build_v2(rts) -> dict:
     base = builtin_definitions()
     defs = dict(base)
+    paths: dict = {}
     for rt in rts:
         for version in rt.versions:
-            extra, _, _ = _type_defs(rt, version, False)
+            extra, name, list_name = _type_defs(rt, version, False)
             defs.update(extra)
-    return {"swagger": "2.0", "info": dict(INFO), "paths": {},
+            paths.update(paths_v2(rt, version, name, list_name))
+    return {"swagger": "2.0", "info": dict(INFO), "paths": dict(sorted(paths.items())),
             "definitions": dict(sorted(defs.items()))}
 
 
@@ -502,12 +553,69 @@ def _schema_order(k: str):
     return (_ORDER.get(k, 31), k)
 
 
+def _bool(num: int, v) -> bytes:
+    return _key(num, 0) + b"\x01" if v else b""
+
+
+def _parameter(p: dict) -> bytes:
+    """ParametersItem{parameter=1: Parameter{body_parameter=1 | non_body_parameter=2}}."""
+    if p.get("in") == "body":
+        inner = _bytes(1, _str(2, p["name"]) + _str(3, "body") + _bool(4, p.get("required"))
+                       + _bytes(5, _schema(p.get("schema") or {})))
+    elif p.get("in") == "path":  # PathParameterSubSchema (NonBodyParameter field 4)
+        inner = _bytes(2, _bytes(4, _bool(1, p.get("required")) + _str(2, "path")
+                                 + _str(4, p["name"]) + _str(5, p.get("type", "string"))
+                                 + _bool(19, p.get("uniqueItems"))))
+    else:  # QueryParameterSubSchema (NonBodyParameter field 3)
+        inner = _bytes(2, _bytes(3, _bool(1, p.get("required")) + _str(2, "query")
+                                 + _str(4, p["name"]) + _str(6, p.get("type", "string"))
+                                 + _bool(20, p.get("uniqueItems"))))
+    return _bytes(1, inner)
+
+
+def _operation(op: dict) -> bytes:
+    out = bytearray(_str(5, op.get("operationId", "")))
+    for t in op.get("produces") or []:
+        out += _str(6, t)
+    for t in op.get("consumes") or []:
+        out += _str(7, t)
+    for p in op.get("parameters") or []:
+        out += _bytes(8, _parameter(p))
+    codes = b""
+    for code, r in (op.get("responses") or {}).items():
+        resp = _str(1, r.get("description", ""))
+        if r.get("schema"):
+            resp += _bytes(2, _bytes(1, _schema(r["schema"])))
+        codes += _bytes(1, _str(1, code) + _bytes(2, _bytes(1, resp)))
+    out += _bytes(9, codes)
+    for t in op.get("schemes") or []:
+        out += _str(10, t)
+    for k, v in op.items():
+        if k.startswith("x-"):
+            out += _bytes(13, _named_any(k, v))
+    return bytes(out)
+
+
+_PATH_METHODS = {"get": 2, "put": 3, "post": 4, "delete": 5, "patch": 8}
+
+
+def _path_item(item: dict) -> bytes:
+    out = bytearray()
+    for method, num in _PATH_METHODS.items():
+        if method in item:
+            out += _bytes(num, _operation(item[method]))
+    for p in item.get("parameters") or []:
+        out += _bytes(9, _parameter(p))
+    return bytes(out)
+
+
 def encode_document(doc: dict) -> bytes:
     """openapi_v2.Document: swagger=1, info=2 {title=1, version=2}, paths=8, definitions=9."""
     out = bytearray(_str(1, doc.get("swagger", "2.0")))
     info = doc.get("info") or {}
     out += _bytes(2, _str(1, info.get("title", "")) + _str(2, info.get("version", "")))
-    out += _bytes(8, b"")
+    out += _bytes(8, b"".join(_bytes(2, _str(1, path) + _bytes(2, _path_item(item)))
+                              for path, item in (doc.get("paths") or {}).items()))
     defs = doc.get("definitions") or {}
     out += _bytes(9, b"".join(_bytes(1, _str(1, name) + _bytes(2, _schema(s)))
                               for name, s in defs.items()))

@@ -295,13 +295,14 @@ def _type_defs(rt, version: str, v3: bool) -> tuple[dict, str, str]:
     return defs, name, name + "List"
 
 
-def build_v3(group: str, version: str, rts) -> dict:
+def build_v3(group: str, version: str, rts, type_defs=None) -> dict:
+    type_defs = type_defs or _type_defs
     base = builtin_definitions()
     extra: dict = {}
     roots = list(_COMMON_META)
     paths: dict = {}
     for rt in sorted(rts, key=lambda r: r.plural):
-        defs, name, list_name = _type_defs(rt, version, True)
+        defs, name, list_name = type_defs(rt, version, True)
         extra.update(defs)
         roots += [name, list_name]
         if "scale" in rt.subresources:
@@ -367,13 +368,14 @@ def paths_v2(rt, version: str, object_name: str, list_name: str) -> dict:
     return paths
 
 
-def build_v2(rts) -> dict:
+def build_v2(rts, type_defs=None) -> dict:
+    type_defs = type_defs or _type_defs
     base = builtin_definitions()
     defs = dict(base)
     paths: dict = {}
     for rt in rts:
         for version in rt.versions:
-            extra, name, list_name = _type_defs(rt, version, False)
+            extra, name, list_name = type_defs(rt, version, False)
             defs.update(extra)
             paths.update(paths_v2(rt, version, name, list_name))
     return {"swagger": "2.0", "info": dict(INFO), "paths": dict(sorted(paths.items())),
@@ -390,7 +392,24 @@ class OpenApiService:
     def __init__(self, registry):
         self.registry = registry
         self._gv: dict = {}       # "apis/g/v" -> (rts, json bytes, etag)
-        self._v2: tuple | None = None   # (rts, json bytes, etag, protobuf bytes or None)
+        self._v2: list | None = None    # [rts, json bytes, etag, protobuf bytes or None]
+        # id(custom resource type) -> (type, {(version, v3): definitions}): a CRD's schemas are
+        # converted once per change of the CRD (each change registers a new ResourceType)
+        self._crd_defs: dict = {}
+
+    def type_defs(self, rt, version: str, v3: bool):
+        if rt.builtin:
+            return _type_defs(rt, version, v3)
+        entry = self._crd_defs.get(id(rt))
+        if entry is None or entry[0] is not rt:
+            live = {id(t) for t in self.registry.all()}
+            for key in [k for k in self._crd_defs if k not in live]:
+                del self._crd_defs[key]
+            entry = self._crd_defs[id(rt)] = (rt, {})
+        found = entry[1].get((version, v3))
+        if found is None:
+            found = entry[1][(version, v3)] = _type_defs(rt, version, v3)
+        return found
 
     def group_versions(self) -> dict[str, tuple[str, str]]:
         out = {}
@@ -421,7 +440,7 @@ class OpenApiService:
                 shared = _BUILTIN_GV_CACHE[sig] = (data, etag_of(data))
             data, etag = shared
         else:
-            data = _dump(build_v3(group, version, rts))
+            data = _dump(build_v3(group, version, rts, self.type_defs))
             etag = etag_of(data)
         self._gv[key] = (rts, data, etag)
         return data, etag
@@ -441,14 +460,13 @@ class OpenApiService:
         cached = self._v2
         if cached is None or len(cached[0]) != len(rts) or \
                 not all(a is b for a, b in zip(cached[0], rts)):
-            doc = build_v2(rts)
-            data = _dump(doc)
-            cached = self._v2 = [rts, data, etag_of(data), None, doc]
+            data = _dump(build_v2(rts, self.type_defs))
+            cached = self._v2 = [rts, data, etag_of(data), None]
         if not protobuf:
             return cached[1], cached[2]
         if cached[3] is None:
-            cached[3] = encode_document(cached[4])
-            cached[4] = None
+            # kube-openapi's ToProtoBinary: the protobuf form is made from the JSON document
+            cached[3] = encode_document(json.loads(cached[1]))
         return cached[3], cached[2]
 
 

@@ -1019,6 +1019,9 @@ class Store:
         strategy = self._strategy(rt)
         if rt.builtin and field_validation == "Strict":
             unknown = validation.builtin_unknown_fields(obj, rt.group, rt.version, rt.kind)
+            if unknown and old is not None:  # only what this write brings in
+                known = set(validation.builtin_unknown_fields(old, rt.group, rt.version, rt.kind))
+                unknown = [p for p in unknown if p not in known]
             if unknown:
                 raise bad_request(
                     f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '

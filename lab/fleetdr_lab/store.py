@@ -429,6 +429,7 @@ class Store:
         self._watch_max_pending = watch_max_pending
         self._strategies: dict[tuple[str, str], Strategy] = {}
         self._plugins: list[Admission] = []
+        self._warnings: list[str] = []  # fieldValidation=Warn findings of the last write
         # id(stored object) -> (object, its pickle): stored objects are immutable, so the
         # pickle taken at write time makes every later copy a single pickle.loads
         self._blobs: dict[int, tuple[dict, bytes]] = {}
@@ -496,6 +497,12 @@ class Store:
             out["apiVersion"] = rt.api_version
         out["kind"] = rt.kind
         return out
+
+    def take_warnings(self) -> list[str]:
+        """The fieldValidation warnings of the writes since the last call (the API answers them
+        as `Warning:` headers), and forget them."""
+        found, self._warnings = self._warnings, []
+        return found
 
     def to_version(self, group: str, plural: str, obj: dict, version: str) -> dict:
         """obj (as a verb returned it: storage version) in the served `version` (conversion of
@@ -1026,6 +1033,12 @@ class Store:
                 raise bad_request(
                     f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
                     "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown))
+        elif rt.builtin and field_validation == "Warn":
+            unknown = validation.builtin_unknown_fields(obj, rt.group, rt.version, rt.kind)
+            if unknown and old is not None:
+                known = set(validation.builtin_unknown_fields(old, rt.group, rt.version, rt.kind))
+                unknown = [p for p in unknown if p not in known]
+            self._warnings += [f'unknown field "{p}"' for p in unknown]
         strategy.admit(self, obj, old)
         for plugin in self._plugins:
             plugin.admit(self, rt, obj, old)
@@ -1040,6 +1053,8 @@ class Store:
                         f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}:'
                         " strict decoding error: "
                         + ", ".join(f'unknown field "{p}"' for p in dropped))
+                if dropped and field_validation in (None, "Warn"):  # the server's default: Warn
+                    self._warnings += [f'unknown field "{p}"' for p in dropped]
                 validation.default(obj, schema)
                 errs += validation.schema_errors(obj, schema, old=old if old is not None else validation.ABSENT)
         errs = (validation.validate_metadata(rt.group, rt.plural, obj.get("metadata") or {})

@@ -142,13 +142,20 @@ def test_strict_validation_and_client_side_apply(kubectl, ns, gadgets):
     nested["spec"]["template"]["spec"]["containers"][0]["imagePolicy"] = "x"
     proc = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(nested), check=False)
     assert 'unknown field "spec.template.spec.containers[0].imagePolicy"' in proc.stderr
-    # --validate=false: the server drops the field silently
-    kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(bad))
+    # --validate=warn: stored without the field, the server warns; --validate=false: silently
+    proc = kubectl("apply", "--validate=warn", "-f", "-", stdin=yaml.safe_dump(bad))
+    assert "deployment.apps/bad created" in proc.stdout
+    assert 'Warning: unknown field "spec.replicaz"' in proc.stderr
+    bad["spec"]["replicas"] = 3
+    proc = kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(bad))
+    assert "deployment.apps/bad configured" in proc.stdout and "Warning" not in proc.stderr
     gadget = {"apiVersion": f"{gadgets}/v1", "kind": "Gadget",
               "metadata": {"name": "g", "namespace": ns}, "spec": {"size": 1, "colour": "red"}}
     proc = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(gadget), check=False)
     assert ('Gadget in version "v1" cannot be handled as a Gadget: strict decoding error: '
             'unknown field "spec.colour"') in proc.stderr
+    proc = kubectl("apply", "--validate=warn", "-f", "-", stdin=yaml.safe_dump(gadget))
+    assert 'Warning: unknown field "spec.colour"' in proc.stderr
 
     # client-side apply computes its patch from the published schema; a second apply is a no-op
     web = deployment(ns)

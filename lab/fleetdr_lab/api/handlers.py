@@ -677,13 +677,14 @@ class ClusterApi:
         body = await self.read_object(request, path)
         if path.sub is not None:
             body.setdefault("metadata", {}).setdefault("name", path.name)
+        self.store.take_warnings()
         created = self.store.create(path.group, path.rt.plural, path.namespace, body,
                                     dry_run=self.dry_run(request), subresource=path.sub,
                                     field_validation=self.field_validation(request,
                                                                            "CreateOptions"))
         if path.sub is not None:
             return json_response(created, 201)
-        return self.respond_object(request, path, created, 201)
+        return self.with_warnings(self.respond_object(request, path, created, 201))
 
     async def update(self, request: web.Request, path: ResourcePath) -> web.Response:
         body = await self.read_object(request, path)
@@ -694,13 +695,15 @@ class ClusterApi:
         meta["name"] = path.name
         existed = path.sub is not None or self.store.get_or_none(
             path.group, path.rt.plural, path.namespace, path.name) is not None
+        self.store.take_warnings()
         updated = self.store.update(path.group, path.rt.plural, path.namespace, path.name, body,
                                     subresource=path.sub, dry_run=self.dry_run(request),
                                     field_validation=self.field_validation(request,
                                                                            "UpdateOptions"))
         if path.sub == "scale":
             return json_response(updated)
-        return self.respond_object(request, path, updated, 200 if existed else 201)
+        return self.with_warnings(self.respond_object(request, path, updated,
+                                                      200 if existed else 201))
 
     async def patch(self, request: web.Request, path: ResourcePath) -> web.Response:
         query = request.query
@@ -733,6 +736,7 @@ class ClusterApi:
             self.check_kind(body, path)
         existed = patch_type != "apply" or path.sub is not None or self.store.get_or_none(
             path.group, path.rt.plural, path.namespace, path.name) is not None
+        self.store.take_warnings()
         patched = self.store.patch(path.group, path.rt.plural, path.namespace, path.name, body,
                                    patch_type, subresource=path.sub,
                                    dry_run=self.dry_run(request),
@@ -742,7 +746,15 @@ class ClusterApi:
                                    version=path.version)
         if path.sub == "scale":
             return json_response(patched)
-        return self.respond_object(request, path, patched, 200 if existed else 201)
+        return self.with_warnings(self.respond_object(request, path, patched,
+                                                      200 if existed else 201))
+
+    def with_warnings(self, response: web.Response) -> web.Response:
+        """fieldValidation=Warn findings as `Warning: 299 - "..."` headers
+        (apiserver pkg/endpoints/handlers/... warning.AddWarning, strconv.Quote'd)."""
+        for text in self.store.take_warnings():
+            response.headers.add("Warning", "299 - " + json.dumps(text))
+        return response
 
     async def delete_options(self, request: web.Request) -> dict:
         """DeleteOptions from the body merged over the query parameters."""

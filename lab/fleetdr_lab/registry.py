@@ -197,8 +197,10 @@ def _builtin_types() -> list[ResourceType]:
           short_names=["netpol"], has_generation=True),
         R("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False),
         R("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
+        # autoscaling/v1 is still served (converted: strategies.HpaStrategy)
         R("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
-          short_names=["hpa"], categories=all_, subresources=_subs("status")),
+          versions=["v2", "v1"], short_names=["hpa"], categories=all_,
+          subresources=_subs("status")),
         R("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False,
           short_names=["pc"]),
         R("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),

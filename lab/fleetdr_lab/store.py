@@ -7,8 +7,9 @@ references and only what is handed out is copied.
 Known simplifications (the rest follows kube-apiserver): no conversion between CR versions
 (strategy None, as most CRDs use); server-side apply tracks only Apply managers; a CRD's deletion
 removes its objects at once; watch history is a fixed number of events per cluster rather than
-etcd compaction; list continue tokens never expire; built-in kinds have no schema, so
-fieldValidation=Strict only checks custom resources.
+etcd compaction; list continue tokens never expire; fieldValidation=Strict checks built-in kinds
+against Kubernetes 1.32's definitions (unknown fields only) and custom resources against their
+schema.
 """
 from __future__ import annotations
 
@@ -335,6 +336,14 @@ class Strategy:
     def decode(self, obj: dict) -> None:
         """Refuse a body that cannot be decoded as this kind (raise ApiError 400)."""
 
+    def to_version(self, obj: dict, version: str) -> dict:
+        """obj (a private copy, in the storage version) as the served `version` shows it."""
+        return obj
+
+    def from_version(self, obj: dict, version: str) -> dict:
+        """obj (a private copy in the served `version`) in the storage version."""
+        return obj
+
     def reset_status(self, obj: dict) -> None:
         """PrepareForCreate of a resource with a status subresource: the status a create gets."""
         obj.pop("status", None)
@@ -420,6 +429,7 @@ class Store:
         self._watch_max_pending = watch_max_pending
         self._strategies: dict[tuple[str, str], Strategy] = {}
         self._plugins: list[Admission] = []
+        self._warnings: list[str] = []  # fieldValidation=Warn findings of the last write
         # id(stored object) -> (object, its pickle): stored objects are immutable, so the
         # pickle taken at write time makes every later copy a single pickle.loads
         self._blobs: dict[int, tuple[dict, bytes]] = {}
@@ -480,9 +490,28 @@ class Store:
 
     def _out(self, rt: ResourceType, obj: dict, version: str | None = None) -> dict:
         out = self._copy(obj)
-        out["apiVersion"] = rt.api_version_for(version if version in rt.versions else None)
+        if version is not None and version != rt.version and version in rt.versions:
+            out = self._strategy(rt).to_version(out, version)
+            out["apiVersion"] = rt.api_version_for(version)
+        else:
+            out["apiVersion"] = rt.api_version
         out["kind"] = rt.kind
         return out
+
+    def take_warnings(self) -> list[str]:
+        """The fieldValidation warnings of the writes since the last call (the API answers them
+        as `Warning:` headers), and forget them."""
+        found, self._warnings = self._warnings, []
+        return found
+
+    def to_version(self, group: str, plural: str, obj: dict, version: str) -> dict:
+        """obj (as a verb returned it: storage version) in the served `version` (conversion of
+        built-in kinds, e.g. autoscaling/v1 HorizontalPodAutoscaler; CRDs: apiVersion only)."""
+        rt = self._type(group, plural)
+        if version != rt.version and version in rt.versions:
+            obj = self._strategy(rt).to_version(fast_copy(obj), version)
+        obj["apiVersion"] = rt.api_version_for(version)
+        return obj
 
     def _check_verb(self, rt: ResourceType, verb: str, subresource: str | None = None):
         verbs = rt.subresources.get(subresource) if subresource else rt.verbs
@@ -578,6 +607,9 @@ class Store:
             except (ValueError, KeyError, TypeError, binascii.Error):
                 raise bad_request(f"continue key is not valid: {continue_token}")
         items, next_token, remaining = [], None, 0
+        convert = (self._strategy(rt).to_version
+                   if version is not None and version != rt.version and version in rt.versions
+                   else None)
         for ns, name, obj in self._select(rt, namespace, ls, fs):
             if start is not None and (ns, name) <= start:
                 continue
@@ -590,6 +622,8 @@ class Store:
                 remaining += 1
                 continue
             item = self._copy(obj)
+            if convert is not None:
+                item = convert(item, version)
             if not rt.builtin:  # custom resource lists carry apiVersion/kind per item
                 item["apiVersion"] = rt.api_version_for(version if version in rt.versions else None)
                 item["kind"] = rt.kind
@@ -717,7 +751,8 @@ class Store:
     def patch(self, group: str, plural: str, namespace: str | None, name: str, patch,
               patch_type: str, subresource: str | None = None, dry_run: bool = False,
               field_manager: str | None = None, force: bool = False,
-              field_validation: str | None = None) -> dict:
+              field_validation: str | None = None, version: str | None = None) -> dict:
+        """version: the served version the patch is written against (default: storage)."""
         rt = self._type(group, plural)
         if subresource:
             self._check_verb(rt, "patch", subresource)
@@ -750,7 +785,7 @@ class Store:
         if subresource == "scale":
             current = self._scale_of(rt, old)
         else:
-            current = self._out(rt, old)
+            current = self._out(rt, old, version)
         try:
             if patch_type == "json":
                 new = json_patch(current, patch)
@@ -964,6 +999,8 @@ class Store:
         if kind and kind != rt.kind:
             raise bad_request(f"the kind in the data ({kind}) does not match the expected kind "
                               f"({rt.kind})")
+        if av and av != rt.api_version:  # another served version: to the storage version
+            obj = self._strategy(rt).from_version(obj, av.rpartition("/")[2])
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         self._strategy(rt).decode(obj)
@@ -984,8 +1021,24 @@ class Store:
                field_validation: str | None = None) -> None:
         """Defaulting, admission plugins and validation; raises 422 Invalid.
         field_validation "Strict" turns fields a CRD schema does not know into a 400 (what
-        kubectl's default --validate=strict gets); otherwise they are pruned silently."""
+        kubectl's default --validate=strict gets); otherwise they are pruned silently. Built-in
+        kinds are checked against Kubernetes' own definitions (strict JSON decoding)."""
         strategy = self._strategy(rt)
+        if rt.builtin and field_validation == "Strict":
+            unknown = validation.builtin_unknown_fields(obj, rt.group, rt.version, rt.kind)
+            if unknown and old is not None:  # only what this write brings in
+                known = set(validation.builtin_unknown_fields(old, rt.group, rt.version, rt.kind))
+                unknown = [p for p in unknown if p not in known]
+            if unknown:
+                raise bad_request(
+                    f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                    "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown))
+        elif rt.builtin and field_validation == "Warn":
+            unknown = validation.builtin_unknown_fields(obj, rt.group, rt.version, rt.kind)
+            if unknown and old is not None:
+                known = set(validation.builtin_unknown_fields(old, rt.group, rt.version, rt.kind))
+                unknown = [p for p in unknown if p not in known]
+            self._warnings += [f'unknown field "{p}"' for p in unknown]
         strategy.admit(self, obj, old)
         for plugin in self._plugins:
             plugin.admit(self, rt, obj, old)
@@ -1000,6 +1053,8 @@ class Store:
                         f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}:'
                         " strict decoding error: "
                         + ", ".join(f'unknown field "{p}"' for p in dropped))
+                if dropped and field_validation in (None, "Warn"):  # the server's default: Warn
+                    self._warnings += [f'unknown field "{p}"' for p in dropped]
                 validation.default(obj, schema)
                 errs += validation.schema_errors(obj, schema, old=old if old is not None else validation.ABSENT)
         errs = (validation.validate_metadata(rt.group, rt.plural, obj.get("metadata") or {})
@@ -1046,6 +1101,9 @@ class Store:
             raise conflict(rt.group_resource, name, "the object has been modified; please apply "
                            "your changes to the latest version and try again")
         if subresource == "status":
+            av = obj.get("apiVersion")
+            if av and av != rt.api_version and av in [rt.api_version_for(v) for v in rt.versions]:
+                obj = self._strategy(rt).from_version(fast_copy(obj), av.rpartition("/")[2])
             new = dict(old)
             if "status" in obj:
                 new["status"] = obj["status"]

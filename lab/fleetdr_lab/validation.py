@@ -10,6 +10,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import celpy
 
@@ -771,6 +772,70 @@ VALIDATORS = {
         ((o.get("spec") or {}).get("template") or {}).get("spec"), "spec.template.spec"),
     ("storage.k8s.io", "csistoragecapacities"): _require("storageClassName"),
 }
+
+
+# ---- built-in kinds' schemas: Kubernetes 1.32's OpenAPI definitions ------------------------
+
+DEFINITIONS_FILE = Path(__file__).with_name("openapi_data") / "k8s-1.32-definitions.json"
+_DEFINITIONS: dict | None = None
+_DEFINITION_BY_GVK: dict = {}
+
+
+def builtin_definitions() -> dict:
+    """The v2 definitions of the built-in kinds (openapi_data/README.md), loaded on first use
+    (once per process: every cluster shares them)."""
+    global _DEFINITIONS
+    if _DEFINITIONS is None:
+        defs = json.loads(DEFINITIONS_FILE.read_text())["definitions"]
+        for name, d in defs.items():
+            for g in d.get("x-kubernetes-group-version-kind") or []:
+                _DEFINITION_BY_GVK[(g["group"], g["version"], g["kind"])] = name
+        _DEFINITIONS = defs
+    return _DEFINITIONS
+
+
+def builtin_definition_name(group: str, version: str, kind: str) -> str | None:
+    builtin_definitions()
+    return _DEFINITION_BY_GVK.get((group, version, kind))
+
+
+def builtin_unknown_fields(obj: dict, group: str, version: str, kind: str) -> list[str]:
+    """Paths of fields a built-in kind's Go type does not have: what the apiserver's strict
+    JSON decoding (fieldValidation=Strict) reports as `unknown field "spec.x"`."""
+    defs = builtin_definitions()
+    name = _DEFINITION_BY_GVK.get((group, version, kind))
+    if name is None:
+        return []
+    out: list[str] = []
+    _unknown(obj, defs[name], defs, "", out)
+    return out
+
+
+def _unknown(value, schema: dict, defs: dict, path: str, out: list) -> None:
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        schema = defs.get(ref.rsplit("/", 1)[-1]) or {}
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        if props is None:
+            if isinstance(addl, dict):
+                for k, v in value.items():
+                    _unknown(v, addl, defs, f"{path}[{k}]" if path else k, out)
+            return  # an open object (RawExtension, FieldsV1, JSON)
+        for k, v in value.items():
+            sub = props.get(k)
+            child = f"{path}.{k}" if path else k
+            if sub is None:
+                out.append(child)
+            elif v is not None:
+                _unknown(v, sub, defs, child, out)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, v in enumerate(value):
+                if isinstance(v, (dict, list)):
+                    _unknown(v, items, defs, f"{path}[{i}]", out)
 
 
 # ---- CRD structural schemas: pruning, defaulting, validation ----------------------------

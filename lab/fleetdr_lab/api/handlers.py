@@ -9,7 +9,6 @@ per-cluster faults. All object semantics live in the Store; this module only tra
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import random
@@ -18,8 +17,10 @@ import uuid
 import yaml
 from aiohttp import web
 
+from ..rbac import CURRENT_USER
 from ..registry import SUBRESOURCE_KINDS
 from ..store import ApiError
+from . import auth
 from .protobuf import decode_protobuf
 from .tables import TableConverter, partial_metadata
 
@@ -220,12 +221,20 @@ class ClusterApi:
             faults = getattr(self.cluster, "faults", None)
             if faults is not None and faults.latency_ms:
                 await asyncio.sleep(faults.latency_ms / 1000.0)
-            self.authenticate(request)
+            user = auth.authenticate(self.cluster, request, PUBLIC_PATHS)
+            request[USER_KEY] = user
             if faults is not None and faults.error_rate and \
                     self.random.random() < faults.error_rate:
                 err, headers = fault_error(int(faults.error_code or 500))
                 return error_response(err, headers)
-            return await handler(request)
+            if user is None or user is auth.ADMIN_USER:
+                return await handler(request)
+            auth.authorize_request(self.cluster, request, user)
+            reset = CURRENT_USER.set(user)  # for admission plugins that decide by user
+            try:
+                return await handler(request)
+            finally:
+                CURRENT_USER.reset(reset)
         except ApiError as err:
             return error_response(err)
         except web.HTTPRequestEntityTooLarge:
@@ -237,14 +246,6 @@ class ClusterApi:
             log.exception("%s %s failed", request.method, request.path_qs)
             return error_response(ApiError(500, "InternalError",
                                            f"Internal error occurred: {exc}"))
-
-    def authenticate(self, request: web.Request) -> None:
-        header = request.headers.get("Authorization")
-        if header is None and request.path.rstrip("/").startswith(PUBLIC_PATHS):
-            return  # anonymous, allowed to read public info
-        expected = f"Bearer {self.cluster.token}"
-        if header is None or not hmac.compare_digest(header.encode(), expected.encode()):
-            raise ApiError(401, "Unauthorized", "Unauthorized")
 
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("Audit-Id", str(uuid.uuid4()))
@@ -586,7 +587,7 @@ class ClusterApi:
         rt = path.rt
         if path.sub == "scale":
             return "autoscaling", "v1", "Scale"
-        if path.sub in ("binding", "eviction"):
+        if path.sub in ("binding", "eviction", "token"):
             return SUBRESOURCE_KINDS[path.sub]
         return rt.group, path.version, rt.kind
 
@@ -632,6 +633,12 @@ class ClusterApi:
 
     async def create(self, request: web.Request, path: ResourcePath) -> web.Response:
         body = await self.read_object(request, path)
+        if path.rt.group in auth.REVIEW_GROUPS:
+            return json_response(auth.review(self.cluster, request[USER_KEY] or {}, path.rt,
+                                             path.namespace, body), 201)
+        if path.sub == "token":
+            return json_response(auth.token_request(self.cluster, path.namespace, path.name, body,
+                                                    self.dry_run(request)), 201)
         if path.sub is not None:
             body.setdefault("metadata", {}).setdefault("name", path.name)
         created = self.store.create(path.group, path.rt.plural, path.namespace, body,
@@ -910,6 +917,7 @@ def table_api_version(form: str) -> str:
 
 
 CLUSTER_KEY = web.AppKey("fleetdr_cluster", object)
+USER_KEY = "fleetdr_user"  # the authenticated (or impersonated) user of a request
 API_KEY = web.AppKey("fleetdr_api", ClusterApi)
 
 

@@ -917,7 +917,7 @@ def table_api_version(form: str) -> str:
 
 
 CLUSTER_KEY = web.AppKey("fleetdr_cluster", object)
-USER_KEY = "fleetdr_user"  # the authenticated (or impersonated) user of a request
+USER_KEY = web.RequestKey("fleetdr_user", object)  # the authenticated (or impersonated) user
 API_KEY = web.AppKey("fleetdr_api", ClusterApi)
 
 

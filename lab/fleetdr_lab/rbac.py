@@ -131,8 +131,23 @@ def compact_rule(rule: dict) -> str:
                        ("resourceNames", "ResourceNames"), ("nonResourceURLs", "NonResourceURLs"),
                        ("verbs", "Verbs")):
         if rule.get(key):
-            parts.append(f"{field}:[{', '.join(json.dumps(v) for v in rule[key])}]")
+            parts.append(f"{field}:[{' '.join(json.dumps(v) for v in rule[key])}]")  # Go's %q of a slice
     return "{" + ", ".join(parts) + "}"
+
+
+def compact_rules(rules: list) -> list:
+    """validation.CompactRules: simple resource rules of one group and resource merge their verbs."""
+    out, simple = [], {}
+    for r in rules:
+        if not r.get("resourceNames") and not r.get("nonResourceURLs") and len(r.get("apiGroups") or []) == 1 \
+                and len(r.get("resources") or []) == 1:
+            key = (r["apiGroups"][0], r["resources"][0])
+            if key in simple:
+                simple[key]["verbs"] += [v for v in r["verbs"] if v not in simple[key]["verbs"]]
+                continue
+            simple[key] = r = {"apiGroups": [key[0]], "resources": [key[1]], "verbs": list(r["verbs"])}
+        out.append(r)
+    return out
 
 
 # ---- the authorizer ----------------------------------------------------------------------
@@ -336,7 +351,7 @@ class RbacEscalationCheck(Admission):
         if missing:
             groups = " ".join(json.dumps(g) for g in user["groups"])
             msg = (f'user "{user["username"]}" (groups=[{groups}]) is attempting to grant RBAC '
-                   f"permissions not currently held:\n" + "\n".join(compact_rule(r) for r in missing))
+                   f"permissions not currently held:\n" + "\n".join(sorted(compact_rule(r) for r in compact_rules(missing))))
             name = m.get("name", "")
             raise ApiError(403, "Forbidden", f'{rt.group_resource} "{name}" is forbidden: {msg}',
                            details_for(rt.group_resource, name))

@@ -229,7 +229,7 @@ def test_escalation_is_refused(lab, admin, space):
         assert body["message"].startswith(
             f'roles.rbac.authorization.k8s.io "secret-reader" is forbidden: user "{user}" (groups=['
             f'"system:serviceaccounts" "system:serviceaccounts:{ns}" "system:authenticated"]) is attempting to '
-            'grant RBAC permissions not currently held:\n{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}')
+            'grant RBAC permissions not currently held:\n{APIGroups:[""], Resources:["secrets"], Verbs:["get" "list"]}')
         # binding the bootstrap `edit` role would grant far more than it holds
         body = forbidden(lambda: sa.rbac.create_namespaced_role_binding(ns, binding(ns, "edit", "edit", "ClusterRole")))
         assert "is attempting to grant RBAC permissions not currently held" in body["message"]

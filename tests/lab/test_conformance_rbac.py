@@ -243,3 +243,44 @@ def test_bootstrap_roles_are_served(admin):
     assert {"cluster-admin", "admin", "edit", "view", "system:discovery", "system:basic-user"} <= names
     crb = admin.rbac.read_cluster_role_binding("cluster-admin")
     assert [(s.kind, s.name) for s in crb.subjects] == [("Group", "system:masters")]
+
+
+def test_apply_that_creates_needs_create(lab, admin, space, tmp_path):
+    ns, token = space
+    user = f"system:serviceaccount:{ns}:sa"
+    admin.rbac.create_namespaced_role(ns, role(ns, "patcher", [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "patch"]}]))
+    admin.rbac.create_namespaced_role_binding(ns, binding(ns, "patcher", "patcher"))
+    admin.core.create_namespaced_config_map(ns, {"metadata": {"name": "present"}, "data": {"a": "1"}})
+    for name in ("present", "absent"):
+        (tmp_path / f"{name}.yaml").write_text(json.dumps({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"a": "2"}}))
+    ok = kubectl(lab, "apply", "--server-side", "-f", str(tmp_path / "present.yaml"), token=token)
+    assert ok.returncode == 0, ok.stderr
+    assert admin.core.read_namespaced_config_map("present", ns).data == {"a": "2"}
+    refused = kubectl(lab, "apply", "--server-side", "-f", str(tmp_path / "absent.yaml"), token=token)
+    assert refused.returncode == 1
+    assert (f'configmaps "absent" is forbidden: User "{user}" cannot create resource "configmaps" in API group "" '
+            f'in the namespace "{ns}"') in refused.stderr
+
+
+def test_aggregated_cluster_roles(lab, admin, space):
+    ns, _ = space
+    user = f"system:serviceaccount:{ns}:sa"
+    admin.rbac.create_namespaced_role_binding(ns, binding(ns, "viewer", "view", kind="ClusterRole"))
+    authz = client.AuthorizationV1Api(admin.client)
+
+    def allowed():
+        return authz.create_subject_access_review({"spec": {"user": user, "resourceAttributes": {
+            "namespace": ns, "verb": "list", "group": "example.com", "resource": "widgets"}}}).status.allowed
+
+    assert allowed() is False
+    name = f"{ns}-widgets"
+    admin.rbac.create_cluster_role({"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {
+        "name": name, "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+        "rules": [{"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get", "list"]}]})
+    try:
+        assert allowed() is True  # view aggregates the ClusterRoles labelled aggregate-to-view
+    finally:
+        admin.rbac.delete_cluster_role(name)
+    assert allowed() is False

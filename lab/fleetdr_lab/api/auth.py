@@ -131,6 +131,15 @@ def authorize_request(cluster, request, user: dict) -> None:
         raise forbidden_error(user["username"], a, reason)
 
 
+def authorize_create(cluster, user: dict, group: str, plural: str, namespace, name: str) -> None:
+    if MASTERS in user["groups"]:
+        return
+    a = Attributes("create", group, plural, namespace=namespace or "", name=name)
+    allowed, reason = authorizer_of(cluster).authorize(user["username"], user["groups"], a)
+    if not allowed:
+        raise forbidden_error(user["username"], a, reason)
+
+
 # ---- review APIs --------------------------------------------------------------------------
 
 def _user_info(user: dict) -> dict:

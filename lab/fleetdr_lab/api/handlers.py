@@ -658,6 +658,10 @@ class ClusterApi:
         meta["name"] = path.name
         existed = path.sub is not None or self.store.get_or_none(
             path.group, path.rt.plural, path.namespace, path.name) is not None
+        user = request[USER_KEY]
+        if not existed and path.rt.allow_create_on_update and user is not None and user is not auth.ADMIN_USER:
+            # handlers/update.go: an update that creates the object is authorized for create too
+            auth.authorize_create(self.cluster, user, path.group, path.rt.plural, path.namespace, path.name)
         updated = self.store.update(path.group, path.rt.plural, path.namespace, path.name, body,
                                     subresource=path.sub, dry_run=self.dry_run(request),
                                     field_validation=self.field_validation(request,
@@ -697,6 +701,10 @@ class ClusterApi:
             self.check_kind(body, path)
         existed = patch_type != "apply" or path.sub is not None or self.store.get_or_none(
             path.group, path.rt.plural, path.namespace, path.name) is not None
+        user = request[USER_KEY]
+        if not existed and user is not None and user is not auth.ADMIN_USER:
+            # handlers/patch.go: a patch that creates the object is authorized for create too
+            auth.authorize_create(self.cluster, user, path.group, path.rt.plural, path.namespace, path.name)
         patched = self.store.patch(path.group, path.rt.plural, path.namespace, path.name, body,
                                    patch_type, subresource=path.sub,
                                    dry_run=self.dry_run(request),

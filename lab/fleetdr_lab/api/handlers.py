@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import hmac
 import json
 import logging
 import random
@@ -20,9 +19,11 @@ import uuid
 import yaml
 from aiohttp import web
 
+from ..rbac import CURRENT_USER
 from ..registry import SUBRESOURCE_KINDS
 from ..store import ApiError
 from .openapi import OpenApiService, etag_of
+from . import auth
 from .protobuf import decode_protobuf
 from .tables import TableConverter, partial_metadata
 
@@ -254,12 +255,20 @@ class ClusterApi:
             faults = getattr(self.cluster, "faults", None)
             if faults is not None and faults.latency_ms:
                 await asyncio.sleep(faults.latency_ms / 1000.0)
-            self.authenticate(request)
+            user = auth.authenticate(self.cluster, request, PUBLIC_PATHS)
+            request[USER_KEY] = user
             if faults is not None and faults.error_rate and \
                     self.random.random() < faults.error_rate:
                 err, headers = fault_error(int(faults.error_code or 500))
                 return error_response(err, headers)
-            return await handler(request)
+            if user is None or user is auth.ADMIN_USER:
+                return await handler(request)
+            auth.authorize_request(self.cluster, request, user)
+            reset = CURRENT_USER.set(user)  # for admission plugins that decide by user
+            try:
+                return await handler(request)
+            finally:
+                CURRENT_USER.reset(reset)
         except ApiError as err:
             return error_response(err)
         except web.HTTPRequestEntityTooLarge:
@@ -271,14 +280,6 @@ class ClusterApi:
             log.exception("%s %s failed", request.method, request.path_qs)
             return error_response(ApiError(500, "InternalError",
                                            f"Internal error occurred: {exc}"))
-
-    def authenticate(self, request: web.Request) -> None:
-        header = request.headers.get("Authorization")
-        if header is None and request.path.rstrip("/").startswith(PUBLIC_PATHS):
-            return  # anonymous, allowed to read public info
-        expected = f"Bearer {self.cluster.token}"
-        if header is None or not hmac.compare_digest(header.encode(), expected.encode()):
-            raise ApiError(401, "Unauthorized", "Unauthorized")
 
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("Audit-Id", str(uuid.uuid4()))
@@ -629,7 +630,7 @@ class ClusterApi:
         rt = path.rt
         if path.sub == "scale":
             return "autoscaling", "v1", "Scale"
-        if path.sub in ("binding", "eviction"):
+        if path.sub in ("binding", "eviction", "token"):
             return SUBRESOURCE_KINDS[path.sub]
         return rt.group, path.version, rt.kind
 
@@ -675,6 +676,12 @@ class ClusterApi:
 
     async def create(self, request: web.Request, path: ResourcePath) -> web.Response:
         body = await self.read_object(request, path)
+        if path.rt.group in auth.REVIEW_GROUPS:
+            return json_response(auth.review(self.cluster, request[USER_KEY] or {}, path.rt,
+                                             path.namespace, body), 201)
+        if path.sub == "token":
+            return json_response(auth.token_request(self.cluster, path.namespace, path.name, body,
+                                                    self.dry_run(request)), 201)
         if path.sub is not None:
             body.setdefault("metadata", {}).setdefault("name", path.name)
         self.store.take_warnings()
@@ -696,6 +703,10 @@ class ClusterApi:
         existed = path.sub is not None or self.store.get_or_none(
             path.group, path.rt.plural, path.namespace, path.name) is not None
         self.store.take_warnings()
+        user = request[USER_KEY]
+        if not existed and path.rt.allow_create_on_update and user is not None and user is not auth.ADMIN_USER:
+            # handlers/update.go: an update that creates the object is authorized for create too
+            auth.authorize_create(self.cluster, user, path.group, path.rt.plural, path.namespace, path.name)
         updated = self.store.update(path.group, path.rt.plural, path.namespace, path.name, body,
                                     subresource=path.sub, dry_run=self.dry_run(request),
                                     field_validation=self.field_validation(request,
@@ -737,6 +748,10 @@ class ClusterApi:
         existed = patch_type != "apply" or path.sub is not None or self.store.get_or_none(
             path.group, path.rt.plural, path.namespace, path.name) is not None
         self.store.take_warnings()
+        user = request[USER_KEY]
+        if not existed and user is not None and user is not auth.ADMIN_USER:
+            # handlers/patch.go: a patch that creates the object is authorized for create too
+            auth.authorize_create(self.cluster, user, path.group, path.rt.plural, path.namespace, path.name)
         patched = self.store.patch(path.group, path.rt.plural, path.namespace, path.name, body,
                                    patch_type, subresource=path.sub,
                                    dry_run=self.dry_run(request),
@@ -966,6 +981,7 @@ def table_api_version(form: str) -> str:
 
 
 CLUSTER_KEY = web.AppKey("fleetdr_cluster", object)
+USER_KEY = web.RequestKey("fleetdr_user", object)  # the authenticated (or impersonated) user
 API_KEY = web.AppKey("fleetdr_api", ClusterApi)
 
 

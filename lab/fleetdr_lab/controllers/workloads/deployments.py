@@ -158,6 +158,14 @@ class DeploymentReconciler(Reconciler):
                 conditions = self._progress(d, conditions, new_name, now, (updated, ready, available, -replicas),
                                             tuple(old.get(k, 0) for k in ("updatedReplicas", "readyReplicas", "availableReplicas"))
                                             + (-old.get("replicas", 0),))
+        # deployment/sync.go: the ReplicaFailure of the ReplicaSets shows on the Deployment
+        failure = next((c for rs in rss for c in (rs.get("status") or {}).get("conditions") or []
+                        if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), None)
+        if failure:
+            conditions = set_condition(conditions, "ReplicaFailure", "True", failure.get("reason", ""),
+                                       failure.get("message", ""), now, True)
+        else:
+            conditions = [c for c in conditions if c.get("type") != "ReplicaFailure"]
         # the real controller lists Available before Progressing
         order = {"Available": 0, "Progressing": 1}
         conditions.sort(key=lambda c: order.get(c.get("type"), 2))
@@ -210,8 +218,11 @@ class ReplicaSetReconciler(Reconciler):
         active = [p for p in pods if pod_is_active(p)]
         if len(active) < want:
             for _ in range(want - len(active)):
-                active.append(self.store.create("", "pods", ns, pod_from_template(
-                    spec.get("template"), ns, rs, generate_name=f"{name}-")))
+                pod = self._create_pod(rs, pod_from_template(spec.get("template"), ns, rs,
+                                                             generate_name=f"{name}-"))
+                if pod is None:
+                    break  # slowStartBatch stops at the first error
+                active.append(pod)
         elif len(active) > want:
             # delete the least useful first: unscheduled, not ready, youngest
             active.sort(key=lambda p: (bool((p.get("spec") or {}).get("nodeName")), pod_is_ready(p),
@@ -228,4 +239,14 @@ class ReplicaSetReconciler(Reconciler):
             "readyReplicas": ready, "availableReplicas": ready,
             "observedGeneration": meta(rs).get("generation", 1)})
         status.setdefault("replicas", 0)  # the one field the real API always writes
+        # replica_set_utils.go calculateStatus: ReplicaFailure while creates are refused
+        conditions = [c for c in (rs.get("status") or {}).get("conditions") or []]
+        failure = self.create_error(rs) if len(active) < want else None
+        if failure:
+            conditions = set_condition(conditions, "ReplicaFailure", "True", "FailedCreate", failure,
+                                       self.now())
+        else:
+            conditions = [c for c in conditions if c.get("type") != "ReplicaFailure"]
+        if conditions:
+            status["conditions"] = conditions
         self._write_status("apps", "replicasets", rs, status)

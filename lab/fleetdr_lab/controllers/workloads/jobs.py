@@ -63,10 +63,13 @@ class JobReconciler(Reconciler):
                 self._enqueue_after_lab(wait, ("Job", ns, name))
                 room = 0
             for _ in range(max(0, room)):
-                active.append(self.store.create("", "pods", ns, pod_from_template(
+                pod = self._create_pod(job, pod_from_template(
                     spec.get("template"), ns, job, generate_name=f"{name}-", labels={
                         "batch.kubernetes.io/controller-uid": uid, "controller-uid": uid,
-                        "batch.kubernetes.io/job-name": name, "job-name": name})))
+                        "batch.kubernetes.io/job-name": name, "job-name": name}))
+                if pod is None:
+                    break
+                active.append(pod)
         status.update({"active": len(active), "succeeded": succeeded, "failed": failed,
                        "ready": sum(1 for p in active if pod_is_ready(p)), "terminating": 0})
         status = omit_zero(status)

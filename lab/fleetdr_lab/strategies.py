@@ -43,6 +43,9 @@ class BuiltinStrategy(Strategy):
         self._defaulter = validation.DEFAULTERS.get(key)
         self._validator = validation.VALIDATORS.get(key)
         self._initial_status = validation.INITIAL_STATUS.get(key)
+        self.zero_fields = validation.ZERO_FIELDS.get(key, validation.ZERO_SPEC_STATUS)
+        self._omitempty = validation.OMITEMPTY.get(key)
+        self.atomic_fields = validation.ATOMIC_FIELDS.get(key, frozenset())
 
     def reset_status(self, obj: dict) -> None:
         if self._initial_status is not None:
@@ -53,6 +56,8 @@ class BuiltinStrategy(Strategy):
     def admit(self, store, obj: dict, old: dict | None) -> None:
         if self._defaulter:
             self._defaulter(obj)
+        if self._omitempty:
+            validation.prune_empty(obj, self._omitempty)
 
     def validate(self, obj: dict) -> list:
         return self._validator(obj) if self._validator else []

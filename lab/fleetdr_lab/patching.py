@@ -423,7 +423,8 @@ def fields_tree(obj: dict, kind: str | None, builtin: bool, zero=frozenset(),
     out = {}
     for k in sorted(obj):
         v = obj[k]
-        if isinstance(v, dict):
+        tv = type(v)
+        if tv is dict:
             n = names + (k,)
             if v and n not in atomic:
                 sub = fields_tree(v, kind, builtin, zero, atomic, n)
@@ -431,13 +432,13 @@ def fields_tree(obj: dict, kind: str | None, builtin: bool, zero=frozenset(),
                     n != ("metadata",) else sub
             else:
                 out["f:" + k] = {}
-        elif v and builtin and isinstance(v, list):
+        elif tv is list and v and builtin:
             n = names + (k,)
             strategy, key = list_strategy(n, kind)
             if strategy == "merge":
                 items = {"k:" + _item_key(x, key): {".": {}, **fields_tree(x, kind, True, zero,
                                                                            atomic, n)}
-                         for x in v if isinstance(x, dict) and key in x}
+                         for x in v if type(x) is dict and key in x}
                 items = {ik: items[ik] for ik in sorted(items)}
             elif strategy == "set":
                 items = {"v:" + x: {} for x in sorted({_value_key(x) for x in v})}
@@ -451,7 +452,7 @@ def fields_tree(obj: dict, kind: str | None, builtin: bool, zero=frozenset(),
 
 
 def _order(node: dict) -> None:
-    items = sorted(node.items(), key=lambda kv: (kv[0] != ".", kv[0]))
+    items = sorted(node.items())   # "." sorts before "f:", "k:", "v:"
     node.clear()
     node.update(items)
 
@@ -460,21 +461,21 @@ def tree_insert(tree: dict, paths, zero=frozenset()) -> None:
     """Add paths to a FieldsV1 tree, in place, keeping the apiserver's key order ("." first,
     then sorted); paths that get fields under them are marked "." unless in zero."""
     touched: dict = {}
-    nodes = []
+    ends = []
     for p in paths:
         node = tree
         for t, k in p:
-            key = f"{t}:{k}"
+            key = t + ":" + k
             sub = node.get(key)
             if sub is None:
                 sub = node[key] = {}
                 touched[id(node)] = node
             node = sub
-        if p and (p[-1][0] == "k"
-                  or p != (("f", "metadata"),) and tuple(k for t, k in p if t == "f") not in zero):
-            nodes.append(node)
-    for node in nodes:   # once every path is in: the ones with fields under them
-        if node and "." not in node:
+        ends.append((p, node))
+    for p, node in ends:   # once every path is in: the ones with fields under them
+        if node and "." not in node and (
+                p[-1][0] == "k" or p != (("f", "metadata"),)
+                and tuple(k for t, k in p if t == "f") not in zero):
             node["."] = {}
             touched[id(node)] = node
     for node in touched.values():

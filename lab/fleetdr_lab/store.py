@@ -480,9 +480,12 @@ class Store:
         self._watch_max_pending = watch_max_pending
         self._strategies: dict[tuple[str, str], Strategy] = {}
         self._plugins: list[Admission] = []
-        # id(stored object) -> (object, its pickle): stored objects are immutable, so the
-        # pickle taken at write time makes every later copy a single pickle.loads
-        self._blobs: dict[int, tuple[dict, bytes]] = {}
+        # id(stored object) -> (object, its pickle, its managedFields): stored objects are
+        # immutable, so the pickle taken at write time makes every later copy a single
+        # pickle.loads. managedFields stay out of the pickle: copies share their entries (nothing
+        # edits an entry in place; writes build new ones), which keeps API-written objects
+        # about as cheap to copy as before they carried them.
+        self._blobs: dict[int, tuple[dict, bytes, list | None]] = {}
 
     def register(self, handler: Strategy | Admission, group: str | None = None,
                  plural: str | None = None) -> None:
@@ -535,7 +538,10 @@ class Store:
     def _copy(self, obj: dict) -> dict:
         blob = self._blobs.get(id(obj))
         if blob is not None and blob[0] is obj:
-            return pickle.loads(blob[1])
+            out = pickle.loads(blob[1])
+            if blob[2]:
+                out["metadata"]["managedFields"] = list(blob[2])   # last, as ObjectMeta has it
+            return out
         return fast_copy(obj)
 
     def _out(self, rt: ResourceType, obj: dict, version: str | None = None) -> dict:
@@ -1149,7 +1155,13 @@ class Store:
         if old is not None:
             self._blobs.pop(id(old), None)
         objs[m["name"]] = obj
-        self._blobs[id(obj)] = (obj, pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+        managed = m.get("managedFields")
+        if managed:
+            bare = dict(obj)
+            bare["metadata"] = {k: v for k, v in m.items() if k != "managedFields"}
+            self._blobs[id(obj)] = (obj, pickle.dumps(bare, pickle.HIGHEST_PROTOCOL), managed)
+        else:
+            self._blobs[id(obj)] = (obj, pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), None)
 
     def _remove(self, rt: ResourceType, old: dict) -> None:
         """Drop old from storage and emit DELETED (at a new resourceVersion)."""

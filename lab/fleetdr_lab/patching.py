@@ -267,8 +267,17 @@ def field_set(obj, kind: str | None, builtin: bool, path: tuple = (), names: tup
     return out
 
 
+# lists whose listMapKeys (server-side apply) are more than their patchMergeKey
+_MAP_KEYS = {"containerPort": ("containerPort", "protocol"), "port": ("port", "protocol"),
+             "topologyKey": ("topologyKey", "whenUnsatisfiable")}
+
+
 def _item_key(item: dict, key: str) -> str:
-    """A keyed list item's FieldsV1 key, `{"name":"c"}` (Go's compact JSON)."""
+    """A keyed list item's FieldsV1 key, `{"name":"c"}`, `{"port":80,"protocol":"TCP"}`
+    (its listMapKeys in Go's compact JSON)."""
+    keys = _MAP_KEYS.get(key)
+    if keys is not None:
+        return json.dumps({k: item[k] for k in keys if k in item}, separators=(",", ":"))
     v = item[key]
     if isinstance(v, str):
         return f'{{"{key}":{_encode_str(v)}}}'

@@ -402,8 +402,13 @@ class Strategy:
     def prepare_for_update(self, new: dict, old: dict) -> None:
         """PrepareForUpdate of the main resource: keep fields only subresources change."""
 
+    def default(self, obj: dict) -> None:
+        """Scheme defaulting of a decoded create/update body (what the field manager sees:
+        the fields it sets belong to the writer)."""
+
     def admit(self, store: "Store", obj: dict, old: dict | None) -> None:
-        """Defaulting and mutating admission on create (old None) and update; may raise."""
+        """Mutating admission on create (old None) and update (PrepareForCreate, allocations:
+        the writer does not own what these set); may raise."""
 
     def validate(self, obj: dict) -> list:
         """FieldErrors of obj (metadata and CRD schemas are the Store's)."""
@@ -743,15 +748,15 @@ class Store:
         strategy = self._strategy(rt)
         if rt.has_status:
             strategy.reset_status(obj)
-        self._admit(rt, obj, None, field_validation)
+        decoded = None
         if managed_fields is None and field_manager is not None:
-            # the creator owns every field it sent or defaulting set (create.go: the field
-            # manager runs on the decoded, defaulted object, before admission plugins' changes
-            # - these the lab cannot tell apart)
-            meta.pop("managedFields", None)
-            entries = self._managed_after_update(rt, [], None, obj, field_manager, None)
-            if entries:
-                meta["managedFields"] = entries
+            def decoded(body):
+                # the creator owns every field it sent or defaulting set, not what admission
+                # and the strategy add (create.go runs the field manager before admission)
+                entries = self._managed_after_update(rt, [], None, body, field_manager, None)
+                if entries:
+                    meta["managedFields"] = entries
+        self._admit(rt, obj, None, field_validation, decoded)
         name = meta["name"]
         if self._stored(rt, ns, name) is not None:
             raise already_exists(rt.group_resource, name)
@@ -1118,28 +1123,33 @@ class Store:
                                   "namespace sent on the request")
 
     def _admit(self, rt: ResourceType, obj: dict, old: dict | None,
-               field_validation: str | None = None) -> None:
+               field_validation: str | None = None, decoded: Callable | None = None) -> None:
         """Defaulting, admission plugins and validation; raises 422 Invalid.
         field_validation "Strict" turns fields a CRD schema does not know into a 400 (what
-        kubectl's default --validate=strict gets); otherwise they are pruned silently."""
+        kubectl's default --validate=strict gets); otherwise they are pruned silently.
+        decoded(obj) runs once obj is decoded and defaulted, before admission (where
+        kube-apiserver's create/update handlers run the field manager)."""
         strategy = self._strategy(rt)
         validation.prune_metadata(obj["metadata"])
+        strategy.default(obj)
+        errs: list = []
+        schema = None if rt.builtin else rt.schemas.get(rt.version)
+        if schema:
+            dropped: list[str] = []
+            validation.prune(obj, schema, root=True, dropped=dropped)
+            if dropped and field_validation == "Strict":
+                raise bad_request(
+                    f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}:'
+                    " strict decoding error: "
+                    + ", ".join(f'unknown field "{p}"' for p in dropped))
+            validation.default(obj, schema)
+        if decoded is not None:
+            decoded(obj)
         strategy.admit(self, obj, old)
         for plugin in self._plugins:
             plugin.admit(self, rt, obj, old)
-        errs: list = []
-        if not rt.builtin:
-            schema = rt.schemas.get(rt.version) or {}
-            if schema:
-                dropped: list[str] = []
-                validation.prune(obj, schema, root=True, dropped=dropped)
-                if dropped and field_validation == "Strict":
-                    raise bad_request(
-                        f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}:'
-                        " strict decoding error: "
-                        + ", ".join(f'unknown field "{p}"' for p in dropped))
-                validation.default(obj, schema)
-                errs += validation.schema_errors(obj, schema, old=old if old is not None else validation.ABSENT)
+        if schema:
+            errs += validation.schema_errors(obj, schema, old=old if old is not None else validation.ABSENT)
         errs = (validation.validate_metadata(rt.group, rt.plural, obj.get("metadata") or {})
                 + strategy.validate(obj) + errs)
         if old is not None:
@@ -1188,6 +1198,20 @@ class Store:
         meta = obj.get("metadata") or {}
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
+        record = None
+        if managed_fields is None and field_manager is not None:
+            def record(body):
+                # the field manager's Update (main resource: after decoding and defaulting,
+                # before admission, as update.go/patch.go run it)
+                bm = body["metadata"]
+                entries = self._managed_after_update(
+                    rt, bm.get("managedFields") or [], old, body, field_manager,
+                    subresource if subresource not in (None, "scale") else None,
+                    owned_as or subresource)
+                if entries:
+                    bm["managedFields"] = entries
+                else:
+                    bm.pop("managedFields", None)
         rv = meta.get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(rt.group_resource, name, "the object has been modified; please apply "
@@ -1243,20 +1267,13 @@ class Store:
                 else:
                     new.pop("status", None)
             strategy.prepare_for_update(new, old)
-            self._admit(rt, new, old, field_validation)
+            self._admit(rt, new, old, field_validation, record)
+            record = None
             if rt.has_generation:
                 nm["generation"] = om.get("generation", 1) + (
                     0 if _content(new, rt.has_status) == _content(old, rt.has_status) else 1)
-        if managed_fields is None and field_manager is not None:
-            nm = new["metadata"]
-            entries = self._managed_after_update(
-                rt, nm.get("managedFields") or [], old, new, field_manager,
-                subresource if subresource not in (None, "scale") else None,
-                owned_as or subresource)
-            if entries:
-                nm["managedFields"] = entries
-            else:
-                nm.pop("managedFields", None)
+        if record is not None:
+            record(new)
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if new == old:
             return self._out(rt, old)  # no-op writes neither bump the RV nor emit events

@@ -53,7 +53,7 @@ class BuiltinStrategy(Strategy):
         else:
             obj.pop("status", None)
 
-    def admit(self, store, obj: dict, old: dict | None) -> None:
+    def default(self, obj: dict) -> None:
         if self._defaulter:
             self._defaulter(obj)
         if self._omitempty:
@@ -510,7 +510,8 @@ def builtin_strategies() -> dict[tuple[str, str], Strategy]:
     """(group, plural) -> Strategy for every built-in resource with kind-specific rules."""
     table: dict[tuple[str, str], Strategy] = {}
     for key in set(validation.DEFAULTERS) | set(validation.VALIDATORS) | \
-            set(validation.INITIAL_STATUS):
+            set(validation.INITIAL_STATUS) | set(validation.OMITEMPTY) | \
+            set(validation.ZERO_FIELDS) | set(validation.ATOMIC_FIELDS):
         table[key] = BuiltinStrategy(*key)
     for plural in ("deployments", "replicasets"):
         table[("apps", plural)] = ImmutableSelector("apps", plural)
@@ -532,7 +533,12 @@ def builtin_strategies() -> dict[tuple[str, str], Strategy]:
 def register_builtin(store: Store) -> Store:
     """Register the built-in kinds' strategies and admission plugins into store."""
     store.register(NamespaceLifecycle())
-    for (group, plural), strategy in builtin_strategies().items():
+    table = builtin_strategies()
+    for rt in store.registry.all():
+        # every other built-in kind: the plain rules, with a built-in kind's field shapes
+        if rt.builtin and (rt.group, rt.plural) not in table:
+            table[(rt.group, rt.plural)] = BuiltinStrategy(rt.group, rt.plural)
+    for (group, plural), strategy in table.items():
         store.register(strategy, group, plural)
     return store
 

@@ -1,7 +1,8 @@
 """Names, labels, per-kind defaulting and validation, CRD schema pruning/defaulting.
 
-The (group, plural) tables DEFAULTERS, INITIAL_STATUS and VALIDATORS are read by the built-in
-kinds' strategies (strategies.py). Validators return lists of FieldError; the Store turns a non-empty list into a 422 Invalid
+The (group, plural) tables DEFAULTERS, INITIAL_STATUS, VALIDATORS, OMITEMPTY (Go's omitempty),
+ZERO_FIELDS and ATOMIC_FIELDS (field shapes for managedFields) are read by the built-in kinds'
+strategies (strategies.py). Validators return lists of FieldError; the Store turns a non-empty list into a 422 Invalid
 whose message and details.causes have the shapes k8s.io/apimachinery's field.Error gives.
 """
 from __future__ import annotations

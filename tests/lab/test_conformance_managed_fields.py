@@ -83,10 +83,10 @@ def test_field_manager_parameter_names_the_manager_and_updates_merge_per_manager
     assert [e["manager"] for e in entries(again)] == ["my-tool", "patcher"]
 
 
-def test_status_write_gets_a_subresource_entry(apis, ns):
+def test_status_write_gets_a_subresource_entry_and_allocations_are_nobodys(apis, ns):
     apis.core.create_namespaced_service(ns, {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"},
-        "spec": {"ports": [{"port": 80}], "selector": {"app": "x"}}})
+        "spec": {"type": "NodePort", "ports": [{"port": 80}], "selector": {"app": "x"}}})
     condition = {"type": "Probed", "status": "True", "reason": "Probe", "message": "ok",
                  "lastTransitionTime": "2024-01-01T00:00:00Z"}
     apis.core.patch_namespaced_service_status("svc", ns, {"status": {"conditions": [condition]}})
@@ -98,9 +98,15 @@ def test_status_write_gets_a_subresource_entry(apis, ns):
         "fieldsV1": {"f:status": {"f:conditions": {".": {}, 'k:{"type":"Probed"}': {
             ".": {}, "f:lastTransitionTime": {}, "f:message": {}, "f:reason": {}, "f:status": {},
             "f:type": {}}}}}}]
-    # the create's entry owns spec fields and no status
+    # the create's entry owns what the client sent and defaulting set, not status nor what the
+    # server allocated (cluster IP, node port: after the field manager ran)
     [create] = [e for e in entries(got) if not e.get("subresource")]
-    assert "f:status" not in create["fieldsV1"] and "f:ports" in create["fieldsV1"]["f:spec"]
+    spec = create["fieldsV1"]["f:spec"]
+    assert "f:status" not in create["fieldsV1"]
+    assert spec["f:ports"] == {".": {}, 'k:{"port":80,"protocol":"TCP"}': {
+        ".": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}}}
+    assert "f:clusterIP" not in spec and got["spec"]["clusterIP"]
+    assert got["spec"]["ports"][0]["nodePort"]
 
 
 def test_update_takes_fields_from_an_apply_manager_and_apply_then_conflicts_with_it(apis, dynamic, ns):

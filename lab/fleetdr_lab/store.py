@@ -18,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import functools
 import json
 import logging
 import pickle
@@ -750,12 +751,9 @@ class Store:
             strategy.reset_status(obj)
         decoded = None
         if managed_fields is None and field_manager is not None:
-            def decoded(body):
-                # the creator owns every field it sent or defaulting set, not what admission
-                # and the strategy add (create.go runs the field manager before admission)
-                entries = self._managed_after_update(rt, [], None, body, field_manager, None)
-                if entries:
-                    meta["managedFields"] = entries
+            # the creator owns every field it sent or defaulting set, not what admission and
+            # the strategy add (create.go runs the field manager before admission)
+            decoded = functools.partial(self._record_update, rt, None, field_manager, None, None)
         self._admit(rt, obj, None, field_validation, decoded)
         name = meta["name"]
         if self._stored(rt, ns, name) is not None:
@@ -871,6 +869,18 @@ class Store:
         return self._commit_update(rt, old, new, subresource, dry_run, field_validation,
                                    managed_fields,
                                    field_manager=None if patch_type == "apply" else field_manager)
+
+    def _record_update(self, rt: ResourceType, old: dict | None, manager: str,
+                       subresource: str | None, owned_as: str | None, body: dict) -> None:
+        """Set body's managedFields to what they are after manager's Update of old (None: a
+        create) to body."""
+        bm = body["metadata"]
+        base = bm.get("managedFields") or [] if old is not None else []
+        entries = self._managed_after_update(rt, base, old, body, manager, subresource, owned_as)
+        if entries:
+            bm["managedFields"] = entries
+        else:
+            bm.pop("managedFields", None)
 
     def _managed_after_update(self, rt: ResourceType, base: list, old: dict | None, new: dict,
                               manager: str, subresource: str | None,
@@ -1200,18 +1210,11 @@ class Store:
             raise bad_request("metadata must be an object")
         record = None
         if managed_fields is None and field_manager is not None:
-            def record(body):
-                # the field manager's Update (main resource: after decoding and defaulting,
-                # before admission, as update.go/patch.go run it)
-                bm = body["metadata"]
-                entries = self._managed_after_update(
-                    rt, bm.get("managedFields") or [], old, body, field_manager,
-                    subresource if subresource not in (None, "scale") else None,
-                    owned_as or subresource)
-                if entries:
-                    bm["managedFields"] = entries
-                else:
-                    bm.pop("managedFields", None)
+            # the field manager's Update (main resource: after decoding and defaulting, before
+            # admission, as update.go/patch.go run it)
+            record = functools.partial(self._record_update, rt, old, field_manager,
+                                       subresource if subresource != "scale" else None,
+                                       owned_as or subresource)
         rv = meta.get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(rt.group_resource, name, "the object has been modified; please apply "

@@ -7,8 +7,7 @@ references and only what is handed out is copied.
 Known simplifications (the rest follows kube-apiserver): no conversion between CR versions
 (strategy None, as most CRDs use); managedFields are kept only for writes that name a field
 manager (the API always does; lab-internal controller writes do not), with no cap of ten Update
-managers and the apply entries' FieldsV1 without "." marks; a CRD's deletion removes its
-objects at once; watch history is a fixed number of events per cluster rather than
+managers; a CRD's deletion removes its objects at once; watch history is a fixed number of events per cluster rather than
 etcd compaction; list continue tokens never expire; built-in kinds have no schema, so
 fieldValidation=Strict only checks custom resources.
 """

@@ -439,6 +439,12 @@ def _free_port(used: set) -> int:
 class ServiceStrategy(BuiltinStrategy):
     def admit(self, store, obj: dict, old: dict | None) -> None:
         super().admit(store, obj, old)
+        spec = obj.setdefault("spec", {})
+        if spec.get("type") != "ExternalName":
+            # set by the service REST (pkg/registry/core/service/storage initIPFamilyFields),
+            # not scheme defaulting: the writer does not own them
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
         allocate_service(store, obj, old)
 
     def validate_update(self, obj: dict, old: dict) -> list:

@@ -106,6 +106,8 @@ def test_status_write_gets_a_subresource_entry_and_allocations_are_nobodys(apis,
     assert spec["f:ports"] == {".": {}, 'k:{"port":80,"protocol":"TCP"}': {
         ".": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}}}
     assert "f:clusterIP" not in spec and got["spec"]["clusterIP"]
+    assert "f:ipFamilies" not in spec and got["spec"]["ipFamilies"] == ["IPv4"]
+    assert spec["f:sessionAffinity"] == {} and spec["f:type"] == {}   # scheme defaults are
     assert got["spec"]["ports"][0]["nodePort"]
 
 

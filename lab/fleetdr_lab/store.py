@@ -6,8 +6,8 @@ references and only what is handed out is copied.
 
 Known simplifications (the rest follows kube-apiserver): no conversion between CR versions
 (strategy None, as most CRDs use); managedFields are kept only for writes that name a field
-manager (the API always does; lab-internal controller writes do not), with no cap of ten Update
-managers; a CRD's deletion removes its objects at once; watch history is a fixed number of events per cluster rather than
+manager (the API always does; lab-internal controller writes do not); a CRD's deletion removes
+its objects at once; watch history is a fixed number of events per cluster rather than
 etcd compaction; list continue tokens never expire; built-in kinds have no schema, so
 fieldValidation=Strict only checks custom resources.
 """
@@ -237,6 +237,50 @@ def _decoded_entries(sent) -> list | None:
             e = dict(e, time=when.strftime("%Y-%m-%dT%H:%M:%SZ"))
         out.append(e)
     return out
+
+
+MAX_UPDATE_MANAGERS = 10   # managedfields/internal/capmanagers.go DefaultMaxUpdateManagers
+
+
+def _tree_union(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _tree_union(out[k], v) if k in out else v
+    return {k: out[k] for k in sorted(out)}
+
+
+def _cap_update_managers(entries: list) -> list:
+    """capUpdateManagers (capmanagers.go): beyond ten Update entries, the oldest are merged,
+    per apiVersion, into one "ancient-changes" entry (with the newest merged one's time)."""
+    updaters = [e for e in entries if e.get("operation") != "Apply"]
+    if len(updaters) <= MAX_UPDATE_MANAGERS:
+        return entries
+    updaters.sort(key=lambda e: (e.get("time") or "", e.get("manager") or "",
+                                 e.get("subresource") or ""))
+    gone: set = set()
+    first: dict = {}
+    buckets: dict = {}
+    length = len(updaters)
+    for e in updaters:
+        if length <= MAX_UPDATE_MANAGERS:
+            break
+        version = e.get("apiVersion") or ""
+        if version not in first:
+            first[version] = e
+            continue
+        bucket = buckets.get(version)
+        if bucket is None:
+            f = first[version]
+            gone.add(id(f))
+            bucket = buckets[version] = {"manager": "ancient-changes", "operation": "Update",
+                                         "apiVersion": version, "time": f.get("time"),
+                                         "fieldsType": "FieldsV1",
+                                         "fieldsV1": f.get("fieldsV1") or {}}
+        bucket["fieldsV1"] = _tree_union(bucket["fieldsV1"], e.get("fieldsV1") or {})
+        bucket["time"] = e.get("time")
+        gone.add(id(e))
+        length -= 1
+    return [e for e in entries if id(e) not in gone] + list(buckets.values())
 
 
 def _entry_order(e: dict) -> tuple:
@@ -926,6 +970,8 @@ class Store:
             tree_discard(tree, removed, whole=True)
             tree_insert(tree, changed, self._strategy(rt).zero_fields)
             out.append(self._update_entry(manager, api_version, owned_as, tree))
+            if len(out) > MAX_UPDATE_MANAGERS:
+                out = _cap_update_managers(out)
             out.sort(key=_entry_order)
         return out
 

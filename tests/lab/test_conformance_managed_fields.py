@@ -107,7 +107,7 @@ def test_status_write_gets_a_subresource_entry_and_allocations_are_nobodys(apis,
         ".": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}}}
     assert "f:clusterIP" not in spec and got["spec"]["clusterIP"]
     assert "f:ipFamilies" not in spec and got["spec"]["ipFamilies"] == ["IPv4"]
-    assert spec["f:sessionAffinity"] == {} and spec["f:type"] == {}   # scheme defaults are
+    assert spec["f:sessionAffinity"] == {} and spec["f:type"] == {}   # scheme defaults are the writer's
     assert got["spec"]["ports"][0]["nodePort"]
 
 
@@ -151,6 +151,22 @@ def test_managed_fields_can_be_replaced_or_cleared_explicitly(apis, ns):
     out = raw(apis.core.patch_namespaced_config_map, "c", ns,
               {"metadata": {"managedFields": [{}]}})
     assert "managedFields" not in out["metadata"]
+
+
+def test_more_than_ten_update_managers_merge_the_oldest_into_ancient_changes(apis, ns):
+    """capmanagers.go: at most ten Update entries; the oldest go into "ancient-changes"."""
+    apis.core.create_namespaced_config_map(ns, configmap("c", {"a": "1"}), field_manager="creator")
+    for i in range(11):
+        apis.core.patch_namespaced_config_map("c", ns, {"data": {f"k{i:02d}": "v"}},
+                                              field_manager=f"m{i:02d}")
+    got = entries(raw(apis.core.read_namespaced_config_map, "c", ns))
+    assert len(got) == 10
+    [ancient] = [e for e in got if e["manager"] == "ancient-changes"]
+    assert ancient["operation"] == "Update" and ancient["apiVersion"] == "v1"
+    merged = set(ancient["fieldsV1"]["f:data"]) - {"."}
+    kept = {m for e in got if e["manager"] != "ancient-changes" for m in e["fieldsV1"]["f:data"]}
+    assert "f:a" in merged and merged | kept == {"f:a"} | {f"f:k{i:02d}" for i in range(11)}
+    assert not merged & kept
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,9 @@ class BuiltinStrategy(Strategy):
         self._defaulter = validation.DEFAULTERS.get(key)
         self._validator = validation.VALIDATORS.get(key)
         self._initial_status = validation.INITIAL_STATUS.get(key)
+        self.zero_fields = validation.ZERO_FIELDS.get(key, validation.ZERO_SPEC_STATUS)
+        self._omitempty = validation.OMITEMPTY.get(key)
+        self.atomic_fields = validation.ATOMIC_FIELDS.get(key, frozenset())
 
     def reset_status(self, obj: dict) -> None:
         if self._initial_status is not None:
@@ -51,9 +54,11 @@ class BuiltinStrategy(Strategy):
         else:
             obj.pop("status", None)
 
-    def admit(self, store, obj: dict, old: dict | None) -> None:
+    def default(self, obj: dict) -> None:
         if self._defaulter:
             self._defaulter(obj)
+        if self._omitempty:
+            validation.prune_empty(obj, self._omitempty)
 
     def validate(self, obj: dict) -> list:
         return self._validator(obj) if self._validator else []
@@ -435,6 +440,12 @@ def _free_port(used: set) -> int:
 class ServiceStrategy(BuiltinStrategy):
     def admit(self, store, obj: dict, old: dict | None) -> None:
         super().admit(store, obj, old)
+        spec = obj.setdefault("spec", {})
+        if spec.get("type") != "ExternalName":
+            # set by the service REST (pkg/registry/core/service/storage initIPFamilyFields),
+            # not scheme defaulting: the writer does not own them
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
         allocate_service(store, obj, old)
 
     def validate_update(self, obj: dict, old: dict) -> list:
@@ -743,7 +754,8 @@ def builtin_strategies() -> dict[tuple[str, str], Strategy]:
     """(group, plural) -> Strategy for every built-in resource with kind-specific rules."""
     table: dict[tuple[str, str], Strategy] = {}
     for key in set(validation.DEFAULTERS) | set(validation.VALIDATORS) | \
-            set(validation.INITIAL_STATUS):
+            set(validation.INITIAL_STATUS) | set(validation.OMITEMPTY) | \
+            set(validation.ZERO_FIELDS) | set(validation.ATOMIC_FIELDS):
         table[key] = BuiltinStrategy(*key)
     for plural in ("deployments", "replicasets"):
         table[("apps", plural)] = ImmutableSelector("apps", plural)
@@ -767,7 +779,12 @@ def builtin_strategies() -> dict[tuple[str, str], Strategy]:
 def register_builtin(store: Store) -> Store:
     """Register the built-in kinds' strategies and admission plugins into store."""
     store.register(NamespaceLifecycle())
-    for (group, plural), strategy in builtin_strategies().items():
+    table = builtin_strategies()
+    for rt in store.registry.all():
+        # every other built-in kind: the plain rules, with a built-in kind's field shapes
+        if rt.builtin and (rt.group, rt.plural) not in table:
+            table[(rt.group, rt.plural)] = BuiltinStrategy(rt.group, rt.plural)
+    for (group, plural), strategy in table.items():
         store.register(strategy, group, plural)
     return store
 

@@ -111,6 +111,24 @@ def fault_error(code: int) -> tuple[ApiError, dict]:
 
 # ---- small parsing helpers ------------------------------------------------------------------
 
+def field_manager_of(request: web.Request) -> str:
+    """The request's field manager: ?fieldManager=, else the User-Agent up to its first "/",
+    printable characters only, at most 128 bytes (managerOrUserAgent / prefixFromUserAgent in
+    staging/src/k8s.io/apiserver/pkg/endpoints/handlers/create.go)."""
+    manager = request.query.get("fieldManager")
+    if manager:
+        return manager
+    out, size = [], 0
+    for ch in (request.headers.get("User-Agent") or "").split("/")[0]:
+        if not ch.isprintable():
+            continue
+        size += len(ch.encode())
+        if size > 128:
+            break
+        out.append(ch)
+    return "".join(out)
+
+
 def parse_bool(value: str | None) -> bool:
     return value is not None and value.strip().lower() in ("1", "t", "true", "yes")
 
@@ -688,7 +706,8 @@ class ClusterApi:
         created = self.store.create(path.group, path.rt.plural, path.namespace, body,
                                     dry_run=self.dry_run(request), subresource=path.sub,
                                     field_validation=self.field_validation(request,
-                                                                           "CreateOptions"))
+                                                                           "CreateOptions"),
+                                    field_manager=field_manager_of(request))
         if path.sub is not None:
             return json_response(created, 201)
         return self.with_warnings(self.respond_object(request, path, created, 201))
@@ -710,7 +729,8 @@ class ClusterApi:
         updated = self.store.update(path.group, path.rt.plural, path.namespace, path.name, body,
                                     subresource=path.sub, dry_run=self.dry_run(request),
                                     field_validation=self.field_validation(request,
-                                                                           "UpdateOptions"))
+                                                                           "UpdateOptions"),
+                                    field_manager=field_manager_of(request))
         if path.sub == "scale":
             return json_response(updated)
         return self.with_warnings(self.respond_object(request, path, updated,
@@ -755,7 +775,8 @@ class ClusterApi:
         patched = self.store.patch(path.group, path.rt.plural, path.namespace, path.name, body,
                                    patch_type, subresource=path.sub,
                                    dry_run=self.dry_run(request),
-                                   field_manager=field_manager, force=force,
+                                   field_manager=field_manager or field_manager_of(request),
+                                   force=force,
                                    field_validation=self.field_validation(request,
                                                                           "PatchOptions"),
                                    version=path.version)

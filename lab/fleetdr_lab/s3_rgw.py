@@ -59,6 +59,7 @@ _V2_SUBRESOURCES = {"acl", "cors", "delete", "lifecycle", "location", "logging",
 
 # src/rgw/rgw_common.cc valid_s3_bucket_name (rgw_relaxed_s3_bucket_names false)
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_LOCATION = re.compile(rb"<Location>[^<]*</Location>")
 _trusted = threading.local()
 
 
@@ -435,6 +436,11 @@ class StoreApp:
         if not key and method == "DELETE" and not sub and status.startswith("2"):
             self.store.forget_bucket(bucket.internal)
         body = self._unmap(body, bucket)
+        if method == "POST" and "uploadId" in sub and status.startswith("200") and b"<Location>" in body:
+            # RGW answers CompleteMultipartUpload with a path-style URL of the gateway
+            # (rgw_rest_s3.cc RGWCompleteMultipart_ObjStore_S3::send_response)
+            location = escape(f"http://{environ.get('HTTP_HOST', '')}{raw_path}").encode()
+            body = _LOCATION.sub(lambda m: b"<Location>" + location + b"</Location>", body, count=1)
         fixed = []
         for k, v in headers:
             low = k.lower()

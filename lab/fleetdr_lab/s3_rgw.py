@@ -173,6 +173,7 @@ class Store:
         self.internal: dict[str, str] = {}          # moto's name -> the store's
         self.lock = threading.Lock()
         self.server = None
+        self.connections: set = set()
 
     @property
     def port(self) -> int:
@@ -530,6 +531,7 @@ class Stores:
                 return store
             store = Store(sid)
             store.server = self.make_server(self.host, 0, StoreApp(store, self.moto))
+            _track_connections(store)
             self.stores[sid] = store
         self._change("add", store.server)
         return store
@@ -540,8 +542,29 @@ class Stores:
         if store is None:
             return False
         self._change("remove", store.server)
+        for conn in list(store.connections):    # a gateway that is gone drops its kept-alive connections too
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         store.remove_all()
         return True
+
+
+def _track_connections(store: Store) -> None:
+    """Remember the store server's open client connections (socketserver's get_request/shutdown_request)."""
+    server = store.server
+    accept, done = server.get_request, server.shutdown_request
+
+    def get_request():
+        conn, address = accept()
+        store.connections.add(conn)
+        return conn, address
+
+    def shutdown_request(conn):
+        store.connections.discard(conn)
+        done(conn)
+    server.get_request, server.shutdown_request = get_request, shutdown_request
 
 
 class ControlApp:

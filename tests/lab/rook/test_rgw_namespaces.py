@@ -22,7 +22,7 @@ import urllib.request
 import boto3
 import pytest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 from helpers import VeleroInstall, run_backup, unique, wait_for
 from kubernetes import client
 from labctl import LabHandle
@@ -252,3 +252,28 @@ def test_velero_keeps_its_backups_in_an_rgw_bucket_of_its_cluster(gateways):
                  "config": {"region": "us-east-1", "s3ForcePathStyle": "true", "s3Url": "http://rook-ceph-rgw-objects.rook-ceph.svc:80"}}})
     bsl = velero.wait_bsl("wrong-store", "Unavailable")
     assert "InvalidAccessKeyId" in bsl["status"].get("message", ""), bsl["status"]
+
+
+def test_a_store_with_buckets_is_not_deleted_until_they_are_gone(gateways):
+    gateways.store("c2", "doomed")
+    keys = gateways.user("c2", "doomed", "tenant")
+    s3 = gateways.s3("c2", "doomed", keys)
+    s3.create_bucket(Bucket="keep")
+    s3.put_object(Bucket="keep", Key="k", Body=b"v")
+    custom = gateways.custom("c2")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "cephobjectstores", "doomed")
+    blocked = wait_for(lambda: [c for c in (custom.get_namespaced_custom_object(GROUP, VERSION, NS, "cephobjectstores", "doomed")
+                                            .get("status") or {}).get("conditions") or [] if c["type"] == "DeletionIsBlocked"],
+                       "doomed DeletionIsBlocked")
+    assert blocked[0]["message"] == ('CephObjectStore "rook-ceph/doomed" will not be deleted until all dependents are removed: '
+                                     "CephObjectStoreUsers: [tenant], "
+                                     "buckets in the object store (could be from ObjectBucketClaims or COSI Buckets): [keep]")
+    # a bucket emptied and removed through S3 makes no event: the operator looks again by itself
+    s3.delete_object(Bucket="keep", Key="k")
+    s3.delete_bucket(Bucket="keep")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, NS, "cephobjectstoreusers", "tenant")
+    wait_for(lambda: not custom.list_namespaced_custom_object(GROUP, VERSION, NS, "cephobjectstores",
+                                                              field_selector="metadata.name=doomed")["items"], "doomed gone", timeout=40)
+    assert gateways.lab.cli("rook", "endpoint", "c2", "doomed", check=False).returncode != 0
+    with pytest.raises((EndpointConnectionError, ConnectionClosedError)):     # its gateway is gone
+        s3.list_buckets()

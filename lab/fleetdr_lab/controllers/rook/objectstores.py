@@ -2,7 +2,7 @@
 
 Rook pkg/operator/ceph/object/{controller,objectstore,rgw,status}.go, object/user/controller.go,
 object/bucket/provisioner.go and lib-bucket-provisioner pkg/provisioner/controller.go. Each Ready
-CephObjectStore is an RADOS gateway of its own: an S3 endpoint of the lab's S3 child process with its
+CephObjectStore is a RADOS gateway of its own: an S3 endpoint of the lab's S3 child process with its
 own users and its own bucket namespace (s3_rgw.py), so two stores (of one cluster or of two) each
 have their own bucket `velero`. A CephObjectStoreUser is an RGW user of its store (user ID = the
 CR's name) with one key; a bucket claim gets its own user (`obc-<ns>-<name>-<claim uid>`) and the
@@ -118,13 +118,18 @@ class CephObjectStoreController(RookController):
             if obj is None:
                 return
         if (users or buckets) and usable(self.store, ns):
-            parts = (["CephObjectStoreUsers: %s" % users] if users else []) + (["buckets in the object store: %s" % buckets] if buckets else [])
+            # Rook pkg/util/dependents StringWithHeader: "<plural kind>: %v" of each kind, sorted
+            parts = sorted((["CephObjectStoreUsers: [%s]" % " ".join(users)] if users else []) + (
+                ["buckets in the object store (could be from ObjectBucketClaims or COSI Buckets): [%s]" % " ".join(buckets)]
+                if buckets else []))
             message = 'CephObjectStore "%s/%s" will not be deleted until all dependents are removed: %s' % (ns, name, ", ".join(parts))
             st = dict(obj.get("status") or {}, phase="Deleting")
             st["conditions"] = [{"type": "DeletionIsBlocked", "status": "True", "reason": "ObjectHasDependents", "message": message,
                                  "lastTransitionTime": self.now()}]
             if st != obj.get("status"):
                 self.put_status(obj, st)
+            # a bucket removed through S3 makes no event here: look again (Rook's WaitForRequeueIfFinalizerBlocked, 10 s)
+            self.enqueue_after(10.0, (ns, name))
             return
         await _blocking(objectstore.rgw, "DELETE", "stores", sid)
         self.cluster.service_addresses.pop((ns, f"rook-ceph-rgw-{name}"), None)

@@ -361,15 +361,16 @@ class StoreApp:
         else:
             date = "" if "x-amz-date" in amz else environ.get("HTTP_DATE", "")
         sub = sorted((k, v) for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True) if k in _V2_SUBRESOURCES)
-        resource = raw_path
-        if sub:
-            resource += "?" + "&".join(f"{k}={v}" if v else k for k, v in sub)
-        to_sign = "\n".join([environ["REQUEST_METHOD"], environ.get("HTTP_CONTENT_MD5", ""), environ.get("CONTENT_TYPE", ""), date]
-                            + [f"{k}:{amz[k]}" for k in sorted(amz)] + [resource])
-        expected = base64.b64encode(hmac.new(user.secret_key.encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
-        if not hmac.compare_digest(expected, signature):
-            raise S3Error(403, "SignatureDoesNotMatch")
-        return user
+        suffix = ("?" + "&".join(f"{k}={v}" if v else k for k, v in sub)) if sub else ""
+        head = "\n".join([environ["REQUEST_METHOD"], environ.get("HTTP_CONTENT_MD5", ""), environ.get("CONTENT_TYPE", ""), date]
+                         + [f"{k}:{amz[k]}" for k in sorted(amz)]) + "\n"
+        # botocore signs a bucket's path-style resource with a trailing slash ("/bucket/") whether it sends one or not
+        paths = [raw_path] + ([raw_path + "/"] if raw_path.count("/") == 1 and len(raw_path) > 1 else [])
+        for path in paths:
+            expected = base64.b64encode(hmac.new(user.secret_key.encode(), (head + path + suffix).encode(), hashlib.sha1).digest()).decode()
+            if hmac.compare_digest(expected, signature):
+                return user
+        raise S3Error(403, "SignatureDoesNotMatch")
 
     # -- authorization and forwarding -------------------------------------------------------------------
 

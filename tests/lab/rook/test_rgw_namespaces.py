@@ -277,3 +277,24 @@ def test_a_store_with_buckets_is_not_deleted_until_they_are_gone(gateways):
     assert gateways.lab.cli("rook", "endpoint", "c2", "doomed", check=False).returncode != 0
     with pytest.raises((EndpointConnectionError, ConnectionClosedError)):     # its gateway is gone
         s3.list_buckets()
+
+
+def test_signature_version_2_requests_and_urls(gateways):
+    """Velero's signatureVersion "1" and older clients sign with AWS Signature Version 2; RGW accepts it."""
+    keys = gateways.user("c1", "objects", "oldclient")
+    v2 = boto3.client("s3", endpoint_url=gateways.endpoint("c1", "objects"), region_name="us-east-1", aws_access_key_id=keys[0],
+                      aws_secret_access_key=keys[1], config=Config(signature_version="s3", retries={"max_attempts": 1},
+                                                                   s3={"addressing_style": "path"}))
+    v2.create_bucket(Bucket="old-style")
+    v2.put_object(Bucket="old-style", Key="dir/a file.txt", Body=b"v2", ContentType="text/plain", Metadata={"who": "me"})
+    assert v2.get_object(Bucket="old-style", Key="dir/a file.txt")["Body"].read() == b"v2"
+    assert [o["Key"] for o in v2.list_objects(Bucket="old-style", Prefix="dir/")["Contents"]] == ["dir/a file.txt"]
+    assert v2.get_object_tagging(Bucket="old-style", Key="dir/a file.txt")["TagSet"] == []
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": "old-style", "Key": "dir/a file.txt"}, ExpiresIn=60)
+    assert "Signature=" in url and "AWSAccessKeyId=" in url
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == b"v2"
+    wrong = boto3.client("s3", endpoint_url=gateways.endpoint("c1", "objects"), region_name="us-east-1", aws_access_key_id=keys[0],
+                         aws_secret_access_key="wrong", config=Config(signature_version="s3", retries={"max_attempts": 1},
+                                                                      s3={"addressing_style": "path"}))
+    assert _code(lambda: wrong.list_objects(Bucket="old-style")) == "SignatureDoesNotMatch"

@@ -226,7 +226,7 @@ def _server(host: str, port: int, app) -> ThreadedWSGIServer:
 
 
 def make_server(host: str, port: int) -> ThreadedWSGIServer:
-    """The main port (moto, plus the lab's control of the Rook object stores under /fleetdr-rgw/);
+    """The main port (moto, plus the lab's control of the Rook object stores under /_fleetdr-rgw/);
     each object store gets a port of its own (s3_rgw.Stores)."""
     s3_rgw.install_trust()
     moto = CachedDispatcher(create_backend_app)

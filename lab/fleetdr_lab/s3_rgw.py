@@ -22,7 +22,7 @@ application is `StoreApp`:
   <Bucket>/<Location>, errors <BucketName>/<Resource>) and in a Location header. Object GET/HEAD
   answers stream through untouched.
 
-The lab process manages stores, users and buckets through `/fleetdr-rgw/...` on the child's main
+The lab process manages stores, users and buckets through `/_fleetdr-rgw/...` on the child's main
 port (bearer token `FLEETDR_RGW_TOKEN`, see `ControlApp`): the RGW admin ops Rook would call.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ import time
 import urllib.parse
 from xml.sax.saxutils import escape
 
-CONTROL_PREFIX = "/fleetdr-rgw/"
+CONTROL_PREFIX = "/_fleetdr-rgw/"       # "_" is in no S3 bucket name: no bucket of the lab endpoint is shadowed
 TOKEN_ENV = "FLEETDR_RGW_TOKEN"
 # a credential scope moto's dispatcher reads the service (s3) and region from; never verified
 _MOTO_AUTH = "AWS4-HMAC-SHA256 Credential=FLEETDRRGW/20000101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"
@@ -256,10 +256,6 @@ def _purge(backend, moto_bucket) -> None:
         del moto_bucket.multiparts[upload]
     s3_backends.bucket_accounts.pop(moto_bucket.name, None)
     backend.buckets.pop(moto_bucket.name, None)
-
-
-class _Request:
-    __slots__ = ("method", "raw_path", "query", "bucket", "key", "user")
 
 
 class StoreApp:
@@ -569,7 +565,7 @@ def _track_connections(store: Store) -> None:
 
 
 class ControlApp:
-    """WSGI middleware on the child's main port: `/fleetdr-rgw/...` is the lab's control of the stores
+    """WSGI middleware on the child's main port: `/_fleetdr-rgw/...` is the lab's control of the stores
     (bearer token), everything else goes to moto as before.
 
     PUT    stores/<sid>                          -> {"port"}           (idempotent)

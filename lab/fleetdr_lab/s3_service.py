@@ -33,7 +33,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from .s3_rgw import TOKEN_ENV
+from .s3_rgw import CONTROL_PREFIX, TOKEN_ENV
 
 log = logging.getLogger("fleetdr_lab.s3_service")
 
@@ -193,7 +193,7 @@ class ObjectStore:
 
     def rgw(self, method: str, *parts: str, **query: str):
         """(status, JSON answer) of one call of the child's object-store control API (s3_rgw.ControlApp)."""
-        path = "/fleetdr-rgw/" + "/".join(urllib.parse.quote(p, safe="") for p in parts)
+        path = CONTROL_PREFIX + "/".join(urllib.parse.quote(p, safe="") for p in parts)
         if query:
             path += "?" + urllib.parse.urlencode(query)
         conn = http.client.HTTPConnection(self.host, self.port, timeout=30)

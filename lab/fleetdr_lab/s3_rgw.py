@@ -8,7 +8,9 @@ application is `StoreApp`:
 - authentication: the request's AWS signature (SigV4 in the Authorization header or a presigned
   query, SigV2 likewise) is checked against the secret of the store user named by its access key:
   an unknown key is 403 InvalidAccessKeyId, a wrong signature 403 SignatureDoesNotMatch, an
-  unsigned request is anonymous (403 AccessDenied: no public buckets here);
+  unsigned request is anonymous (403 AccessDenied: no public buckets here). Simplifications: the
+  payload hash is taken as the client states it (x-amz-content-sha256, not re-hashed), the request
+  time is not checked against a clock skew (a presigned URL's expiry is);
 - authorization by ownership: only a bucket's owner may use it (403 AccessDenied for everybody
   else, as RGW answers without ACL grants or a bucket policy); CopyObject/UploadPartCopy also need
   the source bucket; ListBuckets lists the caller's own buckets;

@@ -298,3 +298,15 @@ def test_signature_version_2_requests_and_urls(gateways):
                          aws_secret_access_key="wrong", config=Config(signature_version="s3", retries={"max_attempts": 1},
                                                                       s3={"addressing_style": "path"}))
     assert _code(lambda: wrong.list_objects(Bucket="old-style")) == "SignatureDoesNotMatch"
+
+
+def test_a_user_secret_with_other_keys_is_brought_back_to_the_gateways_key(gateways):
+    """As after a Velero restore of the Secret from another cluster: the operator's next look at the user rewrites it."""
+    keys = gateways.user("c2", "objects", "restored")
+    core, name = gateways.core("c2"), "rook-ceph-object-user-objects-restored"
+    core.patch_namespaced_secret(name, NS, {"stringData": {"AccessKey": "FROMANOTHERCLUSTER00", "SecretKey": "x" * 40}})
+    gateways.custom("c2").patch_namespaced_custom_object(GROUP, VERSION, NS, "cephobjectstoreusers", "restored",
+                                                         {"metadata": {"annotations": {"touched": "yes"}}})
+    wait_for(lambda: _decoded(core.read_namespaced_secret(name, NS))["AccessKey"] == keys[0], "the Secret holding the gateway's key")
+    assert _decoded(core.read_namespaced_secret(name, NS))["SecretKey"] == keys[1]
+    gateways.s3("c2", "objects", keys).list_buckets()

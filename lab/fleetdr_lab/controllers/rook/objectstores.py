@@ -19,6 +19,7 @@ that address for clients on the lab host.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import uuid
 
@@ -148,7 +149,7 @@ class CephObjectStoreUserController(RookController):
         objectstore = self.cluster.lab.objectstore
         store_name = (user.get("spec") or {}).get("store")
         if is_deleting(user):
-            if store_name:   # the RGW user goes, its buckets stay (Rook removes the user without purge-data)
+            if store_name:   # the RGW user and its key go; buckets it owned stay in the store
                 await _blocking(objectstore.rgw, "DELETE", "stores", store_id(self.cluster, ns, store_name), "users", name)
             user = self.store.get(GROUP, "cephobjectstoreusers", ns, name)
             user["metadata"]["finalizers"] = [f for f in user["metadata"].get("finalizers") or [] if f != USER_FINALIZER]
@@ -164,14 +165,21 @@ class CephObjectStoreUserController(RookController):
             self.enqueue_after(1.0, key)
             return
         secret_name = f"rook-ceph-object-user-{store_name}-{name}"
-        if self.store.get_or_none("", "secrets", ns, secret_name) is None:
-            display = (user.get("spec") or {}).get("displayName") or name
-            key_id, secret = await _blocking(objectstore.rgw_user, store_id(self.cluster, ns, store_name), name, display)
+        # Rook object/user/controller.go: the RGW user is made if the gateway lacks it (its existing key otherwise),
+        # then the Secret is created or brought to that key (e.g. a Secret restored from another cluster's backup)
+        display = (user.get("spec") or {}).get("displayName") or name
+        key_id, secret = await _blocking(objectstore.rgw_user, store_id(self.cluster, ns, store_name), name, display)
+        data = {"AccessKey": key_id, "SecretKey": secret, "Endpoint": store["status"]["info"]["endpoint"]}
+        current = self.store.get_or_none("", "secrets", ns, secret_name)
+        if current is None:
             self.store.create("", "secrets", ns, {
                 "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/rook",
                 "metadata": {"name": secret_name, "namespace": ns, "ownerReferences": [owner_reference(user)],
                              "labels": {"app": "rook-ceph-rgw", "user": name, "rook_cluster": ns, "rook_object_store": store_name}},
-                "stringData": {"AccessKey": key_id, "SecretKey": secret, "Endpoint": store["status"]["info"]["endpoint"]}})
+                "stringData": data})
+        elif dict((k, base64.b64decode(v).decode()) for k, v in (current.get("data") or {}).items() if k in data) != data:
+            current["data"] = dict(current.get("data") or {}, **dict((k, base64.b64encode(v.encode()).decode()) for k, v in data.items()))
+            self.store.update("", "secrets", ns, secret_name, current)
         user = self.store.get(GROUP, "cephobjectstoreusers", ns, name)
         want = {"phase": "Ready", "info": {"secretName": secret_name}, "observedGeneration": user["metadata"].get("generation", 1)}
         if user.get("status") != want:

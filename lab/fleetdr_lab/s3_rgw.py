@@ -11,9 +11,11 @@ application is `StoreApp`:
   unsigned request is anonymous (403 AccessDenied: no public buckets here). Simplifications: the
   payload hash is taken as the client states it (x-amz-content-sha256, not re-hashed), the request
   time is not checked against a clock skew (a presigned URL's expiry is);
-- authorization by ownership: only a bucket's owner may use it (403 AccessDenied for everybody
-  else, as RGW answers without ACL grants or a bucket policy); CopyObject/UploadPartCopy also need
-  the source bucket; ListBuckets lists the caller's own buckets;
+- authorization: a bucket's policy first (an explicit Deny stops even the owner; an Allow lets
+  another user, or anybody for Principal "*", do the object and listing actions it names), then
+  ownership: only the owner may use the bucket otherwise (403 AccessDenied; ACL grants are not
+  emulated). CopyObject/UploadPartCopy also need GetObject on the source; ListBuckets lists the
+  caller's own buckets; bucket configuration (policy, versioning, ...) is the owner's only;
 - CreateBucket of a name the store holds: 409 BucketAlreadyExists under another owner, 200 for the
   owner (radosgw's default, `rgw_bucket_eexist_override` false: src/rgw/rgw_op.cc
   RGWCreateBucket::send_response);
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import calendar
+import fnmatch
 import hashlib
 import hmac
 import json
@@ -176,6 +179,7 @@ class Store:
         self.lock = threading.Lock()
         self.server = None
         self.connections: set = set()
+        self.policies: dict[str, tuple] = {}
 
     @property
     def port(self) -> int:
@@ -221,6 +225,21 @@ class Store:
             self.buckets[name] = Bucket(name, owner, internal)
             self.internal[internal] = name
 
+    def policy(self, bucket: Bucket) -> dict | None:
+        """The bucket's policy (PutBucketPolicy, kept by moto), parsed once per version of it."""
+        moto_bucket = _moto_backend().buckets.get(bucket.internal)
+        raw = getattr(moto_bucket, "policy", None)
+        if not raw:
+            return None
+        cached = self.policies.get(bucket.internal)
+        if cached is None or cached[0] is not raw:
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = {}
+            cached = self.policies[bucket.internal] = (raw, parsed if isinstance(parsed, dict) else {})
+        return cached[1]
+
     def forget_bucket(self, internal: str) -> None:
         with self.lock:
             name = self.internal.pop(internal, None)
@@ -258,6 +277,63 @@ def _purge(backend, moto_bucket) -> None:
         del moto_bucket.multiparts[upload]
     s3_backends.bucket_accounts.pop(moto_bucket.name, None)
     backend.buckets.pop(moto_bucket.name, None)
+
+
+def _action(method: str, key: str, sub: set) -> str | None:
+    """The S3 action a request is, for bucket policies (None: one only the owner may do here)."""
+    if key:
+        if method in ("GET", "HEAD"):
+            if "uploadId" in sub:
+                return "s3:ListMultipartUploadParts"
+            return "s3:GetObjectTagging" if "tagging" in sub else "s3:GetObjectAcl" if "acl" in sub else "s3:GetObject"
+        if method in ("PUT", "POST"):
+            return "s3:PutObjectTagging" if "tagging" in sub else "s3:PutObjectAcl" if "acl" in sub else "s3:PutObject"
+        if method == "DELETE":
+            return "s3:AbortMultipartUpload" if "uploadId" in sub else "s3:DeleteObjectTagging" if "tagging" in sub \
+                else "s3:DeleteObject"
+        return None
+    if method == "HEAD" or method == "GET" and not sub & {"acl", "policy", "versioning", "tagging", "lifecycle", "cors", "website",
+                                                          "encryption", "replication", "object-lock", "logging", "notification"}:
+        return ("s3:ListBucketVersions" if "versions" in sub else "s3:ListBucketMultipartUploads" if "uploads" in sub
+                else "s3:GetBucketLocation" if "location" in sub else "s3:ListBucket")
+    if method == "POST" and "delete" in sub:
+        return "s3:DeleteObject"
+    return None
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _principal_matches(principal, user: User | None) -> bool:
+    if principal == "*":
+        return True
+    if not isinstance(principal, dict):
+        return False
+    for arn in _listed(principal.get("AWS", [])):
+        if arn == "*" or user is not None and isinstance(arn, str) and arn.endswith(":user/" + user.uid):
+            return True
+    return False
+
+
+def _policy_decision(policy: dict, user: User | None, action: str, resource: str) -> str | None:
+    """"deny", "allow" or None (no statement applies) - src/rgw/rgw_iam_policy.cc Policy::eval: an explicit
+    Deny wins. Statements with a Condition, NotPrincipal, NotAction or NotResource are not evaluated here."""
+    decision = None
+    for statement in _listed(policy.get("Statement") or []):
+        if not isinstance(statement, dict) or {"Condition", "NotPrincipal", "NotAction", "NotResource"} & set(statement):
+            continue
+        if not _principal_matches(statement.get("Principal"), user):
+            continue
+        if not any(fnmatch.fnmatchcase(action.lower(), str(a).lower()) for a in _listed(statement.get("Action") or [])):
+            continue
+        if not any(fnmatch.fnmatchcase(resource, str(r)) for r in _listed(statement.get("Resource") or [])):
+            continue
+        if statement.get("Effect") == "Deny":
+            return "deny"
+        if statement.get("Effect") == "Allow":
+            decision = "allow"
+    return decision
 
 
 class StoreApp:
@@ -372,11 +448,18 @@ class StoreApp:
 
     # -- authorization and forwarding -------------------------------------------------------------------
 
-    def _owned(self, name: str, user: User | None) -> Bucket:
+    def _authorize(self, name: str, user: User | None, action: str | None, key: str = "") -> Bucket:
+        """The bucket if `user` may do `action` on it: its owner may, unless the bucket policy denies it;
+        anybody else only where the bucket policy allows it (rgw_op.cc verify_bucket_permission)."""
         bucket = self.store.buckets.get(name)
         if bucket is None:
             raise S3Error(404, "NoSuchBucket", bucket=name)
-        if user is None or bucket.owner != user.uid:
+        decision = None
+        if action is not None:
+            policy = self.store.policy(bucket)
+            if policy is not None:
+                decision = _policy_decision(policy, user, action, f"arn:aws:s3:::{name}" + (f"/{key}" if key else ""))
+        if decision == "deny" or decision is None and (user is None or bucket.owner != user.uid):
             raise S3Error(403, "AccessDenied", bucket=name)
         return bucket
 
@@ -400,12 +483,14 @@ class StoreApp:
             self.store.create_bucket(name, user.uid)
             start_response("200 OK", [("Location", "/" + name), ("Content-Length", "0"), ("x-amz-request-id", request_id)])
             return []
-        bucket = self._owned(name, user)
+        bucket = self._authorize(name, user, _action(method, key, sub), key.encode("latin-1").decode("utf-8", "replace"))
         forward = dict(environ)
         copy_source = environ.get("HTTP_X_AMZ_COPY_SOURCE")
         if copy_source:
             source_name, _, rest = copy_source.lstrip("/").partition("/")
-            forward["HTTP_X_AMZ_COPY_SOURCE"] = "/" + self._owned(urllib.parse.unquote(source_name), user).internal + "/" + rest
+            source_key = urllib.parse.unquote(rest.partition("?")[0])
+            source = self._authorize(urllib.parse.unquote(source_name), user, "s3:GetObject", source_key)
+            forward["HTTP_X_AMZ_COPY_SOURCE"] = "/" + source.internal + "/" + rest
         forward["PATH_INFO"] = "/" + bucket.internal + slash + key
         tail = raw_path.lstrip("/").partition("/")
         forward_query = "&".join(p for p in query.split("&") if p and p.partition("=")[0].lower() not in _SIGNING_PARAMS)

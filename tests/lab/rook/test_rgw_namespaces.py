@@ -14,6 +14,7 @@ Upstream: src/rgw/rgw_op.cc (RGWCreateBucket, verify_bucket_permission: owner or
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import time
 import urllib.error
@@ -310,3 +311,35 @@ def test_a_user_secret_with_other_keys_is_brought_back_to_the_gateways_key(gatew
     wait_for(lambda: _decoded(core.read_namespaced_secret(name, NS))["AccessKey"] == keys[0], "the Secret holding the gateway's key")
     assert _decoded(core.read_namespaced_secret(name, NS))["SecretKey"] == keys[1]
     gateways.s3("c2", "objects", keys).list_buckets()
+
+
+def test_a_bucket_policy_grants_and_denies(gateways):
+    """RGW evaluates a bucket's policy before ownership: Allow lets another user (or anybody: "*") in for the actions
+    it names, an explicit Deny stops even the owner (rgw_op.cc verify_bucket_permission, rgw_iam_policy.cc)."""
+    dave = gateways.s3("c1", "objects", gateways.user("c1", "objects", "dave"))
+    erin = gateways.s3("c1", "objects", gateways.user("c1", "objects", "erin"))
+    dave.create_bucket(Bucket="shared")
+    dave.put_object(Bucket="shared", Key="doc.txt", Body=b"dave's")
+    dave.put_object(Bucket="shared", Key="public/readme", Body=b"anyone")
+    assert _code(lambda: erin.get_object(Bucket="shared", Key="doc.txt")) == "AccessDenied"
+    dave.put_bucket_policy(Bucket="shared", Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam:::user/erin"]}, "Action": ["s3:GetObject", "s3:ListBucket"],
+         "Resource": ["arn:aws:s3:::shared", "arn:aws:s3:::shared/*"]},
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::shared/public/*"},
+        {"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam:::user/dave"}, "Action": "s3:DeleteObject",
+         "Resource": "arn:aws:s3:::shared/doc.txt"}]}))
+    assert erin.get_object(Bucket="shared", Key="doc.txt")["Body"].read() == b"dave's"
+    assert sorted(o["Key"] for o in erin.list_objects_v2(Bucket="shared")["Contents"]) == ["doc.txt", "public/readme"]
+    assert _code(lambda: erin.put_object(Bucket="shared", Key="erin.txt", Body=b"x")) == "AccessDenied"
+    assert _code(lambda: erin.get_bucket_policy(Bucket="shared")) == "AccessDenied"
+    assert "shared" not in [b["Name"] for b in erin.list_buckets()["Buckets"]]   # still dave's bucket
+    with urllib.request.urlopen(gateways.endpoint("c1", "objects") + "/shared/public/readme", timeout=10) as response:
+        assert response.read() == b"anyone"
+    with pytest.raises(urllib.error.HTTPError) as anonymous:
+        urllib.request.urlopen(gateways.endpoint("c1", "objects") + "/shared/doc.txt", timeout=10)
+    assert anonymous.value.code == 403
+    assert _code(lambda: dave.delete_object(Bucket="shared", Key="doc.txt")) == "AccessDenied"
+    dave.delete_object(Bucket="shared", Key="public/readme")      # not denied: the owner's
+    dave.delete_bucket_policy(Bucket="shared")
+    assert _code(lambda: erin.get_object(Bucket="shared", Key="doc.txt")) == "AccessDenied"
+    dave.delete_object(Bucket="shared", Key="doc.txt")

@@ -7,7 +7,7 @@ own users and its own bucket namespace (s3_rgw.py), so two stores (of one cluste
 have their own bucket `velero`. A CephObjectStoreUser is an RGW user of its store (user ID = the
 CR's name) with one key; a bucket claim gets its own user (`obc-<ns>-<name>-<claim uid>`) and the
 bucket, owned by that user. Only a bucket's owner can use it (AccessDenied for every other user of
-the store, as RGW without ACL grants or bucket policies), a name another user of the store owns is
+the store) unless the bucket's policy grants more, a name another user of the store owns is
 409 BucketAlreadyExists (the claim stays Pending and retries), and a key of one store is unknown to
 every other (InvalidAccessKeyId). Objects are real S3 objects boto3 can read.
 In-cluster clients reach a store at `http://rook-ceph-rgw-<store>.<ns>.svc:<port>`: a Ready store

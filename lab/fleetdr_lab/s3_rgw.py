@@ -90,7 +90,8 @@ class S3Error(Exception):
         self.status, self.code, self.message, self.bucket = status, code, message, bucket
 
 
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict"}
+_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 409: "Conflict"}
 
 
 def _error_response(err: S3Error, start_response, request_id: str, head: bool = False):
@@ -243,6 +244,7 @@ class Store:
     def forget_bucket(self, internal: str) -> None:
         with self.lock:
             name = self.internal.pop(internal, None)
+            self.policies.pop(internal, None)
             if name is not None:
                 self.buckets.pop(name, None)
 
@@ -259,6 +261,7 @@ class Store:
                 _purge(backend, moto_bucket)
             self.buckets.pop(name, None)
             self.internal.pop(bucket.internal, None)
+            self.policies.pop(bucket.internal, None)
             return True
 
     def remove_all(self) -> None:

@@ -136,8 +136,8 @@ class User:
     def __init__(self, uid: str, display_name: str):
         self.uid, self.display_name = uid, display_name
         # RGW's key shapes: a 20-character upper-case access key, a 40-character secret
-        self.access_key = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(20))
-        self.secret_key = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
+        self.access_key = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _position in range(20))
+        self.secret_key = "".join(secrets.choice(string.ascii_letters + string.digits) for _position in range(40))
         self._keys: dict[tuple[str, str, str], bytes] = {}
 
     def signing_key(self, date: str, region: str, service: str) -> bytes:

@@ -466,6 +466,14 @@ def cmd_rook_manifests(args) -> int:
     return EXIT_OK
 
 
+def cmd_rook_endpoint(args) -> int:
+    state = require_running(args.paths.dir)
+    require_cluster(state, args.cluster)
+    body = {"cluster": args.cluster, "namespace": args.namespace, "store": args.store}
+    print(control(state, "POST", "/rook/endpoint", body)["endpoint"])
+    return EXIT_OK
+
+
 def cmd_rook_health(args) -> int:
     state = require_running(args.paths.dir)
     require_cluster(state, args.cluster)
@@ -613,6 +621,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--message", default=None)
     rp.add_argument("--namespace", default="rook-ceph")
     rp.set_defaults(func=cmd_rook_health, subparser=rp)
+    rp = rsub.add_parser("endpoint", help="print the S3 endpoint of a Ready CephObjectStore on the lab host", parents=[common])
+    rp.add_argument("cluster", metavar="CLUSTER")
+    rp.add_argument("store", metavar="STORE")
+    rp.add_argument("--namespace", default="rook-ceph")
+    rp.set_defaults(func=cmd_rook_endpoint, subparser=rp)
     rp = rsub.add_parser("osd-down", help="take the first N OSDs down (0 brings them back)", parents=[common])
     rp.add_argument("cluster", metavar="CLUSTER")
     rp.add_argument("count", type=int)

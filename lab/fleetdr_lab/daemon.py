@@ -493,9 +493,21 @@ async def _images_show(lab: Lab, body: dict):
     return images.POLICY.rules()
 
 
+async def _rook_endpoint(lab: Lab, body: dict):
+    """`POST /rook/endpoint {"cluster", "namespace", "store"}`: where clients on the lab host reach a Ready
+    CephObjectStore's S3 API (what `http://rook-ceph-rgw-<store>.<ns>.svc` is inside the cluster)."""
+    body = body or {}
+    cluster = lab.cluster(body.get("cluster"))
+    ns, store = body.get("namespace") or "rook-ceph", body.get("store") or ""
+    endpoint = cluster.service_addresses.get((ns, f"rook-ceph-rgw-{store}"))
+    if not endpoint:
+        raise ControlError(404, f"no Ready CephObjectStore {ns}/{store} in cluster {cluster.name!r}", "not_found")
+    return {"cluster": cluster.name, "namespace": ns, "store": store, "endpoint": endpoint}
+
+
 for _method, _path, _handler in (
         ("POST", "/images", _images), ("GET", "/images", _images_show),
-        ("POST", "/rook/health", _rook_health),
+        ("POST", "/rook/health", _rook_health), ("POST", "/rook/endpoint", _rook_endpoint),
         ("GET", "/status", _status), ("POST", "/seed", _seed), ("POST", "/fault", _fault),
         ("GET", "/clock", _clock_show), ("POST", "/clock/advance", _clock_advance),
         ("POST", "/s3/revoke", _s3_revoke), ("POST", "/s3/restore", _s3_restore),

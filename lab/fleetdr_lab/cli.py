@@ -38,7 +38,7 @@ exit codes:
   2  bad input: usage error, N < 1, unknown app, bad fault/duration value,
      or `up` with a different --clusters/--nodes while a lab is running in --dir
   3  a port is in use (the message names it)
-  4  no lab is running in --dir (down, status, seed, fault, clock, velero, s3)
+  4  no lab is running in --dir (down, status, seed, fault, clock, image, velero, s3)
   5  unknown cluster
 """
 
@@ -466,6 +466,14 @@ def cmd_rook_manifests(args) -> int:
     return EXIT_OK
 
 
+def cmd_rook_endpoint(args) -> int:
+    state = require_running(args.paths.dir)
+    require_cluster(state, args.cluster)
+    body = {"cluster": args.cluster, "namespace": args.namespace, "store": args.store}
+    print(control(state, "POST", "/rook/endpoint", body)["endpoint"])
+    return EXIT_OK
+
+
 def cmd_rook_health(args) -> int:
     state = require_running(args.paths.dir)
     require_cluster(state, args.cluster)
@@ -476,6 +484,24 @@ def cmd_rook_health(args) -> int:
         body.update(health="HEALTH_WARN" if args.count else None, message=f"{args.count} osds down" if args.count else None,
                     down_osds=args.count)
     print(json.dumps(control(state, "POST", "/rook/health", body), indent=2))
+    return EXIT_OK
+
+
+def cmd_image(args) -> int:
+    state = require_running(args.paths.dir)
+    if args.image_command == "show":
+        result = control(state, "GET", "/images")
+    else:
+        if args.cluster:
+            require_cluster(state, args.cluster)
+        body = {"action": args.image_command, "pattern": args.pattern, "cluster": args.cluster}
+        result = control(state, "POST", "/images", body)
+    rules = [("lab-wide", r) for r in result["lab"]] + [
+        (c, r) for c, rs in result["clusters"].items() for r in rs]
+    for scope, rule in rules:
+        print(f"{scope:<10} {rule['verdict']:<6} {rule['pattern']}")
+    if not rules:
+        print("no rules: the built-in catalogue (public registries pull, others do not)")
     return EXIT_OK
 
 
@@ -595,11 +621,30 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--message", default=None)
     rp.add_argument("--namespace", default="rook-ceph")
     rp.set_defaults(func=cmd_rook_health, subparser=rp)
+    rp = rsub.add_parser("endpoint", help="print the S3 endpoint of a Ready CephObjectStore on the lab host", parents=[common])
+    rp.add_argument("cluster", metavar="CLUSTER")
+    rp.add_argument("store", metavar="STORE")
+    rp.add_argument("--namespace", default="rook-ceph")
+    rp.set_defaults(func=cmd_rook_endpoint, subparser=rp)
     rp = rsub.add_parser("osd-down", help="take the first N OSDs down (0 brings them back)", parents=[common])
     rp.add_argument("cluster", metavar="CLUSTER")
     rp.add_argument("count", type=int)
     rp.add_argument("--namespace", default="rook-ceph")
     rp.set_defaults(func=cmd_rook_health, subparser=rp)
+
+    p = add("image", None, "which images the kubelets can pull: public registries by default; "
+            "deny or allow an image, repository or registry, lab-wide or for one cluster")
+    isub = p.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    for action, text in (("deny", "pulls of matching images fail (ErrImagePull, then ImagePullBackOff)"),
+                         ("allow", "matching images pull (overrides a deny of a wider scope)")):
+        ip = isub.add_parser(action, help=text, description=text, parents=[common])
+        ip.add_argument("pattern", metavar="REGISTRY_OR_IMAGE",
+                        help="a registry (quay.io, registry.example.com:5000), a repository (busybox, velero/*) "
+                             "or an image (busybox:1.36)")
+        ip.add_argument("--cluster", default=None, metavar="C", help="only on this cluster (default: the whole lab)")
+        ip.set_defaults(func=cmd_image, subparser=ip)
+    ip = isub.add_parser("show", help="print the rules", parents=[common])
+    ip.set_defaults(func=cmd_image, subparser=ip)
 
     p = add("s3", None, "object-store faults")
     ssub = p.add_subparsers(dest="s3_command", required=True, metavar="ACTION")

@@ -2,13 +2,21 @@
 
 Everything time-driven in the lab (timestamps, TTLs, schedules) reads `Clock.now()`; waiters use
 `await clock.sleep_until(t)`, which returns early when an advance moves the clock past `t`.
+Callbacks that must run at a lab time (a container's `sleep 600` ending, a CrashLoopBackOff wait)
+use `clock.call_at(t, fn, *args)`: one heap of lab-time deadlines for the whole lab with a single
+loop timer armed for the earliest, re-armed by each advance (no task or sleeper per waiter).
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import heapq
+import itertools
+import logging
 import re
 import time
+
+log = logging.getLogger("fleetdr_lab.clock")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
@@ -54,10 +62,25 @@ def _to_epoch(t: float | dt.datetime) -> float:
     return float(t)
 
 
+class LabTimer:
+    __slots__ = ("when", "fn", "args", "cancelled")
+
+    def __init__(self, when, fn, args):
+        self.when, self.fn, self.args, self.cancelled = when, fn, args, False
+
+    def cancel(self):
+        self.cancelled = True
+
+
 class Clock:
     def __init__(self, offset_seconds: float = 0.0):
         self.offset_seconds = float(offset_seconds)
         self._advanced: asyncio.Event | None = None
+        self._heap: list = []              # (lab time, seq, LabTimer)
+        self._seq = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_for: float | None = None  # lab time the loop timer is armed for
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def time(self) -> float:
         """Lab time as a POSIX timestamp."""
@@ -75,7 +98,55 @@ class Clock:
         if self._advanced is not None:
             self._advanced.set()
             self._advanced = None
+        if self._heap and self._loop is not None:  # deadlines the advance passed fire now
+            self._rearm(force=True)
         return self.now()
+
+    # -- callbacks at a lab time ---------------------------------------------------------------
+    def call_at(self, t: float | dt.datetime, fn, *args) -> "LabTimer":
+        """Run fn(*args) on the loop once the lab clock reaches `t` (at once if it has); an
+        advance past `t` runs it right away. Returns a handle with .cancel()."""
+        self._loop = asyncio.get_running_loop()
+        entry = LabTimer(_to_epoch(t), fn, args)
+        heapq.heappush(self._heap, (entry.when, next(self._seq), entry))
+        self._rearm()
+        return entry
+
+    def call_later(self, seconds: float, fn, *args) -> "LabTimer":
+        """fn(*args) after `seconds` of lab time."""
+        return self.call_at(self.time() + max(0.0, seconds), fn, *args)
+
+    def timers_pending(self) -> int:
+        return sum(1 for _, _, e in self._heap if not e.cancelled)
+
+    def _rearm(self, force: bool = False):
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
+        if not self._heap:
+            return
+        when = self._heap[0][0]
+        if not force and self._armed_for is not None and self._armed_for <= when:
+            return
+        if self._handle:
+            self._handle.cancel()
+        self._armed_for = when
+        self._handle = self._loop.call_later(max(0.0, when - self.time()), self._fire)
+
+    def _fire(self):
+        self._handle = None
+        self._armed_for = None
+        now = self.time()
+        while self._heap and self._heap[0][0] <= now:
+            _, _, entry = heapq.heappop(self._heap)
+            if entry.cancelled:
+                continue
+            try:
+                result = entry.fn(*entry.args)
+                if asyncio.iscoroutine(result):
+                    asyncio.ensure_future(result)
+            except Exception:  # a broken callback must not stop the others
+                log.exception("lab-clock callback %r failed", entry.fn)
+        self._rearm()
 
     def _event(self) -> asyncio.Event:
         if self._advanced is None:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .api import make_app
 from .controllers import install_default_controllers
+from .rbac import RbacEscalationCheck, bootstrap_policy
 from .controllers.base import supervise
 from .controllers.rook import install as install_rook, status as rook_status
 from .controllers.velero import install as install_velero
@@ -84,6 +85,7 @@ class Cluster:
         self.log = logging.getLogger(f"fleetdr_lab.cluster.{name}")
         self.kube_version = KUBE_VERSION
         self.store = new_store(clock=lab.clock)
+        self.store.register(RbacEscalationCheck(self))
         self.controllers: list = []
         self._controller_tasks: list[asyncio.Task] = []
         self._started = False
@@ -124,6 +126,8 @@ class Cluster:
         for ns in BOOTSTRAP_NAMESPACES:
             store.apply_object({"apiVersion": "v1", "kind": "Namespace",
                                 "metadata": {"name": ns}})
+        for obj in bootstrap_policy():
+            store.apply_object(obj)
         region = self.labels["region"]
         for i in range(1, self.node_count + 1):
             self._bootstrap_node(f"{self.name}-node-{i}", region,

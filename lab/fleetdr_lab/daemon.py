@@ -37,6 +37,7 @@ from .clock import Clock
 from .cluster import Cluster
 from .controllers.rook import cluster as rook_cluster
 from .controllers.velero import sync as velero_sync
+from .controllers.workloads import images
 from .s3_service import ObjectStore
 
 log = logging.getLogger("fleetdr_lab.daemon")
@@ -473,8 +474,40 @@ async def _rook_health(lab: Lab, body: dict):
     return {"cluster": cluster.name, "health": body.get("health"), "down_osds": body.get("down_osds")}
 
 
+async def _images(lab: Lab, body: dict):
+    """`POST /images {"action": "deny"|"allow", "pattern", "cluster"|null}`: a rule of the image
+    catalogue, lab-wide or for one cluster (controllers/workloads/images.py); answers the rules."""
+    body = body or {}
+    cluster = body.get("cluster")
+    if cluster:
+        lab.cluster(cluster)  # 404 for an unknown cluster
+    try:
+        images.POLICY.set_rule(body.get("action"), body.get("pattern"), cluster or None)
+    except ValueError as exc:
+        raise ControlError(400, str(exc), "bad_request") from None
+    log.info("image %s %s%s", body.get("action"), body.get("pattern"), f" on {cluster}" if cluster else "")
+    return images.POLICY.rules()
+
+
+async def _images_show(lab: Lab, body: dict):
+    return images.POLICY.rules()
+
+
+async def _rook_endpoint(lab: Lab, body: dict):
+    """`POST /rook/endpoint {"cluster", "namespace", "store"}`: where clients on the lab host reach a Ready
+    CephObjectStore's S3 API (what `http://rook-ceph-rgw-<store>.<ns>.svc` is inside the cluster)."""
+    body = body or {}
+    cluster = lab.cluster(body.get("cluster"))
+    ns, store = body.get("namespace") or "rook-ceph", body.get("store") or ""
+    endpoint = cluster.service_addresses.get((ns, f"rook-ceph-rgw-{store}"))
+    if not endpoint:
+        raise ControlError(404, f"no Ready CephObjectStore {ns}/{store} in cluster {cluster.name!r}", "not_found")
+    return {"cluster": cluster.name, "namespace": ns, "store": store, "endpoint": endpoint}
+
+
 for _method, _path, _handler in (
-        ("POST", "/rook/health", _rook_health),
+        ("POST", "/images", _images), ("GET", "/images", _images_show),
+        ("POST", "/rook/health", _rook_health), ("POST", "/rook/endpoint", _rook_endpoint),
         ("GET", "/status", _status), ("POST", "/seed", _seed), ("POST", "/fault", _fault),
         ("GET", "/clock", _clock_show), ("POST", "/clock/advance", _clock_advance),
         ("POST", "/s3/revoke", _s3_revoke), ("POST", "/s3/restore", _s3_restore),

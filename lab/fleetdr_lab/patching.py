@@ -9,6 +9,7 @@ are replaced; the directives `$patch` (replace/delete/merge), `$retainKeys`,
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii as _encode_str
 
 import jsonpatch
 
@@ -258,12 +259,237 @@ def field_set(obj, kind: str | None, builtin: bool, path: tuple = (), names: tup
             if strategy == "merge":
                 for item in v:
                     if isinstance(item, dict) and key in item:
-                        ip = p + (("k", json.dumps({key: item[key]}, sort_keys=True)),)
+                        ip = p + (("k", _item_key(item, key)),)
                         out.add(ip)
                         out |= field_set(item, kind, builtin, ip, names + (k,))
             elif strategy == "set":
-                out |= {p + (("v", json.dumps(x, sort_keys=True)),) for x in v}
+                out |= {p + (("v", _value_key(x)),) for x in v}
     return out
+
+
+# lists whose listMapKeys (server-side apply) are more than their patchMergeKey
+_MAP_KEYS = {"containerPort": ("containerPort", "protocol"), "port": ("port", "protocol"),
+             "topologyKey": ("topologyKey", "whenUnsatisfiable")}
+
+
+def _item_key(item: dict, key: str) -> str:
+    """A keyed list item's FieldsV1 key, `{"name":"c"}`, `{"port":80,"protocol":"TCP"}`
+    (its listMapKeys in Go's compact JSON)."""
+    keys = _MAP_KEYS.get(key)
+    if keys is not None:
+        return json.dumps({k: item[k] for k in keys if k in item}, separators=(",", ":"))
+    v = item[key]
+    if isinstance(v, str):
+        return f'{{"{key}":{_encode_str(v)}}}'
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f'{{"{key}":{v}}}'
+    return json.dumps({key: v}, separators=(",", ":"))
+
+
+def _value_key(x) -> str:
+    return json.dumps(x, sort_keys=True, separators=(",", ":"))
+
+
+_MISSING = object()
+
+
+def diff_fields(old: dict, new: dict, kind: str | None, builtin: bool, changed: set,
+                removed: set, path: tuple = (), names: tuple = (),
+                atomic=frozenset()) -> None:
+    """Add to `changed` the fields an Update operation sets going from old to new (leaves that
+    differ, and maps / list items that appear, with everything under them) and to `removed`
+    the ones that go (structured-merge-diff typed.Compare: Added+Modified, Removed). Subtrees
+    equal in both are skipped at C speed, so a small change to a big object stays cheap."""
+    for k, v in new.items():
+        ov = old.get(k, _MISSING)
+        if ov is v:
+            continue
+        if ov is _MISSING:
+            if atomic and names + (k,) in atomic:
+                changed.add(path + (("f", k),))   # an atomic struct (label selector): one leaf
+            else:
+                changed |= field_set({k: v}, kind, builtin, path, names)
+            continue
+        if ov == v:
+            continue
+        p = path + (("f", k),)
+        if atomic and names + (k,) in atomic:
+            changed.add(p)
+        elif isinstance(v, dict) and isinstance(ov, dict):
+            diff_fields(ov, v, kind, builtin, changed, removed, p, names + (k,), atomic)
+        elif isinstance(v, list) and isinstance(ov, list) and builtin and v and ov:
+            _diff_items(ov, v, kind, changed, removed, p, names + (k,), atomic)
+        else:
+            changed.add(p)
+            if isinstance(ov, (dict, list)) and ov:
+                removed |= field_set({k: ov}, kind, builtin, path, names) - {p}
+    for k, ov in old.items():
+        if k not in new:
+            removed |= field_set({k: ov}, kind, builtin, path, names)
+
+
+def _diff_items(old: list, new: list, kind, changed: set, removed: set, p: tuple,
+                names: tuple, atomic) -> None:
+    strategy, key = list_strategy(names, kind)
+    if strategy == "set":
+        before, after = {_value_key(x) for x in old}, {_value_key(x) for x in new}
+        changed |= {p + (("v", x),) for x in after - before}
+        removed |= {p + (("v", x),) for x in before - after}
+        return
+    if strategy != "merge" or not all(isinstance(x, dict) and key in x for x in old) or \
+            not all(isinstance(x, dict) and key in x for x in new):
+        changed.add(p)  # an atomic list is one leaf
+        return
+    before = {_item_key(x, key): x for x in old}
+    after = {_item_key(x, key): x for x in new}
+    for ik, item in after.items():
+        ip = p + (("k", ik),)
+        o = before.get(ik)
+        if o is None:
+            changed.add(ip)
+            changed |= field_set(item, kind, True, ip, names)
+        elif o != item:
+            diff_fields(o, item, kind, True, changed, removed, ip, names, atomic)
+    for ik, o in before.items():
+        if ik not in after:
+            ip = p + (("k", ik),)
+            removed.add(ip)
+            removed |= field_set(o, kind, True, ip, names)
+
+
+# FieldsV1 trees are edited in place below (callers own the copies): a path is a tuple of
+# (type, key) elements; its tree key is "type:key".
+
+def tree_has_any(tree: dict, paths) -> bool:
+    """True when tree (a FieldsV1 dict) holds one of paths."""
+    for p in paths:
+        node = tree
+        for t, k in p:
+            node = node.get(f"{t}:{k}")
+            if node is None:
+                break
+        else:
+            return True
+    return False
+
+
+def tree_copy(tree: dict, paths) -> dict:
+    """A copy of tree that tree_insert/tree_discard of paths may edit: only the nodes on those
+    paths are copied, the rest stays shared with tree (stored objects are never edited)."""
+    root = dict(tree)
+    copied = {id(root)}
+    for p in paths:
+        node = root
+        for t, k in p:
+            key = f"{t}:{k}"
+            sub = node.get(key)
+            if sub is None:
+                break
+            if id(sub) not in copied:
+                sub = node[key] = dict(sub)
+                copied.add(id(sub))
+            node = sub
+    return root
+
+
+def tree_discard(tree: dict, paths, whole: bool) -> None:
+    """Drop paths from a FieldsV1 tree: a leaf goes; a node with fields under it keeps them
+    unless `whole` (removed from the object: everything under it goes too). Maps left without
+    fields go as well (their ownership is only through their fields)."""
+    for p in paths:
+        trail = []
+        node = tree
+        for t, k in p:
+            trail.append((node, f"{t}:{k}"))
+            node = node.get(f"{t}:{k}")
+            if node is None:
+                break
+        if node is None:
+            continue
+        if whole or not node or set(node) == {"."}:
+            parent, key = trail.pop()
+            del parent[key]
+        else:
+            node.pop(".", None)
+            continue
+        while trail:
+            parent, key = trail.pop()
+            if parent[key]:
+                break
+            del parent[key]
+
+
+# A map, list or list item a write adds is itself a member of the writer's field set ("." in
+# FieldsV1: typed.Compare's Added for non-leaf nodes), except where the kind's empty object
+# already has it: `zero` holds those paths (map keys from the root; non-pointer structs and
+# non-omitempty lists of built-in kinds; empty for custom resources).
+
+def fields_tree(obj: dict, kind: str | None, builtin: bool, zero=frozenset(),
+                atomic=frozenset(), names: tuple = ()) -> dict:
+    """The FieldsV1 tree of every field of obj (what the manager of a create owns), built in
+    one pass with keys in the apiserver's order; the same fields as tree_insert(field_set())
+    into an empty tree. Null leaves of built-in kinds are what their empty object has."""
+    out = {}
+    for k in sorted(obj):
+        v = obj[k]
+        tv = type(v)
+        if tv is dict:
+            n = names + (k,)
+            if v and n not in atomic:
+                sub = fields_tree(v, kind, builtin, zero, atomic, n)
+                out["f:" + k] = {".": {}, **sub} if sub and n not in zero and \
+                    n != ("metadata",) else sub
+            else:
+                out["f:" + k] = {}
+        elif tv is list and v and builtin:
+            n = names + (k,)
+            strategy, key = list_strategy(n, kind)
+            if strategy == "merge":
+                items = {"k:" + _item_key(x, key): {".": {}, **fields_tree(x, kind, True, zero,
+                                                                           atomic, n)}
+                         for x in v if type(x) is dict and key in x}
+                items = {ik: items[ik] for ik in sorted(items)}
+            elif strategy == "set":
+                items = {"v:" + x: {} for x in sorted({_value_key(x) for x in v})}
+            else:
+                out["f:" + k] = {}
+                continue
+            out["f:" + k] = {".": {}, **items} if items and n not in zero else items
+        elif v is not None or not builtin:
+            out["f:" + k] = {}
+    return out
+
+
+def _order(node: dict) -> None:
+    items = sorted(node.items())   # "." sorts before "f:", "k:", "v:"
+    node.clear()
+    node.update(items)
+
+
+def tree_insert(tree: dict, paths, zero=frozenset()) -> None:
+    """Add paths to a FieldsV1 tree, in place, keeping the apiserver's key order ("." first,
+    then sorted); paths that get fields under them are marked "." unless in zero."""
+    touched: dict = {}
+    ends = []
+    for p in paths:
+        node = tree
+        for t, k in p:
+            key = t + ":" + k
+            sub = node.get(key)
+            if sub is None:
+                sub = node[key] = {}
+                touched[id(node)] = node
+            node = sub
+        ends.append((p, node))
+    for p, node in ends:   # once every path is in: the ones with fields under them
+        if node and "." not in node and (
+                p[-1][0] == "k" or p != (("f", "metadata"),)
+                and tuple(k for t, k in p if t == "f") not in zero):
+            node["."] = {}
+            touched[id(node)] = node
+    for node in touched.values():
+        if len(node) > 1:
+            _order(node)
 
 
 def to_fields_v1(paths: set) -> dict:

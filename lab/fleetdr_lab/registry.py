@@ -19,12 +19,14 @@ SUBRESOURCE_VERBS = {
     "binding": ["create"],
     "eviction": ["create"],
     "finalize": ["update"],
+    "token": ["create"],
 }
 SUBRESOURCE_KINDS = {
     "scale": ("autoscaling", "v1", "Scale"),
     "log": ("", "v1", "Pod"),
     "binding": ("", "v1", "Binding"),
     "eviction": ("policy", "v1", "Eviction"),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest"),
 }
 
 
@@ -136,7 +138,8 @@ def _builtin_types() -> list[ResourceType]:
           allow_create_on_update=True),
         R("", "v1", "configmaps", "ConfigMap", True, short_names=["cm"]),
         R("", "v1", "secrets", "Secret", True),
-        R("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=["sa"]),
+        R("", "v1", "serviceaccounts", "ServiceAccount", True, short_names=["sa"],
+          subresources=_subs("token")),
         R("", "v1", "persistentvolumes", "PersistentVolume", False, short_names=["pv"],
           subresources=_subs("status")),
         R("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True,
@@ -173,6 +176,16 @@ def _builtin_types() -> list[ResourceType]:
           allow_create_on_update=True),
         R("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
           False, allow_create_on_update=True),
+        # authentication.k8s.io/v1, authorization.k8s.io/v1: reviews, created and answered, never stored
+        R("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, verbs=["create"]),
+        R("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=["create"]),
+        R("authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview", True,
+          verbs=["create"]),
+        R("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False,
+          verbs=["create"]),
+        R("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False,
+          verbs=["create"]),
+        R("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, verbs=["create"]),
         # storage.k8s.io/v1
         R("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, short_names=["sc"]),
         # networking.k8s.io/v1
@@ -197,8 +210,10 @@ def _builtin_types() -> list[ResourceType]:
           short_names=["netpol"], has_generation=True),
         R("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False),
         R("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
+        # autoscaling/v1 is still served (converted: strategies.HpaStrategy)
         R("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
-          short_names=["hpa"], categories=all_, subresources=_subs("status")),
+          versions=["v2", "v1"], short_names=["hpa"], categories=all_,
+          subresources=_subs("status")),
         R("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False,
           short_names=["pc"]),
         R("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", False),

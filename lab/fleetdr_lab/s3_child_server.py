@@ -14,6 +14,9 @@ request; only the transport differs: persistent connections (one thread per clie
 many requests each), the host -> backend lookup memoised (moto's module list and URL patterns are
 fixed for the life of the process), no per-request access log (errors are still logged).
 
+Rook object stores (one port each, their own users and buckets) are served by this process too:
+see s3_rgw.py.
+
 Usage (what `s3_service.ObjectStore` runs): python -m fleetdr_lab.s3_child_server -H 127.0.0.1 -p PORT
 """
 from __future__ import annotations
@@ -29,6 +32,8 @@ from moto.moto_server.werkzeug_app import (DomainDispatcherApplication, MotoRequ
                                            create_backend_app)
 from werkzeug.exceptions import InternalServerError
 from werkzeug.serving import ThreadedWSGIServer
+
+from fleetdr_lab import s3_rgw
 
 
 class CachedDispatcher(DomainDispatcherApplication):
@@ -216,9 +221,17 @@ class KeepAliveRequestHandler(MotoRequestHandler):
         return text
 
 
-def make_server(host: str, port: int) -> ThreadedWSGIServer:
-    app = CachedDispatcher(create_backend_app)
+def _server(host: str, port: int, app) -> ThreadedWSGIServer:
     return ThreadedWSGIServer(host, port, app, KeepAliveRequestHandler)
+
+
+def make_server(host: str, port: int) -> ThreadedWSGIServer:
+    """The main port (moto, plus the lab's control of the Rook object stores under /_fleetdr-rgw/);
+    each object store gets a port of its own (s3_rgw.Stores)."""
+    s3_rgw.install_trust()
+    moto = CachedDispatcher(create_backend_app)
+    stores = s3_rgw.Stores(host, moto, _server)
+    return _server(host, port, s3_rgw.ControlApp(moto, stores, s3_rgw.token_from_env()))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,19 +12,28 @@ Two IAM users: `velero` (the key handed out in s3.json / credentials-velero, s3:
 restore velero's permissions). Revocation is an explicit Deny policy on the velero user, which
 moto evaluates like IAM does (explicit deny wins), so requests with that key get 403
 AccessDenied until it is restored.
+
+The same child serves the Rook object stores (s3_rgw.py: one port, users and bucket namespace per
+CephObjectStore); `rgw()` and the `rgw_*` helpers are the lab's control of them (what Rook does
+through RGW's admin ops API), authenticated with a token only the lab process and the child know.
 """
 from __future__ import annotations
 
 import asyncio
 import ctypes
+import http.client
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from .s3_rgw import CONTROL_PREFIX, TOKEN_ENV
 
 log = logging.getLogger("fleetdr_lab.s3_service")
 
@@ -73,6 +82,7 @@ class ObjectStore:
         self.revoked = False
         self.process: asyncio.subprocess.Process | None = None
         self.error: str | None = None
+        self.rgw_token = secrets.token_urlsafe(24)
 
     @property
     def endpoint(self) -> str:
@@ -101,6 +111,7 @@ class ObjectStore:
             env = dict(os.environ)
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_CALLS)
             env.pop("MOTO_PORT", None)
+            env[TOKEN_ENV] = self.rgw_token
             logfile = open(self.log_path, "ab")
             try:
                 self.process = await asyncio.create_subprocess_exec(
@@ -177,6 +188,36 @@ class ObjectStore:
 
     async def arestore_credentials(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.restore_credentials)
+
+    # -- Rook object stores (blocking: run in an executor) ---------------------------------------------
+
+    def rgw(self, method: str, *parts: str, **query: str):
+        """(status, JSON answer) of one call of the child's object-store control API (s3_rgw.ControlApp)."""
+        path = CONTROL_PREFIX + "/".join(urllib.parse.quote(p, safe="") for p in parts)
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            conn.request(method, path, headers={"Authorization": "Bearer " + self.rgw_token})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read() or b"null")
+        finally:
+            conn.close()
+
+    def rgw_store(self, sid: str) -> str:
+        """The endpoint (on the lab host) of object store `sid`, started if new."""
+        status, answer = self.rgw("PUT", "stores", sid)
+        if status != 200:
+            raise RuntimeError(f"object store {sid}: {status} {answer}")
+        return f"http://{self.host}:{answer['port']}"
+
+    def rgw_user(self, sid: str, uid: str, display_name: str = "") -> tuple[str, str]:
+        """An RGW user of store `sid` (created if new): its (access key, secret key)."""
+        status, answer = self.rgw("PUT", "stores", sid, "users", uid, **{"display-name": display_name or uid})
+        if status != 200:
+            raise RuntimeError(f"object store {sid}: user {uid}: {status} {answer}")
+        key = answer["keys"][0]
+        return key["access_key"], key["secret_key"]
 
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None

@@ -5,10 +5,12 @@ objects are never mutated in place: every write stores a fresh dict, so watch hi
 references and only what is handed out is copied.
 
 Known simplifications (the rest follows kube-apiserver): no conversion between CR versions
-(strategy None, as most CRDs use); server-side apply tracks only Apply managers; a CRD's deletion
-removes its objects at once; watch history is a fixed number of events per cluster rather than
-etcd compaction; list continue tokens never expire; built-in kinds have no schema, so
-fieldValidation=Strict only checks custom resources.
+(strategy None, as most CRDs use); managedFields are kept only for writes that name a field
+manager (the API always does; lab-internal controller writes do not); a CRD's deletion removes
+its objects at once; watch history is a fixed number of events per cluster rather than
+etcd compaction; list continue tokens never expire; fieldValidation=Strict checks built-in kinds
+against Kubernetes 1.32's definitions (unknown fields only) and custom resources against their
+schema.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import functools
 import json
 import logging
 import pickle
@@ -27,9 +30,10 @@ from typing import Callable, Iterable
 import yaml
 
 from . import validation
-from .patching import (PatchError, apply_merge, field_set, from_fields_v1, json_patch,
-                       merge_patch, path_string, remove_unapplied, strategic_merge,
-                       to_fields_v1, value_at)
+from .patching import (PatchError, apply_merge, diff_fields, field_set, fields_tree,
+                       from_fields_v1, json_patch, merge_patch, path_string, remove_unapplied,
+                       strategic_merge, to_fields_v1, tree_copy, tree_discard, tree_has_any,
+                       tree_insert, value_at)
 from .registry import Registry, ResourceType
 from .selectors import (FieldSelector, LabelSelector, SelectorError, object_fields,
                         selector_string, supported_fields)
@@ -193,6 +197,100 @@ def _has_descendant(paths: set, p: tuple) -> bool:
     return any(len(q) > len(p) and q[:len(p)] == p for q in paths)
 
 
+# metadata fields no manager owns (managedfields/internal/stripmeta.go)
+_SERVER_META = frozenset(("name", "namespace", "uid", "resourceVersion", "managedFields",
+                          "creationTimestamp", "generation", "selfLink", "deletionTimestamp",
+                          "deletionGracePeriodSeconds"))
+
+
+def _owned_view(obj: dict, subresource: str | None, has_status: bool) -> dict:
+    """The part of obj whose fields a write of (sub)resource can own: a status write only
+    status; a main-resource write everything but status (when status is a subresource) and
+    the server's metadata (the reset fields of the resource strategies)."""
+    if subresource == "status":
+        return {"status": obj["status"]} if "status" in obj else {}
+    view = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    if has_status:
+        view.pop("status", None)
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _SERVER_META}
+    if meta:
+        view["metadata"] = meta
+    return view
+
+
+def _decoded_entries(sent) -> list | None:
+    """managedFields a write sends, as the server decodes them (times in RFC 3339 UTC, which
+    typed clients may have re-encoded); None if they do not decode (the live ones are kept)."""
+    if not isinstance(sent, list):
+        return None
+    out = []
+    for e in sent:
+        if not isinstance(e, dict):
+            return None
+        t = e.get("time")
+        if isinstance(t, str) and t:
+            try:
+                when = datetime.fromisoformat(t)
+            except ValueError:
+                return None
+            if when.tzinfo is not None:
+                when = when.astimezone(timezone.utc)
+            e = dict(e, time=when.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        out.append(e)
+    return out
+
+
+MAX_UPDATE_MANAGERS = 10   # managedfields/internal/capmanagers.go DefaultMaxUpdateManagers
+
+
+def _tree_union(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _tree_union(out[k], v) if k in out else v
+    return {k: out[k] for k in sorted(out)}
+
+
+def _cap_update_managers(entries: list) -> list:
+    """capUpdateManagers (capmanagers.go): beyond ten Update entries, the oldest are merged,
+    per apiVersion, into one "ancient-changes" entry (with the newest merged one's time)."""
+    updaters = [e for e in entries if e.get("operation") != "Apply"]
+    if len(updaters) <= MAX_UPDATE_MANAGERS:
+        return entries
+    updaters.sort(key=lambda e: (e.get("time") or "", e.get("manager") or "",
+                                 e.get("subresource") or ""))
+    gone: set = set()
+    first: dict = {}
+    buckets: dict = {}
+    length = len(updaters)
+    for e in updaters:
+        if length <= MAX_UPDATE_MANAGERS:
+            break
+        version = e.get("apiVersion") or ""
+        if version not in first:
+            first[version] = e
+            continue
+        bucket = buckets.get(version)
+        if bucket is None:
+            f = first[version]
+            gone.add(id(f))
+            bucket = buckets[version] = {"manager": "ancient-changes", "operation": "Update",
+                                         "apiVersion": version, "time": f.get("time"),
+                                         "fieldsType": "FieldsV1",
+                                         "fieldsV1": f.get("fieldsV1") or {}}
+        bucket["fieldsV1"] = _tree_union(bucket["fieldsV1"], e.get("fieldsV1") or {})
+        bucket["time"] = e.get("time")
+        gone.add(id(e))
+        length -= 1
+    return [e for e in entries if id(e) not in gone] + list(buckets.values())
+
+
+def _entry_order(e: dict) -> tuple:
+    """sortEncodedManagedFields (managedfields/internal/managedfields.go): operation, time,
+    manager, apiVersion, subresource."""
+    return (e.get("operation") or "", e.get("time") or "", e.get("manager") or "",
+            e.get("apiVersion") or "", e.get("subresource") or "")
+
+
 def _content(obj: dict, has_status: bool = True) -> dict:
     """What generation tracks: everything but metadata (and status, when it is a
     subresource; without one, status is an ordinary field and bumps generation too)."""
@@ -332,8 +430,23 @@ class Strategy:
     points of its verbs and knows nothing else about kinds; every hook defaults to the
     behaviour of a plain resource. Registered with `Store.register`."""
 
+    # paths (map keys from the root) of the maps and lists the kind's empty object has
+    # (non-pointer structs, lists without omitempty): a write that fills them does not own
+    # them as a whole, only their fields (no "." in FieldsV1). None for custom resources.
+    zero_fields: frozenset = frozenset()
+    # paths of structs owned as one field (`+structType=atomic`: label selectors)
+    atomic_fields: frozenset = frozenset()
+
     def decode(self, obj: dict) -> None:
         """Refuse a body that cannot be decoded as this kind (raise ApiError 400)."""
+
+    def to_version(self, obj: dict, version: str) -> dict:
+        """obj (a private copy, in the storage version) as the served `version` shows it."""
+        return obj
+
+    def from_version(self, obj: dict, version: str) -> dict:
+        """obj (a private copy in the served `version`) in the storage version."""
+        return obj
 
     def reset_status(self, obj: dict) -> None:
         """PrepareForCreate of a resource with a status subresource: the status a create gets."""
@@ -342,8 +455,13 @@ class Strategy:
     def prepare_for_update(self, new: dict, old: dict) -> None:
         """PrepareForUpdate of the main resource: keep fields only subresources change."""
 
+    def default(self, obj: dict) -> None:
+        """Scheme defaulting of a decoded create/update body (what the field manager sees:
+        the fields it sets belong to the writer)."""
+
     def admit(self, store: "Store", obj: dict, old: dict | None) -> None:
-        """Defaulting and mutating admission on create (old None) and update; may raise."""
+        """Mutating admission on create (old None) and update (PrepareForCreate, allocations:
+        the writer does not own what these set); may raise."""
 
     def validate(self, obj: dict) -> list:
         """FieldErrors of obj (metadata and CRD schemas are the Store's)."""
@@ -420,9 +538,13 @@ class Store:
         self._watch_max_pending = watch_max_pending
         self._strategies: dict[tuple[str, str], Strategy] = {}
         self._plugins: list[Admission] = []
-        # id(stored object) -> (object, its pickle): stored objects are immutable, so the
-        # pickle taken at write time makes every later copy a single pickle.loads
-        self._blobs: dict[int, tuple[dict, bytes]] = {}
+        self._warnings: list[str] = []  # fieldValidation=Warn findings of the last write
+        # id(stored object) -> (object, its pickle, its managedFields): stored objects are
+        # immutable, so the pickle taken at write time makes every later copy a single
+        # pickle.loads. managedFields stay out of the pickle: copies share their entries (nothing
+        # edits an entry in place; writes build new ones), which keeps API-written objects
+        # about as cheap to copy as before they carried them.
+        self._blobs: dict[int, tuple[dict, bytes, list | None]] = {}
 
     def register(self, handler: Strategy | Admission, group: str | None = None,
                  plural: str | None = None) -> None:
@@ -475,14 +597,36 @@ class Store:
     def _copy(self, obj: dict) -> dict:
         blob = self._blobs.get(id(obj))
         if blob is not None and blob[0] is obj:
-            return pickle.loads(blob[1])
+            out = pickle.loads(blob[1])
+            if blob[2]:
+                out["metadata"]["managedFields"] = list(blob[2])   # last, as ObjectMeta has it
+            return out
         return fast_copy(obj)
 
     def _out(self, rt: ResourceType, obj: dict, version: str | None = None) -> dict:
         out = self._copy(obj)
-        out["apiVersion"] = rt.api_version_for(version if version in rt.versions else None)
+        if version is not None and version != rt.version and version in rt.versions:
+            out = self._strategy(rt).to_version(out, version)
+            out["apiVersion"] = rt.api_version_for(version)
+        else:
+            out["apiVersion"] = rt.api_version
         out["kind"] = rt.kind
         return out
+
+    def take_warnings(self) -> list[str]:
+        """The fieldValidation warnings of the writes since the last call (the API answers them
+        as `Warning:` headers), and forget them."""
+        found, self._warnings = self._warnings, []
+        return found
+
+    def to_version(self, group: str, plural: str, obj: dict, version: str) -> dict:
+        """obj (as a verb returned it: storage version) in the served `version` (conversion of
+        built-in kinds, e.g. autoscaling/v1 HorizontalPodAutoscaler; CRDs: apiVersion only)."""
+        rt = self._type(group, plural)
+        if version != rt.version and version in rt.versions:
+            obj = self._strategy(rt).to_version(fast_copy(obj), version)
+        obj["apiVersion"] = rt.api_version_for(version)
+        return obj
 
     def _check_verb(self, rt: ResourceType, verb: str, subresource: str | None = None):
         verbs = rt.subresources.get(subresource) if subresource else rt.verbs
@@ -578,6 +722,9 @@ class Store:
             except (ValueError, KeyError, TypeError, binascii.Error):
                 raise bad_request(f"continue key is not valid: {continue_token}")
         items, next_token, remaining = [], None, 0
+        convert = (self._strategy(rt).to_version
+                   if version is not None and version != rt.version and version in rt.versions
+                   else None)
         for ns, name, obj in self._select(rt, namespace, ls, fs):
             if start is not None and (ns, name) <= start:
                 continue
@@ -590,6 +737,8 @@ class Store:
                 remaining += 1
                 continue
             item = self._copy(obj)
+            if convert is not None:
+                item = convert(item, version)
             if not rt.builtin:  # custom resource lists carry apiVersion/kind per item
                 item["apiVersion"] = rt.api_version_for(version if version in rt.versions else None)
                 item["kind"] = rt.kind
@@ -637,7 +786,9 @@ class Store:
     def create(self, group: str, plural: str, namespace: str | None, obj: dict,
                dry_run: bool = False, subresource: str | None = None,
                field_validation: str | None = None, *,
-               managed_fields: list | None = None) -> dict:
+               managed_fields: list | None = None, field_manager: str | None = None) -> dict:
+        """field_manager: who writes (the request's fieldManager, else its User-Agent's
+        prefix); None (lab-internal writes) records no managedFields entry."""
         rt = self._type(group, plural)
         if subresource:
             return self._create_subresource(rt, namespace, obj, subresource, dry_run)
@@ -675,7 +826,12 @@ class Store:
         strategy = self._strategy(rt)
         if rt.has_status:
             strategy.reset_status(obj)
-        self._admit(rt, obj, None, field_validation)
+        decoded = None
+        if managed_fields is None and field_manager is not None:
+            # the creator owns every field it sent or defaulting set, not what admission and
+            # the strategy add (create.go runs the field manager before admission)
+            decoded = functools.partial(self._record_update, rt, None, field_manager, None, None)
+        self._admit(rt, obj, None, field_validation, decoded)
         name = meta["name"]
         if self._stored(rt, ns, name) is not None:
             raise already_exists(rt.group_resource, name)
@@ -689,7 +845,7 @@ class Store:
 
     def update(self, group: str, plural: str, namespace: str | None, name: str, obj: dict,
                subresource: str | None = None, dry_run: bool = False,
-               field_validation: str | None = None) -> dict:
+               field_validation: str | None = None, field_manager: str | None = None) -> dict:
         rt = self._type(group, plural)
         if subresource:
             self._check_verb(rt, "update", subresource)
@@ -700,7 +856,7 @@ class Store:
         obj = fast_copy(obj)
         old = self._stored(rt, namespace, name)
         if subresource == "scale":
-            return self._update_scale(rt, namespace, name, obj, dry_run)
+            return self._update_scale(rt, namespace, name, obj, dry_run, field_manager)
         body_meta = obj.get("metadata") or {}
         if body_meta.get("name") and body_meta["name"] != name:
             raise bad_request(f"the name of the object ({body_meta['name']}) does not match "
@@ -710,14 +866,17 @@ class Store:
                 obj.setdefault("metadata", {})["name"] = name
                 obj["metadata"].pop("resourceVersion", None)
                 return self.create(group, plural, namespace, obj, dry_run=dry_run,
-                                   field_validation=field_validation)
+                                   field_validation=field_validation,
+                                   field_manager=field_manager)
             raise not_found(rt.group_resource, name)
-        return self._commit_update(rt, old, obj, subresource, dry_run, field_validation)
+        return self._commit_update(rt, old, obj, subresource, dry_run, field_validation,
+                                   field_manager=field_manager)
 
     def patch(self, group: str, plural: str, namespace: str | None, name: str, patch,
               patch_type: str, subresource: str | None = None, dry_run: bool = False,
               field_manager: str | None = None, force: bool = False,
-              field_validation: str | None = None) -> dict:
+              field_validation: str | None = None, version: str | None = None) -> dict:
+        """version: the served version the patch is written against (default: storage)."""
         rt = self._type(group, plural)
         if subresource:
             self._check_verb(rt, "patch", subresource)
@@ -750,7 +909,7 @@ class Store:
         if subresource == "scale":
             current = self._scale_of(rt, old)
         else:
-            current = self._out(rt, old)
+            current = self._out(rt, old, version)
         try:
             if patch_type == "json":
                 new = json_patch(current, patch)
@@ -773,7 +932,8 @@ class Store:
         if not isinstance(new, dict):
             raise bad_request("patched object is not a JSON object")
         if subresource == "scale":
-            return self._update_scale(rt, namespace, name, new, dry_run)
+            return self._update_scale(rt, namespace, name, new, dry_run,
+                                      None if patch_type == "apply" else field_manager)
         new_meta = new.get("metadata") or {}
         if new_meta.get("name") != name:
             raise bad_request(f"the name of the object ({new_meta.get('name')}) does not match "
@@ -785,7 +945,80 @@ class Store:
                 new_meta.pop("resourceVersion", None)
             managed_fields = managed
         return self._commit_update(rt, old, new, subresource, dry_run, field_validation,
-                                   managed_fields)
+                                   managed_fields,
+                                   field_manager=None if patch_type == "apply" else field_manager)
+
+    def _record_update(self, rt: ResourceType, old: dict | None, manager: str,
+                       subresource: str | None, owned_as: str | None, body: dict) -> None:
+        """Set body's managedFields to what they are after manager's Update of old (None: a
+        create) to body."""
+        bm = body["metadata"]
+        base = bm.get("managedFields") or [] if old is not None else []
+        entries = self._managed_after_update(rt, base, old, body, manager, subresource, owned_as)
+        if entries:
+            bm["managedFields"] = entries
+        else:
+            bm.pop("managedFields", None)
+
+    def _managed_after_update(self, rt: ResourceType, base: list, old: dict | None, new: dict,
+                              manager: str, subresource: str | None,
+                              owned_as: str | None = None) -> list:
+        """managedFields after an Update operation (create: old None) of manager: the fields
+        it set or changed join its entry (one per manager, apiVersion and subresource; its time
+        is now), leave every other manager's entry, and removed fields leave every entry;
+        entries left with no field go (managedfieldsupdater.go; structured-merge-diff
+        merge/update.go Updater.update). A write that changes nothing leaves them as they are."""
+        view = _owned_view(new, subresource, rt.has_status)
+        changed: set = set()
+        removed: set = set()
+        if old is None:
+            strategy = self._strategy(rt)
+            tree = fields_tree(view, rt.kind, rt.builtin, strategy.zero_fields,
+                               strategy.atomic_fields)
+            if not tree:
+                return []
+            return [self._update_entry(manager, rt.api_version, owned_as or subresource, tree)]
+        diff_fields(_owned_view(old, subresource, rt.has_status), view, rt.kind, rt.builtin,
+                    changed, removed, atomic=self._strategy(rt).atomic_fields)
+        owned_as = owned_as or subresource
+        api_version = rt.api_version
+        out, mine = [], None
+        for e in base:
+            if not isinstance(e, dict) or not e.get("fieldsV1") and e.get("operation") != "Apply":
+                continue
+            if e.get("operation") == "Update" and (e.get("manager") or "") == manager and \
+                    e.get("apiVersion") == api_version and e.get("subresource") == owned_as:
+                if changed:
+                    mine = e
+                    continue
+            tree = e.get("fieldsV1")
+            if isinstance(tree, dict) and (tree_has_any(tree, changed) or tree_has_any(tree, removed)):
+                tree = tree_copy(tree, changed | removed)
+                tree_discard(tree, changed, whole=False)
+                tree_discard(tree, removed, whole=True)
+                if not tree:
+                    continue
+                e = dict(e, fieldsV1=tree)
+            out.append(e)
+        if changed:
+            tree = tree_copy(mine.get("fieldsV1") or {}, changed | removed) if mine else {}
+            tree_discard(tree, removed, whole=True)
+            tree_insert(tree, changed, self._strategy(rt).zero_fields)
+            out.append(self._update_entry(manager, api_version, owned_as, tree))
+            if len(out) > MAX_UPDATE_MANAGERS:
+                out = _cap_update_managers(out)
+            out.sort(key=_entry_order)
+        return out
+
+    def _update_entry(self, manager: str, api_version: str, subresource: str | None,
+                      tree: dict) -> dict:
+        entry = {"manager": manager, "operation": "Update", "apiVersion": api_version,
+                 "time": self.timestamp(), "fieldsType": "FieldsV1", "fieldsV1": tree}
+        if not manager:
+            del entry["manager"]  # omitempty
+        if subresource:
+            entry["subresource"] = subresource
+        return entry
 
     def _apply_entry(self, rt: ResourceType, manager: str | None, fields: set) -> dict:
         return {"manager": manager or "unknown", "operation": "Apply",
@@ -794,12 +1027,11 @@ class Store:
 
     def _server_side_apply(self, rt: ResourceType, live: dict, applied: dict,
                            manager: str | None, force: bool) -> tuple[dict, list]:
-        """Merge an applied configuration with field ownership between appliers.
+        """Merge an applied configuration with field ownership between managers.
 
-        Only Apply operations are tracked in managedFields (plain updates do not take
-        ownership here): a field another applier owns with a different value is a 409
+        A field another manager (applier or Update) owns with a different value is a 409
         conflict unless force; fields this manager applied before and no longer applies are
-        removed unless another applier owns them."""
+        removed unless another manager owns them."""
         manager = manager or "unknown"
         entries = list((live.get("metadata") or {}).get("managedFields") or [])
         mine = next((e for e in entries if e.get("manager") == manager
@@ -831,7 +1063,7 @@ class Store:
         entry = self._apply_entry(rt, manager, wanted)
         if mine and before == wanted:
             entry["time"] = mine.get("time", entry["time"])  # an unchanged apply is a no-op
-        return new, kept_others + [entry]
+        return new, sorted(kept_others + [entry], key=_entry_order)
 
     def delete(self, group: str, plural: str, namespace: str | None, name: str,
                propagation_policy: str | None = None, preconditions: dict | None = None,
@@ -964,6 +1196,8 @@ class Store:
         if kind and kind != rt.kind:
             raise bad_request(f"the kind in the data ({kind}) does not match the expected kind "
                               f"({rt.kind})")
+        if av and av != rt.api_version:  # another served version: to the storage version
+            obj = self._strategy(rt).from_version(obj, av.rpartition("/")[2])
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         self._strategy(rt).decode(obj)
@@ -981,27 +1215,46 @@ class Store:
                                   "namespace sent on the request")
 
     def _admit(self, rt: ResourceType, obj: dict, old: dict | None,
-               field_validation: str | None = None) -> None:
+               field_validation: str | None = None, decoded: Callable | None = None) -> None:
         """Defaulting, admission plugins and validation; raises 422 Invalid.
         field_validation "Strict" turns fields a CRD schema does not know into a 400 (what
-        kubectl's default --validate=strict gets); otherwise they are pruned silently."""
+        kubectl's default --validate=strict gets); otherwise they are pruned silently. Built-in
+        kinds are checked against Kubernetes' own definitions (strict JSON decoding).
+        decoded(obj) runs once obj is decoded and defaulted, before admission (where
+        kube-apiserver's create/update handlers run the field manager)."""
         strategy = self._strategy(rt)
+        if rt.builtin and field_validation in ("Strict", "Warn"):
+            unknown = validation.builtin_unknown_fields(obj, rt.group, rt.version, rt.kind)
+            if unknown and old is not None:  # only what this write brings in
+                known = set(validation.builtin_unknown_fields(old, rt.group, rt.version, rt.kind))
+                unknown = [p for p in unknown if p not in known]
+            if unknown and field_validation == "Strict":
+                raise bad_request(
+                    f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                    "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown))
+            self._warnings += [f'unknown field "{p}"' for p in unknown]
+        validation.prune_metadata(obj["metadata"])
+        strategy.default(obj)
+        errs: list = []
+        schema = None if rt.builtin else rt.schemas.get(rt.version)
+        if schema:
+            dropped: list[str] = []
+            validation.prune(obj, schema, root=True, dropped=dropped)
+            if dropped and field_validation == "Strict":
+                raise bad_request(
+                    f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}:'
+                    " strict decoding error: "
+                    + ", ".join(f'unknown field "{p}"' for p in dropped))
+            if dropped and field_validation in (None, "Warn"):  # the server's default: Warn
+                self._warnings += [f'unknown field "{p}"' for p in dropped]
+            validation.default(obj, schema)
+        if decoded is not None:
+            decoded(obj)
         strategy.admit(self, obj, old)
         for plugin in self._plugins:
             plugin.admit(self, rt, obj, old)
-        errs: list = []
-        if not rt.builtin:
-            schema = rt.schemas.get(rt.version) or {}
-            if schema:
-                dropped: list[str] = []
-                validation.prune(obj, schema, root=True, dropped=dropped)
-                if dropped and field_validation == "Strict":
-                    raise bad_request(
-                        f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}:'
-                        " strict decoding error: "
-                        + ", ".join(f'unknown field "{p}"' for p in dropped))
-                validation.default(obj, schema)
-                errs += validation.schema_errors(obj, schema, old=old if old is not None else validation.ABSENT)
+        if schema:
+            errs += validation.schema_errors(obj, schema, old=old if old is not None else validation.ABSENT)
         errs = (validation.validate_metadata(rt.group, rt.plural, obj.get("metadata") or {})
                 + strategy.validate(obj) + errs)
         if old is not None:
@@ -1017,7 +1270,13 @@ class Store:
         if old is not None:
             self._blobs.pop(id(old), None)
         objs[m["name"]] = obj
-        self._blobs[id(obj)] = (obj, pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+        managed = m.get("managedFields")
+        if managed:
+            bare = dict(obj)
+            bare["metadata"] = {k: v for k, v in m.items() if k != "managedFields"}
+            self._blobs[id(obj)] = (obj, pickle.dumps(bare, pickle.HIGHEST_PROTOCOL), managed)
+        else:
+            self._blobs[id(obj)] = (obj, pickle.dumps(obj, pickle.HIGHEST_PROTOCOL), None)
 
     def _remove(self, rt: ResourceType, old: dict) -> None:
         """Drop old from storage and emit DELETED (at a new resourceVersion)."""
@@ -1034,18 +1293,31 @@ class Store:
 
     def _commit_update(self, rt: ResourceType, old: dict, obj: dict, subresource: str | None,
                        dry_run: bool, field_validation: str | None = None,
-                       managed_fields: list | None = None) -> dict:
-        """Shared tail of update and patch: merge server-owned fields, admit, store."""
+                       managed_fields: list | None = None, field_manager: str | None = None,
+                       owned_as: str | None = None) -> dict:
+        """Shared tail of update and patch: merge server-owned fields, admit, store.
+        managed_fields: an apply's entries; else field_manager's Update entry is recorded
+        (for subresource, or `owned_as` when a subresource writes through the main one)."""
         strategy = self._strategy(rt)
         name = old["metadata"]["name"]
         meta = obj.get("metadata") or {}
         if not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
+        record = None
+        if managed_fields is None and field_manager is not None:
+            # the field manager's Update (main resource: after decoding and defaulting, before
+            # admission, as update.go/patch.go run it)
+            record = functools.partial(self._record_update, rt, old, field_manager,
+                                       subresource if subresource != "scale" else None,
+                                       owned_as or subresource)
         rv = meta.get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(rt.group_resource, name, "the object has been modified; please apply "
                            "your changes to the latest version and try again")
         if subresource == "status":
+            av = obj.get("apiVersion")
+            if av and av != rt.api_version and av in [rt.api_version_for(v) for v in rt.versions]:
+                obj = self._strategy(rt).from_version(fast_copy(obj), av.rpartition("/")[2])
             new = dict(old)
             if "status" in obj:
                 new["status"] = obj["status"]
@@ -1068,9 +1340,16 @@ class Store:
                     nm[k] = om[k]
                 else:
                     nm.pop(k, None)
-            # managedFields are the server's: apply sets them, other writes keep them
+            # managedFields are the server's: apply sets them, other writes keep them unless
+            # they set them explicitly (fieldmanager.go Update: a non-empty list in the body
+            # replaces the live one; `[{}]` clears them)
+            sent = nm.get("managedFields")
+            if sent and sent != om.get("managedFields") and field_manager is not None:
+                sent = _decoded_entries(sent)
             if managed_fields is not None:
                 nm["managedFields"] = managed_fields
+            elif field_manager is not None and sent and sent != om.get("managedFields"):
+                nm["managedFields"] = sent
             elif om.get("managedFields"):
                 nm["managedFields"] = om["managedFields"]
             else:
@@ -1089,10 +1368,13 @@ class Store:
                 else:
                     new.pop("status", None)
             strategy.prepare_for_update(new, old)
-            self._admit(rt, new, old, field_validation)
+            self._admit(rt, new, old, field_validation, record)
+            record = None
             if rt.has_generation:
                 nm["generation"] = om.get("generation", 1) + (
                     0 if _content(new, rt.has_status) == _content(old, rt.has_status) else 1)
+        if record is not None:
+            record(new)
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         if new == old:
             return self._out(rt, old)  # no-op writes neither bump the RV nor emit events
@@ -1130,7 +1412,8 @@ class Store:
                 "spec": {"replicas": _path_get(obj, spec.spec_replicas_path) or 0},
                 "status": status}
 
-    def _update_scale(self, rt, namespace, name, scale: dict, dry_run: bool) -> dict:
+    def _update_scale(self, rt, namespace, name, scale: dict, dry_run: bool,
+                      field_manager: str | None = None) -> dict:
         old = self._must(rt, namespace, name)
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
@@ -1140,7 +1423,8 @@ class Store:
         new = self._out(rt, old)
         new["metadata"]["resourceVersion"] = rv or old["metadata"]["resourceVersion"]
         _path_set(new, rt.scale.spec_replicas_path, replicas)
-        out = self._commit_update(rt, old, new, None, dry_run)
+        out = self._commit_update(rt, old, new, None, dry_run, field_manager=field_manager,
+                                  owned_as="scale")
         if dry_run:
             return self._scale_of(rt, out)
         return self._scale_of(rt, self._must(rt, namespace, name))

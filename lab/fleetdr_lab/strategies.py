@@ -12,6 +12,7 @@ functions are in validation.py. `register_builtin(store)` registers them all thr
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 
 from . import validation
@@ -43,6 +44,9 @@ class BuiltinStrategy(Strategy):
         self._defaulter = validation.DEFAULTERS.get(key)
         self._validator = validation.VALIDATORS.get(key)
         self._initial_status = validation.INITIAL_STATUS.get(key)
+        self.zero_fields = validation.ZERO_FIELDS.get(key, validation.ZERO_SPEC_STATUS)
+        self._omitempty = validation.OMITEMPTY.get(key)
+        self.atomic_fields = validation.ATOMIC_FIELDS.get(key, frozenset())
 
     def reset_status(self, obj: dict) -> None:
         if self._initial_status is not None:
@@ -50,9 +54,11 @@ class BuiltinStrategy(Strategy):
         else:
             obj.pop("status", None)
 
-    def admit(self, store, obj: dict, old: dict | None) -> None:
+    def default(self, obj: dict) -> None:
         if self._defaulter:
             self._defaulter(obj)
+        if self._omitempty:
+            validation.prune_empty(obj, self._omitempty)
 
     def validate(self, obj: dict) -> list:
         return self._validator(obj) if self._validator else []
@@ -434,6 +440,12 @@ def _free_port(used: set) -> int:
 class ServiceStrategy(BuiltinStrategy):
     def admit(self, store, obj: dict, old: dict | None) -> None:
         super().admit(store, obj, old)
+        spec = obj.setdefault("spec", {})
+        if spec.get("type") != "ExternalName":
+            # set by the service REST (pkg/registry/core/service/storage initIPFamilyFields),
+            # not scheme defaulting: the writer does not own them
+            spec.setdefault("ipFamilies", ["IPv4"])
+            spec.setdefault("ipFamilyPolicy", "SingleStack")
         allocate_service(store, obj, old)
 
     def validate_update(self, obj: dict, old: dict) -> list:
@@ -498,6 +510,243 @@ class CrdStrategy(BuiltinStrategy):
             store.drop_type(group, plural)
 
 
+# ---- autoscaling/v1 HorizontalPodAutoscaler <-> autoscaling/v2 (the storage version) -------
+# pkg/apis/autoscaling/v1/conversion.go: v1 has only targetCPUUtilizationPercentage; every
+# other metric, the current metrics and the conditions travel in annotations, in v1's
+# (v2beta1-shaped) MetricSpec / MetricStatus form, so a v1 client's read-modify-write keeps them.
+
+HPA_METRICS = "autoscaling.alpha.kubernetes.io/metrics"
+HPA_CURRENT_METRICS = "autoscaling.alpha.kubernetes.io/current-metrics"
+HPA_CONDITIONS = "autoscaling.alpha.kubernetes.io/conditions"
+HPA_BEHAVIOR = "autoscaling.alpha.kubernetes.io/behavior"
+
+
+def _some(**kw) -> dict:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def _metric_to_v1(m: dict) -> dict:
+    kind = m.get("type")
+    out = {"type": kind}
+    if kind in ("Resource", "ContainerResource"):
+        src = m.get("resource" if kind == "Resource" else "containerResource") or {}
+        target = src.get("target") or {}
+        out["resource" if kind == "Resource" else "containerResource"] = _some(
+            name=src.get("name"), container=src.get("container"),
+            targetAverageUtilization=target.get("averageUtilization"),
+            targetAverageValue=target.get("averageValue"))
+    elif kind == "Pods":
+        src = m.get("pods") or {}
+        metric = src.get("metric") or {}
+        out["pods"] = _some(metricName=metric.get("name"), selector=metric.get("selector"),
+                            targetAverageValue=(src.get("target") or {}).get("averageValue"))
+    elif kind == "Object":
+        src = m.get("object") or {}
+        metric, target = src.get("metric") or {}, src.get("target") or {}
+        out["object"] = _some(target=src.get("describedObject"), metricName=metric.get("name"),
+                              selector=metric.get("selector"), targetValue=target.get("value"),
+                              averageValue=target.get("averageValue"))
+    elif kind == "External":
+        src = m.get("external") or {}
+        metric, target = src.get("metric") or {}, src.get("target") or {}
+        out["external"] = _some(metricName=metric.get("name"),
+                                metricSelector=metric.get("selector"),
+                                targetValue=target.get("value"),
+                                targetAverageValue=target.get("averageValue"))
+    return out
+
+
+def _metric_from_v1(m: dict) -> dict:
+    kind = m.get("type")
+    out = {"type": kind}
+    if kind in ("Resource", "ContainerResource"):
+        key = "resource" if kind == "Resource" else "containerResource"
+        src = m.get(key) or {}
+        util = src.get("targetAverageUtilization")
+        out[key] = _some(name=src.get("name"), container=src.get("container"), target=_some(
+            type="AverageValue" if util is None else "Utilization", averageUtilization=util,
+            averageValue=src.get("targetAverageValue")))
+    elif kind == "Pods":
+        src = m.get("pods") or {}
+        out["pods"] = {"metric": _some(name=src.get("metricName"), selector=src.get("selector")),
+                       "target": _some(type="AverageValue",
+                                       averageValue=src.get("targetAverageValue"))}
+    elif kind == "Object":
+        src = m.get("object") or {}
+        avg = src.get("averageValue")
+        out["object"] = _some(describedObject=src.get("target"),
+                              metric=_some(name=src.get("metricName"), selector=src.get("selector")),
+                              target=_some(type="Value" if avg is None else "AverageValue",
+                                           value=src.get("targetValue"), averageValue=avg))
+    elif kind == "External":
+        src = m.get("external") or {}
+        value = src.get("targetValue")
+        out["external"] = {
+            "metric": _some(name=src.get("metricName"), selector=src.get("metricSelector")),
+            "target": _some(type="AverageValue" if value is None else "Value", value=value,
+                            averageValue=src.get("targetAverageValue"))}
+    return out
+
+
+def _status_to_v1(m: dict) -> dict:
+    kind = m.get("type")
+    out = {"type": kind}
+    key = {"Resource": "resource", "ContainerResource": "containerResource", "Pods": "pods",
+           "Object": "object", "External": "external"}.get(kind)
+    src = m.get(key) or {} if key else {}
+    current = src.get("current") or {}
+    metric = src.get("metric") or {}
+    if kind in ("Resource", "ContainerResource"):
+        out[key] = _some(name=src.get("name"), container=src.get("container"),
+                         currentAverageUtilization=current.get("averageUtilization"),
+                         currentAverageValue=current.get("averageValue"))
+    elif kind == "Pods":
+        out[key] = _some(metricName=metric.get("name"), selector=metric.get("selector"),
+                         currentAverageValue=current.get("averageValue"))
+    elif kind == "Object":
+        out[key] = _some(target=src.get("describedObject"), metricName=metric.get("name"),
+                         selector=metric.get("selector"), currentValue=current.get("value"),
+                         averageValue=current.get("averageValue"))
+    elif kind == "External":
+        out[key] = _some(metricName=metric.get("name"), metricSelector=metric.get("selector"),
+                         currentValue=current.get("value"),
+                         currentAverageValue=current.get("averageValue"))
+    return out
+
+
+def _status_from_v1(m: dict) -> dict:
+    kind = m.get("type")
+    out = {"type": kind}
+    key = {"Resource": "resource", "ContainerResource": "containerResource", "Pods": "pods",
+           "Object": "object", "External": "external"}.get(kind)
+    src = m.get(key) or {} if key else {}
+    if kind in ("Resource", "ContainerResource"):
+        out[key] = _some(name=src.get("name"), container=src.get("container"), current=_some(
+            averageUtilization=src.get("currentAverageUtilization"),
+            averageValue=src.get("currentAverageValue")))
+    elif kind == "Pods":
+        out[key] = {"metric": _some(name=src.get("metricName"), selector=src.get("selector")),
+                    "current": _some(averageValue=src.get("currentAverageValue"))}
+    elif kind == "Object":
+        out[key] = _some(describedObject=src.get("target"),
+                         metric=_some(name=src.get("metricName"), selector=src.get("selector")),
+                         current=_some(value=src.get("currentValue"),
+                                       averageValue=src.get("averageValue")))
+    elif kind == "External":
+        out[key] = {"metric": _some(name=src.get("metricName"), selector=src.get("metricSelector")),
+                    "current": _some(value=src.get("currentValue"),
+                                     averageValue=src.get("currentAverageValue"))}
+    return out
+
+
+def _is_cpu_utilization(m: dict) -> bool:
+    res = m.get("resource") or {}
+    return m.get("type") == "Resource" and res.get("name") == "cpu" and \
+        (res.get("target") or {}).get("averageUtilization") is not None
+
+
+def hpa_to_v1(obj: dict) -> dict:
+    """An autoscaling/v2 HorizontalPodAutoscaler as autoscaling/v1 shows it."""
+    spec, status = obj.get("spec") or {}, obj.get("status")
+    out = {k: v for k, v in obj.items() if k not in ("spec", "status")}
+    meta = out["metadata"] = dict(obj.get("metadata") or {})
+    annotations = dict(meta.get("annotations") or {})
+    v1spec = _some(scaleTargetRef=spec.get("scaleTargetRef"), minReplicas=spec.get("minReplicas"),
+                   maxReplicas=spec.get("maxReplicas"))
+    metrics = spec.get("metrics") or []
+    cpu = next((m for m in metrics if m.get("type") == "Resource"
+                and (m.get("resource") or {}).get("name") == "cpu"), None)
+    if cpu is not None and _is_cpu_utilization(cpu):
+        v1spec["targetCPUUtilizationPercentage"] = cpu["resource"]["target"]["averageUtilization"]
+    other = [_metric_to_v1(m) for m in metrics if not _is_cpu_utilization(m)]
+    if other:
+        annotations[HPA_METRICS] = json.dumps(other, separators=(",", ":"))
+    if spec.get("behavior"):
+        annotations[HPA_BEHAVIOR] = json.dumps(spec["behavior"], separators=(",", ":"))
+    out["spec"] = v1spec
+    if status is not None:
+        v1status = _some(observedGeneration=status.get("observedGeneration"),
+                         lastScaleTime=status.get("lastScaleTime"),
+                         currentReplicas=status.get("currentReplicas", 0),
+                         desiredReplicas=status.get("desiredReplicas", 0))
+        current = status.get("currentMetrics") or []
+        for m in current:
+            res = m.get("resource") or {}
+            if m.get("type") == "Resource" and res.get("name") == "cpu" and \
+                    (res.get("current") or {}).get("averageUtilization") is not None:
+                v1status["currentCPUUtilizationPercentage"] = res["current"]["averageUtilization"]
+        if current:
+            annotations[HPA_CURRENT_METRICS] = json.dumps([_status_to_v1(m) for m in current],
+                                                          separators=(",", ":"))
+        if status.get("conditions"):
+            annotations[HPA_CONDITIONS] = json.dumps(status["conditions"], separators=(",", ":"))
+        out["status"] = v1status
+    if annotations:
+        meta["annotations"] = annotations
+    return out
+
+
+def hpa_from_v1(obj: dict) -> dict:
+    """An autoscaling/v1 HorizontalPodAutoscaler in the v2 storage form."""
+    spec, status = obj.get("spec") or {}, obj.get("status")
+    out = {k: v for k, v in obj.items() if k not in ("spec", "status")}
+    meta = out["metadata"] = dict(obj.get("metadata") or {})
+    annotations = dict(meta.get("annotations") or {})
+
+    def take(key):
+        raw = annotations.pop(key, None)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "BadRequest", f"error decoding annotation {key}: {raw!r}") from None
+
+    v2spec = _some(scaleTargetRef=spec.get("scaleTargetRef"), minReplicas=spec.get("minReplicas"),
+                   maxReplicas=spec.get("maxReplicas"))
+    metrics = [_metric_from_v1(m) for m in take(HPA_METRICS) or [] if isinstance(m, dict)]
+    if spec.get("targetCPUUtilizationPercentage") is not None:
+        metrics.append({"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization",
+            "averageUtilization": spec["targetCPUUtilizationPercentage"]}}})
+    if metrics:
+        v2spec["metrics"] = metrics  # none: v2 defaulting adds the 80% CPU target
+    behavior = take(HPA_BEHAVIOR)
+    if behavior:
+        v2spec["behavior"] = behavior
+    out["spec"] = v2spec
+    current = take(HPA_CURRENT_METRICS)
+    conditions = take(HPA_CONDITIONS)
+    if status is not None:
+        v2status = _some(observedGeneration=status.get("observedGeneration"),
+                         lastScaleTime=status.get("lastScaleTime"),
+                         currentReplicas=status.get("currentReplicas"),
+                         desiredReplicas=status.get("desiredReplicas", 0))
+        if current is not None:
+            v2status["currentMetrics"] = [_status_from_v1(m) for m in current
+                                          if isinstance(m, dict)]
+        elif status.get("currentCPUUtilizationPercentage") is not None:
+            v2status["currentMetrics"] = [{"type": "Resource", "resource": {
+                "name": "cpu",
+                "current": {"averageUtilization": status["currentCPUUtilizationPercentage"]}}}]
+        if conditions:
+            v2status["conditions"] = conditions
+        out["status"] = v2status
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    return out
+
+
+class HpaStrategy(BuiltinStrategy):
+    def to_version(self, obj: dict, version: str) -> dict:
+        return hpa_to_v1(obj) if version == "v1" else obj
+
+    def from_version(self, obj: dict, version: str) -> dict:
+        return hpa_from_v1(obj) if version == "v1" else obj
+
+
 # ---- registration -----------------------------------------------------------------------
 
 
@@ -505,7 +754,8 @@ def builtin_strategies() -> dict[tuple[str, str], Strategy]:
     """(group, plural) -> Strategy for every built-in resource with kind-specific rules."""
     table: dict[tuple[str, str], Strategy] = {}
     for key in set(validation.DEFAULTERS) | set(validation.VALIDATORS) | \
-            set(validation.INITIAL_STATUS):
+            set(validation.INITIAL_STATUS) | set(validation.OMITEMPTY) | \
+            set(validation.ZERO_FIELDS) | set(validation.ATOMIC_FIELDS):
         table[key] = BuiltinStrategy(*key)
     for plural in ("deployments", "replicasets"):
         table[("apps", plural)] = ImmutableSelector("apps", plural)
@@ -519,6 +769,8 @@ def builtin_strategies() -> dict[tuple[str, str], Strategy]:
     table[("", "namespaces")] = NamespaceStrategy("", "namespaces")
     table[("", "persistentvolumeclaims")] = ClaimStrategy("", "persistentvolumeclaims")
     table[("", "services")] = ServiceStrategy("", "services")
+    hpa = ("autoscaling", "horizontalpodautoscalers")
+    table[hpa] = HpaStrategy(*hpa)
     crds = ("apiextensions.k8s.io", "customresourcedefinitions")
     table[crds] = CrdStrategy(*crds)
     return table
@@ -527,7 +779,12 @@ def builtin_strategies() -> dict[tuple[str, str], Strategy]:
 def register_builtin(store: Store) -> Store:
     """Register the built-in kinds' strategies and admission plugins into store."""
     store.register(NamespaceLifecycle())
-    for (group, plural), strategy in builtin_strategies().items():
+    table = builtin_strategies()
+    for rt in store.registry.all():
+        # every other built-in kind: the plain rules, with a built-in kind's field shapes
+        if rt.builtin and (rt.group, rt.plural) not in table:
+            table[(rt.group, rt.plural)] = BuiltinStrategy(rt.group, rt.plural)
+    for (group, plural), strategy in table.items():
         store.register(strategy, group, plural)
     return store
 

@@ -1,7 +1,8 @@
 """Names, labels, per-kind defaulting and validation, CRD schema pruning/defaulting.
 
-The (group, plural) tables DEFAULTERS, INITIAL_STATUS and VALIDATORS are read by the built-in
-kinds' strategies (strategies.py). Validators return lists of FieldError; the Store turns a non-empty list into a 422 Invalid
+The (group, plural) tables DEFAULTERS, INITIAL_STATUS, VALIDATORS, OMITEMPTY (Go's omitempty),
+ZERO_FIELDS and ATOMIC_FIELDS (field shapes for managedFields) are read by the built-in kinds'
+strategies (strategies.py). Validators return lists of FieldError; the Store turns a non-empty list into a 422 Invalid
 whose message and details.causes have the shapes k8s.io/apimachinery's field.Error gives.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import celpy
 
@@ -213,8 +215,6 @@ def _default_service(obj: dict) -> None:
     spec.setdefault("sessionAffinity", "None")
     if spec["type"] != "ExternalName":
         spec.setdefault("internalTrafficPolicy", "Cluster")
-        spec.setdefault("ipFamilies", ["IPv4"])
-        spec.setdefault("ipFamilyPolicy", "SingleStack")
     if spec["type"] in ("NodePort", "LoadBalancer"):
         spec.setdefault("externalTrafficPolicy", "Cluster")
     for p in spec.get("ports") or []:
@@ -480,6 +480,152 @@ INITIAL_STATUS = {
     ("", "replicationcontrollers"): lambda: {"replicas": 0},
     ("certificates.k8s.io", "certificatesigningrequests"): dict,
 }
+
+
+# ---- Go's omitempty: what the typed structs of built-in kinds drop ----------------------
+# A built-in object is stored as its Go struct encodes: a field tagged `omitempty` whose value
+# is empty (false, 0, "", empty list or map) is left out; fields without the tag and pointer
+# fields (a set *bool false stays) are kept. Custom resources keep whatever their schema
+# allows. Tables: field -> OMIT (drop when empty), a nested table (a struct, or a list of
+# structs, never dropped itself) or (OMIT, table). Only non-pointer fields are listed.
+# Tags from staging/src/k8s.io/api/{core,apps,batch}/v1/types.go and apimachinery's
+# pkg/apis/meta/v1/types.go (ObjectMeta, LabelSelector).
+
+OMIT = "omitempty"
+
+_OBJECT_META = {k: OMIT for k in ("generateName", "namespace", "selfLink", "uid",
+                                  "resourceVersion", "generation", "labels", "annotations",
+                                  "ownerReferences", "finalizers", "managedFields")}
+_LABEL_SELECTOR = {"matchLabels": OMIT, "matchExpressions": OMIT}
+_RESOURCES = {"limits": OMIT, "requests": OMIT, "claims": OMIT}
+_CONTAINER = {
+    **{k: OMIT for k in ("image", "command", "args", "workingDir", "envFrom", "resizePolicy",
+                         "restartPolicyRules", "volumeDevices", "terminationMessagePath",
+                         "terminationMessagePolicy", "imagePullPolicy", "stdin", "stdinOnce",
+                         "tty")},
+    "ports": (OMIT, {k: OMIT for k in ("name", "hostPort", "protocol", "hostIP")}),
+    "env": (OMIT, {"value": OMIT}),
+    "volumeMounts": (OMIT, {k: OMIT for k in ("readOnly", "subPath", "subPathExpr",
+                                              "bindMountOptions")}),
+    "resources": _RESOURCES,
+}
+_POD_SPEC = {
+    **{k: OMIT for k in ("volumes", "restartPolicy", "dnsPolicy", "nodeSelector",
+                         "serviceAccountName", "serviceAccount", "nodeName", "hostNetwork",
+                         "hostPID", "hostIPC", "imagePullSecrets", "hostname", "subdomain",
+                         "schedulerName", "hostAliases", "priorityClassName", "readinessGates",
+                         "overhead", "topologySpreadConstraints", "schedulingGates",
+                         "resourceClaims")},
+    "containers": _CONTAINER,
+    "initContainers": (OMIT, _CONTAINER),
+    "ephemeralContainers": (OMIT, _CONTAINER),
+    "tolerations": (OMIT, {k: OMIT for k in ("key", "operator", "value", "effect")}),
+}
+_POD_TEMPLATE = {"metadata": _OBJECT_META, "spec": _POD_SPEC}
+_WORKLOAD = {"selector": _LABEL_SELECTOR, "template": _POD_TEMPLATE, "minReadySeconds": OMIT}
+_JOB_SPEC = {"selector": _LABEL_SELECTOR, "template": _POD_TEMPLATE}
+
+OMITEMPTY = {
+    ("", "pods"): {"spec": _POD_SPEC},
+    ("", "podtemplates"): {"template": _POD_TEMPLATE},
+    ("", "nodes"): {"spec": {**{k: OMIT for k in ("podCIDR", "podCIDRs", "providerID",
+                                                  "unschedulable", "externalID")},
+                             "taints": (OMIT, {"value": OMIT})}},
+    ("", "namespaces"): {"spec": {"finalizers": OMIT}},
+    ("", "configmaps"): {"data": OMIT, "binaryData": OMIT},
+    ("", "secrets"): {"data": OMIT, "stringData": OMIT, "type": OMIT},
+    ("", "serviceaccounts"): {"secrets": OMIT, "imagePullSecrets": OMIT},
+    ("", "services"): {"spec": {
+        **{k: OMIT for k in ("selector", "clusterIP", "clusterIPs", "type", "externalIPs",
+                             "sessionAffinity", "loadBalancerIP", "loadBalancerSourceRanges",
+                             "externalName", "externalTrafficPolicy", "healthCheckNodePort",
+                             "publishNotReadyAddresses", "ipFamilies")},
+        "ports": (OMIT, {k: OMIT for k in ("name", "protocol", "nodePort")})}},
+    ("", "persistentvolumeclaims"): {"spec": {"accessModes": OMIT, "volumeName": OMIT,
+                                              "selector": _LABEL_SELECTOR,
+                                              "resources": {"limits": OMIT, "requests": OMIT}}},
+    ("", "replicationcontrollers"): {"spec": {"minReadySeconds": OMIT, "selector": OMIT,
+                                              "template": _POD_TEMPLATE}},
+    ("apps", "deployments"): {"spec": {**_WORKLOAD, "paused": OMIT}},
+    ("apps", "replicasets"): {"spec": _WORKLOAD},
+    ("apps", "daemonsets"): {"spec": _WORKLOAD},
+    ("apps", "statefulsets"): {"spec": {**_WORKLOAD, "volumeClaimTemplates": OMIT,
+                                        "podManagementPolicy": OMIT}},
+    ("batch", "jobs"): {"spec": _JOB_SPEC},
+    ("batch", "cronjobs"): {"spec": {"concurrencyPolicy": OMIT, "jobTemplate": {
+        "metadata": _OBJECT_META, "spec": _JOB_SPEC}}},
+}
+
+
+def prune_empty(value, table: dict) -> None:
+    """Drop, in place, the omitempty fields of value (a struct, or a list of structs) that
+    are empty, as encoding the Go struct of table would."""
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict):
+                prune_empty(item, table)
+        return
+    if not isinstance(value, dict):
+        return
+    for k in [k for k in value if k in table]:
+        rule = value_rule = table[k]
+        v = value[k]
+        if isinstance(rule, tuple):
+            rule, value_rule = OMIT, rule[1]
+        if rule is OMIT and not v:
+            del value[k]
+        elif value_rule is not OMIT:
+            prune_empty(v, value_rule)
+
+
+def prune_metadata(meta: dict) -> None:
+    """ObjectMeta's empty omitempty fields go for every kind (custom resources' metadata is
+    coerced through ObjectMeta too: apiextensions-apiserver schema/objectmeta/coerce.go)."""
+    prune_empty(meta, _OBJECT_META)
+
+
+# Maps and lists the empty object of a kind has (non-pointer structs; lists and maps without
+# omitempty are there as null): a write filling them owns their fields, not them as a whole
+# (no "." in managedFields). Built-in kinds not listed have spec and status structs.
+ZERO_SPEC_STATUS = frozenset({("spec",), ("status",)})
+_TEMPLATE_ZERO = ("template",), ("template", "metadata"), ("template", "spec"), \
+    ("template", "spec", "containers")
+
+
+def _zero(*paths, under=("spec",)) -> frozenset:
+    return ZERO_SPEC_STATUS | {under + p for p in paths}
+
+
+ZERO_FIELDS = {
+    ("", "pods"): _zero(("containers",)),
+    ("", "configmaps"): frozenset(), ("", "secrets"): frozenset(),
+    ("", "serviceaccounts"): frozenset(), ("", "endpoints"): frozenset(),
+    ("", "nodes"): ZERO_SPEC_STATUS | {("status", "daemonEndpoints"),
+                                       ("status", "daemonEndpoints", "kubeletEndpoint"),
+                                       ("status", "nodeInfo")},
+    ("", "services"): ZERO_SPEC_STATUS | {("status", "loadBalancer")},
+    ("", "persistentvolumeclaims"): _zero(("resources",)),
+    ("", "podtemplates"): frozenset({("template",), ("template", "metadata"),
+                                     ("template", "spec"), ("template", "spec", "containers")}),
+    ("apps", "deployments"): _zero(*_TEMPLATE_ZERO, ("strategy",)),
+    ("apps", "replicasets"): _zero(*_TEMPLATE_ZERO),
+    ("apps", "statefulsets"): _zero(*_TEMPLATE_ZERO, ("updateStrategy",)),
+    ("apps", "daemonsets"): _zero(*_TEMPLATE_ZERO, ("updateStrategy",)),
+    ("batch", "jobs"): _zero(*_TEMPLATE_ZERO),
+    ("batch", "cronjobs"): _zero(("jobTemplate",), ("jobTemplate", "metadata"),
+                                 ("jobTemplate", "spec"),
+                                 *(("jobTemplate", "spec") + p for p in _TEMPLATE_ZERO)),
+    ("apiextensions.k8s.io", "customresourcedefinitions"): _zero(("names",)) | {
+        ("status", "acceptedNames")},
+}
+
+# Label selectors are atomic structs (+structType=atomic in apimachinery's LabelSelector):
+# whoever sets one owns it as a single field.
+_SELECTOR = frozenset({("spec", "selector")})
+ATOMIC_FIELDS = {key: _SELECTOR for key in (
+    ("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"),
+    ("apps", "daemonsets"), ("batch", "jobs"), ("", "persistentvolumeclaims"),
+    ("policy", "poddisruptionbudgets"))}
 
 
 # ---- per-kind validation ---------------------------------------------------------------
@@ -771,6 +917,70 @@ VALIDATORS = {
         ((o.get("spec") or {}).get("template") or {}).get("spec"), "spec.template.spec"),
     ("storage.k8s.io", "csistoragecapacities"): _require("storageClassName"),
 }
+
+
+# ---- built-in kinds' schemas: Kubernetes 1.32's OpenAPI definitions ------------------------
+
+DEFINITIONS_FILE = Path(__file__).with_name("openapi_data") / "k8s-1.32-definitions.json"
+_DEFINITIONS: dict | None = None
+_DEFINITION_BY_GVK: dict = {}
+
+
+def builtin_definitions() -> dict:
+    """The v2 definitions of the built-in kinds (openapi_data/README.md), loaded on first use
+    (once per process: every cluster shares them)."""
+    global _DEFINITIONS
+    if _DEFINITIONS is None:
+        defs = json.loads(DEFINITIONS_FILE.read_text())["definitions"]
+        for name, d in defs.items():
+            for g in d.get("x-kubernetes-group-version-kind") or []:
+                _DEFINITION_BY_GVK[(g["group"], g["version"], g["kind"])] = name
+        _DEFINITIONS = defs
+    return _DEFINITIONS
+
+
+def builtin_definition_name(group: str, version: str, kind: str) -> str | None:
+    builtin_definitions()
+    return _DEFINITION_BY_GVK.get((group, version, kind))
+
+
+def builtin_unknown_fields(obj: dict, group: str, version: str, kind: str) -> list[str]:
+    """Paths of fields a built-in kind's Go type does not have: what the apiserver's strict
+    JSON decoding (fieldValidation=Strict) reports as `unknown field "spec.x"`."""
+    defs = builtin_definitions()
+    name = _DEFINITION_BY_GVK.get((group, version, kind))
+    if name is None:
+        return []
+    out: list[str] = []
+    _unknown(obj, defs[name], defs, "", out)
+    return out
+
+
+def _unknown(value, schema: dict, defs: dict, path: str, out: list) -> None:
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        schema = defs.get(ref.rsplit("/", 1)[-1]) or {}
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        if props is None:
+            if isinstance(addl, dict):
+                for k, v in value.items():
+                    _unknown(v, addl, defs, f"{path}[{k}]" if path else k, out)
+            return  # an open object (RawExtension, FieldsV1, JSON)
+        for k, v in value.items():
+            sub = props.get(k)
+            child = f"{path}.{k}" if path else k
+            if sub is None:
+                out.append(child)
+            elif v is not None:
+                _unknown(v, sub, defs, child, out)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, v in enumerate(value):
+                if isinstance(v, (dict, list)):
+                    _unknown(v, items, defs, f"{path}[{i}]", out)
 
 
 # ---- CRD structural schemas: pruning, defaulting, validation ----------------------------

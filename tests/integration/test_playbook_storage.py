@@ -97,6 +97,11 @@ def test_health_err_is_never_succeeded_and_the_report_names_the_check(lab, play)
     assert recap(proc)["c2"]["failed"] == 1
 
 
+def _rgw(lab, cluster="c2", store="my-store"):
+    """Where the test (on the lab host) reaches the store's S3 API: each Rook object store is its own endpoint."""
+    return lab.cli("rook", "endpoint", cluster, store).stdout.strip()
+
+
 def test_object_storage_modules_give_a_working_bucket(lab, play):
     """rook_object_store (with its bucket class), rook_object_user and rook_bucket on c2; the keys work."""
     objects = play.work / "objects.yml"
@@ -128,7 +133,7 @@ def test_object_storage_modules_give_a_working_bucket(lab, play):
     assert got["credentials"]["secret_access_key"] not in proc.stdout
     import boto3
     from botocore.config import Config
-    s3 = boto3.client("s3", endpoint_url=lab.s3["endpoint"], region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
+    s3 = boto3.client("s3", endpoint_url=_rgw(lab), region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
                       aws_access_key_id=got["credentials"]["access_key_id"], aws_secret_access_key=got["credentials"]["secret_access_key"])
     s3.put_object(Bucket=got["bucket"]["name"], Key="probe", Body=b"ok")
     assert s3.get_object(Bucket=got["bucket"]["name"], Key="probe")["Body"].read() == b"ok"
@@ -269,7 +274,7 @@ def test_velero_keeps_its_backups_in_the_clusters_own_rook_object_store(lab, pla
     assert backup["verdict"] == "succeeded" and any("own object store" in text for text in backup["warnings"])
     import boto3
     from botocore.config import Config
-    s3 = boto3.client("s3", endpoint_url=lab.s3["endpoint"], region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
+    s3 = boto3.client("s3", endpoint_url=_rgw(lab), region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
                       aws_access_key_id=got["credentials"]["access_key_id"], aws_secret_access_key=got["credentials"]["secret_access_key"])
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=got["bucket"]["name"], Prefix="c2/backups/").get("Contents", [])]
     assert any(k.endswith("velero-backup.json") for k in keys), keys
@@ -313,7 +318,7 @@ def test_a_vault_cluster_keeps_the_other_clusters_backups(lab, play):
     assert recap(again)["c1"]["changed"] == 0 and recap(again)["c3"]["changed"] == 0
     play("backup", "--limit", "c1,c3", "-e", "backup_name=tovault", "-e", "included_namespaces=default", check_rc=0)
     for cluster in ("c1", "c3"):
-        s3 = boto3.client("s3", endpoint_url=lab.s3["endpoint"], region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
+        s3 = boto3.client("s3", endpoint_url=_rgw(lab), region_name="us-east-1", config=Config(s3={"addressing_style": "path"}),
                           aws_access_key_id=keys[cluster]["AWS_ACCESS_KEY_ID"], aws_secret_access_key=keys[cluster]["AWS_SECRET_ACCESS_KEY"])
         found = [o["Key"] for o in s3.list_objects_v2(Bucket=buckets[cluster]).get("Contents", [])]
         assert any(k.endswith("tovault-%s/velero-backup.json" % cluster) for k in found), found

@@ -265,6 +265,7 @@ def test_help_documents_exit_codes():
 @pytest.mark.parametrize("args", [
     ("down",), ("status",), ("seed", "busybox", "--cluster", "c1"), ("fault", "c1", "down"),
     ("clock", "show"), ("clock", "advance", "1h"), ("velero", "sync"), ("s3", "revoke"),
+    ("image", "show"), ("image", "deny", "quay.io"),
 ])
 def test_commands_on_a_lab_that_is_not_running_exit_4(tmp_path, args):
     proc = run_cli(*args, lab_dir=tmp_path, check=False)

@@ -136,6 +136,65 @@ def test_timer_heap_fires_in_order_and_skips_cancelled():
     assert fired == ["a", "b"] and pending == 0
 
 
+def test_lab_clock_callbacks_fire_at_their_lab_time_and_on_advances():
+    async def run():
+        clock = Clock()
+        fired = []
+        now = clock.time()
+        clock.call_at(now + 0.05, fired.append, "soon")
+        clock.call_later(100, fired.append, "in 100 s")
+        clock.call_later(200, fired.append, "in 200 s")
+        clock.call_later(150, fired.append, "cancelled").cancel()
+        await asyncio.sleep(0.2)
+        before = list(fired)
+        clock.advance(100)
+        await asyncio.sleep(0.05)
+        after_100 = list(fired)
+        clock.advance(150)
+        await asyncio.sleep(0.05)
+        return before, after_100, list(fired), clock.timers_pending()
+    before, after_100, after_250, pending = asyncio.run(run())
+    assert before == ["soon"]
+    assert after_100 == ["soon", "in 100 s"]
+    assert after_250 == ["soon", "in 100 s", "in 200 s"] and pending == 0
+
+
+@pytest.mark.parametrize("command,runs,code,ignores_term", [
+    (["/bin/false"], 0, 1, False), (["false"], 0, 1, False), (["sh", "-c", "exit 3"], 0, 3, False),
+    (["true"], 0, 0, False), (["sleep", "600"], 600, 0, False), (["sleep", "1m"], 60, 0, False),
+    (["sleep", "infinity"], None, 0, False), (["/bin/sh", "-c", "sleep 5; exit 1"], 5, 1, False),
+    (["sh", "-c", "false || exit 0"], 0, 0, False), (["sh", "-c", "false && sleep 4"], 0, 1, False),
+    (["sh", "-c", "trap '' TERM; sleep infinity"], None, 0, True), (["sh", "-c", 'trap "" SIGTERM\nsleep 9'], 9, 0, True),
+    (["sh", "-c", "while true; do date >> /data/log; sleep 60; done"], None, 0, False), (["/velero", "server"], None, 0, False),
+    ([], None, 0, False),
+])
+def test_what_a_container_command_amounts_to(command, runs, code, ignores_term):
+    from fleetdr_lab.controllers.workloads.kubelet import program_of
+    p = program_of({"command": command})
+    assert (p.runs, p.code, p.ignores_term) == (runs, code, ignores_term)
+
+
+def test_image_catalogue_rules():
+    from fleetdr_lab.controllers.workloads.images import ImagePolicy
+    policy = ImagePolicy()
+    for image in ("busybox", "busybox:1.36", "nginx:1.28", "velero/velero:v1.17.1", "quay.io/ceph/ceph:v20.2.4",
+                  "docker.io/rook/ceph:v1.20.6", "registry.k8s.io/pause:3.9", "ghcr.io/a/b:1", "public.ecr.aws/x/y:2",
+                  "us-docker.pkg.dev/p/r/i:1", "eu.gcr.io/p/i:1"):
+        assert policy.verdict(image) == (True, ""), image
+    assert policy.verdict("registry.example.com/team/app:1") == (False, "registry")
+    assert policy.verdict("localhost:5000/app") == (False, "registry")
+    policy.set_rule("deny", "busybox:1.36")
+    assert policy.verdict("docker.io/library/busybox:1.36") == (False, "image") and policy.verdict("busybox:1.37")[0]
+    policy.set_rule("deny", "velero/*")
+    assert not policy.verdict("velero/velero:v1")[0] and policy.verdict("velero:v1")[0]
+    policy.set_rule("deny", "quay.io", cluster="c2")
+    policy.set_rule("allow", "quay.io/ceph/*", cluster="c2")
+    assert policy.verdict("quay.io/ceph/ceph:v1", "c2")[0] and policy.verdict("quay.io/other/x:1", "c2") == (False, "registry")
+    assert policy.verdict("quay.io/other/x:1", "c1")[0]
+    policy.set_rule("allow", "busybox:1.36", cluster="c1")
+    assert policy.verdict("busybox:1.36", "c1")[0] and not policy.verdict("busybox:1.36", "c2")[0]
+
+
 class _Lab:
     def __init__(self, directory):
         self.dir = Path(directory)

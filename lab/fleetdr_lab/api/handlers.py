@@ -9,17 +9,21 @@ per-cluster faults. All object semantics live in the Store; this module only tra
 from __future__ import annotations
 
 import asyncio
-import hmac
+import email.utils
 import json
 import logging
 import random
+import time
 import uuid
 
 import yaml
 from aiohttp import web
 
+from ..rbac import CURRENT_USER
 from ..registry import SUBRESOURCE_KINDS
 from ..store import ApiError
+from .openapi import OpenApiService, etag_of
+from . import auth
 from .protobuf import decode_protobuf
 from .tables import TableConverter, partial_metadata
 
@@ -107,6 +111,24 @@ def fault_error(code: int) -> tuple[ApiError, dict]:
 
 # ---- small parsing helpers ------------------------------------------------------------------
 
+def field_manager_of(request: web.Request) -> str:
+    """The request's field manager: ?fieldManager=, else the User-Agent up to its first "/",
+    printable characters only, at most 128 bytes (managerOrUserAgent / prefixFromUserAgent in
+    staging/src/k8s.io/apiserver/pkg/endpoints/handlers/create.go)."""
+    manager = request.query.get("fieldManager")
+    if manager:
+        return manager
+    out, size = [], 0
+    for ch in (request.headers.get("User-Agent") or "").split("/")[0]:
+        if not ch.isprintable():
+            continue
+        size += len(ch.encode())
+        if size > 128:
+            break
+        out.append(ch)
+    return "".join(out)
+
+
 def parse_bool(value: str | None) -> bool:
     return value is not None and value.strip().lower() in ("1", "t", "true", "yes")
 
@@ -163,6 +185,36 @@ def discovery_accept(header: str | None) -> str | None:
     return None
 
 
+PB_V2 = "com.github.proto-openapi.spec.v2.v1.0+protobuf"
+PB_V2_OLD = "com.github.proto-openapi.spec.v2@v1.0+protobuf"
+
+
+def openapi_accept(header: str, offered: tuple[str, ...]) -> str | None:
+    """The first of `offered` (application/ subtypes) the Accept header takes, by q order
+    (goautoneg as kube-openapi uses it); None: 406."""
+    clauses = []
+    for i, part in enumerate(header.split(",")):
+        media, *params = [p.strip() for p in part.split(";")]
+        if not media:
+            continue
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        mtype, _, sub = media.partition("/")
+        clauses.append((-q, i, mtype, sub or "*"))
+    for _, _, mtype, sub in sorted(clauses):
+        if mtype not in ("application", "*"):
+            continue
+        for offer in offered:
+            if sub in (offer, "*"):
+                return offer
+    return None
+
+
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
 
 
@@ -208,6 +260,7 @@ class ClusterApi:
     def __init__(self, cluster):
         self.cluster = cluster
         self.random = random.Random()
+        self.openapi_service: OpenApiService | None = None  # built on the first /openapi request
 
     @property
     def store(self):
@@ -220,12 +273,20 @@ class ClusterApi:
             faults = getattr(self.cluster, "faults", None)
             if faults is not None and faults.latency_ms:
                 await asyncio.sleep(faults.latency_ms / 1000.0)
-            self.authenticate(request)
+            user = auth.authenticate(self.cluster, request, PUBLIC_PATHS)
+            request[USER_KEY] = user
             if faults is not None and faults.error_rate and \
                     self.random.random() < faults.error_rate:
                 err, headers = fault_error(int(faults.error_code or 500))
                 return error_response(err, headers)
-            return await handler(request)
+            if user is None or user is auth.ADMIN_USER:
+                return await handler(request)
+            auth.authorize_request(self.cluster, request, user)
+            reset = CURRENT_USER.set(user)  # for admission plugins that decide by user
+            try:
+                return await handler(request)
+            finally:
+                CURRENT_USER.reset(reset)
         except ApiError as err:
             return error_response(err)
         except web.HTTPRequestEntityTooLarge:
@@ -237,14 +298,6 @@ class ClusterApi:
             log.exception("%s %s failed", request.method, request.path_qs)
             return error_response(ApiError(500, "InternalError",
                                            f"Internal error occurred: {exc}"))
-
-    def authenticate(self, request: web.Request) -> None:
-        header = request.headers.get("Authorization")
-        if header is None and request.path.rstrip("/").startswith(PUBLIC_PATHS):
-            return  # anonymous, allowed to read public info
-        expected = f"Bearer {self.cluster.token}"
-        if header is None or not hmac.compare_digest(header.encode(), expected.encode()):
-            raise ApiError(401, "Unauthorized", "Unauthorized")
 
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("Audit-Id", str(uuid.uuid4()))
@@ -373,51 +426,57 @@ class ClusterApi:
                             "as=APIGroupDiscoveryList"})
 
     def openapi(self, request: web.Request, parts: list[str]) -> web.Response:
-        """Just enough OpenAPI v3 for kubectl to see that the server validates fields itself.
-
-        kubectl asks /openapi/v3 for each kind's PATCH operation and, when it lists the
-        `fieldValidation` parameter, leaves schema validation to the server instead of
-        downloading /openapi/v2 (which the lab does not serve). PATCH operations declare no
-        request body, so kubectl apply computes strategic merge patches from its built-in
-        types, as it does when a server's schema lacks them.
-        """
+        """/openapi/v2 and /openapi/v3[/<group-version>] (documents: openapi.py), answered as
+        kube-openapi's handlers do: content negotiation, ETag / If-None-Match, and for a v3
+        document requested with the `?hash=` its index handed out, immutable caching (a stale
+        hash is redirected to the current one)."""
         self.require_get(request)
+        if self.openapi_service is None:
+            self.openapi_service = OpenApiService(self.store.registry)
+        service = self.openapi_service
+        accept = request.headers.get("Accept") or "*/*"
+        if parts == ["v2"]:
+            # kube-openapi pkg/handler/handler.go: JSON or gnostic protobuf, else 406
+            form = openapi_accept(accept, ("json", PB_V2, PB_V2_OLD))
+            if form is None:
+                return web.Response(status=406, headers={"Vary": "Accept"})
+            protobuf = form != "json"
+            data, etag = service.v2(protobuf)
+            return self.openapi_body(request, data, etag,
+                                     "application/" + (PB_V2 if protobuf else "json"))
         if parts == ["v3"]:
-            paths = {}
-            for g in self.store.registry.groups():
-                for v in g["versions"]:
-                    key = f"apis/{g['name']}/{v}" if g["name"] else f"api/{v}"
-                    paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}"}
-            return json_response({"paths": paths})
-        if len(parts) >= 3 and parts[0] == "v3" and (parts[1] == "api" and len(parts) == 3 or
-                                                     parts[1] == "apis" and len(parts) == 4):
-            group = parts[2] if parts[1] == "apis" else ""
-            version = parts[-1]
-            rts = self.store.registry.resources(group, version)
-            if not rts:
+            data = service.index()
+            return self.openapi_body(request, data, etag_of(data), "application/json")
+        if len(parts) >= 3 and parts[0] == "v3":
+            key = "/".join(parts[1:])
+            found = service.group_version(key)
+            if found is None:
                 raise not_found()
-            return json_response(self.openapi_gv(group, version, rts))
+            # pkg/handler3/handler.go: JSON here (the lab has no v3 protobuf encoder)
+            if openapi_accept(accept, ("json",)) is None:
+                return web.Response(status=406, headers={"Vary": "Accept"})
+            data, etag = found
+            wanted = request.query.get("hash")
+            headers = {}
+            if wanted:
+                if wanted != etag:
+                    raise web.HTTPMovedPermanently(f"/openapi/v3/{key}?hash={etag}")
+                headers = {"Cache-Control": "public, immutable",
+                           "Expires": email.utils.formatdate(time.time() + 365 * 86400,
+                                                             usegmt=True)}
+            return self.openapi_body(request, data, etag, "application/json", headers)
         raise not_found()
 
     @staticmethod
-    def openapi_gv(group: str, version: str, rts) -> dict:
-        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
-        params = [{"name": n, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
-                  for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
-        paths = {}
-        for rt in rts:
-            gvk = {"group": group, "version": version, "kind": rt.kind}
-            base = f"{prefix}/namespaces/{{namespace}}/{rt.plural}" if rt.namespaced \
-                else f"{prefix}/{rt.plural}"
-            paths[base + "/{name}"] = {
-                "get": {"operationId": f"read{rt.kind}",
-                        "x-kubernetes-action": "get", "x-kubernetes-group-version-kind": gvk},
-                "patch": {"operationId": f"patch{rt.kind}", "parameters": params,
-                          "x-kubernetes-action": "patch",
-                          "x-kubernetes-group-version-kind": gvk},
-            }
-        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.4"},
-                "paths": paths, "components": {"schemas": {}}}
+    def openapi_body(request: web.Request, data: bytes, etag: str, content_type: str,
+                     headers: dict | None = None) -> web.Response:
+        headers = dict(headers or {})
+        headers["Etag"] = f'"{etag}"'
+        headers["Vary"] = "Accept"
+        match = request.headers.get("If-None-Match")
+        if match and any(t.strip() in (f'"{etag}"', f'W/"{etag}"', "*") for t in match.split(",")):
+            return web.Response(status=304, headers=headers)  # net/http ServeContent
+        return web.Response(body=data, headers=headers, content_type=content_type)
 
     # -- resource requests ----------------------------------------------------------------
     def parse_resource_path(self, group: str, version: str, rest: list[str]) -> ResourcePath:
@@ -492,11 +551,14 @@ class ClusterApi:
 
     # -- representation -------------------------------------------------------------------
     def convert(self, obj: dict, path: ResourcePath) -> dict:
-        """Objects are served in the version the request names (CRD conversion `None`)."""
+        """Objects are served in the version the request names (built-in conversions: the kind's
+        strategy; CRD conversion `None`)."""
         rt = path.rt
         if isinstance(obj, dict) and obj.get("kind") == rt.kind:
             want = rt.api_version_for(path.version)
             if obj.get("apiVersion") != want:
+                if obj.get("apiVersion") == rt.api_version:  # storage version: convert
+                    return self.store.to_version(rt.group, rt.plural, obj, path.version)
                 obj["apiVersion"] = want
         return obj
 
@@ -586,7 +648,7 @@ class ClusterApi:
         rt = path.rt
         if path.sub == "scale":
             return "autoscaling", "v1", "Scale"
-        if path.sub in ("binding", "eviction"):
+        if path.sub in ("binding", "eviction", "token"):
             return SUBRESOURCE_KINDS[path.sub]
         return rt.group, path.version, rt.kind
 
@@ -632,15 +694,23 @@ class ClusterApi:
 
     async def create(self, request: web.Request, path: ResourcePath) -> web.Response:
         body = await self.read_object(request, path)
+        if path.rt.group in auth.REVIEW_GROUPS:
+            return json_response(auth.review(self.cluster, request[USER_KEY] or {}, path.rt,
+                                             path.namespace, body), 201)
+        if path.sub == "token":
+            return json_response(auth.token_request(self.cluster, path.namespace, path.name, body,
+                                                    self.dry_run(request)), 201)
         if path.sub is not None:
             body.setdefault("metadata", {}).setdefault("name", path.name)
+        self.store.take_warnings()
         created = self.store.create(path.group, path.rt.plural, path.namespace, body,
                                     dry_run=self.dry_run(request), subresource=path.sub,
                                     field_validation=self.field_validation(request,
-                                                                           "CreateOptions"))
+                                                                           "CreateOptions"),
+                                    field_manager=field_manager_of(request))
         if path.sub is not None:
             return json_response(created, 201)
-        return self.respond_object(request, path, created, 201)
+        return self.with_warnings(self.respond_object(request, path, created, 201))
 
     async def update(self, request: web.Request, path: ResourcePath) -> web.Response:
         body = await self.read_object(request, path)
@@ -651,13 +721,20 @@ class ClusterApi:
         meta["name"] = path.name
         existed = path.sub is not None or self.store.get_or_none(
             path.group, path.rt.plural, path.namespace, path.name) is not None
+        self.store.take_warnings()
+        user = request[USER_KEY]
+        if not existed and path.rt.allow_create_on_update and user is not None and user is not auth.ADMIN_USER:
+            # handlers/update.go: an update that creates the object is authorized for create too
+            auth.authorize_create(self.cluster, user, path.group, path.rt.plural, path.namespace, path.name)
         updated = self.store.update(path.group, path.rt.plural, path.namespace, path.name, body,
                                     subresource=path.sub, dry_run=self.dry_run(request),
                                     field_validation=self.field_validation(request,
-                                                                           "UpdateOptions"))
+                                                                           "UpdateOptions"),
+                                    field_manager=field_manager_of(request))
         if path.sub == "scale":
             return json_response(updated)
-        return self.respond_object(request, path, updated, 200 if existed else 201)
+        return self.with_warnings(self.respond_object(request, path, updated,
+                                                      200 if existed else 201))
 
     async def patch(self, request: web.Request, path: ResourcePath) -> web.Response:
         query = request.query
@@ -690,15 +767,30 @@ class ClusterApi:
             self.check_kind(body, path)
         existed = patch_type != "apply" or path.sub is not None or self.store.get_or_none(
             path.group, path.rt.plural, path.namespace, path.name) is not None
+        self.store.take_warnings()
+        user = request[USER_KEY]
+        if not existed and user is not None and user is not auth.ADMIN_USER:
+            # handlers/patch.go: a patch that creates the object is authorized for create too
+            auth.authorize_create(self.cluster, user, path.group, path.rt.plural, path.namespace, path.name)
         patched = self.store.patch(path.group, path.rt.plural, path.namespace, path.name, body,
                                    patch_type, subresource=path.sub,
                                    dry_run=self.dry_run(request),
-                                   field_manager=field_manager, force=force,
+                                   field_manager=field_manager or field_manager_of(request),
+                                   force=force,
                                    field_validation=self.field_validation(request,
-                                                                          "PatchOptions"))
+                                                                          "PatchOptions"),
+                                   version=path.version)
         if path.sub == "scale":
             return json_response(patched)
-        return self.respond_object(request, path, patched, 200 if existed else 201)
+        return self.with_warnings(self.respond_object(request, path, patched,
+                                                      200 if existed else 201))
+
+    def with_warnings(self, response: web.Response) -> web.Response:
+        """fieldValidation=Warn findings as `Warning: 299 - "..."` headers
+        (apiserver pkg/endpoints/handlers/... warning.AddWarning, strconv.Quote'd)."""
+        for text in self.store.take_warnings():
+            response.headers.add("Warning", "299 - " + json.dumps(text))
+        return response
 
     async def delete_options(self, request: web.Request) -> dict:
         """DeleteOptions from the body merged over the query parameters."""
@@ -910,6 +1002,7 @@ def table_api_version(form: str) -> str:
 
 
 CLUSTER_KEY = web.AppKey("fleetdr_cluster", object)
+USER_KEY = web.RequestKey("fleetdr_user", object)  # the authenticated (or impersonated) user
 API_KEY = web.AppKey("fleetdr_api", ClusterApi)
 
 

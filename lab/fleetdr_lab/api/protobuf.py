@@ -116,10 +116,40 @@ PROTO_MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "Subject": {1: ("kind", "string"), 2: ("apiGroup", "string"), 3: ("name", "string"),
                 4: ("namespace", "string")},
     "RoleRef": {1: ("apiGroup", "string"), 2: ("kind", "string"), 3: ("name", "string")},
+    # authentication.k8s.io/v1 (kubectl create token, auth whoami)
+    "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec"), 3: ("status", "skip")},
+    "TokenRequestSpec": {1: ("audiences", "[string"), 3: ("boundObjectRef", "BoundObjectReference"),
+                         4: ("expirationSeconds", "int?")},
+    "BoundObjectReference": {1: ("kind", "string"), 2: ("apiVersion", "string"), 3: ("name", "string"),
+                             4: ("uid", "string")},
+    "SelfSubjectReview": {1: ("metadata", "ObjectMeta"), 2: ("status", "skip")},
+    "TokenReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenReviewSpec"), 3: ("status", "skip")},
+    "TokenReviewSpec": {1: ("token", "string"), 2: ("audiences", "[string")},
+    # authorization.k8s.io/v1 (kubectl auth can-i)
+    "SelfSubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectAccessReviewSpec"),
+                                3: ("status", "skip")},
+    "SelfSubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
+                                    2: ("nonResourceAttributes", "NonResourceAttributes")},
+    "ResourceAttributes": {1: ("namespace", "string"), 2: ("verb", "string"), 3: ("group", "string"),
+                           4: ("version", "string"), 5: ("resource", "string"), 6: ("subresource", "string"),
+                           7: ("name", "string")},
+    "NonResourceAttributes": {1: ("path", "string"), 2: ("verb", "string")},
+    "SelfSubjectRulesReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SelfSubjectRulesReviewSpec"),
+                               3: ("status", "skip")},
+    "SelfSubjectRulesReviewSpec": {1: ("namespace", "string")},
+    "SubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SubjectAccessReviewSpec"),
+                            3: ("status", "skip")},
+    "LocalSubjectAccessReview": {1: ("metadata", "ObjectMeta"), 2: ("spec", "SubjectAccessReviewSpec"),
+                                 3: ("status", "skip")},
+    "SubjectAccessReviewSpec": {1: ("resourceAttributes", "ResourceAttributes"),
+                                2: ("nonResourceAttributes", "NonResourceAttributes"), 3: ("user", "string"),
+                                4: ("groups", "[string"), 6: ("uid", "string")},
 }
 PROTO_KINDS = ("Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Pod",
                "Deployment", "Job", "CronJob", "Eviction", "DeleteOptions", "Role",
-               "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+               "ClusterRole", "RoleBinding", "ClusterRoleBinding", "TokenRequest", "SelfSubjectReview",
+               "TokenReview", "SelfSubjectAccessReview", "SelfSubjectRulesReview", "SubjectAccessReview",
+               "LocalSubjectAccessReview")
 PROTO_MAGIC = b"k8s\x00"
 
 

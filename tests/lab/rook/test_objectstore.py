@@ -1,7 +1,7 @@
 """Rook object storage in the lab: CephObjectStore (RGW Deployment, Service, endpoint), CephObjectStoreUser
 (its Secret's exact keys), ObjectBucketClaim/ObjectBucket (lib-bucket-provisioner's contract), with
-the S3 API behind them real: the keys work with boto3, wrong keys are refused, a claim's bucket is
-deleted with it (reclaim Delete)."""
+the S3 API behind them real: the keys work with boto3 at the store's endpoint (`fleetdr-lab rook
+endpoint`), wrong keys are refused, a claim's bucket is deleted with it (reclaim Delete)."""
 from __future__ import annotations
 
 import base64
@@ -19,8 +19,13 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl
 GROUP, VERSION, NS = "ceph.rook.io", "v1", "rook-ceph"
 
 
-def s3(lab, key_id, secret):
-    return boto3.client("s3", endpoint_url=lab.s3["endpoint"], region_name="us-east-1", aws_access_key_id=key_id,
+def endpoint(lab, store, cluster="c1", namespace=NS):
+    """The store's S3 endpoint on the lab host (what http://rook-ceph-rgw-<store>.<ns>.svc is in the cluster)."""
+    return lab.cli("rook", "endpoint", cluster, store, "--namespace", namespace).stdout.strip()
+
+
+def s3(lab, key_id, secret, store="my-store", cluster="c1", namespace=NS):
+    return boto3.client("s3", endpoint_url=endpoint(lab, store, cluster, namespace), region_name="us-east-1", aws_access_key_id=key_id,
                         aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
 
 
@@ -80,7 +85,7 @@ def test_bucket_claim_contract_and_deletion(ceph_lab, ceph_apis):
     assert ob["status"]["phase"] == "Bound" and ob["spec"]["reclaimPolicy"] == "Delete"
     owner = s3(ceph_lab, keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"])
     owner.put_object(Bucket=bucket, Key="a.txt", Body=b"x")
-    # a claim's key reaches its own bucket only: another claim's bucket (and the lab's Velero bucket) answer AccessDenied
+    # a claim's key reaches its own bucket only: another claim's bucket answers AccessDenied
     custom.create_namespaced_custom_object("objectbucket.io", "v1alpha1", "default", "objectbucketclaims", {
         "apiVersion": "objectbucket.io/v1alpha1", "kind": "ObjectBucketClaim", "metadata": {"name": "other", "namespace": "default"},
         "spec": {"generateBucketName": "other", "storageClassName": "rook-ceph-bucket"}})
@@ -91,11 +96,14 @@ def test_bucket_claim_contract_and_deletion(ceph_lab, ceph_apis):
         Bucket=other["spec"]["bucketName"], Key="b.txt", Body=b"y")
     for call in (lambda: owner.get_object(Bucket=other["spec"]["bucketName"], Key="b.txt"),
                  lambda: owner.put_object(Bucket=other["spec"]["bucketName"], Key="c.txt", Body=b"z"),
-                 lambda: owner.list_objects_v2(Bucket=other["spec"]["bucketName"]),
-                 lambda: owner.list_objects_v2(Bucket=ceph_lab.s3["bucket"])):
+                 lambda: owner.list_objects_v2(Bucket=other["spec"]["bucketName"])):
         with pytest.raises(ClientError) as caught:
             call()
         assert caught.value.response["Error"]["Code"] == "AccessDenied"
+    # the lab's own Velero bucket is not in this object store at all
+    with pytest.raises(ClientError) as caught:
+        owner.list_objects_v2(Bucket=ceph_lab.s3["bucket"])
+    assert caught.value.response["Error"]["Code"] == "NoSuchBucket"
     custom.delete_namespaced_custom_object("objectbucket.io", "v1alpha1", "default", "objectbucketclaims", "other")
     # a claim of a class no Rook provisioner serves is ignored: no phase at all
     storage.create_storage_class({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "other-bucket"},
@@ -109,5 +117,11 @@ def test_bucket_claim_contract_and_deletion(ceph_lab, ceph_apis):
     custom.delete_namespaced_custom_object("objectbucket.io", "v1alpha1", "default", "objectbucketclaims", "uploads")
     wait(lambda: not custom.list_namespaced_custom_object("objectbucket.io", "v1alpha1", "default", "objectbucketclaims",
                                                           field_selector="metadata.name=uploads")["items"], "claim gone")
-    admin = ceph_lab.s3_client()
-    assert bucket not in [b["Name"] for b in admin.list_buckets()["Buckets"]]
+    # the claim's user went with it, and so did its bucket: the name is free in the store again
+    with pytest.raises(ClientError) as caught:
+        owner.list_objects_v2(Bucket=bucket)
+    assert caught.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+    user = decoded(core.read_namespaced_secret("rook-ceph-object-user-my-store-velero", NS))
+    taker = s3(ceph_lab, user["AccessKey"], user["SecretKey"])
+    taker.create_bucket(Bucket=bucket)
+    assert taker.list_objects_v2(Bucket=bucket)["KeyCount"] == 0

@@ -141,7 +141,9 @@ def test_fs_restore_rebuilds_files_in_new_pvc(velero, lab, fsapp):
     init = restored[0].spec.init_containers[0]
     assert init.name == "restore-wait" and init.args == [r["metadata"]["uid"]]
     assert init.image == velero.image and init.command == ["/velero-restore-helper"]
-    assert [m.mount_path for m in init.volume_mounts] == ["/restores/data"]
+    # the ServiceAccount admission plugin mounts the API token into init containers too
+    assert [m.mount_path for m in init.volume_mounts] == ["/restores/data",
+                                                          "/var/run/secrets/kubernetes.io/serviceaccount"]
 
 
 def test_opt_out_mode_respects_excludes_annotation(velero, lab):

@@ -1,21 +1,26 @@
 """CephObjectStore, CephObjectStoreUser and ObjectBucketClaim/ObjectBucket.
 
 Rook pkg/operator/ceph/object/{controller,objectstore,rgw,status}.go, object/user/controller.go,
-object/bucket/provisioner.go and lib-bucket-provisioner pkg/provisioner/controller.go. The RADOS
-gateway's S3 API is the lab's object store (moto, IAM enforced): every object user and bucket
-claim gets its own IAM user and access key there, so a wrong or deleted key is refused, and the
-buckets a claim makes are real S3 buckets boto3 can read; a claim's key reaches its own bucket only
-(AccessDenied elsewhere, as RGW answers for another user's bucket). Limits of the emulation: bucket
-names are one namespace for the whole lab (not one per store), and a CephObjectStoreUser's key is
-not confined to the buckets that user created (IAM policies cannot say "buckets you own").
+object/bucket/provisioner.go and lib-bucket-provisioner pkg/provisioner/controller.go. Each Ready
+CephObjectStore is a RADOS gateway of its own: an S3 endpoint of the lab's S3 child process with its
+own users and its own bucket namespace (s3_rgw.py), so two stores (of one cluster or of two) each
+have their own bucket `velero`. A CephObjectStoreUser is an RGW user of its store (user ID = the
+CR's name) with one key; a bucket claim gets its own user (`obc-<ns>-<name>-<claim uid>`) and the
+bucket, owned by that user. Only a bucket's owner can use it (AccessDenied for every other user of
+the store) unless the bucket's policy grants more, a name another user of the store owns is
+409 BucketAlreadyExists (the claim stays Pending and retries), and a key of one store is unknown to
+every other (InvalidAccessKeyId). Objects are real S3 objects boto3 can read.
 In-cluster clients reach a store at `http://rook-ceph-rgw-<store>.<ns>.svc:<port>`: a Ready store
-registers its RGW Service in the cluster's DNS (`Cluster.service_addresses`), so the emulated Velero
-of that cluster can keep its backups there.
+registers its RGW Service in the cluster's DNS (`Cluster.service_addresses`, the store's own port on
+the lab host), so the emulated Velero of that cluster, or of any cluster through a LoadBalancer
+Service in front of it, can keep its backups there. `fleetdr-lab rook endpoint CLUSTER STORE` prints
+that address for clients on the lab host.
 """
 from __future__ import annotations
 
 import asyncio
-import json
+import base64
+import functools
 import uuid
 
 from ..base import is_deleting, owner_reference
@@ -26,68 +31,33 @@ STORE_FINALIZER = "cephobjectstore.ceph.rook.io"
 USER_FINALIZER = "cephobjectstoreuser.ceph.rook.io"
 OBC_FINALIZER = "objectbucket.io/finalizer"
 OBC_GROUP = "objectbucket.io"
-_ALLOW_S3 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}
 
 
 def rgw_host(store: str, namespace: str) -> str:
     return f"rook-ceph-rgw-{store}.{namespace}.svc"
 
 
-def _iam(cluster):
-    return cluster.lab.objectstore.admin_client("iam")
+def store_id(cluster, namespace: str, store: str) -> str:
+    """The object store's name in the S3 child: one RGW per CephObjectStore of each cluster."""
+    return f"{cluster.name}/{namespace}/{store}"
 
 
-def _bucket_policy(bucket: str) -> dict:
-    """What an ObjectBucketClaim's user may do: everything on its own bucket and nothing else (RGW: the
-    provisioner's user owns the bucket it created; other users' buckets answer AccessDenied)."""
-    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"],
-                                                    "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
-
-
-def _make_user(cluster, name: str, bucket: str | None = None) -> tuple[str, str]:
-    """An RGW user as an IAM user with one fresh key; confined to ``bucket`` when it is a claim's."""
-    iam = _iam(cluster)
-    try:
-        iam.create_user(UserName=name)
-    except iam.exceptions.EntityAlreadyExistsException:
-        for key in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
-            iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
-    policy = _bucket_policy(bucket) if bucket else _ALLOW_S3
-    iam.put_user_policy(UserName=name, PolicyName="rgw", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName=name)["AccessKey"]
-    return key["AccessKeyId"], key["SecretAccessKey"]
-
-
-def _drop_user(cluster, name: str) -> None:
-    iam = _iam(cluster)
-    try:
-        for key in iam.list_access_keys(UserName=name)["AccessKeyMetadata"]:
-            iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
-        iam.delete_user_policy(UserName=name, PolicyName="rgw")
-        iam.delete_user(UserName=name)
-    except iam.exceptions.NoSuchEntityException:
-        pass
-
-
-def _s3(cluster):
-    return cluster.lab.objectstore.admin_client("s3")
-
-
-def _iam_name(cluster, *parts) -> str:
-    return "rgw-" + "-".join((cluster.name,) + parts)[:60]
+async def _blocking(fn, *args, **kwargs):
+    """A blocking call of the lab's object-store control (s3_service.ObjectStore.rgw*) in an executor."""
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args, **kwargs))
 
 
 class CephObjectStoreController(RookController):
     plural = "cephobjectstores"
     watches = [(GROUP, "cephobjectstores"), (GROUP, "cephclusters"), (GROUP, "cephobjectstoreusers"), (OBC_GROUP, "objectbucketclaims")]
 
-    def reconcile(self, key):
+    async def reconcile(self, key):
         ns, name = key
         obj = self.store.get_or_none(GROUP, "cephobjectstores", ns, name)
         if obj is None:
             return
         if is_deleting(obj):
-            return self._delete(obj)
+            return await self._delete(obj)
         obj = self.with_finalizer(obj, STORE_FINALIZER)
         if not obj.get("status"):
             obj = self.put_status(obj, {"phase": "Progressing"})
@@ -118,7 +88,13 @@ class CephObjectStoreController(RookController):
                 "spec": {"selector": {"app": "rook-ceph-rgw", "rook_object_store": name},
                          "ports": [{"name": "http", "port": port or 80, "targetPort": 8080, "protocol": "TCP"}]}})
         endpoint = f"http://{rgw_host(name, ns)}:{port or 80}"
-        self.cluster.service_addresses[(ns, f"rook-ceph-rgw-{name}")] = self.cluster.lab.objectstore.endpoint
+        service = (ns, f"rook-ceph-rgw-{name}")
+        if service not in self.cluster.service_addresses:
+            address = await _blocking(self.cluster.lab.objectstore.rgw_store, store_id(self.cluster, ns, name))
+            obj = self.store.get_or_none(GROUP, "cephobjectstores", ns, name)
+            if obj is None or is_deleting(obj):
+                return self.enqueue(key)
+            self.cluster.service_addresses[service] = address
         want = dict(obj.get("status") or {}, phase="Ready", info={"endpoint": endpoint}, replicas=instances,
                     endpoints={"insecure": [endpoint], "secure": []}, observedGeneration=obj["metadata"].get("generation", 1))
         if want != obj.get("status"):
@@ -128,22 +104,35 @@ class CephObjectStoreController(RookController):
         items = self.store.list(GROUP, "cephclusters", ns)["items"]
         return items[0] if items else None
 
-    def _delete(self, obj):
+    async def _delete(self, obj):
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        sid = store_id(self.cluster, ns, name)
+        objectstore = self.cluster.lab.objectstore
         users = sorted(u["metadata"]["name"] for u in self.store.list(GROUP, "cephobjectstoreusers", ns)["items"]
                        if (u.get("spec") or {}).get("store") == name)
-        buckets = sorted(ob["spec"]["endpoint"]["bucketName"] for ob in self.store.list(OBC_GROUP, "objectbuckets")["items"]
-                         if ((ob.get("spec") or {}).get("additionalState") or {}).get("objectStoreName") == name
-                         and ob["spec"]["additionalState"].get("objectStoreNamespace") == ns)
+        buckets = []
+        if usable(self.store, ns):
+            # any bucket in the gateway blocks the deletion (Rook object/dependents.go), a claim's or a user's
+            status, answer = await _blocking(objectstore.rgw, "GET", "stores", sid, "buckets")
+            buckets = sorted(b["name"] for b in answer) if status == 200 else []
+            obj = self.store.get_or_none(GROUP, "cephobjectstores", ns, name)
+            if obj is None:
+                return
         if (users or buckets) and usable(self.store, ns):
-            parts = (["CephObjectStoreUsers: %s" % users] if users else []) + (["buckets in the object store: %s" % buckets] if buckets else [])
+            # Rook pkg/util/dependents StringWithHeader: "<plural kind>: %v" of each kind, sorted
+            parts = sorted((["CephObjectStoreUsers: [%s]" % " ".join(users)] if users else []) + (
+                ["buckets in the object store (could be from ObjectBucketClaims or COSI Buckets): [%s]" % " ".join(buckets)]
+                if buckets else []))
             message = 'CephObjectStore "%s/%s" will not be deleted until all dependents are removed: %s' % (ns, name, ", ".join(parts))
             st = dict(obj.get("status") or {}, phase="Deleting")
             st["conditions"] = [{"type": "DeletionIsBlocked", "status": "True", "reason": "ObjectHasDependents", "message": message,
                                  "lastTransitionTime": self.now()}]
             if st != obj.get("status"):
                 self.put_status(obj, st)
+            # a bucket removed through S3 makes no event here: look again (Rook's WaitForRequeueIfFinalizerBlocked, 10 s)
+            self.enqueue_after(10.0, (ns, name))
             return
+        await _blocking(objectstore.rgw, "DELETE", "stores", sid)
         self.cluster.service_addresses.pop((ns, f"rook-ceph-rgw-{name}"), None)
         self.without_finalizer(obj, STORE_FINALIZER)
 
@@ -157,10 +146,11 @@ class CephObjectStoreUserController(RookController):
         user = self.store.get_or_none(GROUP, "cephobjectstoreusers", ns, name)
         if user is None:
             return
-        loop = asyncio.get_running_loop()
-        iam_name = _iam_name(self.cluster, ns, name)
+        objectstore = self.cluster.lab.objectstore
+        store_name = (user.get("spec") or {}).get("store")
         if is_deleting(user):
-            await loop.run_in_executor(None, _drop_user, self.cluster, iam_name)
+            if store_name:   # the RGW user and its key go; buckets it owned stay in the store
+                await _blocking(objectstore.rgw, "DELETE", "stores", store_id(self.cluster, ns, store_name), "users", name)
             user = self.store.get(GROUP, "cephobjectstoreusers", ns, name)
             user["metadata"]["finalizers"] = [f for f in user["metadata"].get("finalizers") or [] if f != USER_FINALIZER]
             self.store.update(GROUP, "cephobjectstoreusers", ns, name, user)
@@ -168,7 +158,6 @@ class CephObjectStoreUserController(RookController):
         if USER_FINALIZER not in (user["metadata"].get("finalizers") or []):
             user["metadata"].setdefault("finalizers", []).append(USER_FINALIZER)
             user = self.store.update(GROUP, "cephobjectstoreusers", ns, name, user)
-        store_name = (user.get("spec") or {}).get("store")
         store = self.store.get_or_none(GROUP, "cephobjectstores", ns, store_name) if store_name else None
         if not store_name or store is None or (store.get("status") or {}).get("phase") != "Ready":
             if not store_name:
@@ -176,13 +165,21 @@ class CephObjectStoreUserController(RookController):
             self.enqueue_after(1.0, key)
             return
         secret_name = f"rook-ceph-object-user-{store_name}-{name}"
-        if self.store.get_or_none("", "secrets", ns, secret_name) is None:
-            key_id, secret = await loop.run_in_executor(None, _make_user, self.cluster, iam_name)
+        # Rook object/user/controller.go: the RGW user is made if the gateway lacks it (its existing key otherwise),
+        # then the Secret is created or brought to that key (e.g. a Secret restored from another cluster's backup)
+        display = (user.get("spec") or {}).get("displayName") or name
+        key_id, secret = await _blocking(objectstore.rgw_user, store_id(self.cluster, ns, store_name), name, display)
+        data = {"AccessKey": key_id, "SecretKey": secret, "Endpoint": store["status"]["info"]["endpoint"]}
+        current = self.store.get_or_none("", "secrets", ns, secret_name)
+        if current is None:
             self.store.create("", "secrets", ns, {
                 "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/rook",
                 "metadata": {"name": secret_name, "namespace": ns, "ownerReferences": [owner_reference(user)],
                              "labels": {"app": "rook-ceph-rgw", "user": name, "rook_cluster": ns, "rook_object_store": store_name}},
-                "stringData": {"AccessKey": key_id, "SecretKey": secret, "Endpoint": store["status"]["info"]["endpoint"]}})
+                "stringData": data})
+        elif dict((k, base64.b64decode(v).decode()) for k, v in (current.get("data") or {}).items() if k in data) != data:
+            current["data"] = dict(current.get("data") or {}, **dict((k, base64.b64encode(v.encode()).decode()) for k, v in data.items()))
+            self.store.update("", "secrets", ns, secret_name, current)
         user = self.store.get(GROUP, "cephobjectstoreusers", ns, name)
         want = {"phase": "Ready", "info": {"secretName": secret_name}, "observedGeneration": user["metadata"].get("generation", 1)}
         if user.get("status") != want:
@@ -230,11 +227,9 @@ class BucketClaimController(RookController):
         store_ns = params.get("objectStoreNamespace") or ""
         if sc.get("provisioner") != bucket_provisioner(self.operator.settings, store_ns):
             return  # not ours: the claim is ignored silently (phase stays empty)
-        loop = asyncio.get_running_loop()
         ob_name = f"obc-{ns}-{name}"
-        iam_name = _iam_name(self.cluster, "obc", ns, name)
         if is_deleting(claim):
-            return await self._delete(claim, sc, ob_name, iam_name)
+            return await self._delete(claim, ob_name)
         if not (claim.get("status") or {}).get("phase"):
             claim = self._claim_status(claim, "Pending")
         if (claim.get("status") or {}).get("phase") == "Bound":
@@ -258,15 +253,18 @@ class BucketClaimController(RookController):
         if spec.get("bucketName") != bucket:
             claim["spec"]["bucketName"] = bucket
             claim = self.store.update(OBC_GROUP, "objectbucketclaims", ns, name, claim)
-        key_id, secret = await loop.run_in_executor(None, _make_user, self.cluster, iam_name, bucket)
-
-        def create_bucket():
-            s3 = _s3(self.cluster)
-            try:
-                s3.create_bucket(Bucket=bucket)
-            except s3.exceptions.BucketAlreadyOwnedByYou:
-                pass
-        await loop.run_in_executor(None, create_bucket)
+        # Rook object/bucket/provisioner.go: the claim's own user, then the bucket created as that user
+        objectstore = self.cluster.lab.objectstore
+        sid = store_id(self.cluster, store_ns, store["metadata"]["name"])
+        ceph_user = f"obc-{ns}-{name}-{claim['metadata']['uid']}"
+        key_id, secret = await _blocking(objectstore.rgw_user, sid, ceph_user, ceph_user)
+        status, answer = await _blocking(objectstore.rgw, "PUT", "stores", sid, "buckets", bucket, owner=ceph_user)
+        if status != 200:
+            # e.g. 409 BucketAlreadyExists: another user of the store owns the name. The provisioner removes the
+            # user it made; the claim stays Pending and is retried with backoff (lib-bucket-provisioner).
+            await _blocking(objectstore.rgw, "DELETE", "stores", sid, "users", ceph_user)
+            self.enqueue_after(5.0, key)
+            return
         port = str(((store.get("spec") or {}).get("gateway") or {}).get("port") or 80)
         owner = [owner_reference(claim)]
         labels = {"bucket-provisioner": sc["provisioner"].replace("/", "-")}
@@ -285,7 +283,7 @@ class BucketClaimController(RookController):
                                   "uid": claim["metadata"]["uid"]},
                      "endpoint": {"bucketHost": rgw_host(store["metadata"]["name"], store_ns), "bucketPort": int(port),
                                   "bucketName": bucket, "region": "", "subRegion": "", "additionalConfig": extra},
-                     "additionalState": {"cephUser": iam_name, "objectStoreName": store["metadata"]["name"],
+                     "additionalState": {"cephUser": ceph_user, "objectStoreName": store["metadata"]["name"],
                                          "objectStoreNamespace": store_ns}}})
         ob["status"] = {"phase": "Bound"}
         self.store.update(OBC_GROUP, "objectbuckets", None, ob_name, ob, subresource="status")
@@ -300,21 +298,20 @@ class BucketClaimController(RookController):
         return self.store.update(OBC_GROUP, "objectbucketclaims", claim["metadata"]["namespace"], claim["metadata"]["name"], claim,
                                  subresource="status")
 
-    async def _delete(self, claim, sc, ob_name, iam_name):
+    async def _delete(self, claim, ob_name):
         ns, name = claim["metadata"]["namespace"], claim["metadata"]["name"]
         ob = self.store.get_or_none(OBC_GROUP, "objectbuckets", None, ob_name)
-        loop = asyncio.get_running_loop()
         if ob is not None:
-            bucket = ob["spec"]["endpoint"]["bucketName"]
-            if ob["spec"].get("reclaimPolicy") == "Delete":
-                def purge():
-                    s3 = _s3(self.cluster)
-                    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                        for item in page.get("Contents") or []:
-                            s3.delete_object(Bucket=bucket, Key=item["Key"])
-                    s3.delete_bucket(Bucket=bucket)
-                await loop.run_in_executor(None, purge)
-            await loop.run_in_executor(None, _drop_user, self.cluster, iam_name)
+            objectstore = self.cluster.lab.objectstore
+            state = ob["spec"].get("additionalState") or {}
+            sid = store_id(self.cluster, state.get("objectStoreNamespace") or "", state.get("objectStoreName") or "")
+            if ob["spec"].get("reclaimPolicy") == "Delete":   # the bucket and its objects (admin ops purge-objects)
+                await _blocking(objectstore.rgw, "DELETE", "stores", sid, "buckets", ob["spec"]["endpoint"]["bucketName"],
+                                **{"purge-objects": "true"})
+            if state.get("cephUser"):   # Retain: the bucket stays, the claim's access goes
+                await _blocking(objectstore.rgw, "DELETE", "stores", sid, "users", state["cephUser"])
+            ob = self.store.get_or_none(OBC_GROUP, "objectbuckets", None, ob_name)
+        if ob is not None:
             ob["metadata"]["finalizers"] = []
             self.store.update(OBC_GROUP, "objectbuckets", None, ob_name, ob)
             self.store.delete(OBC_GROUP, "objectbuckets", None, ob_name)

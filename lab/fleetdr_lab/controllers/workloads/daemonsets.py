@@ -41,7 +41,7 @@ class DaemonSetReconciler(Reconciler):
                 if pod_is_terminal(p):
                     self._delete("", "pods", p)
             if not on_node:
-                self.store.create("", "pods", ns, self._daemon_pod(ds, node_name, revision, generation))
+                self._create_pod(ds, self._daemon_pod(ds, node_name, revision, generation))
             for extra in on_node[1:]:
                 self._delete("", "pods", extra)
         for node_name, node_pods in by_node.items():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 
 from ..base import (is_deleting, meta, owner_reference, pod_is_active, pod_is_ready, pod_is_terminal,
                     set_condition, template_hash)
@@ -154,8 +155,17 @@ class DeploymentReconciler(Reconciler):
                 conditions = set_condition(conditions, "Progressing", "True", "NewReplicaSetCreated",
                                            f'Created new replica set "{new_name}"', now, True)
             else:
-                conditions = set_condition(conditions, "Progressing", "True", "ReplicaSetUpdated",
-                                           f'ReplicaSet "{new_name}" is progressing.', now, True)
+                conditions = self._progress(d, conditions, new_name, now, (updated, ready, available, -replicas),
+                                            tuple(old.get(k, 0) for k in ("updatedReplicas", "readyReplicas", "availableReplicas"))
+                                            + (-old.get("replicas", 0),))
+        # deployment/sync.go: the ReplicaFailure of the ReplicaSets shows on the Deployment
+        failure = next((c for rs in rss for c in (rs.get("status") or {}).get("conditions") or []
+                        if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), None)
+        if failure:
+            conditions = set_condition(conditions, "ReplicaFailure", "True", failure.get("reason", ""),
+                                       failure.get("message", ""), now, True)
+        else:
+            conditions = [c for c in conditions if c.get("type") != "ReplicaFailure"]
         # the real controller lists Available before Progressing
         order = {"Available": 0, "Progressing": 1}
         conditions.sort(key=lambda c: order.get(c.get("type"), 2))
@@ -166,6 +176,33 @@ class DeploymentReconciler(Reconciler):
                             "collisionCount": old.get("collisionCount")})
         status["conditions"] = conditions
         self._write_status("apps", "deployments", d, status)
+
+    def _progress(self, d, conditions, new_name, now, counts, old_counts):
+        """A rollout that makes no progress for spec.progressDeadlineSeconds (lab clock) gets
+        Progressing=False ProgressDeadlineExceeded (pkg/controller/deployment/progress.go
+        syncRolloutStatus, util.DeploymentProgressing / DeploymentTimedOut): progress is more
+        updated, ready or available replicas, or fewer old ones."""
+        deadline = (d.get("spec") or {}).get("progressDeadlineSeconds")
+        current = next((c for c in conditions if c.get("type") == "Progressing"), None)
+        progressed = any(n > o for n, o in zip(counts, old_counts))
+        if deadline is None or deadline >= 2 ** 31 - 1:  # math.MaxInt32: no deadline
+            return set_condition(conditions, "Progressing", "True", "ReplicaSetUpdated",
+                                 f'ReplicaSet "{new_name}" is progressing.', now, True)
+        if current and current.get("reason") == "ProgressDeadlineExceeded" and not progressed:
+            return conditions
+        if progressed or not current or current.get("reason") != "ReplicaSetUpdated":
+            # progress (or a new rollout phase) restarts the deadline: lastUpdateTime = now
+            conditions = set_condition(conditions, "Progressing", "True", "ReplicaSetUpdated",
+                                       f'ReplicaSet "{new_name}" is progressing.', now, True)
+            current = next(c for c in conditions if c.get("type") == "Progressing")
+            current["lastUpdateTime"] = now
+        since = dt.datetime.fromisoformat((current.get("lastUpdateTime") or now).replace("Z", "+00:00")).timestamp()
+        left = since + deadline - self._lab_time()
+        if left > 0:
+            self._enqueue_after_lab(left + 0.5, ("Deployment", meta(d)["namespace"], meta(d)["name"]))
+            return conditions
+        return set_condition(conditions, "Progressing", "False", "ProgressDeadlineExceeded",
+                             f'ReplicaSet "{new_name}" has timed out progressing.', now, True)
 
 
 class ReplicaSetReconciler(Reconciler):
@@ -181,8 +218,11 @@ class ReplicaSetReconciler(Reconciler):
         active = [p for p in pods if pod_is_active(p)]
         if len(active) < want:
             for _ in range(want - len(active)):
-                active.append(self.store.create("", "pods", ns, pod_from_template(
-                    spec.get("template"), ns, rs, generate_name=f"{name}-")))
+                pod = self._create_pod(rs, pod_from_template(spec.get("template"), ns, rs,
+                                                             generate_name=f"{name}-"))
+                if pod is None:
+                    break  # slowStartBatch stops at the first error
+                active.append(pod)
         elif len(active) > want:
             # delete the least useful first: unscheduled, not ready, youngest
             active.sort(key=lambda p: (bool((p.get("spec") or {}).get("nodeName")), pod_is_ready(p),
@@ -199,4 +239,14 @@ class ReplicaSetReconciler(Reconciler):
             "readyReplicas": ready, "availableReplicas": ready,
             "observedGeneration": meta(rs).get("generation", 1)})
         status.setdefault("replicas", 0)  # the one field the real API always writes
+        # replica_set_utils.go calculateStatus: ReplicaFailure while creates are refused
+        conditions = [c for c in (rs.get("status") or {}).get("conditions") or []]
+        failure = self.create_error(rs) if len(active) < want else None
+        if failure:
+            conditions = set_condition(conditions, "ReplicaFailure", "True", "FailedCreate", failure,
+                                       self.now())
+        else:
+            conditions = [c for c in conditions if c.get("type") != "ReplicaFailure"]
+        if conditions:
+            status["conditions"] = conditions
         self._write_status("apps", "replicasets", rs, status)

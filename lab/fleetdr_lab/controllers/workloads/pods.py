@@ -3,13 +3,15 @@ containers (with gates that in-cluster software decides) and container states.""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import ipaddress
 import random
 import time
 from typing import Callable
 
-from ..base import controller_ref, is_deleting, meta, pod_is_terminal, set_condition, timers, log
+from ..base import controller_ref, is_deleting, meta, pod_is_terminal, rfc3339, set_condition, timers, log
+from .kubelet import PodRun, program_of
 from .podspec import (INIT_POLL_SECONDS, JOB_RUN_DELAY, POD_START_DELAY, anti_affinity_excludes, image_id, node_fits,
                       node_is_ready, normalize_image, pod_claims, qos_class, tolerates)
 from .reconciler import Reconciler
@@ -37,17 +39,19 @@ class PodReconciler(Reconciler):
         self._node_pods: dict[str, set] = {}
         self._node_ips: dict[str, dict[str, tuple]] = {}
         self._taint_seen: dict[tuple, float] = {}  # pod key -> when a NoExecute taint it tolerates for a while was first seen
+        self._runs: dict[tuple, PodRun] = {}       # started pods: their containers (kubelet.py)
+        self._confirm: dict[tuple, tuple] = {}     # pod key -> (lab deadline, timer): deletions waiting out the grace period
 
     def forget(self, key):
         """A pod was deleted: stop waiting for a node and cancel its kubelet timer."""
         self._unschedulable.discard(key)
-        timer = self._kubelet_timers.pop(key, None)
-        if timer:
-            timer.cancel()
+        self._runs.pop(key, None)
+        for timer in (self._kubelet_timers.pop(key, None), (self._confirm.pop(key, None) or (None, None))[1]):
+            if timer:
+                timer.cancel()
 
     def waiting_for_a_node(self):
         return sorted(self._unschedulable)
-
 
     def track(self, etype, pod):
         """Which pods (and pod IPs) each node has, from the pod stream: the scheduler's spread
@@ -80,6 +84,9 @@ class PodReconciler(Reconciler):
         if is_deleting(pod):
             self._stop_pod(pod)
             return
+        run = self._runs.get(key)
+        if run is not None and run.uid != meta(pod).get("uid"):  # a new pod of the same name
+            self.forget(key)
         if pod_is_terminal(pod):
             return
         spec = pod.get("spec") or {}
@@ -90,7 +97,7 @@ class PodReconciler(Reconciler):
         self._unschedulable.discard(key)
         if self._evicted_for_taints(pod):
             return
-        if key in self._kubelet_timers:
+        if key in self._kubelet_timers or key in self._runs:
             return
         if phase == "Pending":
             self._kubelet_timers[key] = timers().call_later(
@@ -136,7 +143,12 @@ class PodReconciler(Reconciler):
         return True
 
     def _stop_pod(self, pod):
-        """A pod being deleted: containers stop, then the kubelet confirms (grace period 0)."""
+        """A pod being deleted: containers stop, then the kubelet confirms (grace period 0).
+
+        The kubelet sends SIGTERM and waits up to the grace period for the containers to exit
+        (pkg/kubelet/kuberuntime/kuberuntime_container.go killContainer): ordinary commands exit at
+        once; a container that ignores SIGTERM (`trap '' TERM`) is killed when deletionTimestamp has
+        passed in lab time, and only then is the pod removed."""
         m = meta(pod)
         if m.get("finalizers"):
             return
@@ -144,7 +156,48 @@ class PodReconciler(Reconciler):
         t = self._kubelet_timers.pop(key, None)
         if t:
             t.cancel()
+        run = self._runs.get(key)
+        if run is not None and run.uid == m.get("uid"):
+            ignores = run.ignores_term()
+        else:  # not started by this kubelet's runtime (e.g. before the lab knew commands): read the spec
+            ignores = (pod.get("status") or {}).get("phase") == "Running" and any(
+                program_of(c).ignores_term for c in (pod.get("spec") or {}).get("containers") or [])
+        if ignores and m.get("deletionTimestamp"):
+            deadline = dt.datetime.fromisoformat(m["deletionTimestamp"].replace("Z", "+00:00")).timestamp()
+            if self._lab_time() < deadline:
+                current = self._confirm.get(key)
+                if current and current[0] == deadline:
+                    return
+                if current:
+                    current[1].cancel()
+                self._confirm[key] = (deadline, self._lab_call_at(deadline, self._grace_over, m["namespace"], m["name"], m.get("uid")))
+                return
+        current = self._confirm.pop(key, None)
+        if current:
+            current[1].cancel()
+        self._runs.pop(key, None)
         self._delete("", "pods", pod, grace_period_seconds=0)
+
+    def _grace_over(self, ns, name, uid):
+        self._confirm.pop(("Pod", ns, name), None)
+        pod = self.store.get_or_none("", "pods", ns, name)
+        if pod and meta(pod).get("uid") == uid and is_deleting(pod):
+            self._stop_pod(pod)
+
+    # -- lab clock -----------------------------------------------------------------------------
+    def _lab_time(self) -> float:
+        clock = self.store.clock
+        return clock.time() if hasattr(clock, "time") else clock.now().timestamp()
+
+    def _lab_call_at(self, when: float, fn, *args):
+        clock = self.store.clock
+        if hasattr(clock, "call_at"):
+            return clock.call_at(when, fn, *args)
+        return timers().call_later(max(0.0, when - self._lab_time()), fn, *args)
+
+    @staticmethod
+    def _ts(t: float) -> str:
+        return rfc3339(dt.datetime.fromtimestamp(t, dt.timezone.utc))
 
     def _schedule(self, pod):
         m = meta(pod)
@@ -246,8 +299,7 @@ class PodReconciler(Reconciler):
         now = self.now()
         host_ip, network = self._node_addresses(node_name)
         status = copy.deepcopy(pod.get("status") or {})
-        pod_ip = host_ip if spec.get("hostNetwork") else (status.get("podIP")
-                                                           or self._allocate_pod_ip(node_name, network, key))
+        pod_ip = host_ip if spec.get("hostNetwork") else (status.get("podIP") or self._allocate_pod_ip(node_name, network, key))
         order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
         blocking = self._blocking_init_container(pod)
         if blocking:
@@ -257,26 +309,71 @@ class PodReconciler(Reconciler):
             self._kubelet_timers[key] = timers().call_later(
                 INIT_POLL_SECONDS, self._kubelet_start, ns, name, uid)
             return
-        conds = status.get("conditions") or []
-        for ctype in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
-                      "PodScheduled"):
-            conds = set_condition(conds, ctype, "True", now=now)
-        conds.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else 99)
-        for c in conds:
-            c.setdefault("lastProbeTime", None)
-            if c.get("status") == "True":
-                c.pop("reason", None)
-                c.pop("message", None)
         status.update({
-            "phase": "Running", "conditions": conds, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+            "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
             "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "startTime": status.get("startTime") or now,
-            "qosClass": qos_class(spec),
-            "containerStatuses": [self._container_status(c, now) for c in spec.get("containers") or []],
-        })
+            "qosClass": qos_class(spec)})
         if spec.get("initContainers"):
             status["initContainerStatuses"] = [
                 self._container_status(c, now, terminated=True) for c in spec["initContainers"]]
-        self._write_status("", "pods", pod, status)
+        cluster = getattr(self.controller, "cluster", None)
+        run = PodRun(pod, getattr(cluster, "name", None), (controller_ref(pod) or {}).get("kind") == "Job")
+        self._runs[key] = run
+        run.begin(self._lab_time())
+        self._publish(key, pod, run, status)
+
+    def _kubelet_step(self, ns, name, uid):
+        """A container's transition is due (lab clock): apply it and publish the pod's status."""
+        key = ("Pod", ns, name)
+        self._kubelet_timers.pop(key, None)
+        run = self._runs.get(key)
+        pod = self.store.get_or_none("", "pods", ns, name)
+        if run is None or run.uid != uid or not pod or meta(pod).get("uid") != uid or is_deleting(pod) \
+                or pod_is_terminal(pod):
+            return
+        run.run_until(self._lab_time())
+        self._publish(key, pod, run, copy.deepcopy(pod.get("status") or {}))
+
+    def _publish(self, key, pod, run: PodRun, status: dict):
+        """Write the pod status the containers make (kubelet status manager) and wait for the next
+        transition on the lab clock."""
+        now = self.now()
+        phase = run.phase()
+        terminal = phase in ("Succeeded", "Failed")
+        order = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+        conds = set_condition(status.get("conditions") or [], "PodReadyToStartContainers",
+                              "False" if terminal else "True", now=now)
+        conds = set_condition(conds, "Initialized", "True", now=now)
+        unready = run.unready()
+        for ctype in ("Ready", "ContainersReady"):
+            if not unready:
+                conds = set_condition(conds, ctype, "True", now=now)
+            elif phase == "Succeeded":
+                conds = set_condition(conds, ctype, "False", "PodCompleted", now=now)
+            else:  # pkg/kubelet/status/generate.go
+                conds = set_condition(conds, ctype, "False", "ContainersNotReady",
+                                      f"containers with unready status: [{' '.join(unready)}]", now)
+        conds = set_condition(conds, "PodScheduled", "True", now=now)
+        conds.sort(key=lambda c: order.index(c["type"]) if c["type"] in order else 99)
+        for c in conds:
+            c.setdefault("lastProbeTime", None)
+            if c.get("status") == "True" or c.get("type") == "PodReadyToStartContainers":
+                c.pop("reason", None)
+                c.pop("message", None)
+            elif c.get("reason") == "PodCompleted":
+                c.pop("message", None)
+        status.update({"phase": phase, "conditions": conds, "containerStatuses": run.container_statuses(self._ts)})
+        pod = self._write_status("", "pods", pod, status)
+        events, run.events = run.events[-20:], []
+        for etype, reason, message in events:
+            self.controller.event(pod, etype, reason, message, source="kubelet")
+        if terminal:
+            self._runs.pop(key, None)
+            return
+        when = run.next_at()
+        if when is not None:
+            m = meta(pod)
+            self._kubelet_timers[key] = self._lab_call_at(when, self._kubelet_step, m["namespace"], m["name"], m.get("uid"))
 
     def _blocking_init_container(self, pod) -> str | None:
         """Name of an init container that would still be running, else None.

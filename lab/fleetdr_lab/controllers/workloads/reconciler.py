@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 
 from ...selectors import selector_string
-from ..base import controller_ref, is_deleting, meta, owned_by, owner_reference, selector_matches
+from ...store import ApiError
+from ..base import controller_ref, is_deleting, meta, owned_by, owner_reference, selector_matches, timers
 
 
 class Reconciler:
@@ -17,6 +18,59 @@ class Reconciler:
 
     def now(self):
         return self.controller.now()
+
+    def _lab_time(self) -> float:
+        clock = self.store.clock
+        return clock.time() if hasattr(clock, "time") else clock.now().timestamp()
+
+    def _enqueue_after_lab(self, seconds: float, key):
+        """Reconcile key again after `seconds` of lab clock (one pending wake-up per key)."""
+        pending = self.__dict__.setdefault("_lab_wakeups", {})
+        when = self._lab_time() + seconds
+        if key in pending and pending[key][0] <= when and not pending[key][1].cancelled:
+            return
+        if key in pending:
+            pending[key][1].cancel()
+
+        def wake():
+            pending.pop(key, None)
+            self.controller.enqueue(key)
+        clock = self.store.clock
+        timer = clock.call_at(when, wake) if hasattr(clock, "call_at") else timers().call_later(seconds, wake)
+        pending[key] = (when, timer)
+
+    # what records this kind's events (source.component), as the real controllers name themselves
+    EVENT_SOURCES = {"ReplicaSet": "replicaset-controller", "StatefulSet": "statefulset-controller",
+                     "DaemonSet": "daemonset-controller", "Job": "job-controller"}
+
+    def _create_pod(self, owner: dict, body: dict, message=None) -> dict | None:
+        """Create one of owner's pods; a refused create (admission, quota, validation) is what the
+        real controllers make of it (pkg/controller/controller_utils.go createPods): a Warning
+        FailedCreate event on the owner, the error kept for the owner's status, and a retry with
+        exponential back-off. Returns None when refused."""
+        m = meta(owner)
+        key = (owner.get("kind"), m["namespace"], m["name"])
+        failures = self.controller.__dict__.setdefault("create_failures", {})
+        try:
+            pod = self.store.create("", "pods", m["namespace"], body)
+        except ApiError as e:
+            if e.code >= 500 or e.code == 409:
+                raise
+            text = message(e) if message else f"Error creating: {e.message}"
+            self.controller.event(owner, "Warning", "FailedCreate", text,
+                                  source=self.EVENT_SOURCES.get(owner.get("kind")))
+            count, _ = failures.get(key, (0, ""))
+            failures[key] = (count + 1, e.message)
+            self.controller.enqueue_after(min(2.0 ** count, 60.0), key)
+            return None
+        failures.pop(key, None)
+        return pod
+
+    def create_error(self, owner: dict) -> str | None:
+        """The message of owner's last refused pod create, while it has not created one since."""
+        m = meta(owner)
+        entry = self.controller.__dict__.get("create_failures", {}).get((owner.get("kind"), m["namespace"], m["name"]))
+        return entry[1] if entry else None
 
     def _claim(self, owner: dict, group: str, plural: str, name_ok=None) -> list[dict]:
         """Objects of group/plural controlled by owner, adopting matching orphans (as real)."""

@@ -33,8 +33,12 @@ class StatefulSetReconciler(Reconciler):
             pod = by_ordinal.get(ordinal)
             if pod is None:
                 self._ensure_claims(sts, ordinal)
-                by_ordinal[ordinal] = self.store.create("", "pods", ns,
-                                                        self._sts_pod(sts, ordinal, revision))
+                pod_name = f"{name}-{ordinal}"
+                pod = self._create_pod(sts, self._sts_pod(sts, ordinal, revision), message=lambda e, p=pod_name: (
+                    f"create Pod {p} in StatefulSet {name} failed error: {e.message}"))
+                if pod is None:
+                    break  # stateful_set_control.go: the set waits for the failed ordinal
+                by_ordinal[ordinal] = pod
                 if ordered:
                     break
                 continue

@@ -198,7 +198,7 @@ def main():
     import base64
     import boto3
     from botocore.config import Config
-    endpoint = json.loads((LAB_DIR / "s3.json").read_text())["endpoint"]  # where the lab serves c3's RGW
+    endpoint = lab("rook", "endpoint", "c3", "vault", capture=True).strip()  # where the lab host reaches c3's RGW
     for cluster in ("c1", "c2", "c3"):
         keys = dict((k, base64.b64decode(v).decode()) for k, v in
                     core_api("c3").read_namespaced_secret("velero-" + cluster, "velero-vault").data.items())

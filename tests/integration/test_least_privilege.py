@@ -36,8 +36,6 @@ def _header_commands():
     """The `kubectl create ...binding` commands of the RBAC file's header, as users would run them."""
     lines, current = [], ""
     for line in RBAC_FILE.read_text().splitlines():
-        if line == "---":
-            continue
         if not line.startswith("#"):
             break
         text = line.lstrip("#").strip()
@@ -129,13 +127,13 @@ def test_the_token_is_not_an_admin(lab, granted, play):
 def test_backup_status_migrate_schedule_and_drill_with_the_token(lab, granted, play):
     play("backup", "-e", "backup_name=lp1", "-e", "included_namespaces=busybox", "-e", "default_volumes_to_fs_backup=true",
          "--limit", "c1", check_rc=0)
-    _, report = play.report("backup", "lp1")
+    report = play.report("backup", "lp1")[1]
     assert _verdicts(report) == {"c1": "succeeded"}
     volumes = [v for v in report["clusters"][0].get("volumes") or [] if v["pvc"] == "busybox-data"]
     assert volumes and volumes[0]["moved"] and volumes[0]["bytes"] == 16, report
 
     play("status", "-e", "fail_on=never", check_rc=0)
-    _, report = play.report("status", "status")
+    report = play.report("status", "status")[1]
     assert set(_verdicts(report)) == set(CLUSTERS), report
     # c1 holds a backup; c2 and c3 none of their own yet: nothing failed for want of a permission
     assert _verdicts(report)["c1"] == "succeeded", report["clusters"][0]
@@ -143,7 +141,7 @@ def test_backup_status_migrate_schedule_and_drill_with_the_token(lab, granted, p
 
     play("migrate", "-e", "migrate_name=lpmove", "-e", "source_cluster=c1", "-e", "included_namespaces=busybox",
          "-e", "default_volumes_to_fs_backup=true", check_rc=0)
-    _, report = play.report("migrate", "lpmove")
+    report = play.report("migrate", "lpmove")[1]
     assert set(_verdicts(report).values()) == {"succeeded"}, report
     for target in ("c2", "c3"):
         out = lab.cli("volume", "ls", "--cluster", target, "-n", "busybox", "--pvc", "busybox-data", "--sha256").stdout
@@ -166,7 +164,7 @@ def test_no_token_is_printed(granted, play):
 
 
 def test_the_rbac_file_is_what_its_header_binds():
-    names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(RBAC_FILE.read_text()) if doc]
+    names = [item["metadata"]["name"] for item in yaml.safe_load(RBAC_FILE.read_text())["items"]]
     commands = _header_commands()
     assert len(commands) == 3
     for name in names:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import heapq
+import inspect
 import itertools
 import logging
 import re
@@ -62,7 +63,7 @@ def _to_epoch(t: float | dt.datetime) -> float:
     return float(t)
 
 
-class LabTimer:
+class TimerEntry:
     __slots__ = ("when", "fn", "args", "cancelled")
 
     def __init__(self, when, fn, args):
@@ -72,54 +73,40 @@ class LabTimer:
         self.cancelled = True
 
 
-class Clock:
-    def __init__(self, offset_seconds: float = 0.0):
-        self.offset_seconds = float(offset_seconds)
-        self._advanced: asyncio.Event | None = None
-        self._heap: list = []              # (lab time, seq, LabTimer)
+class TimerHeap:
+    """Delayed callbacks on one heap, with a single loop timer armed for the earliest deadline:
+    idle clusters cost nothing and 1,000 waiters are not 1,000 sleeping tasks. `now` is the time
+    the deadlines are in (the running loop's monotonic time when None, else e.g. the lab clock)."""
+
+    def __init__(self, now=None):
+        self._now = now
+        self._heap: list = []              # (when, seq, TimerEntry)
         self._seq = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
-        self._armed_for: float | None = None  # lab time the loop timer is armed for
+        self._armed_for: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def time(self) -> float:
-        """Lab time as a POSIX timestamp."""
-        return time.time() + self.offset_seconds
+        return self._now() if self._now is not None else self._loop.time()
 
-    def now(self) -> dt.datetime:
-        """Lab time as an aware UTC datetime."""
-        return dt.datetime.fromtimestamp(self.time(), dt.timezone.utc)
-
-    def advance(self, seconds: float) -> dt.datetime:
-        if seconds < 0:
-            raise ValueError("the lab clock only moves forward")
-        self.offset_seconds += seconds
-        # Wake every sleeper so each re-checks its deadline against the new time.
-        if self._advanced is not None:
-            self._advanced.set()
-            self._advanced = None
-        if self._heap and self._loop is not None:  # deadlines the advance passed fire now
-            self._rearm(force=True)
-        return self.now()
-
-    # -- callbacks at a lab time ---------------------------------------------------------------
-    def call_at(self, t: float | dt.datetime, fn, *args) -> "LabTimer":
-        """Run fn(*args) on the loop once the lab clock reaches `t` (at once if it has); an
-        advance past `t` runs it right away. Returns a handle with .cancel()."""
+    def call_at(self, when: float, fn, *args) -> TimerEntry:
         self._loop = asyncio.get_running_loop()
-        entry = LabTimer(_to_epoch(t), fn, args)
-        heapq.heappush(self._heap, (entry.when, next(self._seq), entry))
-        self._rearm()
+        entry = TimerEntry(when, fn, args)
+        heapq.heappush(self._heap, (when, next(self._seq), entry))
+        self.rearm()
         return entry
 
-    def call_later(self, seconds: float, fn, *args) -> "LabTimer":
-        """fn(*args) after `seconds` of lab time."""
-        return self.call_at(self.time() + max(0.0, seconds), fn, *args)
+    def call_later(self, delay: float, fn, *args) -> TimerEntry:
+        self._loop = asyncio.get_running_loop()
+        return self.call_at(self.time() + max(0.0, delay), fn, *args)
 
-    def timers_pending(self) -> int:
+    def pending(self) -> int:
         return sum(1 for _, _, e in self._heap if not e.cancelled)
 
-    def _rearm(self, force: bool = False):
+    def rearm(self, force: bool = False):
+        """Arm the loop timer for the earliest deadline; `force` after the time jumped ahead."""
+        if self._loop is None:
+            return
         while self._heap and self._heap[0][2].cancelled:
             heapq.heappop(self._heap)
         if not self._heap:
@@ -142,11 +129,50 @@ class Clock:
                 continue
             try:
                 result = entry.fn(*entry.args)
-                if asyncio.iscoroutine(result):
+                if inspect.isawaitable(result):
                     asyncio.ensure_future(result)
             except Exception:  # a broken callback must not stop the others
-                log.exception("lab-clock callback %r failed", entry.fn)
-        self._rearm()
+                log.exception("timer callback %r failed", entry.fn)
+        self.rearm()
+
+
+class Clock:
+    def __init__(self, offset_seconds: float = 0.0):
+        self.offset_seconds = float(offset_seconds)
+        self._advanced: asyncio.Event | None = None
+        self._timers = TimerHeap(self.time)  # callbacks at lab times
+
+    def time(self) -> float:
+        """Lab time as a POSIX timestamp."""
+        return time.time() + self.offset_seconds
+
+    def now(self) -> dt.datetime:
+        """Lab time as an aware UTC datetime."""
+        return dt.datetime.fromtimestamp(self.time(), dt.timezone.utc)
+
+    def advance(self, seconds: float) -> dt.datetime:
+        if seconds < 0:
+            raise ValueError("the lab clock only moves forward")
+        self.offset_seconds += seconds
+        # Wake every sleeper so each re-checks its deadline against the new time.
+        if self._advanced is not None:
+            self._advanced.set()
+            self._advanced = None
+        self._timers.rearm(force=True)  # deadlines the advance passed fire now
+        return self.now()
+
+    # -- callbacks at a lab time ---------------------------------------------------------------
+    def call_at(self, t: float | dt.datetime, fn, *args) -> TimerEntry:
+        """Run fn(*args) on the loop once the lab clock reaches `t` (at once if it has); an
+        advance past `t` runs it right away. Returns a handle with .cancel()."""
+        return self._timers.call_at(_to_epoch(t), fn, *args)
+
+    def call_later(self, seconds: float, fn, *args) -> TimerEntry:
+        """fn(*args) after `seconds` of lab time."""
+        return self._timers.call_later(seconds, fn, *args)
+
+    def timers_pending(self) -> int:
+        return self._timers.pending()
 
     def _event(self) -> asyncio.Event:
         if self._advanced is None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetdr_lab.clock import Clock
+from fleetdr_lab.clock import Clock, TimerHeap
 from fleetdr_lab.controllers import install_default_controllers
-from fleetdr_lab.controllers.base import SAFE_ALPHANUMS, Timers, set_condition, template_hash
+from fleetdr_lab.controllers.base import SAFE_ALPHANUMS, set_condition, template_hash
 from fleetdr_lab.controllers.storage import StorageProtection, quantity_bytes
 from fleetdr_lab.controllers.workloads import int_or_percent, node_fits, normalize_image
 from fleetdr_lab.store import ApiError
@@ -122,7 +122,7 @@ def test_pvc_and_pv_get_protection_finalizers_at_creation(store):
 
 def test_timer_heap_fires_in_order_and_skips_cancelled():
     async def run():
-        timers = Timers()
+        timers = TimerHeap()
         fired = []
         done = asyncio.Event()
         timers.call_later(0.03, fired.append, "b")

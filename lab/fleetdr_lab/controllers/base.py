@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import heapq
 import inspect
-import itertools
 import logging
 
+from ..clock import TimerHeap
 from ..selectors import LabelSelector
 
 log = logging.getLogger("fleetdr_lab.controllers")
@@ -26,81 +25,17 @@ FNV32_PRIME = 0x01000193
 SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 
 
-class Timers:
-    """One heap of delayed callbacks for the whole lab process.
-
-    Delayed transitions (a container "starting", a job pod "finishing", a namespace re-check) of
-    every cluster share it, with a single loop timer armed for the earliest deadline: idle clusters
-    cost nothing and 100 clusters don't mean 100 sleeping tasks.
-    """
-
-    def __init__(self):
-        self._heap: list = []
-        self._seq = itertools.count()
-        self._handle: asyncio.TimerHandle | None = None
-        self._armed_for: float | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def call_later(self, delay: float, fn, *args) -> "TimerEntry":
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        entry = TimerEntry(loop.time() + max(0.0, delay), fn, args)
-        heapq.heappush(self._heap, (entry.when, next(self._seq), entry))
-        self._arm()
-        return entry
-
-    def pending(self) -> int:
-        return sum(1 for _, _, e in self._heap if not e.cancelled)
-
-    def _arm(self):
-        while self._heap and self._heap[0][2].cancelled:
-            heapq.heappop(self._heap)
-        if not self._heap:
-            return
-        when = self._heap[0][0]
-        if self._armed_for is not None and self._armed_for <= when:
-            return
-        if self._handle:
-            self._handle.cancel()
-        self._armed_for = when
-        self._handle = self._loop.call_at(when, self._fire)
-
-    def _fire(self):
-        self._handle = None
-        self._armed_for = None
-        now = self._loop.time()
-        while self._heap and self._heap[0][0] <= now:
-            _, _, entry = heapq.heappop(self._heap)
-            if entry.cancelled:
-                continue
-            try:
-                result = entry.fn(*entry.args)
-                if inspect.isawaitable(result):
-                    asyncio.ensure_future(result)
-            except Exception:  # a broken callback must not stop the others
-                log.exception("timer callback %r failed", entry.fn)
-        self._arm()
+_timers_by_loop: dict[int, TimerHeap] = {}
 
 
-class TimerEntry:
-    __slots__ = ("when", "fn", "args", "cancelled")
-
-    def __init__(self, when, fn, args):
-        self.when, self.fn, self.args, self.cancelled = when, fn, args, False
-
-    def cancel(self):
-        self.cancelled = True
-
-
-_timers_by_loop: dict[int, Timers] = {}
-
-
-def timers() -> Timers:
-    """The timer heap of the running event loop (the lab process has exactly one loop)."""
+def timers() -> TimerHeap:
+    """The timer heap of the running event loop (the lab process has exactly one loop), timed by the
+    loop's monotonic clock: delayed transitions (a container "starting", a job pod "finishing", a
+    namespace re-check) of every cluster share it."""
     loop = asyncio.get_running_loop()
     t = _timers_by_loop.get(id(loop))
     if t is None or t._loop not in (None, loop):
-        t = _timers_by_loop[id(loop)] = Timers()
+        t = _timers_by_loop[id(loop)] = TimerHeap()
     return t
 
 

@@ -71,6 +71,17 @@ def measure(cmd, env, cwd, pids):
     return proc, round(wall, 2), round(cpu, 2), lab_cpu
 
 
+def measured_row(label, cmd, env, cwd, pids, row):
+    """``row`` with the wall time, controller, lab and S3 CPU of running ``cmd`` (printed as it goes)."""
+    proc, wall, cpu, lab_cpu = measure(cmd, env, cwd, pids)
+    row.update(wall_s=wall, controller_cpu_s=cpu, lab_cpu_s=lab_cpu["lab"], s3_cpu_s=lab_cpu["s3"], rc=proc.returncode)
+    if proc.returncode != 0:
+        row["error_tail"] = (proc.stdout + proc.stderr)[-1500:]
+    print("%-12s %4d clusters: wall %7.2fs  controller CPU %7.2fs  lab CPU %6.2fs  S3 CPU %6.2fs  rc %d" % (
+        label, row["clusters"], wall, cpu, lab_cpu["lab"], lab_cpu["s3"], proc.returncode), flush=True)
+    return row
+
+
 def bench_install(args, sizes, env):
     """Fresh install and no-change re-run per size, fleet path and per-host role; returns the rows."""
     lab_dir = tempfile.mkdtemp(prefix="fleetdr-bench-install-")
@@ -179,14 +190,7 @@ def bench_day2(args, sizes, env, lab, work, pids, stamp):
         for what, playbook in runs:
             cmd = [str(BIN / "ansible-playbook"), "-i", str(lab.inventory)] + playbook + [
                 "--limit", limit, "-e", "report_dir=" + str(work / "reports")]
-            proc, wall, cpu, lab_cpu = measure(cmd, env, work, pids)
-            row = {"what": what, "shape": "fleet", "clusters": size, "wall_s": wall, "controller_cpu_s": cpu,
-                   "lab_cpu_s": lab_cpu["lab"], "s3_cpu_s": lab_cpu["s3"], "rc": proc.returncode}
-            if proc.returncode != 0:
-                row["error_tail"] = (proc.stdout + proc.stderr)[-1500:]
-            rows.append(row)
-            print("%-12s %4d clusters: wall %7.2fs  controller CPU %7.2fs  lab CPU %6.2fs  S3 CPU %6.2fs  rc %d" % (
-                what, size, wall, cpu, lab_cpu["lab"], lab_cpu["s3"], proc.returncode), flush=True)
+            rows.append(measured_row(what, cmd, env, work, pids, {"what": what, "shape": "fleet", "clusters": size}))
     result = {"generated": datetime.datetime.now(datetime.timezone.utc).isoformat(), "host_cpus": os.cpu_count(), "rows": rows}
     for what in ("migrate", "drill"):
         found = sorted((r["clusters"], r["controller_cpu_s"]) for r in rows if r["what"] == what and r["rc"] == 0)
@@ -271,14 +275,7 @@ def bench_backup(args, sizes, env):
                 else:
                     cmd = [str(BIN / "ansible-playbook"), "-i", str(lab.inventory), str(REPO / "tools" / "bench" / "naive_backup.yml"),
                            "--limit", limit, "-e", "backup_name=" + name]
-                proc, wall, cpu, lab_cpu = measure(cmd, env, work, pids)
-                row = {"shape": shape, "clusters": size, "wall_s": wall, "controller_cpu_s": cpu,
-                       "lab_cpu_s": lab_cpu["lab"], "s3_cpu_s": lab_cpu["s3"], "rc": proc.returncode}
-                if proc.returncode != 0:
-                    row["error_tail"] = (proc.stdout + proc.stderr)[-1500:]
-                rows.append(row)
-                print("%-6s %4d clusters: wall %7.2fs  controller CPU %7.2fs  lab CPU %6.2fs  S3 CPU %6.2fs  rc %d" % (
-                    shape, size, wall, cpu, lab_cpu["lab"], lab_cpu["s3"], proc.returncode), flush=True)
+                rows.append(measured_row(shape, cmd, env, work, pids, {"shape": shape, "clusters": size}))
         if "migrate" in args.what or "drill" in args.what:
             bench_day2(args, sizes, env, lab, work, pids, stamp)
     finally:

@@ -66,7 +66,9 @@ def test_pod_spec_empty_fields_go_required_lists_stay(apis, ns):
                                  "resources": {"limits": {}, "requests": {}}}],
                  "initContainers": [], "volumes": [], "tolerations": [], "nodeSelector": {},
                  "hostNetwork": False, "hostPID": False, "imagePullSecrets": [],
-                 "hostname": "", "terminationGracePeriodSeconds": 0}})
+                 "hostname": "", "terminationGracePeriodSeconds": 0,
+                 # else ServiceAccount admission adds the token volume
+                 "automountServiceAccountToken": False}})
     got = raw(apis.core.read_namespaced_pod, "p", ns)
     spec = got["spec"]
     for gone in ("initContainers", "volumes", "nodeSelector", "hostNetwork", "hostPID",

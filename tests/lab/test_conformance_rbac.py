@@ -255,7 +255,7 @@ def test_apply_that_creates_needs_create(lab, admin, space, tmp_path):
     for name in ("present", "absent"):
         (tmp_path / f"{name}.yaml").write_text(json.dumps({
             "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": {"a": "2"}}))
-    ok = kubectl(lab, "apply", "--server-side", "-f", str(tmp_path / "present.yaml"), token=token)
+    ok = kubectl(lab, "apply", "--server-side", "--force-conflicts", "-f", str(tmp_path / "present.yaml"), token=token)
     assert ok.returncode == 0, ok.stderr
     assert admin.core.read_namespaced_config_map("present", ns).data == {"a": "2"}
     refused = kubectl(lab, "apply", "--server-side", "-f", str(tmp_path / "absent.yaml"), token=token)

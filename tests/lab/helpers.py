@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -516,3 +517,21 @@ def tree(lab, cluster, ns, pvc) -> dict:
     """{path: sha256} of the files in the volume of a PVC."""
     out = lab.cli("volume", "ls", "--cluster", cluster, "--namespace", ns, "--pvc", pvc, "--sha256", "--json")
     return {e["path"]: e["sha256"] for e in json.loads(out.stdout) if e.get("sha256")}
+
+
+class Kubectl:
+    """kubectl against one lab cluster with its own cache directory (a CRD made by the test is never
+    hidden by a stale discovery cache); calls raise on a non-zero exit unless check=False."""
+
+    def __init__(self, kubeconfig, cache_dir, context="c1"):
+        self.base = ["kubectl", "--kubeconfig", str(kubeconfig), "--context", context, "--cache-dir", str(cache_dir)]
+
+    def __call__(self, *args, stdin=None, check=True):
+        proc = subprocess.run(self.base + list(args), input=stdin, capture_output=True, text=True, timeout=120, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}\n"
+                                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
+    def popen(self, *args):
+        return subprocess.Popen(self.base + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

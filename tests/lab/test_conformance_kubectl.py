@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import threading
 
 import pytest
 import yaml
-from helpers import unique
+from helpers import Kubectl, unique
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
-
-CONTEXT = "c1"
-
-
-class Kubectl:
-    def __init__(self, kubeconfig, cache_dir):
-        self.base = ["kubectl", "--kubeconfig", str(kubeconfig), "--context", CONTEXT,
-                     "--cache-dir", str(cache_dir)]
-
-    def __call__(self, *args, stdin=None, check=True):
-        proc = subprocess.run(self.base + list(args), input=stdin, capture_output=True,
-                              text=True, timeout=120)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}\n"
-                                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-        return proc
-
-    def popen(self, *args):
-        return subprocess.Popen(self.base + list(args), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")

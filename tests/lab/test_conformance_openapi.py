@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
-from helpers import unique, wait_for
+from helpers import Kubectl, unique, wait_for
 from kubernetes import client
 
 pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
@@ -22,20 +21,6 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl
 CONTEXT = "c1"
 FIXTURES = Path(__file__).parent / "fixtures" / "external-snapshotter"
 PB_V2 = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-
-
-class Kubectl:
-    def __init__(self, kubeconfig, cache_dir):
-        self.base = ["kubectl", "--kubeconfig", str(kubeconfig), "--context", CONTEXT,
-                     "--cache-dir", str(cache_dir)]
-
-    def __call__(self, *args, stdin=None, check=True):
-        proc = subprocess.run(self.base + list(args), input=stdin, capture_output=True,
-                              text=True, timeout=120, check=False)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}\n"
-                                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-        return proc
 
 
 @pytest.fixture(scope="module")

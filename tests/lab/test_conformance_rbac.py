@@ -17,10 +17,9 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl
 
 
 @pytest.fixture(scope="module")
-def admin(lab):
-    a = Apis(lab.api(CONTEXT))
-    yield a
-    a.close()
+def admin(apis):
+    """The lab's admin (system:masters) clients."""
+    return apis
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 import pytest
-from helpers import Apis, cond, deployment, make_namespace, unique, wait_for
+from helpers import cond, deployment, make_namespace, unique, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -19,10 +19,9 @@ TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 @pytest.fixture(scope="module")
-def admin(lab):
-    a = Apis(lab.api(CONTEXT))
-    yield a
-    a.close()
+def admin(apis):
+    """The lab's admin (system:masters) clients."""
+    return apis
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ class FakeApi(object):
         self.conflict_on = set()
         self.lists = []
         self.watched = []
+        self.reads = []
 
     def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type=None, answer=True):
         if method == "GET":
@@ -36,6 +37,7 @@ class FakeApi(object):
                 return {"items": [dict((k, v) for k, v in copy.deepcopy(o).items() if k not in ("apiVersion", "kind"))  # as a server lists
                                   for p, o in sorted(self.objects.items()) if p.rsplit("/", 1)[0] == path
                                   and all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]}
+            self.reads.append(path)
             return copy.deepcopy(self.objects.get(path))
         self.writes.append((method, path, content_type, dict(query or {})))
         if method == "PATCH":
@@ -169,3 +171,23 @@ def test_new_crds_are_waited_for_with_one_watch_over_the_collection():
     other = dict(CRD, metadata={"name": "gadgets.example.io"}, spec=dict(CRD["spec"], names={"kind": "Gadget", "plural": "gadgets"}))
     apply.apply_phased(api, [CRD, other])
     assert api.watched == [("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", None)]
+
+
+def test_objects_in_a_namespace_or_of_a_kind_created_by_the_same_run_are_not_read_first():
+    api = FakeApi()
+    changes = apply.apply_phased(api, [CRD, NAMESPACE, SECRET, WIDGET])
+    assert [c["action"] for c in changes] == ["create"] * 4
+    assert not [path for path in api.reads if "/namespaces/shop/" in path], api.reads
+    api.reads[:] = []
+    assert [c["action"] for c in apply.apply_phased(api, [CRD, NAMESPACE, SECRET, WIDGET])] == ["unchanged"] * 4
+    assert sorted(path.rsplit("/", 1)[1] for path in api.reads if "/namespaces/shop/" in path) == ["keys", "w"]
+
+
+@pytest.mark.parametrize("want,have", [
+    ({"a": {"b": [1, 2]}}, {"a": {"b": [1, 2]}, "status": {}}),
+    ({"a": [{"x": True}]}, {"a": [{"x": True, "y": 0}]}),
+])
+def test_holds_compares_whole_subtrees_and_still_sees_extra_server_fields(want, have):
+    assert apply.holds(want, have)
+    assert not apply.holds({"a": {"b": [1, 3]}}, {"a": {"b": [1, 2]}})
+    assert not apply.holds({"a": [True]}, {"a": [1]})  # == says equal; JSON types do not

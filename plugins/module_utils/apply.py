@@ -239,8 +239,9 @@ def _established(crd):
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
-def apply_phased(client, objects, check_mode=False, force=False, timeout=60):
-    """Apply ``objects`` in dependency order; returns the list of Changes.
+def apply_phased(client, objects, check_mode=False, force=False, timeout=60, absent=()):
+    """Apply ``objects`` in dependency order, then delete the ``absent`` ones (what is switched
+    off); returns the list of Changes.
 
     CRDs first (then waited for until Established, unless in check mode), namespaces next, then
     the rest in the order given. In check mode on a cluster that lacks a CRD or namespace, the
@@ -287,12 +288,14 @@ def apply_phased(client, objects, check_mode=False, force=False, timeout=60):
                 changes.append(apply_object(client, mapper, obj, check_mode, force, live=None))
             continue
         changes.append(apply_object(client, mapper, obj, check_mode, force))
-    return changes
+    gone = [obj for obj in absent if (obj.get("metadata") or {}).get("namespace") in new_namespaces]
+    changes += [Change(object=describe(obj), action="absent") for obj in reversed(gone)]
+    return changes + remove(client, [obj for obj in absent if obj not in gone], check_mode, mapper)
 
 
-def remove(client, objects, check_mode=False):
+def remove(client, objects, check_mode=False, mapper=None):
     """Delete ``objects`` in reverse order (what exists); returns the list of Changes."""
-    mapper = ResourceMapper(objects)
+    mapper = mapper or ResourceMapper(objects)
     changes = []
     for obj in reversed(list(objects)):
         try:

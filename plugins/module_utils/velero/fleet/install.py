@@ -61,8 +61,7 @@ def operation(job):
                                           "survive its loss")
         recorder.phase("Applying")
         changes = apply.apply_phased(client, cluster["objects"], job.check_mode, job.params.get("force_conflicts"),
-                                     timeout_for(job, recorder, 120))
-        changes += apply.remove(client, cluster.get("switched_off") or [], job.check_mode)
+                                     timeout_for(job, recorder, 120), absent=cluster.get("switched_off") or [])
         changed = apply.changed(changes) or vault_changed
         job.mark_changed(cluster["name"], changed)
         job.record_diff(cluster["name"], changes)

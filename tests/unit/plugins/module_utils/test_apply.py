@@ -191,3 +191,16 @@ def test_holds_compares_whole_subtrees_and_still_sees_extra_server_fields(want, 
     assert apply.holds(want, have)
     assert not apply.holds({"a": {"b": [1, 3]}}, {"a": {"b": [1, 2]}})
     assert not apply.holds({"a": [True]}, {"a": [1]})  # == says equal; JSON types do not
+
+
+def test_switched_off_objects_are_deleted_after_the_apply_and_not_read_in_a_new_namespace():
+    old = dict(WIDGET, metadata={"name": "old", "namespace": "shop"})
+    api = FakeApi()
+    changes = apply.apply_phased(api, [CRD, NAMESPACE, SECRET], absent=[old])
+    assert changes[-1] == {"object": "Widget shop/old", "action": "absent"}
+    assert not [path for path in api.reads if path.endswith("/widgets/old") or path == "/apis/example.io/v1"], api.reads
+    api.objects["/apis/example.io/v1/namespaces/shop/widgets/old"] = copy.deepcopy(old)
+    changes = apply.apply_phased(api, [CRD, NAMESPACE, SECRET], absent=[old])
+    assert changes[-1]["object"] == "Widget shop/old" and changes[-1]["action"] == "delete"
+    assert ("DELETE", "/apis/example.io/v1/namespaces/shop/widgets/old") in [(m, p) for m, p, _c, _q in api.writes]
+    assert "/apis/example.io/v1/namespaces/shop/widgets/old" not in api.objects

@@ -56,9 +56,10 @@ def example_on_lab(lab, work):
     context = _entry(config, "contexts", LAB_CLUSTER["prod-us-1"])
     cluster, user = _entry(config, "clusters", context["cluster"]), _entry(config, "users", context["user"])
     (home / ".kube" / "ca" / "prod-us-1.pem").write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    # the token on stdin: a token starting with "-" would be read as an option
     vaulted = subprocess.run([str(Path(sys.executable).with_name("ansible-vault")), "encrypt_string", "--vault-password-file",
-                              str(inventory / "vault-password.txt"), user["token"], "--name", "fleetdr_api_key"],
-                             check=True, capture_output=True, text=True).stdout
+                              str(inventory / "vault-password.txt"), "--stdin-name", "fleetdr_api_key"],
+                             input=user["token"], check=True, capture_output=True, text=True).stdout
     host_vars = inventory / "host_vars" / "prod-us-1.yml"
     text = host_vars.read_text()
     assert "https://api.prod-us-1.example.com:6443" in text and "fleetdr_api_key: !vault" in text

@@ -256,12 +256,14 @@ class ActionModule(ActionBase):
 
     def _clusters(self, args, task_vars):
         hostvars = task_vars.get("hostvars") or {}
+        # Each hostvars[host] merges the host's variables anew: the role rendering reuses these.
+        self._host_views = {}
         hosts = args["hosts"] if args["hosts"] is not None else list(task_vars.get("ansible_play_hosts") or [])
         clusters, secrets = [], []
         for host in hosts:
             if host not in hostvars:
                 raise ValidationError("hosts", "'{0}' is not an inventory host".format(host))
-            hv = hostvars[host]
+            hv = self._host_views[host] = hostvars[host]
             values = dict((key, hv.get(key)) for key in CLUSTER_HOSTVARS)
             cluster = cluster_from_hostvars(host, values)
             if not selector_matches(args["cluster_selector"], cluster["labels"]):
@@ -314,7 +316,9 @@ class ActionModule(ActionBase):
                 raise ValidationError("velero_vault", "cluster '{0}' is not an inventory host".format(vault["cluster"]))
             values = dict((key, hostvars[vault["cluster"]].get(key)) for key in CLUSTER_HOSTVARS)
             params["vault"] = dict(vault, target=cluster_from_hostvars(vault["cluster"], values))
-        rendered = RoleObjects(self._templar).render_all([c["name"] for c in clusters], hostvars, params["state"],
+        known = getattr(self, "_host_views", {})
+        views = dict((c["name"], known.get(c["name"]) or hostvars[c["name"]]) for c in clusters)
+        rendered = RoleObjects(self._templar).render_all([c["name"] for c in clusters], views, params["state"],
                                                          target_elsewhere="vault" in params)
         for cluster in clusters:
             settings, cluster["objects"], cluster["switched_off"] = rendered[cluster["name"]]

@@ -31,20 +31,16 @@ except ImportError:  # pragma: no cover - Python 2 controllers are not supported
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ApiError
 from ansible_collections.fleetdr.kube.plugins.module_utils.retries import DEFAULT_RETRIES, with_retries
+from ansible_collections.fleetdr.kube.plugins.module_utils.transport import HttpTransport, watch_events
 
 try:
     import kubernetes
-    from kubernetes.client.rest import ApiException
-    from kubernetes import watch as k8s_watch
 
     HAS_K8S = True
     K8S_IMPORT_ERROR = None
 except ImportError as exc:
     HAS_K8S = False
     K8S_IMPORT_ERROR = exc
-
-    class ApiException(Exception):  # noqa: D401 - placeholder so except clauses still work
-        status = None
 
 try:
     import yaml
@@ -77,107 +73,22 @@ class _ParamsHolder(object):
         return None
 
 
-class _VeleroWatchSource(object):
-    """Lists and watches Velero custom objects of one plural in a namespace, narrowed by ``selector``."""
-
-    def __init__(self, client, plural, namespace, selector):
-        self.client = client
-        self.plural = plural
-        self.namespace = namespace or client.namespace
-        self.selector = selector  # field_selector / label_selector keyword arguments
-
-    def _list(self):
-        result = self.client._list_path(self.client._velero_path(self.plural, self.namespace), _request_timeout=self.client.request_timeout,
-                                        **self.selector) or {}
-        return result.get("items") or [], (result.get("metadata") or {}).get("resourceVersion")
-
-    def _events(self, resource_version, timeout_seconds):
-        path = self.client._velero_path(self.plural, self.namespace)
-
-        def list_fn(**kwargs):  # no docstring: kubernetes.watch then leaves objects as dicts
-            return self.client._list_path(path, **kwargs)
-
-        watcher = k8s_watch.Watch()
-        try:
-            for event in watcher.stream(list_fn, resource_version=resource_version, allow_watch_bookmarks=True, timeout_seconds=timeout_seconds,
-                                        _request_timeout=(self.client.request_timeout, timeout_seconds + 15), **self.selector):
-                yield event["type"], event["object"]
-        finally:
-            watcher.stop()
-
-
-class ObjectWatchSource(_VeleroWatchSource):
-    """The real ``waiter`` source: one named custom object, read by list and followed by watch."""
-
-    def __init__(self, client, plural, name, namespace=None):
-        super(ObjectWatchSource, self).__init__(client, plural, namespace, {"field_selector": "metadata.name={0}".format(name)})
-        self.name = name
-
-    def get(self):
-        items, resource_version = self._list()
-        return (items[0] if items else None), resource_version
-
-    def stream(self, resource_version, timeout_seconds):
-        return self._events(resource_version, timeout_seconds)
-
-
-class SelectionWatchSource(_VeleroWatchSource):
-    """A ``waiter`` source for a set of custom objects chosen by label selector.
-
-    The waited-on "object" is the set: ``{"metadata": {"resourceVersion": rv}, "items": {name: obj}}``,
-    read by one list and kept current from the watch, so a predicate can ask "are all of these here
-    yet" without polling.
-    """
-
-    def __init__(self, client, plural, label_selector, namespace=None):
-        super(SelectionWatchSource, self).__init__(client, plural, namespace, {"label_selector": label_selector})
-        self.items = {}
-
-    def _state(self, resource_version):
-        return {"metadata": {"resourceVersion": resource_version}, "items": dict(self.items)}
-
-    def get(self):
-        items, resource_version = self._list()
-        self.items = dict((item["metadata"]["name"], item) for item in items)
-        return self._state(resource_version), resource_version
-
-    def stream(self, resource_version, timeout_seconds):
-        for event_type, obj in self._events(resource_version, timeout_seconds):
-            if event_type == "BOOKMARK":
-                yield event_type, obj
-                continue
-            if event_type == "DELETED":
-                self.items.pop(obj["metadata"]["name"], None)
-            else:
-                self.items[obj["metadata"]["name"]] = obj
-            yield "MODIFIED", self._state((obj.get("metadata") or {}).get("resourceVersion"))
-
-
 class PathWatchSource(object):
-    """A ``waiter`` source for one object of any kind (a CRD, a Deployment, ...), by collection path."""
+    """A ``waiter`` source for one object of any kind (a CRD, a Deployment, a Backup...), by collection
+    path and name: read by a list narrowed to its name, followed by a watch."""
 
     def __init__(self, client, collection_path, name):
         self.client = client
         self.collection_path = collection_path
-        self.selector = "metadata.name={0}".format(name)
+        self.query = {"fieldSelector": "metadata.name={0}".format(name)}
 
     def get(self):
-        result = self.client._list_path(self.collection_path, field_selector=self.selector, _request_timeout=self.client.request_timeout)
+        result = self.client._json_request("GET", self.collection_path, query=self.query, _request_timeout=self.client.request_timeout)
         items = (result or {}).get("items") or []
         return (items[0] if items else None), ((result or {}).get("metadata") or {}).get("resourceVersion")
 
     def stream(self, resource_version, timeout_seconds):
-        def list_fn(**kwargs):  # no docstring: kubernetes.watch then leaves objects as dicts
-            return self.client._list_path(self.collection_path, **kwargs)
-
-        watcher = k8s_watch.Watch()
-        try:
-            for event in watcher.stream(list_fn, field_selector=self.selector, resource_version=resource_version,
-                                        allow_watch_bookmarks=True, timeout_seconds=timeout_seconds,
-                                        _request_timeout=(self.client.request_timeout, timeout_seconds + 15)):
-                yield event["type"], event["object"]
-        finally:
-            watcher.stop()
+        return self.client.watch(self.collection_path, self.query, resource_version, timeout_seconds)
 
 
 class CollectionWatchSource(PathWatchSource):
@@ -188,38 +99,28 @@ class CollectionWatchSource(PathWatchSource):
     def __init__(self, client, collection_path, label_selector=None):
         self.client = client
         self.collection_path = collection_path
-        self.label_selector = label_selector
+        self.query = {"labelSelector": label_selector} if label_selector else {}
         self.items = {}
 
     def _state(self, resource_version):
         return {"metadata": {"resourceVersion": resource_version}, "items": dict(self.items)}
 
     def get(self):
-        result = self.client._list_path(self.collection_path, label_selector=self.label_selector, _request_timeout=self.client.request_timeout)
+        result = self.client._json_request("GET", self.collection_path, query=self.query, _request_timeout=self.client.request_timeout)
         self.items = dict((item["metadata"]["name"], item) for item in (result or {}).get("items") or [])
         resource_version = ((result or {}).get("metadata") or {}).get("resourceVersion")
         return self._state(resource_version), resource_version
 
     def stream(self, resource_version, timeout_seconds):
-        def list_fn(**kwargs):  # no docstring: kubernetes.watch then leaves objects as dicts
-            return self.client._list_path(self.collection_path, **kwargs)
-
-        watcher = k8s_watch.Watch()
-        try:
-            for event in watcher.stream(list_fn, label_selector=self.label_selector, resource_version=resource_version,
-                                        allow_watch_bookmarks=True, timeout_seconds=timeout_seconds,
-                                        _request_timeout=(self.client.request_timeout, timeout_seconds + 15)):
-                obj = event["object"]
-                if event["type"] == "BOOKMARK":
-                    yield event["type"], obj
-                    continue
-                if event["type"] == "DELETED":
-                    self.items.pop(obj["metadata"]["name"], None)
-                else:
-                    self.items[obj["metadata"]["name"]] = obj
-                yield "MODIFIED", self._state((obj.get("metadata") or {}).get("resourceVersion"))
-        finally:
-            watcher.stop()
+        for event_type, obj in self.client.watch(self.collection_path, self.query, resource_version, timeout_seconds):
+            if event_type == "BOOKMARK":
+                yield event_type, obj
+                continue
+            if event_type == "DELETED":
+                self.items.pop(obj["metadata"]["name"], None)
+            else:
+                self.items[obj["metadata"]["name"]] = obj
+            yield "MODIFIED", self._state((obj.get("metadata") or {}).get("resourceVersion"))
 
 
 def _timeout_within(timeout, deadline):
@@ -239,36 +140,25 @@ class KubeClient(object):
         self.cluster = cluster
         self.retries = retries
         self.request_timeout = request_timeout
+        self._transport = None
+
+    @property
+    def transport(self):
+        """The wire to this cluster (transport.py), from the kubernetes client's configuration."""
+        if self._transport is None:
+            self._transport = HttpTransport(self.api_client.configuration, getattr(self.api_client, "user_agent", None))
+        return self._transport
 
     def _json_request(self, method, path, body=None, query=None, _request_timeout=None, content_type="application/json", answer=True):
-        """One JSON request on an API path, answered as a dict.
-
-        Built-in objects are only read and written as dicts here; the typed CoreV1Api/AppsV1Api
-        of kubernetes >= 35 cost about 1.2 s of imports per process plus model round trips per
-        call, which was most of a one-cluster fleet run.
-        """
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        query = list((query or {}).items()) or None
-        if isinstance(body, (dict, list)) and content_type.endswith("+yaml"):
-            # JSON is YAML. Serialised here in one C call: the client would first walk the body
-            # in Python (sanitize_for_serialization), about a third of applying a CRD.
-            body = json.dumps(body)
-        if hasattr(self.api_client, "param_serialize"):  # kubernetes >= 35
-            request = self.api_client.param_serialize(method, path, query_params=query, header_params=headers,
-                                                      body=body, auth_settings=["BearerToken"])
-            response = self.api_client.call_api(*request, _request_timeout=_request_timeout)
-            response.read()
-            if not 200 <= response.status <= 299:
-                raise ApiException(http_resp=response)
-            return json.loads(response.data) if response.data and answer else None
-        return self.api_client.call_api(  # older clients deserialise "object" as plain JSON
-            path, method, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"],
-            response_type="object", _return_http_data_only=True, _preload_content=True, _request_timeout=_request_timeout)
+        """One JSON request on an API path, answered as a dict (None when the ``answer`` is not needed:
+        a 1 MB CRD's apply response is not decoded for nothing)."""
+        _status, _headers, data = self.transport.request(method, path, query=query, body=body, content_type=content_type,
+                                                         timeout=_request_timeout)
+        return json.loads(data) if data and answer else None
 
     def _core(self, action, method, path, body=None, query=None, missing_ok=False, retries=None, timeout=None,
               content_type="application/json", answer=True, deadline=None):
-        """A retried request on any API path; None on 404 when ``missing_ok`` (and when the caller
-        does not need the ``answer``: a 1 MB CRD's apply response is not decoded for nothing)."""
+        """A retried request on any API path; None on 404 when ``missing_ok``."""
         try:
             return with_retries(
                 lambda: self._json_request(method, path, body=body, query=query, _request_timeout=_timeout_within(
@@ -293,22 +183,13 @@ class KubeClient(object):
         """A ``waiter`` source for every object of a collection (narrowed by ``label_selector``)."""
         return CollectionWatchSource(self, collection_path, label_selector)
 
-    def _list_path(self, collection_path, **kwargs):
-        """List (or, with ``watch=True``, a streaming watch response of) a collection path; the call
-        shape kubernetes.watch.Watch drives."""
-        names = {"field_selector": "fieldSelector", "label_selector": "labelSelector", "resource_version": "resourceVersion",
-                 "timeout_seconds": "timeoutSeconds", "allow_watch_bookmarks": "allowWatchBookmarks", "watch": "watch"}
-        query = [(names[key], str(value).lower() if isinstance(value, bool) else str(value))
-                 for key, value in kwargs.items() if key in names and value is not None]
-        if not kwargs.get("watch"):
-            return self._json_request("GET", collection_path, query=dict(query), _request_timeout=kwargs.get("_request_timeout"))
-        request = self.api_client.param_serialize("GET", collection_path, query_params=query,
-                                                  header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
-        response = self.api_client.call_api(*request, _request_timeout=kwargs.get("_request_timeout"))
-        if not 200 <= response.status <= 299:
-            response.read()
-            raise ApiException(http_resp=response)
-        return response.response
+    def watch(self, collection_path, query, resource_version, timeout_seconds):
+        """(type, object) of the watch events of a collection from ``resource_version``, for at most
+        ``timeout_seconds`` (bookmarks included: they carry the resourceVersion to resume from)."""
+        query = dict(query or {}, watch="true", allowWatchBookmarks="true", timeoutSeconds=str(timeout_seconds))
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        return watch_events(self.transport, collection_path, query, (self.request_timeout, timeout_seconds + 15))
 
     def get_raw(self, path, action=None, retries=None, timeout=None, deadline=None):
         """GET any API path (e.g. /apis/apps/v1/namespaces/velero/deployments/velero); None when absent. With
@@ -354,10 +235,10 @@ class KubeClient(object):
         return self._core("Deleting {0} {1}".format(plural, name), "DELETE", self._velero_path(plural, namespace, name), missing_ok=True)
 
     def watch_source(self, plural, name, namespace=None):
-        return ObjectWatchSource(self, plural, name, namespace)
+        return PathWatchSource(self, self._velero_path(plural, namespace), name)
 
     def selection_source(self, plural, label_selector, namespace=None):
-        return SelectionWatchSource(self, plural, label_selector, namespace)
+        return CollectionWatchSource(self, self._velero_path(plural, namespace), label_selector)
 
     # ---- core objects (Secrets, ConfigMaps, Namespaces)
     def _core_path(self, plural, namespace, name=None):

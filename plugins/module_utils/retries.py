@@ -18,12 +18,7 @@ import random
 import time
 
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ApiError
-
-try:
-    from kubernetes.client.rest import ApiException
-except ImportError:  # reported by the callers that need kubernetes
-    class ApiException(Exception):  # noqa: D401 - placeholder so except clauses still work
-        status = None
+from ansible_collections.fleetdr.kube.plugins.module_utils.transport import HttpStatusError
 
 DEFAULT_RETRIES = 5
 
@@ -54,24 +49,23 @@ def is_transient(exc):
     status = getattr(exc, "status", None)
     if isinstance(status, int):
         return status == 429 or 500 <= status <= 599
-    name = type(exc).__name__
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
-    # urllib3 errors, without importing urllib3 here.
-    return name in ("ProtocolError", "MaxRetryError", "NewConnectionError", "ReadTimeoutError", "IncompleteRead", "SSLError")
+    # A TLS connection cut short; a certificate the server should not have is not transient.
+    return type(exc).__name__ in ("SSLError", "SSLEOFError", "SSLZeroReturnError")
 
 
 def retry_after(exc):
     headers = getattr(exc, "headers", None) or {}
     try:
-        value = headers.get("Retry-After")
+        value = headers.get("retry-after", headers.get("Retry-After"))
         return float(value) if value is not None else None
     except (TypeError, ValueError, AttributeError):
         return None
 
 
 def api_error(exc, action):
-    """Translate a kubernetes ApiException into our ApiError with the server's message."""
+    """Translate an HTTP error answer into our ApiError with the server's message."""
     status = getattr(exc, "status", None)
     reason = getattr(exc, "reason", None)
     body = getattr(exc, "body", None)
@@ -102,7 +96,7 @@ def with_retries(fn, action, retries=DEFAULT_RETRIES, sleep=time.sleep, backoff=
     while True:
         try:
             return fn()
-        except ApiException as exc:
+        except HttpStatusError as exc:
             if is_transient(exc) and attempt < retries:
                 attempt += 1
                 if again(retry_after(exc)):

@@ -165,10 +165,10 @@ def test_kubeconfig_ca_data_reaches_the_client_as_data_and_no_file_is_written(tm
 def _existing(obj):
     """The API as a create whose answer was lost sees it: POST is a conflict, GET finds ``obj``."""
     def request(method, path, body=None, **kwargs):
-        from kubernetes.client.rest import ApiException
+        from ansible_collections.fleetdr.kube.plugins.module_utils.transport import HttpStatusError
         assert path.startswith("/apis/velero.io/v1/namespaces/velero/backups")
         if method == "POST":
-            raise ApiException(status=409, reason="AlreadyExists")
+            raise HttpStatusError(409, "AlreadyExists")
         return obj
     return request
 

@@ -3,12 +3,9 @@ import json
 
 import pytest
 
-kubernetes = pytest.importorskip("kubernetes")
-
-from kubernetes.client.rest import ApiException  # noqa: E402
-
-from ansible_collections.fleetdr.kube.plugins.module_utils import retries  # noqa: E402
-from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ApiError  # noqa: E402
+from ansible_collections.fleetdr.kube.plugins.module_utils import retries
+from ansible_collections.fleetdr.kube.plugins.module_utils.errors import ApiError
+from ansible_collections.fleetdr.kube.plugins.module_utils.transport import HttpStatusError
 
 
 class Flaky(object):
@@ -32,10 +29,7 @@ class ApiErr(Exception):
 
 
 def api_exception(status, message="boom", headers=None):
-    exc = ApiException(status=status, reason="Reason%d" % status)
-    exc.body = json.dumps({"kind": "Status", "message": message})
-    exc.headers = headers or {}
-    return exc
+    return HttpStatusError(status, "Reason%d" % status, json.dumps({"kind": "Status", "message": message}), headers)
 
 
 def test_transient_failures_are_retried_then_succeed():

@@ -1,0 +1,213 @@
+"""module_utils.transport: HTTP/1.1 requests and watch streams on kept-alive connections, against a
+loopback server that answers exactly as scripted (no cluster needed)."""
+import json
+import socket
+import threading
+import types
+
+import pytest
+
+from ansible_collections.fleetdr.kube.plugins.module_utils.transport import HttpStatusError, HttpTransport, watch_events
+
+
+class ScriptedServer(object):
+    """Accepts connections; each request gets the next raw answer of ``answers`` (bytes, or a
+    callable given the request that returns bytes; None closes the connection without answering)."""
+
+    def __init__(self, answers, close_after_each=False):
+        self.answers = list(answers)
+        self.close_after_each = close_after_each
+        self.requests = []  # (connection number, request head text, body bytes)
+        self.connections = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _addr = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._connection, args=(conn, self.connections), daemon=True).start()
+
+    def _connection(self, conn, number):
+        reader = conn.makefile("rb")
+        with conn:
+            while self.answers:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = reader.readline()
+                    if not line:
+                        return
+                    head += line
+                text = head.decode("latin-1")
+                length = next((int(line.split(":", 1)[1]) for line in text.split("\r\n") if line.lower().startswith("content-length:")), 0)
+                body = reader.read(length) if length else b""
+                self.requests.append((number, text, body))
+                answer = self.answers.pop(0)
+                if callable(answer):
+                    answer = answer(text)
+                if answer is None:
+                    return
+                conn.sendall(answer)
+                if self.close_after_each:
+                    return
+
+    def close(self):
+        self.listener.close()
+
+
+def transport_for(port, **settings):
+    values = dict(host="http://127.0.0.1:%d" % port, verify_ssl=True, ssl_ca_cert=None, ca_cert_data=None, assert_hostname=None,
+                  cert_file=None, key_file=None, tls_server_name=None, proxy=None, no_proxy=None, proxy_headers=None)
+    values.update(settings)
+    configuration = types.SimpleNamespace(**values)
+    configuration.auth_settings = lambda: {"BearerToken": {"in": "header", "key": "authorization", "value": "Bearer t0ken"}}
+    return HttpTransport(configuration, user_agent="fleetdr-test/1")
+
+
+def json_answer(obj, status="200 OK", extra=""):
+    data = json.dumps(obj).encode()
+    return ("HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (status, len(data), extra)).encode() + data
+
+
+def chunked_answer(pieces, status="200 OK"):
+    out = ("HTTP/1.1 %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" % status).encode()
+    for piece in pieces:
+        out += b"%x\r\n%s\r\n" % (len(piece), piece)
+    return out + b"0\r\n\r\n"
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(answers, **kwargs):
+        server = ScriptedServer(answers, **kwargs)
+        servers.append(server)
+        return server
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_requests_share_one_kept_alive_connection_and_carry_auth_and_body(serve):
+    server = serve([json_answer({"a": 1}), chunked_answer([b'{"items": [', b'1, 2]}']), json_answer({"ok": True}, "201 Created")])
+    transport = transport_for(server.port)
+    assert json.loads(transport.request("GET", "/api/v1/namespaces", query={"labelSelector": "app=x"})[2]) == {"a": 1}
+    assert json.loads(transport.request("GET", "/api/v1/pods")[2]) == {"items": [1, 2]}
+    status, _headers, data = transport.request("PATCH", "/apis/x/v1/things/t", body={"spec": {"n": 1}},
+                                               content_type="application/apply-patch+yaml")
+    assert status == 201 and json.loads(data) == {"ok": True}
+    assert server.connections == 1
+    first, _second, patch = [head for _n, head, _body in server.requests]
+    assert first.startswith("GET /api/v1/namespaces?labelSelector=app%3Dx HTTP/1.1\r\n")
+    assert "authorization: Bearer t0ken" in first and "Host: 127.0.0.1:%d" % server.port in first and "User-Agent: fleetdr-test/1" in first
+    assert "Content-Type: application/apply-patch+yaml" in patch and json.loads(server.requests[2][2]) == {"spec": {"n": 1}}
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(serve):
+    server = serve([json_answer({"n": 1}), json_answer({"n": 2})], close_after_each=True)
+    transport = transport_for(server.port)
+    assert json.loads(transport.request("GET", "/a")[2]) == {"n": 1}
+    assert json.loads(transport.request("GET", "/b")[2]) == {"n": 2}
+    assert server.connections == 2 and [head.split()[1] for _n, head, _b in server.requests] == ["/a", "/b"]
+
+
+def test_http_1_0_and_close_delimited_answers_are_read_to_the_end_and_not_reused(serve):
+    server = serve([b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"old": true}', json_answer({"new": True})],
+                   close_after_each=True)
+    transport = transport_for(server.port)
+    assert json.loads(transport.request("GET", "/a")[2]) == {"old": True}
+    assert transport._idle == []
+    assert json.loads(transport.request("GET", "/b")[2]) == {"new": True}
+
+
+def test_an_error_answer_carries_status_body_and_headers_and_keeps_the_connection(serve):
+    server = serve([json_answer({"kind": "Status", "message": "slow down"}, "429 Too Many Requests", "Retry-After: 3\r\n"),
+                    json_answer({"fine": 1})])
+    transport = transport_for(server.port)
+    with pytest.raises(HttpStatusError) as caught:
+        transport.request("GET", "/x")
+    assert caught.value.status == 429 and caught.value.reason == "Too Many Requests"
+    assert json.loads(caught.value.body)["message"] == "slow down" and caught.value.headers["retry-after"] == "3"
+    assert json.loads(transport.request("GET", "/x")[2]) == {"fine": 1} and server.connections == 1
+
+
+def test_an_answer_cut_short_is_a_connection_error_not_a_short_body(serve):
+    server = serve([b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"partial\"", None], close_after_each=True)
+    transport = transport_for(server.port)
+    with pytest.raises(ConnectionError):
+        transport.request("GET", "/x")
+
+
+def test_watch_lines_are_whole_events_across_chunks_and_an_error_event_is_raised(serve):
+    added = json.dumps({"type": "ADDED", "object": {"metadata": {"name": "a", "resourceVersion": "5"}}}).encode()
+    gone = json.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}}).encode()
+    server = serve([chunked_answer([added[:10], added[10:] + b"\n" + added[:4], added[4:] + b"\n"]), chunked_answer([gone + b"\n"])])
+    transport = transport_for(server.port)
+    events = list(watch_events(transport, "/api/v1/pods", {"watch": "true"}, 5))
+    assert [(kind, obj["metadata"]["name"]) for kind, obj in events] == [("ADDED", "a"), ("ADDED", "a")]
+    with pytest.raises(HttpStatusError) as caught:
+        list(watch_events(transport, "/api/v1/pods", {"watch": "true", "resourceVersion": "1"}, 5))
+    assert caught.value.status == 410
+    assert server.connections == 2  # each watch on a connection of its own
+
+
+def test_requests_go_through_an_http_proxy_tunnel_with_its_headers_unless_no_proxy_exempts_the_host(serve):
+    api = serve([json_answer({"via": "tunnel"})])
+    seen = []
+
+    def tunnel(head):
+        seen.append(head)
+        relay = socket.create_connection(("127.0.0.1", api.port))
+        return b"HTTP/1.1 200 Connection established\r\n\r\n", relay
+
+    proxy = _TunnelProxy(tunnel)
+    try:
+        transport = transport_for(api.port, proxy="http://127.0.0.1:%d" % proxy.port, proxy_headers={"Proxy-Authorization": "Basic eDp5"})
+        assert json.loads(transport.request("GET", "/through")[2]) == {"via": "tunnel"}
+        assert seen[0].startswith("CONNECT 127.0.0.1:%d HTTP/1.1" % api.port) and "Proxy-Authorization: Basic eDp5" in seen[0]
+        assert transport_for(api.port, proxy="http://127.0.0.1:1", no_proxy="127.0.0.1").proxy is None
+    finally:
+        proxy.close()
+
+
+class _TunnelProxy(object):
+    """A CONNECT proxy: answers the CONNECT head with what ``decide`` returns, then relays bytes."""
+
+    def __init__(self, decide):
+        self.decide = decide
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        try:
+            client, _addr = self.listener.accept()
+        except OSError:
+            return
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += client.recv(1)
+        answer, upstream = self.decide(head.decode("latin-1"))
+        client.sendall(answer)
+        for source, target in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, target):
+        while True:
+            data = source.recv(65536)
+            if not data:
+                return
+            target.sendall(data)
+
+    def close(self):
+        self.listener.close()

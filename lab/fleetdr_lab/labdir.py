@@ -104,8 +104,6 @@ def inventory_doc(paths: LabPaths, clusters: Iterable[dict], s3: dict) -> dict:
     hosts, children = {}, {}
     for c in clusters:
         hosts[c["name"]] = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": "{{ ansible_playbook_python }}",
             "fleetdr_kubeconfig": str(paths.cluster_kubeconfig(c["name"])),
             "fleetdr_context": c["name"],
             "fleetdr_cluster_labels": dict(c["labels"]),
@@ -113,9 +111,12 @@ def inventory_doc(paths: LabPaths, clusters: Iterable[dict], s3: dict) -> dict:
         for key in ("env", "region"):
             group = group_name(key, c["labels"][key])
             children.setdefault(group, {"hosts": {}})["hosts"][c["name"]] = None
+    # What every host shares is the group's: a 1,000-host inventory is parsed (and copied) by
+    # Ansible in every run, per-host keys and all.
     return {"all": {"children": {"fleet": {
         "hosts": hosts,
-        "vars": {"fleetdr_s3_endpoint": s3["endpoint"], "fleetdr_s3_bucket": s3["bucket"],
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                 "fleetdr_s3_endpoint": s3["endpoint"], "fleetdr_s3_bucket": s3["bucket"],
                  "fleetdr_s3_region": s3["region"]},
         "children": dict(sorted(children.items())),
     }}}}

@@ -67,7 +67,7 @@ def test_inventory_groups_and_vars(lab):
     fleet = inv["all"]["children"]["fleet"]
     assert sorted(fleet["hosts"]) == ["c1", "c2", "c3"]
     c1 = fleet["hosts"]["c1"]
-    assert c1["ansible_connection"] == "local"
+    assert fleet["vars"]["ansible_connection"] == "local" and "ansible_connection" not in c1
     assert c1["fleetdr_context"] == "c1"
     assert Path(c1["fleetdr_kubeconfig"]).exists()
     assert c1["fleetdr_cluster_labels"] == {"env": "prod", "region": "eu-west"}

@@ -206,6 +206,21 @@ def read_many(client, mapper, objects):
     return live
 
 
+# id(CRD) -> (the CRD, its JSON text). A fleet run applies the same CRD dicts (rendered once) to every
+# cluster: each is serialised once per run, not once per cluster (13 Velero CRDs, ~2 ms per cluster).
+_CRD_TEXTS = {}
+
+
+def _body(obj, want):
+    """What to send for ``obj`` (``want`` is its normalised copy)."""
+    if _key(obj) != CRD_KEY:
+        return want
+    known = _CRD_TEXTS.get(id(obj))
+    if known is None or known[0] is not obj:
+        known = _CRD_TEXTS[id(obj)] = (obj, json.dumps(want))
+    return known[1]
+
+
 def apply_object(client, mapper, obj, check_mode=False, force=False, live=_UNREAD):
     want = _normalised(obj)
     collection, path = mapper.paths(client, want)
@@ -224,8 +239,8 @@ def apply_object(client, mapper, obj, check_mode=False, force=False, live=_UNREA
     if force:
         query["force"] = "true"
     try:
-        client.request("Applying {0}".format(describe(want)), "PATCH", path, body=want, query=query, content_type=APPLY_CONTENT_TYPE,
-                       answer=False)
+        client.request("Applying {0}".format(describe(want)), "PATCH", path, body=_body(obj, want), query=query,
+                       content_type=APPLY_CONTENT_TYPE, answer=False)
     except ApiError as exc:
         if exc.status == 409:
             raise FleetdrError("{0} has fields owned by another manager (set force_conflicts to take them over): {1}".format(

@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 import socket
 import ssl
 import threading
@@ -151,7 +152,7 @@ class HttpTransport(object):
         if self._context is None:
             configuration = self.configuration
             if configuration.verify_ssl:
-                context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None, cadata=configuration.ca_cert_data or None)
+                context = ssl.create_default_context(cafile=_path(configuration.ssl_ca_cert), cadata=configuration.ca_cert_data or None)
                 if configuration.assert_hostname is False:
                     context.check_hostname = False
             else:
@@ -159,7 +160,7 @@ class HttpTransport(object):
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             if configuration.cert_file:
-                context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
+                context.load_cert_chain(_path(configuration.cert_file), _path(configuration.key_file))
             self._context = context
         return self._context
 
@@ -293,6 +294,11 @@ class HttpTransport(object):
                 yield pending
         finally:
             connection.close()
+
+
+def _path(value):
+    """A file option as a path (``~`` expanded, as the kubernetes client's urllib3 pool did), or None."""
+    return os.path.expanduser(value) if value else None
 
 
 def _bypass_proxy(hostname, port, no_proxy):

@@ -1,5 +1,6 @@
 """The apply engine (module_utils/apply.py) against an in-memory API: what it writes, in which order, and when not."""
 import copy
+import json
 
 import pytest
 
@@ -26,6 +27,7 @@ class FakeApi(object):
         self.lists = []
         self.watched = []
         self.reads = []
+        self.bodies = []
 
     def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type=None, answer=True):
         if method == "GET":
@@ -40,10 +42,11 @@ class FakeApi(object):
             self.reads.append(path)
             return copy.deepcopy(self.objects.get(path))
         self.writes.append((method, path, content_type, dict(query or {})))
+        self.bodies.append(body)
         if method == "PATCH":
             if path in self.conflict_on and (query or {}).get("force") != "true":
                 raise ApiError("conflict", status=409, body="Apply failed with 1 conflict: conflict with \"kubectl\"")
-            stored = copy.deepcopy(body)
+            stored = json.loads(body) if isinstance(body, str) else copy.deepcopy(body)
             stored.setdefault("metadata", {})["uid"] = "u1"  # the server adds fields of its own
             if stored["kind"] == "CustomResourceDefinition":
                 stored["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
@@ -204,3 +207,18 @@ def test_switched_off_objects_are_deleted_after_the_apply_and_not_read_in_a_new_
     assert changes[-1]["object"] == "Widget shop/old" and changes[-1]["action"] == "delete"
     assert ("DELETE", "/apis/example.io/v1/namespaces/shop/widgets/old") in [(m, p) for m, p, _c, _q in api.writes]
     assert "/apis/example.io/v1/namespaces/shop/widgets/old" not in api.objects
+
+
+def test_a_crd_shared_by_the_clusters_of_a_run_is_serialised_once_and_sent_whole():
+    crd = copy.deepcopy(CRD)
+    first, second = FakeApi(), FakeApi()
+    apply.apply_phased(first, [crd, NAMESPACE])
+    apply.apply_phased(second, [crd, NAMESPACE])
+    sent = [api.bodies[0] for api in (first, second)]
+    assert sent[0] is sent[1] and json.loads(sent[0]) == crd  # one text for both clusters
+    assert second.objects["/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.io"]["spec"] == crd["spec"]
+    other = copy.deepcopy(crd)
+    other["spec"]["versions"][0]["served"] = False
+    third = FakeApi()
+    apply.apply_phased(third, [other])
+    assert json.loads(third.bodies[0])["spec"]["versions"][0]["served"] is False  # another CRD object, its own text

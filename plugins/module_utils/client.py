@@ -6,9 +6,10 @@
 
 Authentication is entirely kubernetes.core's (``get_api_client``: kubeconfig
 path or dict, context, host, api_key, certificates, proxies, ``K8S_AUTH_*``
-environment variables). On top of the ``kubernetes.client.ApiClient`` it
-builds, ``KubeClient`` offers the few typed calls the Velero modules need,
-each retried with backoff and jitter on 429, 5xx and connection resets.
+environment variables). From the configuration of the ``kubernetes.client.ApiClient``
+it builds, ``KubeClient`` sends its requests over transport.py's kept-alive
+connections and offers the few typed calls the modules need, each retried with
+backoff and jitter on 429, 5xx and connection resets.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -13,7 +13,7 @@ The whole wait is bounded by one deadline.
 
 ``source`` is the seam: anything with ``get()`` -> (object or None,
 resourceVersion) and ``stream(resource_version, timeout_seconds)`` -> iterable
-of ``(event_type, object)``. ``client.ObjectWatchSource`` is the real one;
+of ``(event_type, object)``. ``client.PathWatchSource`` is the real one;
 tests use fakes.
 """
 

@@ -10,6 +10,15 @@ import pytest
 from ansible_collections.fleetdr.kube.plugins.module_utils.transport import HttpStatusError, HttpTransport, watch_events
 
 
+def _listen(handler):
+    """A loopback listener that ``handler(listener)`` serves on a thread of its own."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    threading.Thread(target=handler, args=(listener,), daemon=True).start()
+    return listener, listener.getsockname()[1]
+
+
 class ScriptedServer(object):
     """Accepts connections; each request gets the next raw answer of ``answers`` (bytes, or a
     callable given the request that returns bytes; None closes the connection without answering)."""
@@ -19,16 +28,12 @@ class ScriptedServer(object):
         self.close_after_each = close_after_each
         self.requests = []  # (connection number, request head text, body bytes)
         self.connections = 0
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.listener, self.port = _listen(self._serve)
 
-    def _serve(self):
+    def _serve(self, listener):
         while True:
             try:
-                conn, _addr = self.listener.accept()
+                conn, _addr = listener.accept()
             except OSError:
                 return
             self.connections += 1
@@ -182,15 +187,11 @@ class _TunnelProxy(object):
 
     def __init__(self, decide):
         self.decide = decide
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.listener, self.port = _listen(self._serve)
 
-    def _serve(self):
+    def _serve(self, listener):
         try:
-            client, _addr = self.listener.accept()
+            client, _addr = listener.accept()
         except OSError:
             return
         head = b""

@@ -1,12 +1,16 @@
 """module_utils.transport: HTTP/1.1 requests and watch streams on kept-alive connections, against a
 loopback server that answers exactly as scripted (no cluster needed)."""
+import datetime
+import ipaddress
 import json
 import socket
+import ssl
 import threading
 import types
 
 import pytest
 
+from ansible_collections.fleetdr.kube.plugins.module_utils.retries import is_transient
 from ansible_collections.fleetdr.kube.plugins.module_utils.transport import HttpStatusError, HttpTransport, watch_events
 
 
@@ -23,9 +27,10 @@ class ScriptedServer(object):
     """Accepts connections; each request gets the next raw answer of ``answers`` (bytes, or a
     callable given the request that returns bytes; None closes the connection without answering)."""
 
-    def __init__(self, answers, close_after_each=False):
+    def __init__(self, answers, close_after_each=False, tls=None):
         self.answers = list(answers)
         self.close_after_each = close_after_each
+        self.tls = tls  # a server-side SSLContext: TLS on every connection
         self.requests = []  # (connection number, request head text, body bytes)
         self.connections = 0
         self.listener, self.port = _listen(self._serve)
@@ -36,6 +41,12 @@ class ScriptedServer(object):
                 conn, _addr = listener.accept()
             except OSError:
                 return
+            if self.tls is not None:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError):  # the client refused our certificate, or we refused its
+                    conn.close()
+                    continue
             self.connections += 1
             threading.Thread(target=self._connection, args=(conn, self.connections), daemon=True).start()
 
@@ -212,3 +223,66 @@ class _TunnelProxy(object):
 
     def close(self):
         self.listener.close()
+
+
+def _pki(tmp_path):
+    """A CA, a serving certificate for 127.0.0.1 and api.internal, and a client certificate (files in tmp_path)."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def issue(name, issuer=None, ca=False, sans=(), usage=None):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer[0].subject if issuer else subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+        if usage:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        cert = builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+        return cert, key
+
+    def write(name, cert, key):
+        (tmp_path / (name + ".crt")).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (tmp_path / (name + ".key")).write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                                   serialization.NoEncryption()))
+        return str(tmp_path / (name + ".crt")), str(tmp_path / (name + ".key"))
+
+    ca = issue("test-ca", ca=True)
+    server = issue("apiserver", ca, sans=(x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("api.internal")),
+                   usage=ExtendedKeyUsageOID.SERVER_AUTH)
+    client = issue("fleet-operator", ca, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    stranger = issue("another-ca", ca=True)
+    paths = {"ca": write("ca", *ca), "server": write("server", *server), "client": write("client", *client),
+             "stranger": write("stranger", *stranger)}
+    return paths, ca[0].public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_tls_verifies_the_server_presents_a_client_certificate_and_a_wrong_ca_is_not_retried(serve, tmp_path):
+    paths, ca_pem = _pki(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(*paths["server"])
+    tls.load_verify_locations(paths["ca"][0])
+    tls.verify_mode = ssl.CERT_REQUIRED  # like an API server that takes client certificates
+    server = serve([json_answer({"tls": 1}), json_answer({"tls": 2}), json_answer({"tls": 3})], tls=tls)
+    host = "https://127.0.0.1:%d" % server.port
+    # CA as data (a kubeconfig's certificate-authority-data), client certificate and key as files
+    transport = transport_for(server.port, host=host, ca_cert_data=ca_pem, cert_file=paths["client"][0], key_file=paths["client"][1])
+    assert json.loads(transport.request("GET", "/version")[2]) == {"tls": 1}
+    # the certificate names api.internal, not the address dialled: tls_server_name checks that name instead
+    named = transport_for(server.port, host=host, ssl_ca_cert=paths["ca"][0], tls_server_name="api.internal",
+                          cert_file=paths["client"][0], key_file=paths["client"][1])
+    assert json.loads(named.request("GET", "/version")[2]) == {"tls": 2}
+    wrong = transport_for(server.port, host=host, ssl_ca_cert=paths["stranger"][0], cert_file=paths["client"][0],
+                          key_file=paths["client"][1])
+    with pytest.raises(ssl.SSLCertVerificationError) as caught:
+        wrong.request("GET", "/version")
+    assert not is_transient(caught.value)  # a server we must not trust is not worth retrying
+    unverified = transport_for(server.port, host=host, verify_ssl=False, cert_file=paths["client"][0], key_file=paths["client"][1])
+    assert json.loads(unverified.request("GET", "/version")[2]) == {"tls": 3}

@@ -255,15 +255,16 @@ class ActionModule(ActionBase):
     _VALID_ARGS = frozenset(ARGUMENT_SPEC)
 
     def _clusters(self, args, task_vars):
+        """(selected clusters, secret values, {host: its variables}): each hostvars[host] merges the
+        host's variables anew, so the role rendering reuses these."""
         hostvars = task_vars.get("hostvars") or {}
-        # Each hostvars[host] merges the host's variables anew: the role rendering reuses these.
-        self._host_views = {}
+        views = {}
         hosts = args["hosts"] if args["hosts"] is not None else list(task_vars.get("ansible_play_hosts") or [])
         clusters, secrets = [], []
         for host in hosts:
             if host not in hostvars:
                 raise ValidationError("hosts", "'{0}' is not an inventory host".format(host))
-            hv = self._host_views[host] = hostvars[host]
+            hv = views[host] = hostvars[host]
             values = dict((key, hv.get(key)) for key in CLUSTER_HOSTVARS)
             cluster = cluster_from_hostvars(host, values)
             if not selector_matches(args["cluster_selector"], cluster["labels"]):
@@ -276,7 +277,7 @@ class ActionModule(ActionBase):
             if values.get("fleetdr_api_key"):
                 secrets.append(str(values["fleetdr_api_key"]))
             clusters.append(cluster)
-        return clusters, secrets
+        return clusters, secrets, views
 
     def _inventory_resolver(self, task_vars, job):
         """name -> cluster entry of any inventory host (None when there is none), for the cluster threads
@@ -306,7 +307,7 @@ class ActionModule(ActionBase):
                     options[key] = value
         return options
 
-    def _render_role(self, clusters, task_vars, params, secrets):
+    def _render_role(self, clusters, views, task_vars, params, secrets):
         """Each cluster's objects from role fleetdr.kube.velero's templates and the host's variables; with
         ``velero_vault`` set, the vault's cluster entry (its bucket and keys are fetched per cluster at run time)."""
         hostvars = task_vars.get("hostvars") or {}
@@ -316,8 +317,6 @@ class ActionModule(ActionBase):
                 raise ValidationError("velero_vault", "cluster '{0}' is not an inventory host".format(vault["cluster"]))
             values = dict((key, hostvars[vault["cluster"]].get(key)) for key in CLUSTER_HOSTVARS)
             params["vault"] = dict(vault, target=cluster_from_hostvars(vault["cluster"], values))
-        known = getattr(self, "_host_views", {})
-        views = dict((c["name"], known.get(c["name"]) or hostvars[c["name"]]) for c in clusters)
         rendered = RoleObjects(self._templar).render_all([c["name"] for c in clusters], views, params["state"],
                                                          target_elsewhere="vault" in params)
         for cluster in clusters:
@@ -371,7 +370,7 @@ class ActionModule(ActionBase):
         try:
             params = validate_options(operation, name, options, args["source"])
             name = params.pop("run_name")
-            clusters, secrets = self._clusters(args, task_vars or {})
+            clusters, secrets, views = self._clusters(args, task_vars or {})
             probe_report_dir(args["report_path"] or args["report_dir"], "report_path" if args["report_path"] else "report_dir")
         except ValidationError as exc:
             option, message = exc.option, to_native(exc.msg)
@@ -391,7 +390,7 @@ class ActionModule(ActionBase):
 
         if operation == "install":
             try:
-                self._render_role(clusters, task_vars or {}, params, secrets)
+                self._render_role(clusters, views, task_vars or {}, params, secrets)
             except ValidationError as exc:
                 raise AnsibleActionFail("Invalid input, nothing was changed: {0}".format(to_native(exc.msg)), result=dict(option=exc.option))
             except ValueError as exc:

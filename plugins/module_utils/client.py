@@ -432,8 +432,8 @@ class ClusterClients(object):
         if proxies and not configuration.proxy:  # a kubeconfig proxy-url wins, as in the library
             configuration.proxy = proxies.get(urlparse(configuration.host).scheme) or proxies.get("all")
             configuration.no_proxy = proxies.get("no")
-        # One retry policy (retries.py): urllib3's own retries (3 by default, read timeouts included)
-        # would multiply every bounded wait. The ApiClient builds its pool from the configuration.
+        # KubeClient's requests go through transport.py and retries.py; urllib3's own retries stay off
+        # for anything that uses this ApiClient directly, so they cannot multiply a bounded wait.
         configuration.retries = False
         return kubernetes.client.ApiClient(configuration)
 

@@ -45,6 +45,10 @@ class HttpStatusError(Exception):
         self.headers = headers or {}
 
 
+class _CutShort(ConnectionResetError):
+    """The server closed the connection in the middle of an answer (not an idle connection it closed)."""
+
+
 class _Connection(object):
     """One socket (TLS or not) and the buffered reader over it."""
 
@@ -87,7 +91,7 @@ class _Connection(object):
                 if line in (b"\r\n", b"\n"):
                     break
                 if not line:
-                    raise ConnectionResetError("the API server closed the connection in the middle of an answer")
+                    raise _CutShort("the API server closed the connection in the middle of an answer")
                 name, _sep, value = line.decode("latin-1").partition(":")
                 name, value = name.strip().lower(), value.strip()
                 headers[name] = headers[name] + ", " + value if name in headers else value
@@ -108,13 +112,13 @@ class _Connection(object):
                     return
                 data = self.reader.read(size)
                 if len(data) < size or self.reader.read(2) not in (b"\r\n", b"\n"):
-                    raise ConnectionResetError("the API server closed the connection in the middle of an answer")
+                    raise _CutShort("the API server closed the connection in the middle of an answer")
                 yield data
         elif "content-length" in headers:
             length = int(headers["content-length"])
             data = self.reader.read(length) if length else b""
             if len(data) < length:
-                raise ConnectionResetError("the API server closed the connection in the middle of an answer")
+                raise _CutShort("the API server closed the connection in the middle of an answer")
             yield data
         else:
             while True:  # until the server closes the connection
@@ -212,12 +216,6 @@ class HttpTransport(object):
         with self._lock:
             self._idle.append(connection)
 
-    def close(self):
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
-
     # ---- requests
     def _head(self, method, path, query, content_type, length, accept):
         target = self.base_path + path + ("?" + urlencode(query) if query else "")
@@ -252,7 +250,7 @@ class HttpTransport(object):
             except (ConnectionError, ssl.SSLEOFError) as exc:
                 connection.close()
                 # A kept-alive connection the server closed while it was idle: once more on a new one.
-                if not reused or isinstance(exc, ConnectionError) and "middle of an answer" in str(exc):
+                if not reused or isinstance(exc, _CutShort):
                     raise
             except BaseException:
                 connection.close()

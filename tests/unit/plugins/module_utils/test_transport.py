@@ -159,6 +159,7 @@ def test_an_answer_cut_short_is_a_connection_error_not_a_short_body(serve):
     transport = transport_for(server.port)
     with pytest.raises(ConnectionError):
         transport.request("GET", "/x")
+    assert server.connections == 1  # not sent again: the server may have acted on it
 
 
 def test_watch_lines_are_whole_events_across_chunks_and_an_error_event_is_raised(serve):

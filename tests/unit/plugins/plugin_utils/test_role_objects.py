@@ -49,3 +49,16 @@ def test_a_wrong_type_and_missing_keys_are_refused_naming_the_host():
         _render({"c1": dict(KEYS), "c2": dict(KEYS, velero_node_agent="sometimes")})
     with pytest.raises(ValueError, match="velero_s3_access_key_id.*c1"):
         _render({"c1": {"velero_s3_bucket": "fleet"}})
+
+
+def test_each_template_text_is_compiled_once_for_all_hosts():
+    objects = RoleObjects(Templar(loader=DataLoader(), variables={}))
+    environment = objects.host_templar._engine.environment
+    compiled = []
+    memoised = environment.from_string
+    environment.from_string = lambda source, *args: compiled.append(str(source)) or memoised(source, *args)
+    objects.render_all(["c1", "c2", "c3", "c4"], dict(("c%d" % i, dict(KEYS)) for i in range(1, 5)))
+    per_host = [text for text in compiled if compiled.count(text) >= 4]
+    assert per_host  # the per-host expression and defaults reach the environment once per host...
+    # ...and are compiled once: the memo hands back the same template every time
+    assert all(memoised(text) is memoised(text) for text in set(per_host))

@@ -166,7 +166,8 @@ def _masked(obj):
 
 class Change(dict):
     """One object's outcome: {object, action (create|update|unchanged|delete|absent), diff}; the
-    object as read from the cluster is ``live`` (not part of the dict: never reported)."""
+    object as read from the cluster, or as the API answered the apply, is ``live`` (not part of the
+    dict: never reported)."""
 
     live = None
 
@@ -239,8 +240,10 @@ def apply_object(client, mapper, obj, check_mode=False, force=False, live=_UNREA
     if force:
         query["force"] = "true"
     try:
-        client.request("Applying {0}".format(describe(want)), "PATCH", path, body=_body(obj, want), query=query,
-                       content_type=APPLY_CONTENT_TYPE, answer=False)
+        # The answer is the object as applied (``live``: a waiter can start watching from it). A CRD's
+        # is large and nothing reads it: not decoded.
+        change.live = client.request("Applying {0}".format(describe(want)), "PATCH", path, body=_body(obj, want), query=query,
+                                     content_type=APPLY_CONTENT_TYPE, answer=_key(obj) != CRD_KEY)
     except ApiError as exc:
         if exc.status == 409:
             raise FleetdrError("{0} has fields owned by another manager (set force_conflicts to take them over): {1}".format(

@@ -69,13 +69,15 @@ def operation(job):
             return {"verdict": "succeeded", "phase": "WouldChange" if changed else "Installed",
                     "object": {"kind": "Deployment", "namespace": namespace, "name": "velero"},
                     "details": {"changes": _summary(changes)}}
-        # An unchanged Deployment read by the engine that is already Available needs no watch.
+        # The Deployment as the engine read or applied it: already Available needs no watch, and the
+        # watch starts from it (no list first).
         deployment = next((c.live for c in changes if c["object"] == "Deployment {0}/velero".format(namespace)), None)
         if not _available(deployment):
             recorder.phase("Waiting")
             try:
                 deployment = wait_for(client.watch_path("/apis/apps/v1/namespaces/{0}/deployments".format(namespace), "velero"),
-                                      _available, timeout_for(job, recorder), "Deployment {0}/velero to be Available".format(namespace))
+                                      _available, timeout_for(job, recorder), "Deployment {0}/velero to be Available".format(namespace),
+                                      initial=deployment)
             except WaitTimeout as exc:
                 raise FleetdrError("Deployment {0}/velero was not Available within {1}s: {2}".format(
                     namespace, timeout_for(job, recorder), _conditions(exc.last)))

@@ -33,6 +33,7 @@ class ScriptedServer(object):
         self.tls = tls  # a server-side SSLContext: TLS on every connection
         self.requests = []  # (connection number, request head text, body bytes)
         self.connections = 0
+        self.resumed = []  # per TLS connection: did the client resume an earlier TLS session?
         self.listener, self.port = _listen(self._serve)
 
     def _serve(self, listener):
@@ -47,6 +48,7 @@ class ScriptedServer(object):
                 except (ssl.SSLError, OSError):  # the client refused our certificate, or we refused its
                     conn.close()
                     continue
+                self.resumed.append(conn.session_reused)
             self.connections += 1
             threading.Thread(target=self._connection, args=(conn, self.connections), daemon=True).start()
 
@@ -271,11 +273,14 @@ def test_tls_verifies_the_server_presents_a_client_certificate_and_a_wrong_ca_is
     tls.load_cert_chain(*paths["server"])
     tls.load_verify_locations(paths["ca"][0])
     tls.verify_mode = ssl.CERT_REQUIRED  # like an API server that takes client certificates
-    server = serve([json_answer({"tls": 1}), json_answer({"tls": 2}), json_answer({"tls": 3})], tls=tls)
+    server = serve([json_answer({"tls": 1}), json_answer({"tls": 2}), json_answer({"tls": 2}), json_answer({"tls": 3})], tls=tls)
     host = "https://127.0.0.1:%d" % server.port
     # CA as data (a kubeconfig's certificate-authority-data), client certificate and key as files
     transport = transport_for(server.port, host=host, ca_cert_data=ca_pem, cert_file=paths["client"][0], key_file=paths["client"][1])
     assert json.loads(transport.request("GET", "/version")[2]) == {"tls": 1}
+    # a second connection (a watch has its own) resumes the first one's TLS session
+    assert list(transport.lines("/api/v1/pods", {"watch": "true"})) == [b'{"tls": 2}']
+    assert server.resumed == [False, True]
     # the certificate names api.internal, not the address dialled: tls_server_name checks that name instead
     named = transport_for(server.port, host=host, ssl_ca_cert=paths["ca"][0], tls_server_name="api.internal",
                           cert_file=paths["client"][0], key_file=paths["client"][1])
@@ -287,3 +292,27 @@ def test_tls_verifies_the_server_presents_a_client_certificate_and_a_wrong_ca_is
     assert not is_transient(caught.value)  # a server we must not trust is not worth retrying
     unverified = transport_for(server.port, host=host, verify_ssl=False, cert_file=paths["client"][0], key_file=paths["client"][1])
     assert json.loads(unverified.request("GET", "/version")[2]) == {"tls": 3}
+
+
+def test_auth_headers_are_read_again_once_the_reuse_window_has_passed(serve, monkeypatch):
+    """The Configuration's auth settings (the kubeconfig loader's refresh hook renews tokens) are read
+    at most once per AUTH_REUSE_SECONDS; a token renewed after that is the one sent."""
+    from ansible_collections.fleetdr.kube.plugins.module_utils import transport as transport_module
+    now = [1000.0]
+    monkeypatch.setattr(transport_module.time, "monotonic", lambda: now[0])
+    server = serve([json_answer({})] * 3)
+    transport = transport_for(server.port)
+    reads = []
+
+    def auth_settings():
+        reads.append(now[0])
+        return {"BearerToken": {"in": "header", "key": "authorization", "value": "Bearer token-%d" % len(reads)}}
+    transport.configuration.auth_settings = auth_settings
+    transport.request("GET", "/api/v1/pods")
+    now[0] += transport_module.AUTH_REUSE_SECONDS / 2
+    transport.request("GET", "/api/v1/pods")
+    now[0] += transport_module.AUTH_REUSE_SECONDS
+    transport.request("GET", "/api/v1/pods")
+    assert reads == [1000.0, 1000.0 + 1.5 * transport_module.AUTH_REUSE_SECONDS]
+    sent = [text.split("authorization: ", 1)[1].split("\r\n", 1)[0] for _n, text, _body in server.requests]
+    assert sent == ["Bearer token-1", "Bearer token-1", "Bearer token-2"]

@@ -28,6 +28,7 @@ class FakeApi(object):
         self.watched = []
         self.reads = []
         self.bodies = []
+        self.answered = []  # (path, whether the answer of an apply was asked for)
 
     def request(self, action, method, path, body=None, query=None, missing_ok=False, content_type=None, answer=True):
         if method == "GET":
@@ -51,7 +52,8 @@ class FakeApi(object):
             if stored["kind"] == "CustomResourceDefinition":
                 stored["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
             self.objects[path] = stored
-            return stored
+            self.answered.append((path, answer))
+            return copy.deepcopy(stored) if answer else None
         if method == "DELETE":
             return self.objects.pop(path, None)
         raise AssertionError(method)
@@ -222,3 +224,15 @@ def test_a_crd_shared_by_the_clusters_of_a_run_is_serialised_once_and_sent_whole
     third = FakeApi()
     apply.apply_phased(third, [other])
     assert json.loads(third.bodies[0])["spec"]["versions"][0]["served"] is False  # another CRD object, its own text
+
+
+def test_an_applied_object_carries_the_answer_as_live_and_a_crd_answer_is_not_decoded():
+    """The installer starts its Deployment watch from the applied object instead of listing first."""
+    api = FakeApi()
+    changes = apply.apply_phased(api, [CRD, NAMESPACE, WIDGET])
+    by_object = dict((change["object"], change) for change in changes)
+    widget = by_object[apply.describe(WIDGET)]
+    assert widget["action"] == "create" and widget.live["metadata"]["uid"] == "u1" and widget.live["spec"] == {"size": 3}
+    assert by_object[apply.describe(CRD)].live is None
+    assert dict(api.answered) == {"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.io": False,
+                                  "/api/v1/namespaces/shop": True, "/apis/example.io/v1/namespaces/shop/widgets/w": True}

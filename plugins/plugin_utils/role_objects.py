@@ -73,6 +73,10 @@ def _load_yaml(path):
         return yaml.load(handle, Loader=_LOADER) or {}
 
 
+def _as_key(value):
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _memoise_compiles(environment):
     """Compile each template text once in ``environment``: Ansible compiles every string it templates
     on every call, so each host recompiled the same expression and the role defaults that depend on
@@ -119,6 +123,7 @@ class RoleObjects(object):
             self.templates.append((name, trust_as_template("{%% include %s %%}" % json.dumps(name)), inputs))
         self._rendered = {}
         self._crds = {}
+        self._texts = {}  # name -> its fleet-wide value as a key (render_all)
         self._checked = {}  # the host's role values as JSON -> (errors, values as the argument spec types them)
         # The role's argument spec types each variable; values from the inventory or -e (strings
         # such as "false") are converted and checked the way the role's own validation does.
@@ -136,7 +141,7 @@ class RoleObjects(object):
             elif key.startswith(("velero_", "fleetdr_")):
                 other[key] = host_values[key]
         # Most hosts give the same values (-e, group vars): each distinct set is checked once.
-        key = json.dumps(given, sort_keys=True, default=repr)
+        key = _as_key(given)
         if key not in self._checked:
             checked = ArgumentSpecValidator(dict((k, self.spec[k]) for k in given)).validate(given)
             self._checked[key] = (checked.error_messages, checked.validated_parameters)
@@ -202,6 +207,8 @@ class RoleObjects(object):
         if hosts and shared:
             templar, _known = self._templar_for(hosts[0], first, {})
             resolved = templar.template(trust_as_template("{{ {%s} }}" % ", ".join("%r: %s" % (n, n) for n in shared)))
+        # Each shared value as it keys the rendered templates: serialised once, not once per host.
+        self._texts = dict((name, _as_key(value)) for name, value in resolved.items())
         return dict((host, self.render(host, inputs[host], resolved, state, target_elsewhere)) for host in hosts)
 
     def render(self, host, inputs, resolved, state="present", target_elsewhere=False):
@@ -211,10 +218,11 @@ class RoleObjects(object):
         templar, known = self._templar_for(host, inputs, resolved)
         # One templating call resolves every variable the result and the templates read (each call
         # compiles its expression and the lazy defaults it touches: one call per host, not one per name).
-        wanted = sorted(set(SETTINGS) | set(var for _name, _text, template_inputs in self.templates for var in template_inputs
-                                            if var in known) - set(resolved))
+        wanted = sorted((set(SETTINGS) | set(var for _name, _text, template_inputs in self.templates for var in template_inputs
+                                             if var in known)) - set(resolved))
         values = dict(resolved)
-        values.update(templar.template(trust_as_template("{{ {%s} }}" % ", ".join("%r: %s" % (name, name) for name in wanted))))
+        if wanted:
+            values.update(templar.template(trust_as_template("{{ {%s} }}" % ", ".join("%r: %s" % (name, name) for name in wanted))))
         settings = dict((name, values[name]) for name in SETTINGS)
         missing = [name for name in ("velero_s3_bucket", "velero_s3_access_key_id", "velero_s3_secret_access_key")
                    if state == "present" and not target_elsewhere and not settings[name]]
@@ -222,7 +230,7 @@ class RoleObjects(object):
             raise ValueError("{0} required to install Velero on {1}".format(", ".join(missing), host))
         objects = list(self._crd_objects(settings["velero_crds_src"])) if state == "present" or settings["velero_remove_crds"] else []
         for name, text, inputs in self.templates:
-            key = (name, json.dumps([values.get(var) for var in inputs], sort_keys=True, default=str))
+            key = (name,) + tuple(self._texts[var] if var in self._texts else _as_key(values.get(var)) for var in inputs)
             if key not in self._rendered:
                 # Kept pickled: each host gets objects of its own (the apply engine and the vault
                 # change them), and unpickling is about 6 times cheaper than copy.deepcopy.

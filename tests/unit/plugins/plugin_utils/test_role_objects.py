@@ -62,3 +62,18 @@ def test_each_template_text_is_compiled_once_for_all_hosts():
     assert per_host  # the per-host expression and defaults reach the environment once per host...
     # ...and are compiled once: the memo hands back the same template every time
     assert all(memoised(text) is memoised(text) for text in set(per_host))
+
+
+def test_hosts_template_only_what_is_their_own():
+    """Settings every host shares are resolved once for the fleet; each host templates only the names
+    that depend on it (here the location prefix, from inventory_hostname) and its own templates."""
+    objects = RoleObjects(Templar(loader=DataLoader(), variables={}))
+    texts = []
+    template = objects.host_templar.template
+    objects.host_templar.template = lambda value, *args, **kwargs: texts.append(str(value)) or template(value, *args, **kwargs)
+    rendered = objects.render_all(["c1", "c2", "c3"], dict(("c%d" % i, dict(KEYS)) for i in range(1, 4)))
+    fleet_wide, per_host = texts[0], texts[1:]
+    assert "'velero_namespace': velero_namespace" in fleet_wide and "'velero_version': velero_version" in fleet_wide
+    expressions = [text for text in per_host if text.startswith("{{ {")]
+    assert expressions == ["{{ {'velero_bsl_prefix': velero_bsl_prefix} }}"] * 3
+    assert all(settings["velero_namespace"] == "velero" and settings["velero_version"] for settings, _o, _s in rendered.values())

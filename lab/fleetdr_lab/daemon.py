@@ -2,7 +2,7 @@
 
 Run by `fleetdr-lab up` as `python -m fleetdr_lab.daemon --dir DIR --clusters N --processes K ...`.
 The clusters are shared out round-robin among K serving processes (cluster cI is served by process
-(I-1) % K), each with its own asyncio loop. Process 0, the primary, is the one `up` starts: it also
+I % K), each with its own asyncio loop. Process 0, the primary, is the one `up` starts: it also
 owns the control channel, the lab clock's record in lab.json, the S3 child (moto) and the lab files,
 and it starts processes 1..K-1 (`--process-index`) as its children. A control request naming a cluster
 goes to the process serving it; lab-wide ones reach every process (see register_control_route).
@@ -283,15 +283,17 @@ class Lab:
         return [f"c{i + 1}" for i in range(self.n_clusters)]
 
     def owned_indices(self) -> range:
-        """0-based indices of the clusters this process serves (round-robin: the fleet playbooks
-        work through the inventory in order, so neighbours go to different processes)."""
-        return range(self.process_index, self.n_clusters, self.n_processes)
+        """0-based indices of the clusters this process serves. Round-robin: the fleet playbooks
+        work through the inventory in order, so neighbours go to different processes. c1 goes to
+        process 1, so when N is not a multiple of K the primary, which also runs the control
+        channel and the S3 child, has one cluster fewer."""
+        return range((self.process_index - 1) % self.n_processes, self.n_clusters, self.n_processes)
 
     def process_of(self, name) -> int | None:
         """Index of the process serving cluster `name`, None if the lab has no such cluster."""
         if isinstance(name, str) and name[:1] == "c" and name[1:].isdigit() \
                 and 1 <= int(name[1:]) <= self.n_clusters and name == f"c{int(name[1:])}":
-            return (int(name[1:]) - 1) % self.n_processes
+            return int(name[1:]) % self.n_processes
         return None
 
     def _unknown_cluster(self, name) -> ControlError:

@@ -64,6 +64,7 @@ EXIT_PORT_IN_USE = 3
 CONTROL_TOKEN_ENV = "FLEETDR_LAB_CONTROL_TOKEN"
 # How long `down` gives a serving process to stop before it is killed.
 SERVING_STOP_TIMEOUT = 15.0
+STATUS_TIMEOUT = 30.0
 
 ControlHandler = Callable[["Lab", dict], Awaitable[object]]
 
@@ -169,17 +170,20 @@ class ServingProcess:
                                  f"with {self.exit_code if self.exit_code is not None else self.process.returncode}; "
                                  f"see {self.lab.paths.log}", "process_died")
 
-    async def call(self, method: str, path: str, body: dict | None) -> tuple[int, object]:
-        """(HTTP status, JSON answer) of a control request run in this process."""
+    async def call(self, method: str, path: str, body: dict | None,
+                   timeout: float | None = None) -> tuple[int, object]:
+        """(HTTP status, JSON answer) of a control request run in this process (no timeout by
+        default: a Velero sync of many clusters takes minutes; the CLI bounds its own wait)."""
         if not self.alive():
             error = self.died_error()
             return error.status, {"error": error.message, "reason": error.reason}
         try:
             async with self.lab.control_client.request(
                     method, f"http://127.0.0.1:{self.control_port}{path}", json=body,
-                    headers={"Authorization": f"Bearer {self.lab.control_token}"}) as resp:
+                    headers={"Authorization": f"Bearer {self.lab.control_token}"},
+                    timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 return resp.status, await resp.json(content_type=None)
-        except (aiohttp.ClientError, ValueError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             if not self.alive():
                 error = self.died_error()
                 return error.status, {"error": error.message, "reason": error.reason}
@@ -616,7 +620,9 @@ class Lab:
             return doc
         clusters = {c["name"]: c for c in doc["clusters"]}
         errors = list(doc["errors"])
-        answers = await asyncio.gather(*(p.call("GET", "/status", None) for p in self.serving))
+        # a hung process must not hang status: it is reported as not answering
+        answers = await asyncio.gather(*(p.call("GET", "/status", None, STATUS_TIMEOUT)
+                                         for p in self.serving))
         for process, (status, answer) in zip(self.serving, answers):
             entry = {**process.describe(), "alive": process.alive(), "exit_code": process.exit_code}
             if status == 200:

@@ -641,7 +641,7 @@ class Lab:
             processes.append(entry)
         doc["clusters"] = [clusters[name] for name in self.cluster_names() if name in clusters]
         doc["errors"] = sorted(errors, key=lambda e: e["at"])[-20:]
-        if not all(p["alive"] for p in processes):
+        if not all(p["alive"] and not p.get("error") for p in processes):
             doc["state"] = "degraded"
         return doc
 

@@ -14,7 +14,7 @@ backup (namespace default) runs twice with `--limit c1..cN`:
 Migrate and drill, on the same lab (bench-results/day2.json): migrate c1 -> c2..cN of a namespace
 with a ConfigMap, each size into its own namespace; drill of a fresh backup on c1..cN.
 Controller CPU = user+sys of the ansible-playbook process tree (resource.RUSAGE_CHILDREN delta).
-Lab CPU = the same for the lab daemon (every emulated API server and Velero) and its S3 child
+Lab CPU = the same for the lab's serving processes (every emulated API server and Velero) and its S3 child
 (moto), read from /proc: on this machine they share the cores with the controller, so a large
 fleet's wall time is bounded by their work too, which a real fleet spreads over its clusters.
 Writes bench-results/fleet.json (and install.json) and prints the tables.
@@ -50,13 +50,16 @@ def process_cpu(pid):
 
 
 def lab_pids(lab):
-    """The lab daemon and its direct children (the S3 server)."""
-    pid = int((lab.dir / "lab.pid").read_text().split()[0])
+    """Every serving process of the lab (lab.json "processes": the daemon `up` started and the
+    serving processes it started) and the S3 server (the daemon's other child)."""
+    state = json.loads((lab.dir / "lab.json").read_text())
+    pid = int(state["pid"])
+    serving = [int(p["pid"]) for p in state.get("processes") or [{"pid": pid}]]
     try:
-        children = Path("/proc/%d/task/%d/children" % (pid, pid)).read_text().split()
+        children = [int(c) for c in Path("/proc/%d/task/%d/children" % (pid, pid)).read_text().split()]
     except OSError:
         children = []
-    return {"lab": [pid], "s3": [int(c) for c in children]}
+    return {"lab": serving, "s3": [c for c in children if c not in serving]}
 
 
 def measure(cmd, env, cwd, pids):
@@ -85,7 +88,7 @@ def measured_row(label, cmd, env, cwd, pids, row):
 def bench_install(args, sizes, env):
     """Fresh install and no-change re-run per size, fleet path and per-host role; returns the rows."""
     lab_dir = tempfile.mkdtemp(prefix="fleetdr-bench-install-")
-    lab = LabHandle.up(lab_dir, clusters=max(sizes))
+    lab = LabHandle.up(lab_dir, clusters=max(sizes), processes=args.processes)
     work = Path(lab_dir) / "work"
     work.mkdir(exist_ok=True)
     secrets = work / "s3.json"
@@ -124,7 +127,7 @@ def bench_storage(args, sizes, env):
     to Ready and healthy) fresh and no-change per size, on a lab of one node with one raw device per cluster
     (one mon, one mgr); uninstalled with destroy_data after each size."""
     lab_dir = tempfile.mkdtemp(prefix="fleetdr-bench-storage-")
-    lab = LabHandle.up(lab_dir, clusters=max(sizes), extra=("--devices", "1"))
+    lab = LabHandle.up(lab_dir, clusters=max(sizes), extra=("--devices", "1"), processes=args.processes)
     work = Path(lab_dir) / "work"
     work.mkdir(exist_ok=True)
     manifests = work / "rook"
@@ -219,6 +222,8 @@ def main():
     parser.add_argument("--lab-dir", default=None, help="default: a new temporary directory")
     parser.add_argument("--out", default=str(REPO / "bench-results" / "fleet.json"))
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="serving processes of the lab (fleetdr-lab up --processes; default: the lab chooses)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
@@ -251,7 +256,7 @@ def main():
 
 def bench_backup(args, sizes, env):
     args.lab_dir = args.lab_dir or tempfile.mkdtemp(prefix="fleetdr-bench-")
-    lab = LabHandle.up(args.lab_dir, clusters=max(sizes))
+    lab = LabHandle.up(args.lab_dir, clusters=max(sizes), processes=args.processes)
     work = Path(args.lab_dir) / "work"
     work.mkdir(exist_ok=True)
     rows = []

@@ -64,10 +64,10 @@ def report_figures(report_dir):
     return {"render_cpu_s": round(cpu, 3), "rendered_bytes": sum(len(text) for text in rendered), "files_bytes": sizes}
 
 
-def one_round(clusters, workers, env):
+def one_round(clusters, workers, env, processes=None):
     lab_dir = Path(tempfile.mkdtemp(prefix="fleetdr-bench-scale-"))
     start = time.monotonic()
-    lab = LabHandle.up(lab_dir, clusters=clusters)
+    lab = LabHandle.up(lab_dir, clusters=clusters, processes=processes)
     round_ = {"workers": workers, "clusters": clusters, "lab_up_wall_s": round(time.monotonic() - start, 2), "operations": []}
     work = lab_dir / "work"
     work.mkdir()
@@ -92,8 +92,10 @@ def one_round(clusters, workers, env):
         found = sorted((work / "reports").glob("backup-scale-*"))
         if found:
             round_["backup_report"] = report_figures(found[-1])
-        round_["lab_rss_mb"] = round(int(next(line.split()[1] for line in Path("/proc/%d/status" % pids["lab"][0]).read_text().splitlines()
-                                              if line.startswith("VmHWM:"))) / 1024, 1)
+        # peak RSS summed over the lab's serving processes
+        round_["lab_rss_mb"] = round(sum(int(next(line.split()[1] for line in Path("/proc/%d/status" % pid).read_text().splitlines()
+                                                  if line.startswith("VmHWM:"))) for pid in pids["lab"]) / 1024, 1)
+        round_["lab_processes"] = len(pids["lab"])
     finally:
         lab.down()
     return round_
@@ -107,6 +109,8 @@ def main():
                         help="ansible.cfg [defaults] internal_poll_interval for the runs (Ansible's default: 0.001 s; the README's "
                              "advice for large fleets: 0.01)")
     parser.add_argument("--out", default=str(REPO / "bench-results" / "scale.json"))
+    parser.add_argument("--processes", type=int, default=None,
+                        help="serving processes of the lab (fleetdr-lab up --processes; default: the lab chooses)")
     args = parser.parse_args()
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false", ANSIBLE_NOCOLOR="1")
     if args.internal_poll_interval is not None:
@@ -115,7 +119,7 @@ def main():
         config = Path(tempfile.mkdtemp(prefix="fleetdr-bench-cfg-")) / "ansible.cfg"
         config.write_text("[defaults]\ninternal_poll_interval = %s\n" % args.internal_poll_interval)
         env["ANSIBLE_CONFIG"] = str(config)
-    rounds = [one_round(args.clusters, int(n), env) for n in args.workers.split(",")]
+    rounds = [one_round(args.clusters, int(n), env, args.processes) for n in args.workers.split(",")]
     for round_ in rounds:
         ops = dict((row["operation"], row) for row in round_["operations"])
         round_["install_backup_report_wall_s"] = round(sum(ops[name]["wall_s"] for name in ("install", "backup") if name in ops)

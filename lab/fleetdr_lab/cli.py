@@ -44,6 +44,19 @@ exit codes:
 
 READY_TIMEOUT_BASE = 60.0
 READY_TIMEOUT_PER_CLUSTER = 1.0
+# From this many clusters a lab gets one serving process per CPU (one per CLUSTERS_PER_PROCESS
+# clusters at most): one process serving a large lab is busy all through a fleet install while the
+# other cores idle (see lab/CONTRACT.md, Process model, for the measurement).
+CLUSTERS_PER_PROCESS = 100
+
+
+def default_processes(clusters: int) -> int:
+    """Serving processes for a lab of `clusters` when `up` is not told (--processes)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, clusters // CLUSTERS_PER_PROCESS))
 
 
 class CliError(Exception):
@@ -202,7 +215,8 @@ def verify_lab(paths: labdir.LabPaths, state: dict, deadline: float) -> None:
 
 def _daemon_command(args) -> list[str]:
     cmd = [sys.executable, "-m", "fleetdr_lab.daemon", "--dir", str(args.paths.dir),
-           "--clusters", str(args.clusters), "--nodes", str(args.nodes), "--devices", str(args.devices)]
+           "--clusters", str(args.clusters), "--nodes", str(args.nodes), "--devices", str(args.devices),
+           "--processes", str(args.processes or default_processes(args.clusters))]
     if args.base_port:
         cmd += ["--base-port", str(args.base_port)]
     return cmd
@@ -212,13 +226,16 @@ def cmd_up(args) -> int:
     paths = args.paths
     state = running_state(paths.dir)
     if state is not None:
+        running_processes = len(state.get("processes") or [None])
         if state.get("n_clusters") != args.clusters or state.get("nodes") != args.nodes or \
-                state.get("devices", 0) != args.devices:
+                state.get("devices", 0) != args.devices or \
+                (args.processes and min(args.processes, args.clusters) != running_processes):
             raise CliError(EXIT_USAGE,
                            f"a lab with {state.get('n_clusters')} clusters x "
                            f"{state.get('nodes')} nodes is already running in {paths.dir}; "
                            f"run `fleetdr-lab down --dir {paths.dir}` before starting one with "
-                           f"{args.clusters} clusters x {args.nodes} nodes")
+                           f"{args.clusters} clusters x {args.nodes} nodes"
+                           + (f" in {args.processes} processes" if args.processes else ""))
         if state.get("state") == "ready":
             try:
                 control(state, "GET", "/status", timeout=10)
@@ -272,8 +289,9 @@ def cmd_up(args) -> int:
         _terminate(proc.pid)
         raise
     elapsed = time.monotonic() - started
+    processes = len(state.get("processes") or [None])
     print(f"fleetdr-lab: {len(state['clusters'])} clusters ready in {elapsed:.1f}s "
-          f"(pid {proc.pid})")
+          f"(pid {proc.pid}" + (f", {processes} serving processes" if processes > 1 else "") + ")")
     _print_summary(paths, state)
     return EXIT_OK
 
@@ -332,6 +350,12 @@ def cmd_down(args) -> int:
         time.sleep(0.1)
     if _pid_alive(pid):
         _terminate(pid)
+    # The primary stops the other serving processes (and they die with it); one that is still
+    # there - stuck, or the primary was killed - is stopped here.
+    for process in state.get("processes") or []:
+        other = int(process.get("pid") or 0)
+        if other != pid and _pid_is_lab(other):
+            _terminate(other)
     paths.pid.unlink(missing_ok=True)
     print(f"fleetdr-lab: lab in {paths.dir} stopped")
     return EXIT_OK
@@ -348,6 +372,11 @@ def cmd_status(args) -> int:
           f"lab clock {status['clock']['now']} "
           f"(+{format_duration(status['clock']['offset_seconds'])})")
     s3 = status["s3"]
+    processes = status.get("processes") or []
+    if len(processes) > 1:
+        print(f"serving processes {len(processes)}: " + ", ".join(
+            f"{p['index']} pid {p['pid']} ({len(p['clusters'])} clusters)"
+            + ("" if p["alive"] else f" EXITED ({p['exit_code']})") for p in processes))
     print(f"S3 {s3['endpoint']} bucket {s3['bucket']} region {s3['region']}  "
           f"{'up' if s3['up'] else 'DOWN'}"
           f"{'  credentials REVOKED' if s3['credentials_revoked'] else ''}")
@@ -566,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="nodes per cluster (default 1)")
     p.add_argument("--devices", type=_non_negative_int, default=0, metavar="D",
                    help="raw 100 GiB devices per node (sdb, sdc, ...) for Rook's OSDs (default 0)")
+    p.add_argument("--processes", type=_positive_int, default=None, metavar="K",
+                   help="serving processes the clusters are shared among (default: 1, or one per "
+                        f"CPU from {CLUSTERS_PER_PROCESS * 2} clusters on)")
     p.add_argument("--base-port", type=_port, default=None, metavar="P",
                    help="cluster cI listens on P+I-1, control channel on P+N, S3 on P+N+1 "
                         "(default: free ports)")

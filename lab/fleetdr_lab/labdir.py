@@ -52,6 +52,8 @@ class LabPaths:
     def credentials_velero(self) -> Path: return self.dir / "credentials-velero"
     @property
     def volumes(self) -> Path: return self.dir / "volumes"
+    @property
+    def load_balancers(self) -> Path: return self.dir / "load-balancers"
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o644) -> None:
@@ -133,3 +135,31 @@ def write_client_files(paths: LabPaths, clusters: list[dict], ca_pem: bytes,
     write_atomic(paths.inventory, dump(inventory_doc(paths, clusters, s3)))
     write_json(paths.s3, s3, 0o600)
     write_atomic(paths.credentials_velero, credentials, 0o600)
+
+
+class ExternalAddresses:
+    """"<load balancer ip>:<port>" -> the lab address serving it, for every cluster of the lab.
+
+    A LoadBalancer Service of one cluster is reached from another (Velero of c2 backing up to a Rook
+    object store of c1), and the two may be served by different lab processes: each entry is also a
+    file under <labdir>/load-balancers/ that every process reads when its own map misses."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self._local: dict[str, str] = {}
+
+    def _file(self, key: str) -> Path:
+        return self.dir / key.replace(":", "_")
+
+    def __setitem__(self, key: str, target: str) -> None:
+        if self._local.get(key) != target:
+            self._local[key] = target
+            write_atomic(self._file(key), target)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        if key in self._local:
+            return self._local[key]
+        try:
+            return self._file(key).read_text()
+        except (OSError, ValueError):
+            return default

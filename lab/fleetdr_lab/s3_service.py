@@ -94,6 +94,18 @@ class ObjectStore:
                 "access_key_id": self.access_key_id,
                 "secret_access_key": self.secret_access_key}
 
+    def handle(self) -> dict:
+        """What another lab process needs to use this child (`attach`): address, keys, control token."""
+        return {"host": self.host, "port": self.port, "rgw_token": self.rgw_token,
+                "access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key,
+                "admin_access_key_id": self.admin_access_key_id,
+                "admin_secret_access_key": self.admin_secret_access_key}
+
+    def attach(self, handle: dict) -> None:
+        """Use the child the primary lab process started (a serving process starts none of its own)."""
+        for key, value in handle.items():
+            setattr(self, key, value)
+
     def credentials_file(self) -> str:
         return ("[default]\n"
                 f"aws_access_key_id={self.access_key_id}\n"

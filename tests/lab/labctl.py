@@ -125,8 +125,11 @@ class LabHandle:
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod
     def up(cls, directory: str | Path, clusters: int = 3, nodes: int = 1,
-           extra: tuple[str, ...] = ()) -> "LabHandle":
+           extra: tuple[str, ...] = (), processes: int | None = None) -> "LabHandle":
+        """`fleetdr-lab up`; processes None lets the lab choose how many serve the clusters."""
         handle = cls(directory)
+        if processes is not None:
+            extra = ("--processes", str(processes), *extra)
         handle.cli("up", "--clusters", str(clusters), "--nodes", str(nodes), *extra)
         return handle
 

@@ -11,7 +11,8 @@ repository (``busybox``, ``velero/velero``, ``docker.io/rook/*``: any tag), or o
 or digest (``busybox:1.36``). Names are normalised as the container runtime does (``busybox`` is
 ``docker.io/library/busybox``); ``*`` globs.
 
-One lab process serves one lab, so the rules live in this module (`POLICY`).
+The rules live in this module (`POLICY`), one copy per serving process: the control route that sets
+them is lab-wide, so every process holds every rule (per-cluster ones included).
 """
 from __future__ import annotations
 

@@ -671,6 +671,12 @@ class Store:
             return self._scale_of(rt, obj)
         return self._out(rt, obj, version)
 
+    def exists(self, group: str, plural: str, namespace: str | None, name: str) -> bool:
+        """Whether the object is stored (what `get_or_none(...) is not None` says, without copying
+        it out: a CRD with its schema is a large copy for a yes/no question)."""
+        rt = self.registry.get(group, plural)
+        return rt is not None and self._stored(rt, namespace, name) is not None
+
     def get_or_none(self, group: str, plural: str, namespace: str | None, name: str) -> dict | None:
         rt = self.registry.get(group, plural)
         if rt is None:

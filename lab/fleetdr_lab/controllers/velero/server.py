@@ -296,8 +296,8 @@ class VeleroInstallWatcher(Controller):
     def _desired(self) -> dict | None:
         store = self.store
         for plural in REQUIRED_CRDS:
-            if store.get_or_none("apiextensions.k8s.io", "customresourcedefinitions", None,
-                                 f"{plural}.{GROUP}") is None:
+            if not store.exists("apiextensions.k8s.io", "customresourcedefinitions", None,
+                                f"{plural}.{GROUP}"):
                 return None
         for dep in store.list("apps", "deployments")["items"]:
             m = dep["metadata"]

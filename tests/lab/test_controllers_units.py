@@ -4,6 +4,7 @@ shared timer heap, and a whole-cluster run of the controllers over a Store."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 from pathlib import Path
 
 import pytest
@@ -216,6 +217,17 @@ class _Cluster:
         self.controllers.append(ctrl)
 
 
+def assert_stored_objects_unmodified(store):
+    """Every stored object still equals what was written: the controllers read their watch
+    events from shared (uncopied) stored objects, so one modifying an event would show here."""
+    for obj, blob, managed in store._blobs.values():
+        written = pickle.loads(blob)
+        if managed:
+            written["metadata"]["managedFields"] = managed
+        now = dict(obj, metadata=dict(obj["metadata"]))
+        assert now == written, obj["metadata"].get("name")
+
+
 def test_controllers_over_a_store_in_process(tmp_path):
     """Deployment with a claim comes up; deleting its namespace removes everything."""
     async def run():
@@ -252,6 +264,7 @@ def test_controllers_over_a_store_in_process(tmp_path):
             assert pod["status"]["podIP"].startswith("10.244.7.")
             pv_name = s.get("", "persistentvolumeclaims", "app", "data")["spec"]["volumeName"]
             assert (cluster.data_dir / pv_name).is_dir()
+            assert_stored_objects_unmodified(s)
             s.delete("", "namespaces", None, "app")
             for _ in range(400):
                 if s.get_or_none("", "namespaces", None, "app") is None and \
@@ -260,6 +273,7 @@ def test_controllers_over_a_store_in_process(tmp_path):
                 await asyncio.sleep(0.02)
             assert s.get_or_none("", "namespaces", None, "app") is None
             assert s.get_or_none("", "persistentvolumes", None, pv_name) is None
+            assert_stored_objects_unmodified(s)
         finally:
             for t in tasks:
                 t.cancel()

@@ -729,7 +729,9 @@ class Store:
 
     def list(self, group: str, plural: str, namespace: str | None = None, label_selector=None,
              field_selector=None, limit: int | None = None, continue_token: str | None = None,
-             version: str | None = None) -> dict:
+             version: str | None = None, shared: bool = False) -> dict:
+        """shared: items are the stored objects in new top-level dicts, not deep copies - for
+        callers in this process that only read them (a controller's periodic check)."""
         rt = self._type(group, plural)
         self._check_verb(rt, "list")
         ls, fs = self._selectors(rt, label_selector, field_selector)
@@ -755,7 +757,10 @@ class Store:
                          "name": last["name"]}).encode()).decode()
                 remaining += 1
                 continue
-            item = self._copy(obj)
+            if shared and convert is None:
+                item = dict(obj)
+            else:
+                item = self._copy(obj)
             if convert is not None:
                 item = convert(item, version)
             if not rt.builtin:  # custom resource lists carry apiVersion/kind per item

@@ -279,3 +279,22 @@ def test_controllers_over_a_store_in_process(tmp_path):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     asyncio.run(run())
+
+
+def test_velero_parse_time_cache_answers_like_strptime():
+    """parse_time remembers what it parsed (the due checks parse the same timestamps every
+    second): a remembered answer equals a fresh strptime, and bad input still fails every time."""
+    from datetime import datetime, timezone
+
+    from fleetdr_lab.controllers.velero import server
+    server._parsed_times.clear()
+    for text in ("2026-12-04T14:15:00Z", "1999-01-31T00:00:59Z", "2026-12-04T14:15:00Z"):
+        expected = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        first, again = server.parse_time(text), server.parse_time(text)
+        assert first == again == expected and first.tzinfo is timezone.utc
+    assert server.parse_time("") is None and server.parse_time(None) is None
+    for bad in ("2026-12-04 14:15:00", "2026-12-04T14:15:00+00:00"):
+        for _ in range(2):
+            with pytest.raises(ValueError):
+                server.parse_time(bad)
+    assert "2026-12-04 14:15:00" not in server._parsed_times

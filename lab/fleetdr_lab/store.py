@@ -308,11 +308,16 @@ class Watch:
     Events are queued synchronously by the Store (it runs on the loop thread). A consumer that
     falls more than `max_pending` live events behind is closed with an ERROR event carrying a
     410 Expired Status, so the client relists as it would after the real server drops it.
+
+    A `shared` watch hands out the stored objects themselves (in a new top-level dict carrying
+    apiVersion and kind) instead of deep copies: for in-process consumers that only read events
+    (the controllers' watches), where a copy per event and watch was most of the lab's cost.
+    Stored objects are never edited in place, so what such a consumer holds stays as it was.
     """
 
     def __init__(self, store: "Store", rt: ResourceType | None, group, plural, namespace,
                  version, label_selector: LabelSelector, field_selector: FieldSelector,
-                 max_pending: int):
+                 max_pending: int, shared: bool = False):
         self._store = store
         self._rt = rt
         self._group, self._plural = group, plural
@@ -324,6 +329,7 @@ class Watch:
         self._items: collections.deque = collections.deque()
         self._wake = asyncio.Event()
         self._max_pending = max_pending
+        self._shared = shared
         self.closed = False
 
     # --- store side
@@ -403,6 +409,13 @@ class Watch:
         if rt is None:
             return {"type": etype, "object": obj}
         version = self._version if self._rt is rt else None
+        if self._shared and not (version is not None and version != rt.version
+                                 and version in rt.versions):
+            # what _out returns without a conversion, minus the deep copy
+            view = dict(obj)
+            view["apiVersion"] = rt.api_version
+            view["kind"] = rt.kind
+            return {"type": etype, "object": view}
         return {"type": etype, "object": self._store._out(rt, obj, version)}
 
     def get_nowait(self) -> dict | None:
@@ -671,6 +684,12 @@ class Store:
             return self._scale_of(rt, obj)
         return self._out(rt, obj, version)
 
+    def exists(self, group: str, plural: str, namespace: str | None, name: str) -> bool:
+        """Whether the object is stored (what `get_or_none(...) is not None` says, without copying
+        it out: a CRD with its schema is a large copy for a yes/no question)."""
+        rt = self.registry.get(group, plural)
+        return rt is not None and self._stored(rt, namespace, name) is not None
+
     def get_or_none(self, group: str, plural: str, namespace: str | None, name: str) -> dict | None:
         rt = self.registry.get(group, plural)
         if rt is None:
@@ -710,7 +729,9 @@ class Store:
 
     def list(self, group: str, plural: str, namespace: str | None = None, label_selector=None,
              field_selector=None, limit: int | None = None, continue_token: str | None = None,
-             version: str | None = None) -> dict:
+             version: str | None = None, shared: bool = False) -> dict:
+        """shared: items are the stored objects in new top-level dicts, not deep copies - for
+        callers in this process that only read them (a controller's periodic check)."""
         rt = self._type(group, plural)
         self._check_verb(rt, "list")
         ls, fs = self._selectors(rt, label_selector, field_selector)
@@ -736,7 +757,10 @@ class Store:
                          "name": last["name"]}).encode()).decode()
                 remaining += 1
                 continue
-            item = self._copy(obj)
+            if shared and convert is None:
+                item = dict(obj)
+            else:
+                item = self._copy(obj)
             if convert is not None:
                 item = convert(item, version)
             if not rt.builtin:  # custom resource lists carry apiVersion/kind per item
@@ -756,12 +780,16 @@ class Store:
 
     def watch(self, group: str | None = None, plural: str | None = None,
               namespace: str | None = None, resource_version: str | None = None,
-              label_selector=None, field_selector=None, version: str | None = None) -> Watch:
+              label_selector=None, field_selector=None, version: str | None = None,
+              shared: bool = False) -> Watch:
+        """shared: the events carry the stored objects, not copies - for consumers in this
+        process that never modify what they are handed (see Watch)."""
         rt = self._type(group, plural) if plural is not None else None
         if rt is not None:
             self._check_verb(rt, "watch")
         ls, fs = self._selectors(rt, label_selector, field_selector)
-        w = Watch(self, rt, group, plural, namespace, version, ls, fs, self._watch_max_pending)
+        w = Watch(self, rt, group, plural, namespace, version, ls, fs, self._watch_max_pending,
+                  shared)
         if resource_version in (None, "", "0"):
             types = [rt] if rt else [t for t in self.registry.all()
                                      if group is None or t.group == group]

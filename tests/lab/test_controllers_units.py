@@ -4,6 +4,7 @@ shared timer heap, and a whole-cluster run of the controllers over a Store."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 from pathlib import Path
 
 import pytest
@@ -216,6 +217,17 @@ class _Cluster:
         self.controllers.append(ctrl)
 
 
+def assert_stored_objects_unmodified(store):
+    """Every stored object still equals what was written: the controllers read their watch
+    events from shared (uncopied) stored objects, so one modifying an event would show here."""
+    for obj, blob, managed in store._blobs.values():
+        written = pickle.loads(blob)
+        if managed:
+            written["metadata"]["managedFields"] = managed
+        now = dict(obj, metadata=dict(obj["metadata"]))
+        assert now == written, obj["metadata"].get("name")
+
+
 def test_controllers_over_a_store_in_process(tmp_path):
     """Deployment with a claim comes up; deleting its namespace removes everything."""
     async def run():
@@ -252,6 +264,7 @@ def test_controllers_over_a_store_in_process(tmp_path):
             assert pod["status"]["podIP"].startswith("10.244.7.")
             pv_name = s.get("", "persistentvolumeclaims", "app", "data")["spec"]["volumeName"]
             assert (cluster.data_dir / pv_name).is_dir()
+            assert_stored_objects_unmodified(s)
             s.delete("", "namespaces", None, "app")
             for _ in range(400):
                 if s.get_or_none("", "namespaces", None, "app") is None and \
@@ -260,8 +273,28 @@ def test_controllers_over_a_store_in_process(tmp_path):
                 await asyncio.sleep(0.02)
             assert s.get_or_none("", "namespaces", None, "app") is None
             assert s.get_or_none("", "persistentvolumes", None, pv_name) is None
+            assert_stored_objects_unmodified(s)
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     asyncio.run(run())
+
+
+def test_velero_parse_time_cache_answers_like_strptime():
+    """parse_time remembers what it parsed (the due checks parse the same timestamps every
+    second): a remembered answer equals a fresh strptime, and bad input still fails every time."""
+    from datetime import datetime, timezone
+
+    from fleetdr_lab.controllers.velero import server
+    server._parsed_times.clear()
+    for text in ("2026-12-04T14:15:00Z", "1999-01-31T00:00:59Z", "2026-12-04T14:15:00Z"):
+        expected = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        first, again = server.parse_time(text), server.parse_time(text)
+        assert first == again == expected and first.tzinfo is timezone.utc
+    assert server.parse_time("") is None and server.parse_time(None) is None
+    for bad in ("2026-12-04 14:15:00", "2026-12-04T14:15:00+00:00"):
+        for _ in range(2):
+            with pytest.raises(ValueError):
+                server.parse_time(bad)
+    assert "2026-12-04 14:15:00" not in server._parsed_times

@@ -45,6 +45,9 @@ class Controller:
     Subclasses either override `on_event`, or override `keys_for(etype, obj)` (which keys an event
     makes dirty) and `reconcile(key)` (bring one key to its desired state); the base then runs a
     de-duplicating work queue with a single worker.
+
+    The objects handed to `on_event`/`keys_for` are the Store's own (a shared watch): read them,
+    never modify them or keep parts to modify later - get a copy from the Store for that.
     """
 
     watches: list[tuple[str | None, str | None]] = []
@@ -78,7 +81,10 @@ class Controller:
         failures = 0
         while True:
             try:
-                watch = self.store.watch(group, plural, resource_version=resource_version)
+                # shared: keys_for only reads the events (one deep copy per event and watch
+                # was the largest single cost of the lab); reconcile reads the store afresh
+                watch = self.store.watch(group, plural, resource_version=resource_version,
+                                         shared=True)
             except Exception as e:  # e.g. 410 Gone for a resume point that fell out of history
                 if getattr(e, "code", None) == 410:
                     resource_version = None

@@ -206,10 +206,13 @@ def test_mons_a_placement_cannot_hold_wait_150_s_of_canaries_then_fail_to_schedu
                                                   placement={"mon": {"nodeAffinity": two}}))
 
     def canaries():
+        # the third canary counts once the scheduler has tried it (its PodScheduled condition):
+        # two bound pods can be listed before that attempt
         pods = core.list_namespaced_pod("rook-canary", label_selector="mon_canary=true").items
-        return pods if len(pods) == 3 and sum(1 for p in pods if p.spec.node_name) == 2 else None
+        tried = all(p.spec.node_name or p.status.conditions for p in pods)
+        return pods if len(pods) == 3 and sum(1 for p in pods if p.spec.node_name) == 2 and tried else None
 
-    pods = wait_for(canaries, "three canary pods, two scheduled")
+    pods = wait_for(canaries, "three canary pods, two scheduled, the third tried")
     assert sorted(deployments(apps, "rook-canary", "mon_canary=true")) == [
         "rook-ceph-mon-a-canary", "rook-ceph-mon-b-canary", "rook-ceph-mon-c-canary"]
     assert len({p.spec.node_name for p in pods if p.spec.node_name}) == 2  # anti-affine: one mon per node

@@ -752,3 +752,20 @@ def test_system_namespaces_may_not_be_deleted(store):
 def test_generate_name_prefix_is_truncated(store):
     out = store.create("", "configmaps", "app", {"metadata": {"generateName": "x" * 70}})
     assert len(out["metadata"]["name"]) == 63
+
+
+def test_exists_answers_like_get_or_none(store):
+    """exists() is get_or_none() is not None without the copy: before, after create, after
+    delete, cluster-scoped, and for a type the store does not serve."""
+    def both(group, plural, ns, name):
+        found = store.exists(group, plural, ns, name)
+        assert found == (store.get_or_none(group, plural, ns, name) is not None)
+        return found
+    assert not both("", "configmaps", "app", "a")
+    store.create("", "configmaps", "app", cm("a"))
+    assert both("", "configmaps", "app", "a")
+    assert not both("", "configmaps", "other", "a")
+    assert both("", "namespaces", None, "app")
+    assert not both("example.com", "widgets", "app", "a")
+    store.delete("", "configmaps", "app", "a")
+    assert not both("", "configmaps", "app", "a")

@@ -1,4 +1,6 @@
 """List: selectors through the store, limit/continue paging, List shape, speed."""
+import copy
+
 import pytest
 
 from fleetdr_lab.store import ApiError
@@ -126,3 +128,43 @@ def test_list_copies_only_the_returned_items(store, monkeypatch):
     copies.clear()
     page = store.list("", "configmaps", "a", label_selector="tier=x", limit=10)
     assert len(page["items"]) == 10 and len(copies) == 10
+
+
+def _shared_list_store():
+    from test_store_crd import widget, widget_crd
+    s = new_store()
+    for ns in ("app", "other"):
+        s.create("", "namespaces", None, {"metadata": {"name": ns}})
+        for name, team in (("a", "x"), ("b", "y"), ("c", "x")):
+            s.create("", "configmaps", ns, {"metadata": {"name": name, "labels": {"team": team}},
+                                            "data": {"k": name}})
+    s.patch("", "configmaps", "app", "a", {"data": {"more": "1"}}, "merge", field_manager="tester")
+    s.create("autoscaling", "horizontalpodautoscalers", "app", {
+        "metadata": {"name": "h"}, "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1, "maxReplicas": 3}})
+    s.create("apiextensions.k8s.io", "customresourcedefinitions", None, widget_crd())
+    s.create("example.com", "widgets", "app", widget("w1", size=2))
+    return s
+
+
+@pytest.mark.parametrize("kw", [
+    dict(group="", plural="configmaps"),
+    dict(group="", plural="configmaps", namespace="app", label_selector="team=x"),
+    dict(group="", plural="configmaps", limit=1),
+    dict(group="autoscaling", plural="horizontalpodautoscalers", version="v1"),   # converted
+    dict(group="example.com", plural="widgets"),                                 # custom resource
+])
+def test_shared_list_equals_copied_list(kw):
+    """list(shared=True) (the periodic checks' read-only list) answers exactly what list() does,
+    and what it handed out stays unchanged by later writes."""
+    s = _shared_list_store()
+    shared = s.list(**kw, shared=True)
+    assert shared["items"] and shared == s.list(**kw)
+    snapshot = copy.deepcopy(shared)
+    for item in s.list(**kw)["items"]:
+        m = item["metadata"]
+        s.patch(kw["group"], kw["plural"], m.get("namespace"), m["name"],
+                {"metadata": {"labels": {"later": "write"}}}, "merge")
+    assert shared == snapshot
+    assert s.list(**kw, shared=True) == s.list(**kw)

@@ -1,6 +1,7 @@
 """Watch: initial state, resume from a resourceVersion, 410 for expired history, filtered
 watches, bookmarks, slow consumers, synchronous subscribers."""
 import asyncio
+import copy
 
 import pytest
 
@@ -251,3 +252,56 @@ def test_event_stream_replays_to_the_listed_state():
         else:
             team_a[key] = ev["object"]
     assert set(team_a) == {k for k, v in listed.items() if v["metadata"]["labels"]["team"] == "a"}
+
+
+def _history(s):
+    """Writes that exercise every event path a watch renders: create, update, a label-filtered
+    view entering and leaving, a status write, delete."""
+    a = s.create("", "configmaps", "app", cm("a", {"team": "x"}))
+    a["data"] = {"k": "2"}
+    a = s.update("", "configmaps", "app", "a", a)
+    a["metadata"]["labels"] = {"team": "y"}
+    s.update("", "configmaps", "app", "a", a)
+    s.create("", "configmaps", "other", cm("b", {"team": "x"}))
+    s.patch("", "configmaps", "other", "b", {"metadata": {"labels": {"more": "1"}}}, "merge",
+            field_manager="tester")
+    s.create("autoscaling", "horizontalpodautoscalers", "app", {
+        "metadata": {"name": "h"}, "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1, "maxReplicas": 3, "metrics": [{"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}})
+    s.patch("autoscaling", "horizontalpodautoscalers", "app", "h", {"spec": {"maxReplicas": 4}},
+            "merge")
+    s.delete("", "configmaps", "app", "a")
+
+
+@pytest.mark.parametrize("scope", [
+    dict(group="", plural="configmaps"),
+    dict(group="", plural="configmaps", label_selector="team=x"),
+    dict(group="", plural="configmaps", namespace="other"),
+    dict(group="autoscaling", plural="horizontalpodautoscalers", version="v1"),   # converted
+    dict(),                                                                       # everything
+])
+def test_shared_watch_events_equal_copied_ones(scope):
+    """A shared watch (the controllers') hands out the stored objects, not copies: its events
+    must be exactly what a copying watch renders, initial state and live, and stay so after
+    later writes (the store never edits a stored object in place)."""
+    s = make_store()
+    s.create("", "configmaps", "app", cm("before", {"team": "x"}))
+    copied = s.watch(**scope)
+    shared = s.watch(**scope, shared=True)
+    _history(s)
+    events = drain(shared)
+    expected = drain(copied)
+    assert len(events) > 1 and events == expected
+    snapshot = copy.deepcopy(events)
+    for name in ("before", "later"):
+        s.patch("", "configmaps", "app", name, {"data": {"k": "changed"}}, "merge") \
+            if name == "before" else s.create("", "configmaps", "app", cm(name))
+    s.delete("", "configmaps", "app", "before")
+    assert events == snapshot
+    assert drain(shared) == drain(copied)
+    # a watch resumed from history renders the same either way too
+    rv = str(int(s.current_resource_version()) - 6)
+    assert drain(s.watch(**scope, resource_version=rv, shared=True)) == \
+        drain(s.watch(**scope, resource_version=rv))

@@ -95,6 +95,6 @@ class BackupStorageLocationController(VeleroController):
         return patch["phase"]
 
     async def resync(self):
-        for bsl in self.list(PLURAL):
+        for bsl in self.list(PLURAL, shared=True):
             if self._due(bsl):
                 self.enqueue(bsl["metadata"]["name"])

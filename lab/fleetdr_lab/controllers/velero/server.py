@@ -42,10 +42,24 @@ def now_rfc3339(clock) -> str:
     return rfc3339(clock.now())
 
 
+# text -> parsed: the periodic due checks parse the same few status timestamps every second
+# on every cluster, and strptime is slow. datetimes are immutable, so sharing them is safe.
+_parsed_times: dict[str, datetime] = {}
+_PARSED_TIMES_MAX = 20_000
+
+
 def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    if isinstance(text, str):
+        found = _parsed_times.get(text)
+        if found is not None:
+            return found
+    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    if len(_parsed_times) >= _PARSED_TIMES_MAX:
+        _parsed_times.clear()
+    _parsed_times[text] = parsed
+    return parsed
 
 
 def label_safe(name: str) -> str:
@@ -112,8 +126,10 @@ class VeleroController(Controller):
     def get(self, plural: str, name: str) -> dict | None:
         return self.store.get_or_none(GROUP, plural, self.namespace, name)
 
-    def list(self, plural: str, label_selector: str | None = None) -> list[dict]:
-        return self.store.list(GROUP, plural, self.namespace, label_selector=label_selector)["items"]
+    def list(self, plural: str, label_selector: str | None = None, shared: bool = False) -> list[dict]:
+        """shared: read-only items (Store.list), for the once-a-second due checks."""
+        return self.store.list(GROUP, plural, self.namespace, label_selector=label_selector,
+                               shared=shared)["items"]
 
     def patch(self, plural: str, name: str, patch: dict) -> dict:
         """Velero writes status with JSON merge patches on the main resource (no /status)."""
@@ -296,8 +312,8 @@ class VeleroInstallWatcher(Controller):
     def _desired(self) -> dict | None:
         store = self.store
         for plural in REQUIRED_CRDS:
-            if store.get_or_none("apiextensions.k8s.io", "customresourcedefinitions", None,
-                                 f"{plural}.{GROUP}") is None:
+            if not store.exists("apiextensions.k8s.io", "customresourcedefinitions", None,
+                                f"{plural}.{GROUP}"):
                 return None
         for dep in store.list("apps", "deployments")["items"]:
             m = dep["metadata"]

@@ -81,7 +81,7 @@ class ServerStatusRequestController(VeleroController):
 
     async def resync(self):
         now = self.clock.now()
-        for ssr in self.list("serverstatusrequests"):
+        for ssr in self.list("serverstatusrequests", shared=True):
             st = ssr.get("status") or {}
             t = parse_time(st.get("processedTimestamp"))
             if st.get("phase") == "Processed" and t and now - t > timedelta(minutes=1):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from ...store import fast_copy
 from .server_config import parse_duration
 from .backup_store import ObjectStoreError, run_blocking
 from .server import GROUP, SERVERS, VeleroController, label_safe, parse_time
@@ -46,7 +47,8 @@ class BackupSyncController(VeleroController):
         """Sync every BSL (default first); returns {bsl: number of Backup CRs created}."""
         result = {}
         async with self._lock:
-            bsls = sorted(self.list("backupstoragelocations"),
+            # read-only: checked every second, synced (on a copy) only when due
+            bsls = sorted(self.list("backupstoragelocations", shared=True),
                           key=lambda b: (not (b.get("spec") or {}).get("default"), b["metadata"]["name"]))
             now = self.clock.now()
             for bsl in bsls:
@@ -57,7 +59,7 @@ class BackupSyncController(VeleroController):
                 if not force and last is not None and now < last + period:
                     continue
                 try:
-                    result[bsl["metadata"]["name"]] = await self.sync_bsl(bsl)
+                    result[bsl["metadata"]["name"]] = await self.sync_bsl(fast_copy(bsl))
                 except Exception as exc:
                     self.log.warning("sync of BSL %s failed: %s", bsl["metadata"]["name"], exc)
                     result[bsl["metadata"]["name"]] = f"error: {exc}"

@@ -148,7 +148,6 @@ class HttpTransport(object):
         self.port = url.port or (443 if self.secure else 80)
         self.base_path = url.path.rstrip("/")
         self.host_header = url.netloc.rpartition("@")[2]
-        self.user_agent = user_agent
         self.proxy = None
         proxy = getattr(configuration, "proxy", None)
         if proxy and not _bypass_proxy(self.hostname, self.port, getattr(configuration, "no_proxy", None)):

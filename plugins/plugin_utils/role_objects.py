@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import json
 import os
 import pickle
@@ -123,7 +124,6 @@ class RoleObjects(object):
             self.templates.append((name, trust_as_template("{%% include %s %%}" % json.dumps(name)), inputs))
         self._rendered = {}
         self._crds = {}
-        self._texts = {}  # name -> its fleet-wide value as a key (render_all)
         self._checked = {}  # the host's role values as JSON -> (errors, values as the argument spec types them)
         # The role's argument spec types each variable; values from the inventory or -e (strings
         # such as "false") are converted and checked the way the role's own validation does.
@@ -148,7 +148,7 @@ class RoleObjects(object):
         error_messages, validated = self._checked[key]
         if error_messages:
             raise ValueError("host {0}: {1}".format(host, "; ".join(error_messages)))
-        other.update(pickle.loads(pickle.dumps(validated)))
+        other.update(copy.deepcopy(validated))
         return other
 
     def _templar_for(self, host, inputs, resolved):
@@ -208,12 +208,13 @@ class RoleObjects(object):
             templar, _known = self._templar_for(hosts[0], first, {})
             resolved = templar.template(trust_as_template("{{ {%s} }}" % ", ".join("%r: %s" % (n, n) for n in shared)))
         # Each shared value as it keys the rendered templates: serialised once, not once per host.
-        self._texts = dict((name, _as_key(value)) for name, value in resolved.items())
-        return dict((host, self.render(host, inputs[host], resolved, state, target_elsewhere)) for host in hosts)
+        resolved_keys = dict((name, _as_key(value)) for name, value in resolved.items())
+        return dict((host, self.render(host, inputs[host], resolved, resolved_keys, state, target_elsewhere)) for host in hosts)
 
-    def render(self, host, inputs, resolved, state="present", target_elsewhere=False):
+    def render(self, host, inputs, resolved, resolved_keys, state="present", target_elsewhere=False):
         """(settings, objects, switched_off) for one host: the variables the result needs, the
         objects to apply (CRDs first) and the optional objects that are switched off.
+        ``resolved``: the fleet-wide values, ``resolved_keys`` each of them serialised (see render_all).
         ``target_elsewhere``: the bucket and keys come from elsewhere (a vault), not from the variables."""
         templar, known = self._templar_for(host, inputs, resolved)
         # One templating call resolves every variable the result and the templates read (each call
@@ -230,7 +231,7 @@ class RoleObjects(object):
             raise ValueError("{0} required to install Velero on {1}".format(", ".join(missing), host))
         objects = list(self._crd_objects(settings["velero_crds_src"])) if state == "present" or settings["velero_remove_crds"] else []
         for name, text, inputs in self.templates:
-            key = (name,) + tuple(self._texts[var] if var in self._texts else _as_key(values.get(var)) for var in inputs)
+            key = (name,) + tuple(resolved_keys[var] if var in resolved_keys else _as_key(values.get(var)) for var in inputs)
             if key not in self._rendered:
                 # Kept pickled: each host gets objects of its own (the apply engine and the vault
                 # change them), and unpickling is about 6 times cheaper than copy.deepcopy.

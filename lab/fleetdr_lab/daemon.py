@@ -280,6 +280,8 @@ class Lab:
         self.stopping = asyncio.Event()
         self._control_runner: web.AppRunner | None = None
         self.ready = False
+        # Every cluster of the lab, whichever process serves it (the primary's, once started).
+        self.cluster_descriptions: list[dict] | None = None
 
     # -- handles for controllers -----------------------------------------------------------
     @property
@@ -522,7 +524,7 @@ class Lab:
             "nodes": self.nodes,
             "devices": self.devices,
             "base_port": self.base_port,
-            "clusters": getattr(self, "cluster_descriptions", None)
+            "clusters": self.cluster_descriptions
                         or [c.describe() for c in self.clusters.values()],
             "n_clusters": self.n_clusters,
             "processes": self.process_descriptions(),

@@ -225,22 +225,31 @@ class TimedOut(Exception):
         self.entry = entry
 
 
+# Phases in which Velero's server is working on a Backup (its in-memory tracker): a DeleteBackupRequest
+# for it is refused with "backup is still in progress" and the Backup left alone
+# (pkg/controller/backup_deletion_controller.go). Queued and ReadyToStart do not count.
+RUNNING_BACKUP_PHASES = ("InProgress", "WaitingForPluginOperations", "WaitingForPluginOperationsPartiallyFailed",
+                         "Finalizing", "FinalizingPartiallyFailed")
+
+
 def timed_out(client, job, kind, plural, name, timeout):
     """The failed entry of a Velero object that did not finish within ``timeout``: it names the object,
     its last phase, and what became of it - left to finish (on_timeout=leave, the default) or
-    cancelled (on_timeout=cancel: a DeleteBackupRequest for a Backup, deleted for a Restore)."""
+    cancelled (on_timeout=cancel: a DeleteBackupRequest for a Backup that has not started, deleted
+    for a Restore). Velero cannot cancel a running Backup: that one is left, and the reason says so."""
     obj = client.get(plural, name)
     phase = ((obj or {}).get("status") or {}).get("phase") or "New"
+    fate = "left on the cluster, where it may still finish (on_timeout=leave)"
     if job.params.get("on_timeout") == "cancel" and obj is not None:
-        if kind == "Backup":
-            objects.delete_backup(client, name, wait=False)
-        else:
+        if kind != "Backup":
             objects.delete_plain(client, plural, name)
-        what = ("a DeleteBackupRequest removes it and its data" if kind == "Backup"
-                else "the Restore was deleted; what it already restored stays")
-        fate = "cancelled (on_timeout=cancel: {0})".format(what)
-    else:
-        fate = "left on the cluster, where it may still finish (on_timeout=leave)"
+            fate = "cancelled (on_timeout=cancel: the Restore was deleted; what it already restored stays)"
+        elif phase in RUNNING_BACKUP_PHASES:
+            fate = ("not cancelled: Velero refuses to delete a Backup while it runs, so it is left on the cluster, where it may "
+                    "still finish; delete it once it has ended (fleetdr.kube.velero_backup state=absent)")
+        else:
+            objects.delete_backup(client, name, wait=False)
+            fate = "cancelled before it started (on_timeout=cancel: a DeleteBackupRequest removes it)"
     return {"verdict": "failed", "phase": phase,
             "reason": "{0} {1}/{2} did not finish within {3}s (last phase {4}); {5}".format(kind, client.namespace, name, timeout, phase, fate),
             "object": {"kind": kind, "namespace": client.namespace, "name": name}}

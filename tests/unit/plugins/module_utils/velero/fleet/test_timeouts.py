@@ -41,10 +41,23 @@ def test_left_by_default_and_named_with_its_last_phase():
     assert not client.created and not client.deleted
 
 
-def test_cancel_asks_velero_to_delete_a_backup_and_deletes_a_restore():
-    client = Client({("backups", "nightly-c1"): BACKUP, ("restores", "r-c1"): {"metadata": {"name": "r-c1"}, "status": {}}})
+def test_cancel_asks_velero_to_delete_a_backup_that_has_not_started_and_deletes_a_restore():
+    queued = {"metadata": {"name": "nightly-c1", "uid": "0123456789abcdef"}, "status": {"phase": "Queued", "queuePosition": 1}}
+    client = Client({("backups", "nightly-c1"): queued, ("restores", "r-c1"): {"metadata": {"name": "r-c1"}, "status": {}}})
     entry = timed_out(client, Job(on_timeout="cancel"), "Backup", "backups", "nightly-c1", 20)
     assert [(plural, body["spec"]) for plural, body in client.created] == [("deletebackuprequests", {"backupName": "nightly-c1"})]
-    assert "cancelled (on_timeout=cancel" in entry["reason"]
+    assert entry["reason"].endswith("(last phase Queued); cancelled before it started (on_timeout=cancel: a DeleteBackupRequest "
+                                    "removes it)")
     entry = timed_out(client, Job(on_timeout="cancel"), "Restore", "restores", "r-c1", 5)
     assert client.deleted == [("restores", "r-c1")] and entry["phase"] == "New"
+
+
+def test_a_running_backup_is_not_cancelled_and_the_reason_says_why():
+    # Velero answers a DeleteBackupRequest for a Backup it is running with "backup is still in progress"
+    # and leaves the Backup: none is sent, and the report does not claim a cancel.
+    for phase in ("InProgress", "WaitingForPluginOperations", "FinalizingPartiallyFailed"):
+        client = Client({("backups", "nightly-c1"): dict(BACKUP, status={"phase": phase})})
+        entry = timed_out(client, Job(on_timeout="cancel"), "Backup", "backups", "nightly-c1", 20)
+        assert not client.created and not client.deleted
+        assert "(last phase %s); not cancelled: Velero refuses to delete a Backup while it runs" % phase in entry["reason"]
+        assert "cancelled (" not in entry["reason"]

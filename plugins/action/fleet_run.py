@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import datetime
 import difflib
+import gc
 import os
 import re
 import tempfile
@@ -249,6 +250,9 @@ def default_report_dir(base, operation, name):
     return candidate
 
 
+GC_FIRST_GENERATION_THRESHOLD = 20000
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -338,6 +342,21 @@ class ActionModule(ActionBase):
                 cluster["rook_manifests"] = loaded[key]
 
     def run(self, tmp=None, task_vars=None):
+        # Ansible forks a worker for this one task. What the worker inherited (the play, the inventory,
+        # every host's variables) outlives the task: it is frozen out of the cyclic collector, which
+        # otherwise walked it again on each full collection (a sixth of the worker's CPU on a
+        # 300-cluster install), and the fan-out's many short-lived objects trigger collections less
+        # often.
+        threshold = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(max(threshold[0], GC_FIRST_GENERATION_THRESHOLD), *threshold[1:])
+        try:
+            return self._run(tmp, task_vars)
+        finally:
+            gc.set_threshold(*threshold)
+            gc.unfreeze()
+
+    def _run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)

@@ -125,3 +125,25 @@ def test_report_dir_probe_leaves_nothing_and_names_the_option(tmp_path):
     with pytest.raises(ValidationError) as caught:
         probe_report_dir(str(blocker / "reports"), "report_path")
     assert caught.value.option == "report_path" and "reports cannot be written under" in caught.value.msg
+
+
+def test_the_task_runs_with_the_inherited_heap_frozen_and_leaves_the_collector_as_it_found_it(monkeypatch):
+    # The worker's inherited objects are frozen out of the cyclic collector while the task runs, and the
+    # first-generation threshold raised; both are put back afterwards, also when the task fails.
+    import gc
+
+    from ansible_collections.fleetdr.kube.plugins.action import fleet_run
+
+    seen = []
+
+    def task(self, tmp=None, task_vars=None):
+        seen.append((gc.get_freeze_count(), gc.get_threshold()))
+        raise RuntimeError("the task failed")
+
+    monkeypatch.setattr(fleet_run.ActionModule, "_run", task)
+    before = gc.get_threshold()
+    gc.unfreeze()
+    with pytest.raises(RuntimeError):
+        fleet_run.ActionModule.run(object.__new__(fleet_run.ActionModule))
+    assert seen[0][0] > 1000 and seen[0][1][0] >= fleet_run.GC_FIRST_GENERATION_THRESHOLD and seen[0][1][1:] == before[1:]
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before

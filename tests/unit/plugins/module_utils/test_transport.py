@@ -6,6 +6,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 import types
 
 import pytest
@@ -71,7 +72,10 @@ class ScriptedServer(object):
                     answer = answer(text)
                 if answer is None:
                     return
-                conn.sendall(answer)
+                for piece in answer if isinstance(answer, list) else [answer]:  # a list: pieces sent apart
+                    conn.sendall(piece)
+                    if isinstance(answer, list):
+                        time.sleep(0.05)
                 if self.close_after_each:
                     return
 
@@ -154,6 +158,18 @@ def test_an_error_answer_carries_status_body_and_headers_and_keeps_the_connectio
     assert caught.value.status == 429 and caught.value.reason == "Too Many Requests"
     assert json.loads(caught.value.body)["message"] == "slow down" and caught.value.headers["retry-after"] == "3"
     assert json.loads(transport.request("GET", "/x")[2]) == {"fine": 1} and server.connections == 1
+
+
+def test_a_head_split_across_reads_with_bare_line_ends_and_a_1xx_before_it_is_read_whole(serve):
+    # The head usually arrives in one piece and is split out of the read buffer; here it comes in
+    # three, so the line-by-line path reads it.
+    server = serve([[b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Ty",
+                     b"pe: application/json\nX-Seen: 1\r\nX-Seen: 2\r\nContent-Length: 8\r\n",
+                     b"\r\n{\"a\": 1}"], json_answer({"b": 2})])
+    transport = transport_for(server.port)
+    status, headers, data = transport.request("GET", "/split")
+    assert (status, headers["x-seen"], headers["content-type"], json.loads(data)) == (200, "1, 2", "application/json", {"a": 1})
+    assert json.loads(transport.request("GET", "/whole")[2]) == {"b": 2} and server.connections == 1
 
 
 def test_an_answer_cut_short_is_a_connection_error_not_a_short_body(serve):

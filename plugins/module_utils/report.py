@@ -179,6 +179,16 @@ def _count(value):
     return max(int(value), 0)
 
 
+def _json_copy(value):
+    """A copy of JSON-shaped data (dicts, lists, scalars); copy.deepcopy's bookkeeping made it most of
+    building a cluster's entry."""
+    if isinstance(value, dict):
+        return dict((key, _json_copy(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return [_json_copy(item) for item in value]
+    return value
+
+
 def normalize_cluster(result):
     """A complete per-cluster entry from a partial one (missing fields get empty values)."""
     result = dict(result or {})
@@ -221,7 +231,7 @@ def normalize_cluster(result):
     if result.get("volumes") is not None:  # what happened to each PVC's data
         entry["volumes"] = [dict(volume) for volume in result["volumes"]]
     if result.get("details") is not None:  # operation-specific data (e.g. status listings), json only
-        entry["details"] = copy.deepcopy(result["details"])
+        entry["details"] = _json_copy(result["details"])
     return entry
 
 

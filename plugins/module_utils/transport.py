@@ -179,17 +179,9 @@ class HttpTransport(object):
     def _ssl_context(self):
         if self._context is None:
             configuration = self.configuration
-            if configuration.verify_ssl:
-                context = ssl.create_default_context(cafile=_path(configuration.ssl_ca_cert), cadata=configuration.ca_cert_data or None)
-                if configuration.assert_hostname is False:
-                    context.check_hostname = False
-            else:
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            if configuration.cert_file:
-                context.load_cert_chain(_path(configuration.cert_file), _path(configuration.key_file))
-            self._context = context
+            trust = (bool(configuration.verify_ssl), _path(configuration.ssl_ca_cert), configuration.ca_cert_data or None,
+                     configuration.assert_hostname is False, _path(configuration.cert_file), _path(configuration.key_file))
+            self._context = _CONTEXTS.get(trust) or _CONTEXTS.setdefault(trust, _new_ssl_context(*trust))
         return self._context
 
     def _dial(self, connect_timeout):
@@ -331,6 +323,26 @@ class HttpTransport(object):
                 yield pending
         finally:
             connection.close()
+
+
+# One SSLContext per distinct trust setting for the run: creating one and loading its CA costs about
+# 0.4 ms, and clusters reached through one gateway or issued by one CA share it (contexts are
+# thread-safe; each connection still checks its own server name).
+_CONTEXTS = {}
+
+
+def _new_ssl_context(verify, cafile, cadata, no_hostname_check, cert_file, key_file):
+    if verify:
+        context = ssl.create_default_context(cafile=cafile, cadata=cadata)
+        if no_hostname_check:
+            context.check_hostname = False
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 @functools.lru_cache(maxsize=512)

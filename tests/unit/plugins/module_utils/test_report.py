@@ -241,8 +241,10 @@ def test_timestamps_normalise_to_utc():
 
 
 def test_operation_details_are_kept_in_the_document():
-    report = rpt.build_report("status", "x", [{"name": "c1", "details": {"backups": [{"name": "b1"}]}}])
-    assert report["clusters"][0]["details"] == {"backups": [{"name": "b1"}]}
+    details = {"backups": [{"name": "b1"}], "pair": ("a", 1)}
+    report = rpt.build_report("status", "x", [{"name": "c1", "details": details}])
+    details["backups"][0]["name"] = "changed later"
+    assert report["clusters"][0]["details"] == {"backups": [{"name": "b1"}], "pair": ["a", 1]}  # a copy, JSON-shaped
     assert "details" not in rpt.build_report("status", "x", [{"name": "c1"}])["clusters"][0]
 
 

@@ -308,6 +308,11 @@ def test_tls_verifies_the_server_presents_a_client_certificate_and_a_wrong_ca_is
     assert not is_transient(caught.value)  # a server we must not trust is not worth retrying
     unverified = transport_for(server.port, host=host, verify_ssl=False, cert_file=paths["client"][0], key_file=paths["client"][1])
     assert json.loads(unverified.request("GET", "/version")[2]) == {"tls": 3}
+    # Clusters with the same trust settings share one SSLContext (the wrong CA above was still refused
+    # after one for the right CA existed); other settings get contexts of their own.
+    again = transport_for(server.port, host=host, ca_cert_data=ca_pem, cert_file=paths["client"][0], key_file=paths["client"][1])
+    assert again._ssl_context() is transport._ssl_context()
+    assert len(set(id(t._ssl_context()) for t in (transport, named, wrong, unverified))) == 4
 
 
 def test_auth_headers_are_read_again_once_the_reuse_window_has_passed(serve, monkeypatch):

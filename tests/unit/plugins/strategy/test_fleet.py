@@ -45,3 +45,13 @@ def test_a_dead_worker_ends_the_wait_as_in_ansible(monkeypatch):
     strategy, _checks = waiting_strategy(arrivals=99, dead=True)
     with pytest.raises(AnsibleError, match="dead state"):
         strategy._wait_on_pending_results("it")
+
+
+def test_the_play_runs_with_what_ansible_held_frozen_out_of_the_collector(monkeypatch):
+    import gc
+
+    frozen = []
+    monkeypatch.setattr(LinearStrategyModule, "run", lambda self, iterator, play_context: frozen.append(gc.get_freeze_count()) or 0)
+    gc.unfreeze()
+    assert object.__new__(fleet.StrategyModule).run("iterator", "play context") == 0
+    assert frozen[0] > 1000 and gc.get_freeze_count() == 0

@@ -88,7 +88,7 @@ class _Connection(object):
         of a request's CPU); a head split across reads is read line by line."""
         buffered = self.reader.peek(_MAX_LINE)
         end = buffered.find(b"\r\n\r\n")
-        if end >= 0:
+        if end >= 0 and b"\n\n" not in buffered[:end]:  # not a bare-LF head ending before it
             self.reader.read(end + 4)
             return buffered[:end].split(b"\r\n")
         lines = []

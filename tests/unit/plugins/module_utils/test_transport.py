@@ -172,6 +172,14 @@ def test_a_head_split_across_reads_with_bare_line_ends_and_a_1xx_before_it_is_re
     assert json.loads(transport.request("GET", "/whole")[2]) == {"b": 2} and server.connections == 1
 
 
+def test_a_bare_lf_head_is_not_taken_to_end_at_a_crlf_pair_in_its_body(serve):
+    body = b'{"a": 1}\r\n\r\n'
+    server = serve([b"HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: %d\n\n" % len(body) + body])
+    transport = transport_for(server.port)
+    status, headers, data = transport.request("GET", "/lf")
+    assert (status, headers["content-type"], data) == (200, "application/json", body)
+
+
 def test_an_answer_cut_short_is_a_connection_error_not_a_short_body(serve):
     server = serve([b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"partial\"", None], close_after_each=True)
     transport = transport_for(server.port)

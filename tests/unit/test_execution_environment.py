@@ -40,6 +40,8 @@ def test_ansible_builder_create_writes_a_context_with_the_collection_and_kuberne
     containerfile = (context / "Containerfile").read_text()
     assert 'ARG ANSIBLE_INSTALL_REFS="ansible-core==2.19.14 ansible-runner"' in containerfile
     assert "ansible-galaxy collection install" in containerfile and "introspect" in containerfile
+    final_stage = containerfile.rsplit("\nFROM ", 1)[1]
+    assert "internal_poll_interval = 0.01\\n' > /etc/ansible/ansible.cfg" in final_stage  # job runs poll every 10 ms
     requirements = yaml.safe_load((context / "_build" / "requirements.yml").read_text())["collections"]
     names = dict((entry["name"], entry) for entry in requirements)
     galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())

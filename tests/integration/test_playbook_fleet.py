@@ -11,6 +11,7 @@ everything the runs printed or wrote.
 
 import base64
 import concurrent.futures
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -282,8 +283,10 @@ def test_install_playbook_repairs_a_cluster_and_reports_it(fleet_lab, play):
     # different secret defaultMode: the server refuses to hand that field over unasked, and the
     # report names the conflict and the way out; force_conflicts takes it over.
     args = ("-e", "@%s" % play.secrets, "-e", "velero_node_agent=true", "-e", "velero_bsl_prefix=c3", "--limit", "c3")
-    play("install", *args, check_rc=2)
+    failed = play("install", *args, check_rc=2)
     reason = play.report("install", "velero")[1]["clusters"][0]["reason"]
+    # The fail task reads the host's verdict, phase and reason from the fleet task's result.
+    assert re.search(r"c3: failed in phase \w+: [^\"]*DaemonSet velero/node-agent has fields owned by another manager", failed.stdout)
     assert "DaemonSet velero/node-agent has fields owned by another manager (set force_conflicts to take them over)" in reason
     assert 'conflict with "OpenAPI-Generator"' in reason
     proc = play("install", *args, "-e", "force_conflicts=true", check_rc=0)

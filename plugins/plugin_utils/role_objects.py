@@ -230,6 +230,9 @@ class RoleObjects(object):
         if missing:
             raise ValueError("{0} required to install Velero on {1}".format(", ".join(missing), host))
         objects = list(self._crd_objects(settings["velero_crds_src"])) if state == "present" or settings["velero_remove_crds"] else []
+        # The templates read the values just resolved, not the defaults' expressions again (rendering
+        # those anew inside each template was most of a host's rendering).
+        templar.available_variables = dict(values, inventory_hostname=host, role_path=self.role_path)
         for name, text, inputs in self.templates:
             key = (name,) + tuple(resolved_keys[var] if var in resolved_keys else _as_key(values.get(var)) for var in inputs)
             if key not in self._rendered:

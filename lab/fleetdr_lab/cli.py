@@ -379,7 +379,8 @@ def cmd_status(args) -> int:
             + ("" if p["alive"] else f" EXITED ({p['exit_code']})") for p in processes))
     print(f"S3 {s3['endpoint']} bucket {s3['bucket']} region {s3['region']}  "
           f"{'up' if s3['up'] else 'DOWN'}"
-          f"{'  credentials REVOKED' if s3['credentials_revoked'] else ''}")
+          f"{'  credentials REVOKED' if s3['credentials_revoked'] else ''}"
+          f"{'  latency %d ms' % s3['latency_ms'] if s3.get('latency_ms') else ''}")
     print(f"{'CLUSTER':<8} {'ENDPOINT':<26} {'STATE':<6} {'OBJECTS':>7} {'ERRORS':>6}  "
           f"{'LABELS':<26} {'FAULTS':<12} ROOK (phase health mon/mgr/osd, Ready pools fs stores, bound buckets)")
     for c in status["clusters"]:
@@ -536,6 +537,10 @@ def cmd_image(args) -> int:
 
 def cmd_s3(args) -> int:
     state = require_running(args.paths.dir)
+    if args.s3_command == "latency":
+        result = control(state, "POST", "/s3/latency", {"ms": args.ms})
+        print(f"S3 latency {result['latency_ms']} ms")
+        return EXIT_OK
     result = control(state, "POST", f"/s3/{args.s3_command}", {})
     print("S3 credentials " + ("revoked" if result["credentials_revoked"] else "restored"))
     return EXIT_OK
@@ -684,6 +689,10 @@ def build_parser() -> argparse.ArgumentParser:
                          ("restore", "restore velero's S3 credentials")):
         sp = ssub.add_parser(action, help=text, parents=[common])
         sp.set_defaults(func=cmd_s3, subparser=sp)
+    sp = ssub.add_parser("latency", help="every S3 request waits MS milliseconds before it is served (0: none)",
+                         parents=[common])
+    sp.add_argument("ms", type=_non_negative_int, metavar="MS")
+    sp.set_defaults(func=cmd_s3, subparser=sp)
 
     volumes.add_cli(sub)
     return parser

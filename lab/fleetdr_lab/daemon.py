@@ -662,7 +662,7 @@ class Lab:
             "clusters": [{**c.status(), "process": self.process_index} for c in self.clusters.values()],
             "s3": {"endpoint": self.objectstore.endpoint, "bucket": self.objectstore.bucket,
                    "region": self.objectstore.region, "up": self.objectstore.running(),
-                   "credentials_revoked": self.objectstore.revoked},
+                   "credentials_revoked": self.objectstore.revoked, "latency_ms": self.objectstore.latency_ms},
             "errors": self.errors[-20:],
         }
 
@@ -766,6 +766,15 @@ async def _s3_revoke(lab: Lab, body: dict):
     return {"credentials_revoked": True}
 
 
+async def _s3_latency(lab: Lab, body: dict):
+    ms = body.get("ms")
+    if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
+        raise ControlError(400, f"latency needs milliseconds >= 0, got {ms!r}", "bad_request")
+    await lab.objectstore.aset_latency(ms)
+    log.info("S3 latency %d ms", ms)
+    return {"latency_ms": ms}
+
+
 async def _s3_restore(lab: Lab, body: dict):
     await lab.objectstore.arestore_credentials()
     return {"credentials_revoked": False}
@@ -839,7 +848,7 @@ async def _rook_endpoint(lab: Lab, body: dict):
 for _method, _path, _handler in (
         ("GET", "/images", _images_show), ("GET", "/status", _status),
         ("GET", "/clock", _clock_show), ("POST", "/s3/revoke", _s3_revoke),
-        ("POST", "/s3/restore", _s3_restore), ("POST", "/shutdown", _shutdown),
+        ("POST", "/s3/restore", _s3_restore), ("POST", "/s3/latency", _s3_latency), ("POST", "/shutdown", _shutdown),
         ("POST", "/_lab/start", _begin_serving)):
     register_control_route(_method, _path, _handler)
 for _method, _path, _handler in (

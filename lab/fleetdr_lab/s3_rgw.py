@@ -665,6 +665,8 @@ class ControlApp:
     DELETE stores/<sid>/users/<uid>[?purge-data=true]
     PUT    stores/<sid>/buckets/<name>?owner=uid -> 200, 409 BucketAlreadyExists
     DELETE stores/<sid>/buckets/<name>[?purge-objects=true]
+    PUT    latency?ms=N                          -> {"latency_ms"}: each S3 request of the lab's own
+                                                    store (this port) waits N ms before it is served
     (<sid> and the names are URL-quoted path segments.)
     """
 
@@ -672,10 +674,13 @@ class ControlApp:
         self.moto = moto_app
         self.stores = stores
         self.token = token
+        self.latency_s = 0.0
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if not path.startswith(CONTROL_PREFIX):
+            if self.latency_s:
+                time.sleep(self.latency_s)  # a slow object store: one request's thread waits, the others too
             return self.moto(environ, start_response)
         if not self.token or not hmac.compare_digest(environ.get("HTTP_AUTHORIZATION", ""), "Bearer " + self.token):
             return self._json(start_response, 401, {"error": "unauthorized"})
@@ -689,6 +694,15 @@ class ControlApp:
             return self._json(start_response, err.status, {"error": err.code, "bucket": err.bucket})
 
     def _dispatch(self, method, parts, query):
+        if parts == ["latency"] and method == "PUT":
+            try:
+                ms = int(query.get("ms", ""))
+            except ValueError:
+                return 400, {"error": "latency needs ms=<milliseconds>"}
+            if ms < 0:
+                return 400, {"error": "latency must be >= 0"}
+            self.latency_s = ms / 1000.0
+            return 200, {"latency_ms": ms}
         if len(parts) < 2 or parts[0] != "stores":
             return 404, {"error": "not found"}
         sid = parts[1]

@@ -80,6 +80,7 @@ class ObjectStore:
         self.admin_access_key_id: str | None = None
         self.admin_secret_access_key: str | None = None
         self.revoked = False
+        self.latency_ms = 0
         self.process: asyncio.subprocess.Process | None = None
         self.error: str | None = None
         self.rgw_token = secrets.token_urlsafe(24)
@@ -200,6 +201,16 @@ class ObjectStore:
 
     async def arestore_credentials(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.restore_credentials)
+
+    def set_latency(self, ms: int) -> None:
+        """Make every request to the store wait `ms` milliseconds (0: none) (blocking: run in executor)."""
+        status, answer = self.rgw("PUT", "latency", ms=str(ms))
+        if status != 200:
+            raise RuntimeError(f"S3 latency {ms}: {status} {answer}")
+        self.latency_ms = ms
+
+    async def aset_latency(self, ms: int) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.set_latency, ms)
 
     # -- Rook object stores (blocking: run in an executor) ---------------------------------------------
 

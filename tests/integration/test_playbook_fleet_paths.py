@@ -17,6 +17,9 @@ order:
    are not.
 4. fail_on any / all / never with one failing cluster (c3 without Velero) and with every
    cluster failing: exit status, recap and report verdicts.
+5. on_timeout=cancel with a slow object store (fleetdr-lab s3 latency): a Backup still running at
+   the end of its wait is left (Velero refuses to delete it) and the report says so; one queued
+   behind it is cancelled through a DeleteBackupRequest.
 """
 
 import concurrent.futures
@@ -394,3 +397,35 @@ def test_fail_on_with_one_failing_cluster_and_with_all_failing(lab, play):
     assert proc.returncode == 0, out(proc)
     assert play.report("backup", "fo-never-all-failed")[1]["verdict"] == "failed"
     assert all(entry["verdict"] == "failed" for entry in clusters.values())
+
+
+def _deletion_requests(lab_handle, backup):
+    return [r for r in _velero_list(lab_handle, "c1", "deletebackuprequests") if r["spec"].get("backupName") == backup]
+
+
+def test_on_timeout_cancel_leaves_a_running_backup_and_cancels_a_queued_one(lab, play):
+    # A slow object store (each S3 request waits 1.5 s) keeps c1's Backup InProgress past a 2 s wait.
+    # Velero refuses a DeleteBackupRequest for a running Backup: the report must not claim a cancel.
+    args = ("--limit", "c1", "-e", "wait_timeout=2", "-e", "on_timeout=cancel")
+    lab.cli("s3", "latency", "1500")
+    try:
+        _proc, clusters = _backup(play, "slow", "never", *args)
+        entry = clusters["c1"]
+        assert entry["verdict"] == "failed" and entry["phase"] == "InProgress", entry
+        assert "not cancelled: Velero refuses to delete a Backup while it runs" in entry["reason"], entry
+        assert _deletion_requests(lab, "slow-c1") == []
+        # A second backup of the same namespace waits in Velero's queue behind the running one: it
+        # has not started, so on_timeout=cancel removes it through a DeleteBackupRequest, and the run
+        # reports it cancelled once Velero has removed it. (It names its location: Velero refuses a
+        # DeleteBackupRequest for a queued Backup without one.)
+        _proc, clusters = _backup(play, "queued", "never", *args)
+        entry = clusters["c1"]
+        assert entry["verdict"] == "failed" and entry["phase"] == "Queued", entry
+        assert "cancelled before it started (on_timeout=cancel: Velero removed it through a DeleteBackupRequest)" in entry["reason"], entry
+        assert _velero_get(lab, "c1", "backups", "queued-c1") is None
+        assert _deletion_requests(lab, "queued-c1") == []  # Velero drops a request that succeeded
+    finally:
+        lab.cli("s3", "latency", "0")
+    # The running one was left alone and finishes.
+    wait_for(lambda: ((_velero_get(lab, "c1", "backups", "slow-c1") or {}).get("status") or {}).get("phase") == "Completed",
+             "slow-c1 Completed", timeout=120)

@@ -214,6 +214,22 @@ def test_s3_revoke_and_restore(private_lab):
     assert s3.get_object(Bucket="fleetdr", Key="probe")["Body"].read() == b"1"
 
 
+def test_s3_latency_slows_every_request_until_cleared(private_lab):
+    s3 = private_lab.s3_client()
+    s3.put_object(Bucket="fleetdr", Key="slow-probe", Body=b"1")
+    assert "S3 latency 400 ms" in private_lab.cli("s3", "latency", "400").stdout
+    try:
+        started = time.monotonic()
+        assert s3.get_object(Bucket="fleetdr", Key="slow-probe")["Body"].read() == b"1"
+        assert time.monotonic() - started >= 0.4
+        assert json.loads(private_lab.cli("status", "--json").stdout)["s3"]["latency_ms"] == 400
+    finally:
+        private_lab.cli("s3", "latency", "0")
+    assert json.loads(private_lab.cli("status", "--json").stdout)["s3"]["latency_ms"] == 0
+    proc = private_lab.cli("s3", "latency", "-5", check=False)
+    assert proc.returncode == 2 and "must be >= 0" in proc.stderr
+
+
 # -- up: idempotence and bad input -------------------------------------------------------------
 
 def test_up_again_is_a_no_op(lab):

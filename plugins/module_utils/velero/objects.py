@@ -81,7 +81,9 @@ def spec_differences(want, existing_obj):
     have_spec = (existing_obj or {}).get("spec") or {}
     if recorded is not None:
         keys = sorted(set(want) | set(recorded))
-        return [k for k in keys if want.get(k) != recorded.get(k)]
+        # A Backup recorded without a location got Velero's default: naming that same location is no change.
+        return [k for k in keys if want.get(k) != recorded.get(k)
+                and not (k == "storageLocation" and k not in recorded and want[k] == have_spec.get(k))]
     diffs = []
     for key in sorted(set(want) | set(have_spec)):
         if key not in want:

@@ -17,6 +17,11 @@ from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job impo
 def run_backup(client, job, recorder, cluster_name, location_name, labels=None):
     """Create this cluster's Backup of the fleet backup and wait for it; returns (normalised, changed)."""
     spec = job.params["backup_spec"]
+    if location_name and not spec.get("storageLocation"):
+        # The location the pre-flight found Available, named: Velero writes its default into a Backup only
+        # when the Backup leaves its queue, and refuses a DeleteBackupRequest for one without a location
+        # (on_timeout=cancel of a queued Backup).
+        spec = dict(spec, storageLocation=location_name)
     name = names.fleet_object_name(job.name, cluster_name)
     all_labels = dict(job.params.get("labels") or {})
     all_labels.update(labels or names.ownership_labels(job.operation, job.name, cluster_name))

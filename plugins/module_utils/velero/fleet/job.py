@@ -228,15 +228,18 @@ class TimedOut(Exception):
 # Phases in which Velero's server is working on a Backup (its in-memory tracker): a DeleteBackupRequest
 # for it is refused with "backup is still in progress" and the Backup left alone
 # (pkg/controller/backup_deletion_controller.go). Queued and ReadyToStart do not count.
+# How long on_timeout=cancel waits for Velero to remove a Backup that had not started.
+CANCEL_TIMEOUT = 60
 RUNNING_BACKUP_PHASES = ("InProgress", "WaitingForPluginOperations", "WaitingForPluginOperationsPartiallyFailed",
                          "Finalizing", "FinalizingPartiallyFailed")
 
 
-def timed_out(client, job, kind, plural, name, timeout):
+def timed_out(client, job, kind, plural, name, timeout, cancel_timeout=CANCEL_TIMEOUT):
     """The failed entry of a Velero object that did not finish within ``timeout``: it names the object,
     its last phase, and what became of it - left to finish (on_timeout=leave, the default) or
-    cancelled (on_timeout=cancel: a DeleteBackupRequest for a Backup that has not started, deleted
-    for a Restore). Velero cannot cancel a running Backup: that one is left, and the reason says so."""
+    cancelled (on_timeout=cancel: deleted for a Restore; for a Backup that has not started, a
+    DeleteBackupRequest, waited for up to ``cancel_timeout`` seconds, and what Velero made of it).
+    Velero cannot cancel a running Backup: that one is left, and the reason says so."""
     obj = client.get(plural, name)
     phase = ((obj or {}).get("status") or {}).get("phase") or "New"
     fate = "left on the cluster, where it may still finish (on_timeout=leave)"
@@ -248,8 +251,16 @@ def timed_out(client, job, kind, plural, name, timeout):
             fate = ("not cancelled: Velero refuses to delete a Backup while it runs, so it is left on the cluster, where it may "
                     "still finish; delete it once it has ended (fleetdr.kube.velero_backup state=absent)")
         else:
-            objects.delete_backup(client, name, wait=False)
-            fate = "cancelled before it started (on_timeout=cancel: a DeleteBackupRequest removes it)"
+            # Velero deletes through the object store, and can refuse (e.g. a location it cannot reach): only
+            # a Backup that is gone is reported cancelled.
+            try:
+                objects.delete_backup(client, name, timeout=cancel_timeout)
+                fate = "cancelled before it started (on_timeout=cancel: Velero removed it through a DeleteBackupRequest)"
+            except WaitTimeout:
+                fate = ("not yet cancelled: Velero had not removed it {0}s after a DeleteBackupRequest (on_timeout=cancel); "
+                        "it may still be removed, or start").format(cancel_timeout)
+            except FleetdrError as exc:
+                fate = "not cancelled: {0} (on_timeout=cancel); it is left on the cluster".format(exc.msg)
     return {"verdict": "failed", "phase": phase,
             "reason": "{0} {1}/{2} did not finish within {3}s (last phase {4}); {5}".format(kind, client.namespace, name, timeout, phase, fate),
             "object": {"kind": kind, "namespace": client.namespace, "name": name}}

@@ -93,6 +93,8 @@ class ProxyRecorder:
         """Requests other than Chromium's own service traffic, as 'METHOD url'."""
         page = []
         for line in self.requests:
+            if not line.strip():  # a connection Chromium opened ahead (preconnect) and closed unused: nothing fetched
+                continue
             method, target = (line.split(" ") + ["", ""])[:2]
             host = target.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
             # Chromium's own service traffic goes to Google's domains (the host list grows between

@@ -44,6 +44,17 @@ def test_second_run_is_unchanged_despite_velero_mutations():
     assert not changed and len(kube.writes) == 1
 
 
+def test_naming_the_location_velero_defaulted_is_no_change():
+    # A Backup recorded without a location (Velero wrote its default in) is the same as one naming that
+    # default; naming another location is a difference.
+    kube = kube_with_bsl()
+    objects.ensure_backup(kube, "b1", {"includedNamespaces": ["a"]})
+    velero_starts(kube, "b1")
+    assert objects.spec_differences({"includedNamespaces": ["a"], "storageLocation": "default"}, kube.get("backups", "b1")) == []
+    assert objects.spec_differences({"includedNamespaces": ["a"], "storageLocation": "other"},
+                                    kube.get("backups", "b1")) == ["storageLocation"]
+
+
 def test_unrecorded_backup_compared_tolerantly():
     kube = kube_with_bsl()
     kube.objects[("backups", "b2")] = {"metadata": {"name": "b2"}, "spec": {"includedResources": ["pods"]}}

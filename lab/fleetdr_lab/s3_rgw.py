@@ -680,7 +680,7 @@ class ControlApp:
         path = environ.get("PATH_INFO", "")
         if not path.startswith(CONTROL_PREFIX):
             if self.latency_s:
-                time.sleep(self.latency_s)  # a slow object store: one request's thread waits, the others too
+                time.sleep(self.latency_s)  # a slow object store (each connection is served on a thread of its own)
             return self.moto(environ, start_response)
         if not self.token or not hmac.compare_digest(environ.get("HTTP_AUTHORIZATION", ""), "Bearer " + self.token):
             return self._json(start_response, 401, {"error": "unauthorized"})

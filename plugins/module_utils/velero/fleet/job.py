@@ -228,10 +228,10 @@ class TimedOut(Exception):
 # Phases in which Velero's server is working on a Backup (its in-memory tracker): a DeleteBackupRequest
 # for it is refused with "backup is still in progress" and the Backup left alone
 # (pkg/controller/backup_deletion_controller.go). Queued and ReadyToStart do not count.
-# How long on_timeout=cancel waits for Velero to remove a Backup that had not started.
-CANCEL_TIMEOUT = 60
 RUNNING_BACKUP_PHASES = ("InProgress", "WaitingForPluginOperations", "WaitingForPluginOperationsPartiallyFailed",
                          "Finalizing", "FinalizingPartiallyFailed")
+# How long on_timeout=cancel waits for Velero to remove a Backup that had not started.
+CANCEL_TIMEOUT = 60
 
 
 def timed_out(client, job, kind, plural, name, timeout, cancel_timeout=CANCEL_TIMEOUT):

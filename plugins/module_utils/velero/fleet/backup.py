@@ -11,7 +11,8 @@ __metaclass__ = type
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import WaitTimeout
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import TimedOut, cluster_result, preflight, timed_out, timeout_for
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import (TimedOut, cancel_wait, cluster_result, preflight, timed_out,
+                                                                                   timeout_for)
 
 
 def run_backup(client, job, recorder, cluster_name, location_name, labels=None):
@@ -33,7 +34,7 @@ def run_backup(client, job, recorder, cluster_name, location_name, labels=None):
         try:
             obj = objects.wait_backup(client, name, timeout, initial=obj)
         except WaitTimeout:
-            raise TimedOut(timed_out(client, job, "Backup", "backups", name, timeout))
+            raise TimedOut(timed_out(client, job, "Backup", "backups", name, timeout, cancel_timeout=cancel_wait(recorder)))
     result = results.normalize(obj, "Backup", client)
     if not job.check_mode:
         results.attach_details(result, client, location_name, job.secret_values)

@@ -234,6 +234,12 @@ RUNNING_BACKUP_PHASES = ("InProgress", "WaitingForPluginOperations", "WaitingFor
 CANCEL_TIMEOUT = 60
 
 
+def cancel_wait(recorder):
+    """CANCEL_TIMEOUT within the fleet deadline (not within wait_timeout: that wait is already over)."""
+    remaining = recorder.remaining()
+    return CANCEL_TIMEOUT if remaining is None else max(int(min(CANCEL_TIMEOUT, remaining)), 1)
+
+
 def timed_out(client, job, kind, plural, name, timeout, cancel_timeout=CANCEL_TIMEOUT):
     """The failed entry of a Velero object that did not finish within ``timeout``: it names the object,
     its last phase, and what became of it - left to finish (on_timeout=leave, the default) or

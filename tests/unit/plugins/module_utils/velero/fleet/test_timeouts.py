@@ -88,3 +88,13 @@ def test_a_running_backup_is_not_cancelled_and_the_reason_says_why():
         assert not client.created and not client.deleted
         assert "(last phase %s); not cancelled: Velero refuses to delete a Backup while it runs" % phase in entry["reason"]
         assert "cancelled (" not in entry["reason"]
+
+
+def test_the_cancel_waits_a_minute_at_most_and_never_past_the_fleet_deadline():
+    class Recorder(object):
+        def __init__(self, remaining):
+            self.remaining = lambda: remaining
+    assert job.cancel_wait(Recorder(None)) == job.CANCEL_TIMEOUT == 60
+    assert job.cancel_wait(Recorder(600.0)) == 60
+    assert job.cancel_wait(Recorder(12.7)) == 12
+    assert job.cancel_wait(Recorder(0.0)) == 1

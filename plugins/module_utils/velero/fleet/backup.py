@@ -11,8 +11,7 @@ __metaclass__ = type
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import names, objects, results, volume_data
 from ansible_collections.fleetdr.kube.plugins.module_utils.velero import spec as specs
 from ansible_collections.fleetdr.kube.plugins.module_utils.errors import WaitTimeout
-from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import (TimedOut, cancel_wait, cluster_result, preflight, timed_out,
-                                                                                   timeout_for)
+from ansible_collections.fleetdr.kube.plugins.module_utils.velero.fleet.job import TimedOut, cancel_wait, cluster_result, preflight, timed_out, timeout_for
 
 
 def run_backup(client, job, recorder, cluster_name, location_name, labels=None):

@@ -2,7 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Distributed storage fleet-wide: playbooks fleetdr.kube.storage / storage_status / storage_teardown
 and the Rook modules against a lab of 3 clusters (3 nodes, one raw device each) running the emulated
-Rook operator. Per-cluster CephCluster settings come from host_vars; tests build on each other."""
+Rook operator. Per-cluster CephCluster settings come from host_vars; tests build on each other.
+The lab serves the clusters from two processes, as it serves a fleet of 200 clusters or more: the vault
+c2 in one, c1 and c3 in the other, so their Velero reaches the vault's RGW through a LoadBalancer
+address that the other process serves."""
 import base64
 import json
 import sys
@@ -22,8 +25,10 @@ NS = "rook-ceph"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    handle = LabHandle.up(tmp_path_factory.mktemp("storage-lab"), clusters=3, nodes=3, extra=("--devices", "1"))
+    handle = LabHandle.up(tmp_path_factory.mktemp("storage-lab"), clusters=3, nodes=3, extra=("--devices", "1"), processes=2)
     try:
+        serving = dict((cluster, p["index"]) for p in handle.state["processes"] for cluster in p["clusters"])
+        assert serving["c1"] == serving["c3"] != serving["c2"], serving
         yield handle
     finally:
         handle.down()

@@ -3,7 +3,9 @@
 """Volume data that really moved: the fleet playbooks against a private 6-cluster lab.
 
 c1 is the source of every migration, c2..c6 the five targets; Velero with the node-agent on all
-six. Tests run in file order:
+six. The lab serves them from two processes, as it serves a fleet of 200 clusters or more (c1, c3
+and c5 in one, c2, c4 and c6 in the other), so a migration's data also crosses between serving
+processes through the lab's shared S3 store. Tests run in file order:
 
 1. migrate busybox (a file in its PVC, file-system backup) c1 -> c2..c6, three times: every target
    holds the file (sha256), every target's report entry says the PVC's data moved, the read-only
@@ -38,8 +40,10 @@ FILE = "data/payload.txt"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    handle = LabHandle.up(tmp_path_factory.mktemp("volume-lab"), clusters=6)
+    handle = LabHandle.up(tmp_path_factory.mktemp("volume-lab"), clusters=6, processes=2)
     try:
+        serving = dict((cluster, p["index"]) for p in handle.state["processes"] for cluster in p["clusters"])
+        assert serving["c1"] == serving["c3"] != serving["c2"] == serving["c4"], serving
         install = VeleroInstall
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             list(pool.map(lambda c: install(handle, c, prefix="vol/" + c, version="v1.18.1", node_agent=True).install(wait=True),

@@ -5,9 +5,11 @@ For each concurrency in --workers (default 128, the fan-out cap; "64,128,256" co
 a fresh lab so that earlier runs' backups do not slow later ones): a new lab of --clusters clusters
 (start-up wall time and the lab daemon's RSS), then the fleet playbooks against all of them, one
 after the other, with `-e max_workers=N`:
-  install - playbooks/install.yml on a fresh fleet (the apply engine, watch waits);
-  backup  - playbooks/backup.yml (every namespace, each cluster once);
-  status  - playbooks/status.yml;
+  install         - playbooks/install.yml on a fresh fleet (the apply engine, watch waits);
+  status-all-fail - playbooks/status.yml before any backup: every cluster Degraded and failed as a host;
+  backup          - playbooks/backup.yml (every namespace, each cluster once);
+  status          - playbooks/status.yml;
+  status-one-down - playbooks/status.yml with one cluster's API server down (one host failed);
 and, from the backup's report.json, the time to validate it and render every format (table, Markdown,
 JUnit, HTML) and the sizes written. Per operation: wall, controller CPU (the ansible-playbook process
 tree), controller peak RSS (largest process of that tree), lab CPU (daemon + S3 child, which share
@@ -78,16 +80,29 @@ def one_round(clusters, workers, env, processes=None):
         pids = lab_pids(lab)
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%H%M%S")
         common = ["-e", "report_dir=" + str(work / "reports"), "-e", "max_workers=%d" % workers, "-e", "progress_interval=30"]
-        for operation, extra in (("install", ["-e", "@" + str(secrets)]), ("backup", ["-e", "backup_name=scale-" + stamp]),
-                                 ("status", [])):
-            cmd = [str(BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleetdr.kube." + operation] + extra + common
-            rc, tail, wall, cpu, rss, lab_cpu = run_measured(cmd, env, work, pids)
-            row = {"operation": operation, "rc": rc, "wall_s": wall, "controller_cpu_s": cpu,
+        down = "c%d" % min(7, clusters)
+        # (row, playbook, extra arguments, the exit code it must end with, lab fault during the run)
+        operations = (("install", "install", ["-e", "@" + str(secrets)], 0, None),
+                      # the failure paths: every cluster Degraded (no backup yet), then one cluster down
+                      ("status-all-fail", "status", [], 2, None),
+                      ("backup", "backup", ["-e", "backup_name=scale-" + stamp], 0, None),
+                      ("status", "status", [], 0, None),
+                      ("status-one-down", "status", [], 2, down))
+        for operation, playbook, extra, expected_rc, fault in operations:
+            cmd = [str(BIN / "ansible-playbook"), "-i", str(lab.inventory), "fleetdr.kube." + playbook] + extra + common
+            if fault:
+                lab.cli("fault", fault, "down")
+            try:
+                rc, tail, wall, cpu, rss, lab_cpu = run_measured(cmd, env, work, pids)
+            finally:
+                if fault:
+                    lab.cli("fault", fault, "clear")
+            row = {"operation": operation, "rc": rc, "expected_rc": expected_rc, "wall_s": wall, "controller_cpu_s": cpu,
                    "controller_ms_per_cluster": round(1000 * cpu / clusters, 1), "controller_peak_rss_mb": rss, "lab_cpu_s": lab_cpu}
-            if rc != 0:
+            if rc != expected_rc:
                 row["error_tail"] = tail
             round_["operations"].append(row)
-            print("workers %4d  %-7s wall %7.2fs  controller CPU %7.2fs (%5.1f ms/cluster)  peak RSS %6.1f MB  lab CPU %7.2fs  rc %d" % (
+            print("workers %4d  %-15s wall %7.2fs  controller CPU %7.2fs (%5.1f ms/cluster)  peak RSS %6.1f MB  lab CPU %7.2fs  rc %d" % (
                 workers, operation, wall, cpu, row["controller_ms_per_cluster"], rss, lab_cpu, rc), flush=True)
         found = sorted((work / "reports").glob("backup-scale-*"))
         if found:
@@ -129,10 +144,10 @@ def main():
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print("\n%7s %-8s %9s %13s %12s %12s %10s" % ("workers", "op", "wall_s", "ctrl_cpu_s", "ms/cluster", "peak_rss_mb", "lab_cpu_s"))
+    print("\n%7s %-15s %9s %13s %12s %12s %10s" % ("workers", "op", "wall_s", "ctrl_cpu_s", "ms/cluster", "peak_rss_mb", "lab_cpu_s"))
     for round_ in rounds:
         for row in round_["operations"]:
-            print("%7d %-8s %9.2f %13.2f %12.1f %12.1f %10.2f" % (
+            print("%7d %-15s %9.2f %13.2f %12.1f %12.1f %10.2f" % (
                 round_["workers"], row["operation"], row["wall_s"], row["controller_cpu_s"], row["controller_ms_per_cluster"],
                 row["controller_peak_rss_mb"], row["lab_cpu_s"]))
         report = round_.get("backup_report") or {}
@@ -140,7 +155,7 @@ def main():
             round_["workers"], round_["lab_up_wall_s"], round_["lab_rss_mb"], round_["install_backup_report_wall_s"],
             report.get("render_cpu_s", 0), report.get("files_bytes", {}).get("report.html", 0) / 1024))
     print("targets: %s; written to %s" % (json.dumps(TARGETS), out))
-    if any(row["rc"] != 0 for round_ in rounds for row in round_["operations"]):
+    if any(row["rc"] != row["expected_rc"] for round_ in rounds for row in round_["operations"]):
         sys.exit("some operations failed (see error_tail in %s)" % out)
 
 
